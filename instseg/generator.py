@@ -1,0 +1,295 @@
+"""StyleGAN2 generator (config-f family, skip architecture) in plain PyTorch.
+
+Weight conventions follow the StyleGAN2-ADA layout ([out, in, kh, kw] kernels, up-sampling
+kernels already flipped relative to TensorFlow), so every official format maps onto it
+by renaming and transposing only (see `checkpoints.py`).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+NOISE_MODES = ("const", "random", "none")
+
+
+@dataclass(frozen=True)
+class GeneratorConfig:
+    """Architecture of one generator; saved beside its weights in the native format."""
+
+    resolution: int = 256  # square synthesis resolution, a power of two
+    z_dim: int = 512
+    w_dim: int = 512
+    img_channels: int = 3
+    channel_base: int = 32768  # channels at resolution r: min(channel_base // r, channel_max)
+    channel_max: int = 512
+    mapping_layers: int = 8
+    mapping_lr_mul: float = 0.01
+    conv_clamp: float | None = None  # ADA configs clamp activations to +-256
+    out_height: int | None = None  # centre crop of the output, e.g. LSUN car 384 of 512
+    out_width: int | None = None
+
+    def __post_init__(self) -> None:
+        r = self.resolution
+        if r < 4 or r & (r - 1):
+            raise ValueError(f"resolution must be a power of two >= 4, got {r}")
+        for name in ("out_height", "out_width"):
+            v = getattr(self, name)
+            if v is not None and not 0 < v <= r:
+                raise ValueError(f"{name} must lie in 1..{r}, got {v}")
+
+    @property
+    def num_ws(self) -> int:
+        return 2 * int(math.log2(self.resolution)) - 2
+
+    @property
+    def block_resolutions(self) -> list[int]:
+        return [2**i for i in range(2, int(math.log2(self.resolution)) + 1)]
+
+    def channels(self, res: int) -> int:
+        return min(self.channel_base // res, self.channel_max)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+# ---------------------------------------------------------------------------------------
+# Low-level ops
+
+
+def fir_kernel(taps: Sequence[float] = (1, 3, 3, 1)) -> Tensor:
+    """Separable 2D FIR filter normalised to sum 1: [k, k]."""
+    f = torch.as_tensor(taps, dtype=torch.float32)
+    f = f[:, None] * f[None, :]
+    return f / f.sum()
+
+
+def upfirdn2d(x: Tensor, f: Tensor, up: int = 1, pad: Sequence[int] = (0, 0, 0, 0), gain: float = 1.0) -> Tensor:
+    """Zero-insertion upsampling by `up`, padding (x0, x1, y0, y1), then convolution with `f`."""
+    b, c, h, w = x.shape
+    if up > 1:
+        x = x.reshape(b, c, h, 1, w, 1)
+        x = F.pad(x, [0, up - 1, 0, 0, 0, up - 1])
+        x = x.reshape(b, c, h * up, w * up)
+    x = F.pad(x, list(pad))
+    k = (f * gain).flip([0, 1]).to(x.dtype)[None, None].expand(c, 1, *f.shape)
+    return F.conv2d(x, k, groups=c)
+
+
+def upsample2d(x: Tensor, f: Tensor) -> Tensor:
+    """2x upsampling with the FIR filter, as used on the skip-architecture image."""
+    return upfirdn2d(x, f, up=2, pad=(2, 1, 2, 1), gain=4.0)
+
+
+def modulated_conv2d(
+    x: Tensor, weight: Tensor, styles: Tensor, demodulate: bool = True, up: bool = False, f: Tensor | None = None
+) -> Tensor:
+    """Modulated (and optionally demodulated) conv. x [B, I, H, W], weight [O, I, k, k], styles [B, I].
+
+    With `up`, a stride-2 transposed conv followed by the FIR blur gives a 2x larger output.
+    """
+    x = x * styles[:, :, None, None]
+    if up:
+        assert f is not None
+        x = F.conv_transpose2d(x, weight.transpose(0, 1), stride=2)  # [B, O, 2H+1, 2W+1]
+        x = upfirdn2d(x, f, pad=(1, 1, 1, 1), gain=4.0)
+    else:
+        x = F.conv2d(x, weight, padding=weight.shape[-1] // 2)
+    if demodulate:
+        d = torch.rsqrt(styles.square() @ weight.square().sum(dim=[2, 3]).t() + 1e-8)  # [B, O]
+        x = x * d[:, :, None, None]
+    return x
+
+
+def lrelu(x: Tensor) -> Tensor:
+    return F.leaky_relu(x, 0.2) * math.sqrt(2)
+
+
+# ---------------------------------------------------------------------------------------
+# Layers
+
+
+class EqualLinear(nn.Module):
+    """Dense layer with equalised learning rate (runtime weight scaling)."""
+
+    def __init__(self, in_f: int, out_f: int, bias_init: float = 0.0, lr_mul: float = 1.0, act: bool = False):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(out_f, in_f) / lr_mul)
+        self.bias = nn.Parameter(torch.full([out_f], float(bias_init)))
+        self.weight_gain = lr_mul / math.sqrt(in_f)
+        self.lr_mul = lr_mul
+        self.act = act
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = F.linear(x, self.weight * self.weight_gain, self.bias * self.lr_mul)
+        return lrelu(x) if self.act else x
+
+
+class MappingNetwork(nn.Module):
+    def __init__(self, cfg: GeneratorConfig):
+        super().__init__()
+        dims = [cfg.z_dim] + [cfg.w_dim] * cfg.mapping_layers
+        self.fcs = nn.ModuleList(
+            EqualLinear(dims[i], dims[i + 1], lr_mul=cfg.mapping_lr_mul, act=True) for i in range(cfg.mapping_layers)
+        )
+        self.num_ws = cfg.num_ws
+        self.register_buffer("w_avg", torch.zeros(cfg.w_dim))
+
+    def forward(self, z: Tensor, truncation_psi: float = 1.0, truncation_cutoff: int | None = None) -> Tensor:
+        x = z * torch.rsqrt(z.square().mean(dim=1, keepdim=True) + 1e-8)
+        for fc in self.fcs:
+            x = fc(x)
+        ws = x[:, None, :].repeat(1, self.num_ws, 1)  # [B, num_ws, w_dim]
+        if truncation_psi != 1:
+            cut = self.num_ws if truncation_cutoff is None else truncation_cutoff
+            ws[:, :cut] = self.w_avg.lerp(ws[:, :cut], truncation_psi)
+        return ws
+
+
+class SynthesisLayer(nn.Module):
+    """Modulated 3x3 conv + noise + bias + lrelu, optionally upsampling 2x."""
+
+    def __init__(self, in_ch: int, out_ch: int, w_dim: int, resolution: int, up: bool, conv_clamp: float | None):
+        super().__init__()
+        self.affine = EqualLinear(w_dim, in_ch, bias_init=1.0)
+        self.weight = nn.Parameter(torch.randn(out_ch, in_ch, 3, 3))
+        self.bias = nn.Parameter(torch.zeros(out_ch))
+        self.noise_strength = nn.Parameter(torch.zeros([]))
+        self.register_buffer("noise_const", torch.randn(resolution, resolution))
+        self.up = up
+        self.conv_clamp = conv_clamp
+
+    def forward(self, x: Tensor, w: Tensor, noise_mode: str, f: Tensor) -> Tensor:
+        x = modulated_conv2d(x, self.weight, self.affine(w), demodulate=True, up=self.up, f=f)
+        if noise_mode == "const":
+            x = x + self.noise_const * self.noise_strength
+        elif noise_mode == "random":
+            x = x + torch.randn_like(x[:, :1]) * self.noise_strength
+        x = lrelu(x + self.bias[None, :, None, None])
+        if self.conv_clamp is not None:
+            x = x.clamp(-self.conv_clamp * math.sqrt(2), self.conv_clamp * math.sqrt(2))
+        return x
+
+
+class ToRGB(nn.Module):
+    def __init__(self, in_ch: int, img_ch: int, w_dim: int, conv_clamp: float | None):
+        super().__init__()
+        self.affine = EqualLinear(w_dim, in_ch, bias_init=1.0)
+        self.weight = nn.Parameter(torch.randn(img_ch, in_ch, 1, 1))
+        self.bias = nn.Parameter(torch.zeros(img_ch))
+        self.weight_gain = 1 / math.sqrt(in_ch)
+        self.conv_clamp = conv_clamp
+
+    def forward(self, x: Tensor, w: Tensor) -> Tensor:
+        x = modulated_conv2d(x, self.weight, self.affine(w) * self.weight_gain, demodulate=False)
+        x = x + self.bias[None, :, None, None]
+        if self.conv_clamp is not None:
+            x = x.clamp(-self.conv_clamp, self.conv_clamp)
+        return x
+
+
+class SynthesisBlock(nn.Module):
+    """One resolution: (const | up-conv0) -> conv1 -> ToRGB."""
+
+    def __init__(self, cfg: GeneratorConfig, res: int):
+        super().__init__()
+        out_ch = cfg.channels(res)
+        self.res = res
+        if res == 4:
+            self.const = nn.Parameter(torch.randn(out_ch, 4, 4))
+        else:
+            self.conv0 = SynthesisLayer(cfg.channels(res // 2), out_ch, cfg.w_dim, res, True, cfg.conv_clamp)
+        self.conv1 = SynthesisLayer(out_ch, out_ch, cfg.w_dim, res, False, cfg.conv_clamp)
+        self.torgb = ToRGB(out_ch, cfg.img_channels, cfg.w_dim, cfg.conv_clamp)
+        self.num_conv = 1 if res == 4 else 2
+
+
+class Generator(nn.Module):
+    """StyleGAN2 generator: `mapping(z) -> ws`, `synthesis(ws) -> (img, features)`."""
+
+    def __init__(self, cfg: GeneratorConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.z_dim, self.w_dim, self.num_ws = cfg.z_dim, cfg.w_dim, cfg.num_ws
+        self.mapping_net = MappingNetwork(cfg)
+        self.blocks = nn.ModuleList(SynthesisBlock(cfg, r) for r in cfg.block_resolutions)
+        self.register_buffer("fir", fir_kernel(), persistent=False)
+
+    @property
+    def feature_names(self) -> list[str]:
+        """Names accepted by `synthesis(features=...)`: each block's conv outputs, plus 'rgb'."""
+        names = []
+        for b in self.blocks:
+            names += ([] if b.res == 4 else [f"b{b.res}.conv0"]) + [f"b{b.res}.conv1"]
+        return names + ["rgb"]
+
+    @property
+    def out_hw(self) -> tuple[int, int]:
+        r = self.cfg.resolution
+        return (self.cfg.out_height or r, self.cfg.out_width or r)
+
+    def mapping(self, z: Tensor, truncation_psi: float = 1.0, truncation_cutoff: int | None = None) -> Tensor:
+        """z [B, z_dim] -> ws [B, num_ws, w_dim]."""
+        return self.mapping_net(z, truncation_psi, truncation_cutoff)
+
+    def synthesis(
+        self, ws: Tensor, noise_mode: str = "const", features: Sequence[str] = ()
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        """ws [B, num_ws, w_dim] -> image [B, C, H, W] in about [-1, 1], and the requested activations."""
+        if noise_mode not in NOISE_MODES:
+            raise ValueError(f"noise_mode must be one of {NOISE_MODES}, got {noise_mode!r}")
+        unknown = set(features) - set(self.feature_names)
+        if unknown:
+            raise ValueError(f"unknown feature layer(s) {sorted(unknown)}; valid: {', '.join(self.feature_names)}")
+        want = set(features)
+        feats: dict[str, Tensor] = {}
+        x = img = None
+        i = 0
+        for blk in self.blocks:
+            if blk.res == 4:
+                x = blk.const[None].expand(ws.shape[0], -1, -1, -1)
+                x = blk.conv1(x, ws[:, 0], noise_mode, self.fir)
+            else:
+                x = blk.conv0(x, ws[:, i], noise_mode, self.fir)
+                if f"b{blk.res}.conv0" in want:
+                    feats[f"b{blk.res}.conv0"] = self._crop(x)
+                x = blk.conv1(x, ws[:, i + 1], noise_mode, self.fir)
+            if f"b{blk.res}.conv1" in want:
+                feats[f"b{blk.res}.conv1"] = self._crop(x)
+            i += blk.num_conv
+            y = blk.torgb(x, ws[:, i])
+            img = y if img is None else upsample2d(img, self.fir) + y
+        img = self._crop(img)
+        if "rgb" in want:
+            feats["rgb"] = img
+        return img, feats
+
+    def forward(self, z: Tensor, truncation_psi: float = 1.0, noise_mode: str = "const") -> Tensor:
+        return self.synthesis(self.mapping(z, truncation_psi), noise_mode)[0]
+
+    def _crop(self, t: Tensor) -> Tensor:
+        """Centre-crop a map by the same fraction as the output crop (non-square generators)."""
+        oh, ow = self.out_hw
+        r = self.cfg.resolution
+        if (oh, ow) == (r, r):
+            return t
+        h = max(1, round(t.shape[2] * oh / r))
+        w = max(1, round(t.shape[3] * ow / r))
+        y0, x0 = (t.shape[2] - h) // 2, (t.shape[3] - w) // 2
+        return t[:, :, y0 : y0 + h, x0 : x0 + w]
+
+
+def z_from_seed(seed: int, z_dim: int) -> Tensor:
+    """The latent of an integer seed, as NVIDIA's generate scripts draw it: [1, z_dim]."""
+    return torch.from_numpy(np.random.RandomState(seed).randn(1, z_dim)).float()
+
+
+def to_uint8(img: Tensor) -> np.ndarray:
+    """[B, C, H, W] in [-1, 1] -> [B, H, W, C] uint8."""
+    x = (img.detach().float() * 127.5 + 128).clamp(0, 255).to(torch.uint8)
+    return x.permute(0, 2, 3, 1).cpu().numpy()

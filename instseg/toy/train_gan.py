@@ -1,0 +1,223 @@
+"""Train the toy StyleGAN2 on rendered scenes (CPU or CUDA), with checkpoints and resume.
+
+Recipe: non-saturating logistic loss, lazy R1 on D, style-mixing regularisation, equalised
+learning rate in G and D, and an EMA generator whose half-life ramps up with images shown.
+"""
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..checkpoints import save_native
+from ..generator import Generator, GeneratorConfig, lrelu
+from ..io import atomic_torch_save
+from .render import render_seed
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainConfig:
+    out: str = "toy-train"  # folder for the training state, samples and the exported generator
+    resolution: int = 32
+    channel_base: int = 4096
+    channel_max: int = 128
+    z_dim: int = 128
+    w_dim: int = 128
+    mapping_layers: int = 4
+    dataset_size: int = 20000  # rendered scenes, seeds 1_000_000 + i (disjoint from test seeds)
+    batch: int = 16
+    iters: int = 20000
+    lr: float = 0.002
+    r1_gamma: float = 0.5
+    r1_every: int = 4
+    mix_prob: float = 0.9
+    ema_kimg: float = 2.0  # EMA half-life in thousands of images, ramped up by ema_rampup
+    ema_rampup: float = 0.05
+    checkpoint_every: int = 250
+    threads: int = 0  # torch CPU threads; 0 keeps torch's default
+    device: str = "cpu"
+    seed: int = 0
+
+
+# ---------------------------------------------------------------------------------------
+# Discriminator (residual, equalised learning rate, minibatch stddev)
+
+
+class EqConv(nn.Module):
+    def __init__(self, cin: int, cout: int, k: int, bias: bool = True):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(cout, cin, k, k))
+        self.bias = nn.Parameter(torch.zeros(cout)) if bias else None
+        self.gain = 1 / math.sqrt(cin * k * k)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.conv2d(x, self.weight * self.gain, self.bias, padding=self.weight.shape[-1] // 2)
+
+
+class EqLinear(nn.Module):
+    def __init__(self, cin: int, cout: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(cout, cin))
+        self.bias = nn.Parameter(torch.zeros(cout))
+        self.gain = 1 / math.sqrt(cin)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.linear(x, self.weight * self.gain, self.bias)
+
+
+class DBlock(nn.Module):
+    def __init__(self, cin: int, cout: int):
+        super().__init__()
+        self.conv0, self.conv1 = EqConv(cin, cin, 3), EqConv(cin, cout, 3)
+        self.skip = EqConv(cin, cout, 1, bias=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = self.skip(F.avg_pool2d(x, 2))
+        x = F.avg_pool2d(lrelu(self.conv1(lrelu(self.conv0(x)))), 2)
+        return (x + y) / math.sqrt(2)
+
+
+class Discriminator(nn.Module):
+    def __init__(self, cfg: GeneratorConfig):
+        super().__init__()
+        res = cfg.block_resolutions[::-1]  # top -> 8
+        self.fromrgb = EqConv(cfg.img_channels, cfg.channels(res[0]), 1)
+        self.blocks = nn.Sequential(*[DBlock(cfg.channels(r), cfg.channels(r // 2)) for r in res[:-1]])
+        c = cfg.channels(4)
+        self.conv = EqConv(c + 1, c, 3)
+        self.fc = EqLinear(c * 16, c)
+        self.out = EqLinear(c, 1)
+
+    def forward(self, img: Tensor) -> Tensor:
+        x = self.blocks(lrelu(self.fromrgb(img)))
+        g = min(4, x.shape[0])
+        s = x.reshape(g, -1, *x.shape[1:]).std(dim=0).mean(dim=[1, 2, 3])  # [B/g]
+        s = s.repeat(g)[:, None, None, None].expand(-1, 1, 4, 4)
+        x = lrelu(self.conv(torch.cat([x, s], 1)))
+        return self.out(lrelu(self.fc(x.flatten(1)))).squeeze(1)
+
+
+# ---------------------------------------------------------------------------------------
+
+
+def render_dataset(n: int, size: int, first_seed: int = 1_000_000) -> Tensor:
+    """Rendered scenes as uint8 [n, 3, size, size]."""
+    imgs = np.stack([render_seed(first_seed + i, size)[0] for i in range(n)])
+    return torch.from_numpy(imgs).permute(0, 3, 1, 2).contiguous()
+
+
+def make_generator_config(cfg: TrainConfig) -> GeneratorConfig:
+    return GeneratorConfig(
+        resolution=cfg.resolution, z_dim=cfg.z_dim, w_dim=cfg.w_dim, channel_base=cfg.channel_base,
+        channel_max=cfg.channel_max, mapping_layers=cfg.mapping_layers,
+    )
+
+
+def _mixed_ws(G: Generator, batch: int, mix_prob: float, device: torch.device) -> Tensor:
+    z = torch.randn(batch, G.z_dim, device=device)
+    ws = G.mapping(z)
+    if mix_prob > 0 and torch.rand(()) < mix_prob:
+        cut = int(torch.randint(1, G.num_ws, ()))
+        ws2 = G.mapping(torch.randn_like(z))
+        ws = torch.cat([ws[:, :cut], ws2[:, cut:]], 1)
+    return ws
+
+
+def train(cfg: TrainConfig) -> Path:
+    """Run (or resume) training; returns the exported generator path."""
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    device = torch.device(cfg.device)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(cfg.seed)
+    gcfg = make_generator_config(cfg)
+    G, D = Generator(gcfg).to(device), Discriminator(gcfg).to(device)
+    G_ema = copy.deepcopy(G).eval().requires_grad_(False)
+    c = cfg.r1_every / (cfg.r1_every + 1)
+    opt_G = torch.optim.Adam(G.parameters(), lr=cfg.lr, betas=(0.0, 0.99))
+    opt_D = torch.optim.Adam(D.parameters(), lr=cfg.lr * c, betas=(0.0, 0.99**c))
+    state_path = out / "train-state.pt"
+    it = 0
+    if state_path.exists():
+        st = torch.load(state_path, map_location=device, weights_only=True)
+        for m, k in ((G, "G"), (D, "D"), (G_ema, "G_ema"), (opt_G, "opt_G"), (opt_D, "opt_D")):
+            m.load_state_dict(st[k])
+        it = st["iter"]
+        torch.set_rng_state(st["rng"])
+        log.info("resumed from %s at iteration %d", state_path, it)
+    log.info("rendering %d training scenes at %dpx", cfg.dataset_size, cfg.resolution)
+    data = render_dataset(cfg.dataset_size, cfg.resolution)
+    t0, seen = time.time(), 0
+    while it < cfg.iters:
+        idx = torch.randint(len(data), (cfg.batch,))
+        real = data[idx].to(device).float() / 127.5 - 1
+        real = torch.where(torch.rand(cfg.batch, 1, 1, 1, device=device) < 0.5, real.flip(3), real)
+
+        # G step
+        G.requires_grad_(True), D.requires_grad_(False)
+        fake = G.synthesis(_mixed_ws(G, cfg.batch, cfg.mix_prob, device), noise_mode="random")[0]
+        loss_G = F.softplus(-D(fake)).mean()
+        opt_G.zero_grad(set_to_none=True)
+        loss_G.backward()
+        opt_G.step()
+        with torch.no_grad():  # track w_avg for truncation
+            w = G.mapping(torch.randn(cfg.batch, G.z_dim, device=device))[:, 0]
+            G.mapping_net.w_avg.lerp_(w.mean(0), 0.005)
+
+        # D step
+        G.requires_grad_(False), D.requires_grad_(True)
+        with torch.no_grad():
+            fake = G.synthesis(_mixed_ws(G, cfg.batch, cfg.mix_prob, device), noise_mode="random")[0]
+        loss_D = F.softplus(D(fake)).mean() + F.softplus(-D(real)).mean()
+        if it % cfg.r1_every == 0:
+            real_r = real.detach().requires_grad_(True)
+            (grad,) = torch.autograd.grad(D(real_r).sum(), real_r, create_graph=True)
+            loss_D = loss_D + grad.square().sum(dim=[1, 2, 3]).mean() * (cfg.r1_gamma / 2) * cfg.r1_every
+        opt_D.zero_grad(set_to_none=True)
+        loss_D.backward()
+        opt_D.step()
+
+        # EMA
+        seen += cfg.batch
+        nimg = (it + 1) * cfg.batch
+        ema_nimg = min(cfg.ema_kimg * 1000, nimg * cfg.ema_rampup)
+        beta = 0.5 ** (cfg.batch / max(ema_nimg, 1e-8))
+        with torch.no_grad():
+            for p_ema, p in zip(G_ema.parameters(), G.parameters()):
+                p_ema.lerp_(p, 1 - beta)
+            for b_ema, b in zip(G_ema.buffers(), G.buffers()):
+                b_ema.copy_(b)
+        it += 1
+        if it % 50 == 0:
+            dt = (time.time() - t0) / max(seen / cfg.batch, 1)
+            log.info("iter %d  loss_G %.3f  loss_D %.3f  %.2f s/iter", it, loss_G.item(), loss_D.item(), dt)
+        if it % cfg.checkpoint_every == 0 or it == cfg.iters:
+            state = {"G": G.state_dict(), "D": D.state_dict(), "G_ema": G_ema.state_dict(),
+                     "opt_G": opt_G.state_dict(), "opt_D": opt_D.state_dict(), "iter": it,
+                     "rng": torch.get_rng_state(), "config": asdict(cfg)}
+            atomic_torch_save(state, state_path)
+            save_native(G_ema, out / "generator.pt", meta={"iterations": it, "images_shown": nimg})
+            log.info("checkpoint at iteration %d -> %s", it, out)
+    return out / "generator.pt"
+
+
+if __name__ == "__main__":
+    import argparse
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    ap = argparse.ArgumentParser(description="Train the toy StyleGAN2 (see README: instseg toy train-gan).")
+    for k, v in asdict(TrainConfig()).items():
+        ap.add_argument(f"--{k.replace('_', '-')}", type=type(v), default=v)
+    train(TrainConfig(**vars(ap.parse_args())))
