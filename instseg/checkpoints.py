@@ -1,15 +1,41 @@
-"""Generator checkpoints: detect the format and read it into our `Generator`."""
+"""Generator checkpoints: detect the format and read it into our `Generator`.
+
+Supported, all read with PyTorch alone and without running code stored in the file:
+  (a) NVIDIA StyleGAN2 TensorFlow pickles (`Gs` of the (G, D, Gs) tuple);
+  (b) StyleGAN2-ADA / StyleGAN3-repo PyTorch pickles of the StyleGAN2 architecture (`G_ema`);
+  (c) rosinality state dicts {"g_ema", "latent_avg"};
+  (d) the native format written by `save_native`.
+"""
 from __future__ import annotations
 
+import argparse
+import collections
+import io
 import os
+import pickle
+import re
+import zipfile
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import torch
+from torch import Tensor
 
+from .errors import CheckpointError
 from .generator import Generator, GeneratorConfig
 from .io import atomic_torch_save
 
 NATIVE_FORMAT = "instseg-native"
+SUPPORTED = (
+    "supported formats: NVIDIA StyleGAN2 TF pickle, StyleGAN2-ADA/StyleGAN3-repo PyTorch pickle "
+    "of a StyleGAN2 generator, rosinality {g_ema, latent_avg} .pt, instseg native .pt"
+)
+_TORCH_LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
+
+
+# ---------------------------------------------------------------------------------------
+# Native format
 
 
 def save_native(G: Generator, path: str | os.PathLike, meta: dict | None = None) -> None:
@@ -21,7 +47,311 @@ def save_native(G: Generator, path: str | os.PathLike, meta: dict | None = None)
     )
 
 
-def load_native(obj: dict) -> Generator:
+def _from_native(obj: dict) -> Generator:
     G = Generator(GeneratorConfig(**obj["config"]))
     G.load_state_dict(obj["state_dict"])
-    return G.eval()
+    return G
+
+
+# ---------------------------------------------------------------------------------------
+# Restricted unpickling
+
+
+class _TFNetwork:
+    """Stand-in for dnnlib.tflib.network.Network: keeps the pickled state, runs nothing."""
+
+    def __setstate__(self, state: dict) -> None:
+        self.state = state
+
+    def variables(self) -> dict[str, np.ndarray]:
+        return {name: np.asarray(v) for name, v in self.state["variables"]}
+
+
+class _Persistent:
+    """Stand-in for an object pickled by torch_utils.persistence; its embedded source is never run."""
+
+    def __init__(self, meta: dict):
+        self.class_name = meta.get("class_name")
+        self.module_src = meta.get("module_src") or ""
+        self.state = meta.get("state") or {}
+
+
+class _EasyDict(dict):
+    pass
+
+
+def _load_storage_bytes(b: bytes) -> Any:
+    return torch.load(io.BytesIO(b), weights_only=True)
+
+
+def _rebuild_parameter(data: Tensor, requires_grad: bool, backward_hooks: Any, *state: Any) -> Tensor:
+    return data
+
+
+def _numpy(name: str) -> Any:
+    core = getattr(np, "_core", None) or np.core
+    return getattr(core.multiarray, name)
+
+
+_ALLOWED: dict[tuple[str, str], Any] = {
+    ("dnnlib.tflib.network", "Network"): _TFNetwork,
+    ("torch_utils.persistence", "_reconstruct_persistent_obj"): _Persistent,
+    ("dnnlib.util", "EasyDict"): _EasyDict,
+    ("dnnlib", "EasyDict"): _EasyDict,
+    ("collections", "OrderedDict"): collections.OrderedDict,
+    ("builtins", "set"): set,
+    ("builtins", "frozenset"): frozenset,
+    ("torch._utils", "_rebuild_tensor_v2"): torch._utils._rebuild_tensor_v2,
+    ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
+    ("torch._utils", "_rebuild_parameter_with_state"): _rebuild_parameter,
+    ("torch.storage", "_load_from_bytes"): _load_storage_bytes,
+    ("numpy", "dtype"): np.dtype,
+    ("numpy", "ndarray"): np.ndarray,
+}
+for _mod in ("numpy.core.multiarray", "numpy._core.multiarray"):
+    _ALLOWED[(_mod, "_reconstruct")] = _numpy("_reconstruct")
+    _ALLOWED[(_mod, "scalar")] = _numpy("scalar")
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> Any:
+        try:
+            return _ALLOWED[(module, name)]
+        except KeyError:
+            raise CheckpointError(f"refused to unpickle: it asks for {module}.{name}, which is not allowed; {SUPPORTED}")
+
+
+# ---------------------------------------------------------------------------------------
+# Architecture inference shared by the official formats
+
+
+def _infer_channels(chans: dict[int, int]) -> tuple[int, int]:
+    """(channel_base, channel_max) reproducing `chans` = {res: channels} under our formula."""
+    cmax = max(chans.values())
+    below = [r for r, c in chans.items() if c < cmax]
+    base = chans[min(below)] * min(below) if below else cmax * max(chans)
+    return base, cmax
+
+
+def _config(z_dim: int, w_dim: int, img_ch: int, chans: dict[int, int], n_map: int, lr_mul: float,
+            clamp: float | None = None, out_hw: tuple[int | None, int | None] = (None, None)) -> GeneratorConfig:
+    base, cmax = _infer_channels(chans)
+    cfg = GeneratorConfig(resolution=max(chans), z_dim=z_dim, w_dim=w_dim, img_channels=img_ch, channel_base=base,
+                          channel_max=cmax, mapping_layers=n_map, mapping_lr_mul=lr_mul, conv_clamp=clamp,
+                          out_height=out_hw[0], out_width=out_hw[1])
+    if any(cfg.channels(r) != c for r, c in chans.items()):
+        raise CheckpointError(f"unsupported channel layout {chans}; {SUPPORTED}")
+    return cfg
+
+
+def _build(cfg: GeneratorConfig, sd: dict[str, Tensor], source: str) -> Generator:
+    G = Generator(cfg)
+    own = G.state_dict()
+    missing = sorted(set(own) - set(sd))
+    extra = sorted(set(sd) - set(own))
+    if missing or extra:
+        raise CheckpointError(f"{source}: variables do not match a StyleGAN2 skip generator "
+                              f"(missing {missing[:3]}, unexpected {extra[:3]}); {SUPPORTED}")
+    for k, v in sd.items():
+        if tuple(v.shape) != tuple(own[k].shape):
+            raise CheckpointError(f"{source}: {k} has shape {tuple(v.shape)}, expected {tuple(own[k].shape)}")
+    G.load_state_dict({k: v.float() for k, v in sd.items()})
+    return G
+
+
+def _t(a: Any) -> Tensor:
+    return torch.as_tensor(np.asarray(a, dtype=np.float32)).clone()
+
+
+# ---------------------------------------------------------------------------------------
+# (a) TensorFlow pickles
+
+
+def _from_tf(Gs: _TFNetwork) -> Generator:
+    comps = Gs.state.get("components", {})
+    if "mapping" not in comps or "synthesis" not in comps:
+        raise CheckpointError(f"TF pickle without mapping/synthesis components; {SUPPORTED}")
+    mv, sv, own = comps["mapping"].variables(), comps["synthesis"].variables(), Gs.variables()
+    n_map = len([k for k in mv if re.fullmatch(r"Dense\d+/weight", k)])
+    z_dim, w_dim = mv["Dense0/weight"].shape
+    ress = sorted({int(m.group(1)) for k in sv if (m := re.match(r"(\d+)x\1/", k))})
+    if any(f"{r}x{r}/ToRGB/weight" not in sv for r in ress):
+        raise CheckpointError(f"only the skip generator (config-e/f) is supported; {SUPPORTED}")
+    chans = {r: sv[f"{r}x{r}/Conv{'' if r == 4 else '1'}/weight"].shape[3] for r in ress}
+    img_ch = sv[f"4x4/ToRGB/weight"].shape[3]
+    kw = {**comps["mapping"].state.get("static_kwargs", {}), **Gs.state.get("static_kwargs", {})}
+    cfg = _config(z_dim, w_dim, img_ch, chans, n_map, float(kw.get("mapping_lrmul", 0.01)))
+
+    sd: dict[str, Tensor] = {"mapping_net.w_avg": _t(own["dlatent_avg"])}
+    for i in range(n_map):
+        sd[f"mapping_net.fcs.{i}.weight"] = _t(mv[f"Dense{i}/weight"]).t()
+        sd[f"mapping_net.fcs.{i}.bias"] = _t(mv[f"Dense{i}/bias"])
+    layer = 0
+    for bi, r in enumerate(ress):
+        scope = f"{r}x{r}"
+        if r == 4:
+            sd[f"blocks.{bi}.const"] = _t(sv[f"{scope}/Const/const"])[0]
+            convs = [("conv1", "Conv", False)]
+        else:
+            convs = [("conv0", "Conv0_up", True), ("conv1", "Conv1", False)]
+        for name, tf_name, flip in convs:
+            p, q = f"blocks.{bi}.{name}", f"{scope}/{tf_name}"
+            w = _t(sv[f"{q}/weight"]).permute(3, 2, 0, 1)
+            sd[f"{p}.weight"] = w.flip([2, 3]) if flip else w
+            sd[f"{p}.affine.weight"] = _t(sv[f"{q}/mod_weight"]).t()
+            sd[f"{p}.affine.bias"] = _t(sv[f"{q}/mod_bias"]) + 1
+            sd[f"{p}.bias"] = _t(sv[f"{q}/bias"])
+            sd[f"{p}.noise_strength"] = _t(sv[f"{q}/noise_strength"]).reshape([])
+            sd[f"{p}.noise_const"] = _t(sv[f"noise{layer}"])[0, 0]
+            layer += 1
+        q = f"{scope}/ToRGB"
+        sd[f"blocks.{bi}.torgb.weight"] = _t(sv[f"{q}/weight"]).permute(3, 2, 0, 1)
+        sd[f"blocks.{bi}.torgb.affine.weight"] = _t(sv[f"{q}/mod_weight"]).t()
+        sd[f"blocks.{bi}.torgb.affine.bias"] = _t(sv[f"{q}/mod_bias"]) + 1
+        sd[f"blocks.{bi}.torgb.bias"] = _t(sv[f"{q}/bias"])
+    return _build(cfg, sd, "TF pickle")
+
+
+# ---------------------------------------------------------------------------------------
+# (b) StyleGAN2-ADA / StyleGAN3-repo pickles
+
+
+def _flatten_persistent(obj: _Persistent, prefix: str = "") -> dict[str, Tensor]:
+    out: dict[str, Tensor] = {}
+    for group in ("_parameters", "_buffers"):
+        for k, v in (obj.state.get(group) or {}).items():
+            if v is not None:
+                out[prefix + k] = v
+    for k, m in (obj.state.get("_modules") or {}).items():
+        if isinstance(m, _Persistent):
+            out.update(_flatten_persistent(m, f"{prefix}{k}."))
+    return out
+
+
+def _from_ada(G: _Persistent) -> Generator:
+    st = G.state
+    syn = st.get("_modules", {}).get("synthesis")
+    if not isinstance(syn, _Persistent) or "SynthesisInput" in syn.module_src or "input" in syn.state.get("_modules", {}):
+        raise CheckpointError(f"StyleGAN3 (-T/-R) generators are not supported; {SUPPORTED}")
+    if st.get("c_dim", 0):
+        raise CheckpointError(f"conditional generators (c_dim={st['c_dim']}) are not supported; {SUPPORTED}")
+    src = _flatten_persistent(G)
+    mapping = st["_modules"]["mapping"]
+    n_map = int(mapping.state.get("num_layers", len([k for k in src if re.fullmatch(r"mapping\.fc\d+\.weight", k)])))
+    lr_mul = float(mapping.state["_modules"]["fc0"].state.get("bias_gain", 0.01))
+    ress = sorted(int(k.split(".")[1][1:]) for k in src if re.fullmatch(r"synthesis\.b\d+\.conv1\.weight", k))
+    chans = {r: src[f"synthesis.b{r}.conv1.weight"].shape[0] for r in ress}
+    clamp = syn.state["_modules"][f"b{ress[-1]}"].state.get("conv_clamp")
+    cfg = _config(int(st["z_dim"]), int(st["w_dim"]), int(st["img_channels"]), chans, n_map, lr_mul,
+                  None if clamp is None else float(clamp))
+
+    sd: dict[str, Tensor] = {"mapping_net.w_avg": src["mapping.w_avg"]}
+    for i in range(n_map):
+        for k in ("weight", "bias"):
+            sd[f"mapping_net.fcs.{i}.{k}"] = src[f"mapping.fc{i}.{k}"]
+    rename = {"const": "const", "conv0": "conv0", "conv1": "conv1", "torgb": "torgb"}
+    for bi, r in enumerate(ress):
+        for k, v in src.items():
+            m = re.fullmatch(rf"synthesis\.b{r}\.(\w+)\.?(.*)", k)
+            if not m or m.group(1) not in rename or k.endswith("resample_filter"):
+                continue
+            sd[f"blocks.{bi}.{rename[m.group(1)]}" + (f".{m.group(2)}" if m.group(2) else "")] = v
+    return _build(cfg, sd, "ADA pickle")
+
+
+# ---------------------------------------------------------------------------------------
+# (c) rosinality state dicts
+
+
+def _from_rosinality(obj: dict) -> Generator:
+    g = obj["g_ema"]
+    n_map = len([k for k in g if re.fullmatch(r"style\.\d+\.weight", k)])
+    w_dim = g["style.1.weight"].shape[0]
+    n_up = len([k for k in g if re.fullmatch(r"to_rgbs\.\d+\.bias", k)])
+    ress = [2**i for i in range(2, 3 + n_up)]
+    chans = {4: g["conv1.conv.weight"].shape[1]}
+    for i, r in enumerate(ress[1:]):
+        chans[r] = g[f"convs.{2 * i}.conv.weight"].shape[1]
+    cfg = _config(w_dim, w_dim, g["to_rgb1.conv.weight"].shape[1], chans, n_map, 0.01)
+
+    sd: dict[str, Tensor] = {"mapping_net.w_avg": obj["latent_avg"].reshape(-1)}
+    for i in range(n_map):
+        sd[f"mapping_net.fcs.{i}.weight"] = g[f"style.{i + 1}.weight"]
+        sd[f"mapping_net.fcs.{i}.bias"] = g[f"style.{i + 1}.bias"]
+
+    def conv(p: str, q: str, layer: int) -> None:
+        sd[f"{p}.weight"] = g[f"{q}.conv.weight"][0]
+        sd[f"{p}.affine.weight"] = g[f"{q}.conv.modulation.weight"]
+        sd[f"{p}.affine.bias"] = g[f"{q}.conv.modulation.bias"]
+        sd[f"{p}.bias"] = g[f"{q}.activate.bias"]
+        sd[f"{p}.noise_strength"] = g[f"{q}.noise.weight"].reshape([])
+        sd[f"{p}.noise_const"] = g[f"noises.noise_{layer}"][0, 0]
+
+    def torgb(p: str, q: str) -> None:
+        sd[f"{p}.weight"] = g[f"{q}.conv.weight"][0]
+        sd[f"{p}.affine.weight"] = g[f"{q}.conv.modulation.weight"]
+        sd[f"{p}.affine.bias"] = g[f"{q}.conv.modulation.bias"]
+        sd[f"{p}.bias"] = g[f"{q}.bias"].reshape(-1)
+
+    sd["blocks.0.const"] = g["input.input"][0]
+    conv("blocks.0.conv1", "conv1", 0)
+    torgb("blocks.0.torgb", "to_rgb1")
+    for i in range(n_up):
+        conv(f"blocks.{i + 1}.conv0", f"convs.{2 * i}", 2 * i + 1)
+        conv(f"blocks.{i + 1}.conv1", f"convs.{2 * i + 1}", 2 * i + 2)
+        torgb(f"blocks.{i + 1}.torgb", f"to_rgbs.{i}")
+    return _build(cfg, sd, "rosinality checkpoint")
+
+
+# ---------------------------------------------------------------------------------------
+# Entry points
+
+
+def _torch_load(data: bytes) -> Any:
+    try:
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise CheckpointError(f"refused to load: {str(e).splitlines()[0][:200]}; {SUPPORTED}") from None
+
+
+def detect_and_load(data: bytes, name: str = "checkpoint") -> tuple[Generator, str]:
+    """Read a checkpoint's bytes into a Generator; returns (generator, format name)."""
+    try:
+        if data[:4] == b"PK\x03\x04":
+            obj: Any = _torch_load(data)
+        else:
+            obj = _RestrictedUnpickler(io.BytesIO(data)).load()
+            if obj == _TORCH_LEGACY_MAGIC:
+                obj = _torch_load(data)
+    except CheckpointError:
+        raise
+    except (pickle.UnpicklingError, EOFError, zipfile.BadZipFile, RuntimeError, ValueError, TypeError,
+            KeyError, IndexError, AttributeError, UnicodeDecodeError, OverflowError, MemoryError) as e:
+        raise CheckpointError(f"{name} is corrupt or truncated ({type(e).__name__}); {SUPPORTED}") from None
+
+    try:
+        if isinstance(obj, dict) and obj.get("format") == NATIVE_FORMAT:
+            return _from_native(obj), "native"
+        if isinstance(obj, dict) and "g_ema" in obj:
+            return _from_rosinality(obj), "rosinality"
+        if isinstance(obj, dict) and isinstance(obj.get("G_ema"), _Persistent):
+            return _from_ada(obj["G_ema"]), "ada"
+        if isinstance(obj, tuple) and len(obj) == 3 and isinstance(obj[2], _TFNetwork):
+            return _from_tf(obj[2]), "tf"
+    except CheckpointError:
+        raise
+    except (KeyError, IndexError, AttributeError, TypeError, ValueError, RuntimeError) as e:
+        raise CheckpointError(f"{name}: incomplete or unexpected contents ({type(e).__name__}: {e}); {SUPPORTED}") from None
+    raise CheckpointError(f"{name}: unrecognised checkpoint contents; {SUPPORTED}")
+
+
+def load_generator(path: str | os.PathLike, device: str | torch.device = "cpu") -> Generator:
+    """Load any supported checkpoint file into an eval-mode Generator on `device`."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise CheckpointError(f"cannot read {path}: {e.strerror}") from None
+    G, _ = detect_and_load(data, str(path))
+    return G.eval().requires_grad_(False).to(device)

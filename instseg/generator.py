@@ -172,7 +172,7 @@ class SynthesisLayer(nn.Module):
             x = x + torch.randn_like(x[:, :1]) * self.noise_strength
         x = lrelu(x + self.bias[None, :, None, None])
         if self.conv_clamp is not None:
-            x = x.clamp(-self.conv_clamp * math.sqrt(2), self.conv_clamp * math.sqrt(2))
+            x = x.clamp(-self.conv_clamp, self.conv_clamp)
         return x
 
 

@@ -1,0 +1,1 @@
+"""YAML run-config presets, one per generator preset (installed as instseg.configs)."""

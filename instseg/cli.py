@@ -1,0 +1,169 @@
+"""The `instseg` command line."""
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .errors import UserError
+
+log = logging.getLogger("instseg")
+
+
+class _Group(click.Group):
+    """Reports UserError as one line with exit code 2, never a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except UserError as e:
+            click.echo(f"Error: {e}", err=True)
+            ctx.exit(2)
+        except KeyboardInterrupt:
+            click.echo("Interrupted; run the same command again to resume.", err=True)
+            ctx.exit(130)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-v", "--verbose", count=True, help="More log output (-v info, -vv debug).")
+def main(verbose: int) -> None:
+    """Instance-segmentation datasets from pretrained GANs, without training or labels."""
+    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+
+
+def _tqdm_download() -> Any:
+    from tqdm import tqdm
+
+    bar: dict[str, Any] = {}
+
+    def update(done: int, total: int | None) -> None:
+        if "bar" not in bar:
+            bar["bar"] = tqdm(total=total, unit="B", unit_scale=True, desc="download", leave=False)
+        bar["bar"].update(done - bar["bar"].n)
+
+    return update
+
+
+@main.command()
+def models() -> None:
+    """List the named generators: name, resolution, cache state and source."""
+    from .zoo import PRESETS, default_cache, preset_path
+
+    cache = default_cache()
+    click.echo(f"{'name':12} {'resolution':>10} {'cached':7} {'classes':16} source")
+    for p in PRESETS.values():
+        cached = "packaged" if p.url is None else ("yes" if preset_path(p, cache).exists() else "no")
+        click.echo(f"{p.name:12} {f'{p.width}x{p.height}':>10} {cached:7} {','.join(p.classes) or '-':16} "
+                   f"{p.url or 'shipped with instseg'}")
+    click.echo(f"cache: {cache} (set INSTSEG_CACHE to move it)")
+
+
+@main.command()
+@click.argument("src", metavar="SRC")
+@click.argument("dst", metavar="DST", type=click.Path(dir_okay=False))
+def convert(src: str, dst: str) -> None:
+    """Convert a checkpoint (preset, path or URL; any supported format) to the native format."""
+    from .checkpoints import detect_and_load, save_native
+    from .zoo import resolve_gan
+
+    path = resolve_gan(src, progress=_tqdm_download()).path
+    G, fmt = detect_and_load(path.read_bytes(), str(path))
+    try:
+        save_native(G, dst, meta={"converted_from": src, "source_format": fmt})
+    except OSError as e:
+        raise UserError(f"cannot write {dst}: {e.strerror or e}") from None
+    click.echo(f"{src} ({fmt}, {G.cfg.resolution}px, {G.num_ws} ws) -> {dst}")
+
+
+@main.command()
+@click.option("--gan", default="toy-shapes", show_default=True, metavar="NAME|PATH|URL",
+              help="Generator: a preset (see `instseg models`), a checkpoint path or a URL.")
+@click.option("--out", "out", required=True, type=click.Path(file_okay=False), metavar="DIR",
+              help="Output folder; re-running the same command there resumes.")
+@click.option("--num-images", type=click.IntRange(min=1), default=None, metavar="N",
+              help="Make N images from seeds 0..N-1 (default: the config's seeds).")
+@click.option("--seeds", default=None, metavar="LIST", help="Seeds such as 0-99,120 (instead of --num-images).")
+@click.option("--variants", type=int, default=None, metavar="N", help="Style-mixed variants per image.  [default: 32]")
+@click.option("--mix-from", default=None, metavar="C[,C..]",
+              help="Crossover(s) c: ws[:c] kept, ws[c:] redrawn; one drawn per variant.")
+@click.option("--k", type=int, default=None, metavar="K", help="k-means clusters.  [default: 3]")
+@click.option("--features", default=None, metavar="rgb|LAYER",
+              help="Clustered features: 'rgb' or a synthesis layer such as b32.conv1.  [default: rgb]")
+@click.option("--normalize", type=click.Choice(["raw", "standardize", "l2"]), default=None,
+              help="Per-pixel normalisation of the N*C values.  [default: raw]")
+@click.option("--repeats", type=int, default=None, metavar="R",
+              help="k-means repeats with fresh variants, merged by majority vote.  [default: 1]")
+@click.option("--foreground", type=click.Choice(["border", "center"]), default=None,
+              help="Whole-image foreground rule.  [default: border]")
+@click.option("--work-res", type=int, default=None, metavar="PX", help="Longest side at which pixels are clustered.")
+@click.option("--truncation-psi", type=float, default=None, metavar="PSI", help="Truncation of source and variants.")
+@click.option("--detector", default="none", show_default=True, metavar="SPEC",
+              help="Box detector: none (whole image).")
+@click.option("--classes", default=None, metavar="A,B", help="Detector classes to keep.")
+@click.option("--device", default=None, metavar="auto|cpu|cuda:N", help="Where to compute.  [default: auto]")
+@click.option("--batch", type=int, default=None, metavar="B", help="Generator batch size.  [default: 8]")
+def run(gan: str, out: str, num_images: int | None, seeds: str | None, detector: str, classes: str | None,
+        mix_from: str | None, **flags: Any) -> None:
+    """Make a COCO segmentation dataset from a generator."""
+    from tqdm import tqdm
+
+    from .config import build_config, parse_ints, parse_seeds
+    from .runner import run as run_pipeline
+
+    if num_images is not None and seeds is not None:
+        raise UserError("give --num-images or --seeds, not both")
+    overrides = dict(flags)
+    if num_images is not None:
+        overrides["seeds"] = tuple(range(num_images))
+    if seeds is not None:
+        overrides["seeds"] = parse_seeds(seeds)
+    if mix_from is not None:
+        overrides["mix_from"] = parse_ints(mix_from)
+    if detector != "none":
+        raise UserError(f"--detector {detector}: only 'none' (whole-image segmentation) is available in this version")
+    cfg = build_config(gan, overrides)
+    bars: list[Any] = []  # opened at the first image, after the generator is resolved
+
+    def on_seed(seed: int, skipped: bool) -> None:
+        if not bars:
+            bars.append(tqdm(total=len(cfg.seeds), unit="img", desc="instseg run"))
+        bars[0].set_postfix_str(f"seed {seed}{' (done before)' if skipped else ''}")
+        bars[0].update()
+
+    try:
+        path = run_pipeline(cfg, Path(out), on_seed, _tqdm_download())
+    finally:
+        for b in bars:
+            b.close()
+    click.echo(f"wrote {path}")
+
+
+@main.command()
+@click.argument("run_dir", metavar="DIR", type=click.Path(exists=True, file_okay=False))
+@click.option("--out", "out", required=True, type=click.Path(dir_okay=False), metavar="PNG",
+              help="Where to write the overlay grid.")
+@click.option("--max-images", type=click.IntRange(min=1), default=8, show_default=True, metavar="N",
+              help="Rows (images) in the grid.")
+def show(run_dir: str, out: str, max_images: int) -> None:
+    """Write an overlay grid of a run: image | variants | cluster map | masks."""
+    from .io import atomic_save_png
+    from .visualize import grid, run_rows
+
+    if not (Path(run_dir) / "annotations.json").exists():
+        raise UserError(f"{run_dir} has no annotations.json; is it an instseg run dir?")
+    rows = run_rows(Path(run_dir), max_images)
+    if not rows:
+        raise UserError(f"{run_dir} has no images yet")
+    try:
+        atomic_save_png(out, grid([r for _, r in rows]))
+    except OSError as e:
+        raise UserError(f"cannot write {out}: {e.strerror or e}") from None
+    click.echo(f"wrote {out} ({len(rows)} images)")
+
+
+if __name__ == "__main__":
+    main()

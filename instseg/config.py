@@ -1,0 +1,111 @@
+"""Run configuration: a typed dataclass, YAML presets in configs/ that override it, CLI flags on top."""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import re
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import UserError
+
+NORMALIZATIONS = ("raw", "standardize", "l2")
+FOREGROUND_RULES = ("border", "center")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    gan: str = "toy-shapes"  # preset name, checkpoint path or URL
+    seeds: tuple[int, ...] = tuple(range(8))  # one image per seed
+    variants: int = 32  # N style-mixed variants per image
+    mix_from: tuple[int, ...] = (4, 5)  # crossover c: ws[:c] kept, ws[c:] from a fresh z (one c drawn per variant)
+    truncation_psi: float = 0.7
+    features: str = "rgb"  # "rgb" or a synthesis layer name such as "b32.conv1"
+    work_res: int = 128  # longest side at which pixels are clustered (capped by the image)
+    normalize: str = "raw"  # per-pixel normalisation over the N*C values: raw | standardize | l2
+    k: int = 3  # clusters
+    kmeans_iters: int = 100
+    kmeans_tol: float = 1e-4
+    repeats: int = 1  # k-means repeats with fresh variants, combined by per-pixel majority vote
+    foreground: str = "border"  # whole-image foreground rule: border | center
+    batch: int = 8  # generator batch size
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+
+    def __post_init__(self) -> None:
+        if self.k < 2:
+            raise UserError(f"--k must be at least 2, got {self.k}")
+        if self.variants < 2:
+            raise UserError(f"--variants must be at least 2, got {self.variants}")
+        if self.repeats < 1 or self.batch < 1 or self.kmeans_iters < 1 or self.work_res < 4:
+            raise UserError("--repeats, --batch and kmeans_iters must be >= 1 and work_res >= 4")
+        if not self.mix_from or min(self.mix_from) < 1:
+            raise UserError(f"--mix-from needs crossover indices >= 1, got {self.mix_from}")
+        if self.normalize not in NORMALIZATIONS:
+            raise UserError(f"normalize must be one of {NORMALIZATIONS}, got {self.normalize!r}")
+        if self.foreground not in FOREGROUND_RULES:
+            raise UserError(f"foreground must be one of {FOREGROUND_RULES}, got {self.foreground!r}")
+        if not self.seeds:
+            raise UserError("no seeds to run")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+
+def parse_seeds(text: str) -> tuple[int, ...]:
+    """'0-99,120' -> (0, ..., 99, 120); ranges are inclusive and must ascend."""
+    seeds: list[int] = []
+    for part in text.split(","):
+        part = part.strip()
+        m = re.fullmatch(r"(\d+)(?:-(\d+))?", part)
+        if not m:
+            raise UserError(f"bad seed spec {part!r} in {text!r}: use integers and ranges like 0-99,120")
+        a, b = int(m.group(1)), int(m.group(2) or m.group(1))
+        if b < a:
+            raise UserError(f"bad seed range {part!r}: the end is below the start")
+        seeds.extend(range(a, b + 1))
+    if len(set(seeds)) != len(seeds):
+        raise UserError(f"seed spec {text!r} repeats seeds")
+    return tuple(seeds)
+
+
+def parse_ints(text: str) -> tuple[int, ...]:
+    """'4,5' or '4-6' -> (4, 5) or (4, 5, 6)."""
+    return parse_seeds(text)
+
+
+def config_dir() -> Path:
+    return Path(str(resources.files("instseg.configs")))
+
+
+def preset_overrides(name: str) -> dict[str, Any]:
+    """The fields configs/<name>.yaml sets ({} when there is no such file)."""
+    path = config_dir() / f"{name}.yaml"
+    if not path.exists():
+        return {}
+    data = yaml.safe_load(path.read_text()) or {}
+    check_keys(data, str(path))
+    return data
+
+
+def check_keys(data: dict[str, Any], where: str) -> None:
+    names = [f.name for f in dataclasses.fields(RunConfig)]
+    for k in data:
+        if k not in names:
+            near = difflib.get_close_matches(k, names, n=1)
+            hint = f"; did you mean {near[0]!r}?" if near else ""
+            raise UserError(f"unknown config key {k!r} in {where}{hint}")
+
+
+def build_config(gan: str, overrides: dict[str, Any]) -> RunConfig:
+    """Dataclass defaults <- configs/<gan>.yaml <- `overrides` (CLI flags that were set)."""
+    merged: dict[str, Any] = {"gan": gan, **preset_overrides(gan)}
+    merged.update({k: v for k, v in overrides.items() if v is not None})
+    check_keys(merged, "the options")
+    for k in ("seeds", "mix_from"):
+        if isinstance(merged.get(k), (list, str)):
+            merged[k] = parse_seeds(merged[k]) if isinstance(merged[k], str) else tuple(merged[k])
+    return RunConfig(**merged)

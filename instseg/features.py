@@ -1,0 +1,56 @@
+"""The variant stack (RGB or a synthesis activation) and its per-pixel feature vectors."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .generator import Generator
+
+
+def work_size(hw: tuple[int, int], work_res: int) -> tuple[int, int]:
+    """Scale (H, W) so the longest side is at most work_res."""
+    s = min(1.0, work_res / max(hw))
+    return max(1, round(hw[0] * s)), max(1, round(hw[1] * s))
+
+
+def resize(x: Tensor, hw: tuple[int, int]) -> Tensor:
+    """Area-average when shrinking, bilinear when growing: [B, C, h, w] -> [B, C, *hw]."""
+    if tuple(x.shape[-2:]) == tuple(hw):
+        return x
+    if x.shape[-2] >= hw[0] and x.shape[-1] >= hw[1]:
+        return F.adaptive_avg_pool2d(x, hw)
+    return F.interpolate(x, size=hw, mode="bilinear", align_corners=False)
+
+
+@torch.no_grad()
+def variant_stack(G: Generator, ws: Tensor, feature: str, hw: tuple[int, int], batch: int,
+                  crop: tuple[float, float, float, float] | None = None) -> Tensor:
+    """Synthesise ws [N, num_ws, w_dim] in batches -> [N, C, *hw] of `feature` ("rgb" or a layer).
+
+    `crop` (x0, y0, x1, y1, as fractions of the image) selects a region before resizing, so only
+    [batch, C, H, W] is ever held at full resolution.
+    """
+    out = []
+    for chunk in ws.split(batch):
+        img, feats = G.synthesis(chunk, noise_mode="const", features=(feature,))
+        t = feats[feature].float()
+        if crop is not None:
+            H, W = t.shape[-2:]
+            x0, y0, x1, y1 = crop
+            t = t[..., int(y0 * H):max(int(y0 * H) + 1, round(y1 * H)), int(x0 * W):max(int(x0 * W) + 1, round(x1 * W))]
+        out.append(resize(t, hw))
+    return torch.cat(out)  # [N, C, h, w]
+
+
+def pixel_features(stack: Tensor, normalize: str = "raw") -> Tensor:
+    """[N, C, h, w] -> [h*w, N*C]; 'standardize' makes distances 1 - correlation, 'l2' unit length."""
+    n, c, h, w = stack.shape
+    x = stack.permute(2, 3, 0, 1).reshape(h * w, n * c)
+    if normalize == "standardize":
+        x = (x - x.mean(1, keepdim=True)) / (x.std(1, keepdim=True) + 1e-6)
+    elif normalize == "l2":
+        x = x / (x.norm(dim=1, keepdim=True) + 1e-6)
+    elif normalize != "raw":
+        raise ValueError(f"unknown normalisation {normalize!r}")
+    return x

@@ -1,0 +1,74 @@
+"""Overlay grids of a run dir: image | variants | cluster map | mask overlay (numpy only)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from .coco import decode_rle
+
+PALETTE = np.array([[230, 25, 75], [60, 180, 75], [255, 225, 25], [0, 130, 200], [245, 130, 48], [145, 30, 180],
+                    [70, 240, 240], [240, 50, 230], [210, 245, 60], [250, 190, 212], [0, 128, 128], [170, 110, 40]],
+                   dtype=np.uint8)
+
+
+def colorize(labels: np.ndarray) -> np.ndarray:
+    """[H, W] int -> [H, W, 3] uint8."""
+    return PALETTE[labels % len(PALETTE)]
+
+
+def overlay(image: np.ndarray, masks: list[np.ndarray], alpha: float = 0.5) -> np.ndarray:
+    """Blend one palette colour per mask over the image, with a 1-px outline."""
+    out = image.astype(np.float32).copy()
+    for i, m in enumerate(masks):
+        col = PALETTE[i % len(PALETTE)].astype(np.float32)
+        out[m] = (1 - alpha) * out[m] + alpha * col
+        edge = m & ~(np.roll(m, 1, 0) & np.roll(m, -1, 0) & np.roll(m, 1, 1) & np.roll(m, -1, 1))
+        out[edge] = col
+    return out.astype(np.uint8)
+
+
+def _fit(a: np.ndarray, h: int) -> np.ndarray:
+    if a.shape[0] == h:
+        return a
+    w = max(1, round(a.shape[1] * h / a.shape[0]))
+    return np.asarray(Image.fromarray(a).resize((w, h), Image.NEAREST))
+
+
+def run_rows(run_dir: Path, max_images: int = 8) -> list[tuple[int, list[np.ndarray]]]:
+    """Per image of a run dir: (seed, [image, variants strip, cluster map, overlay])."""
+    run_dir = Path(run_dir)
+    data = json.loads((run_dir / "annotations.json").read_text())
+    by_image: dict[int, list[dict]] = {}
+    for a in data["annotations"]:
+        by_image.setdefault(a["image_id"], []).append(a)
+    rows = []
+    for img in data["images"][:max_images]:
+        seed = img.get("seed", img["id"])
+        image = np.asarray(Image.open(run_dir / img["file_name"]).convert("RGB"))
+        h = image.shape[0]
+        panels = [image]
+        if (run_dir / "variants" / f"{seed}.png").exists():
+            panels.append(_fit(np.asarray(Image.open(run_dir / "variants" / f"{seed}.png").convert("RGB")), h))
+        if (run_dir / "parts" / f"{seed}.png").exists():
+            panels.append(_fit(colorize(np.asarray(Image.open(run_dir / "parts" / f"{seed}.png"))), h))
+        masks = [decode_rle(a["segmentation"]) for a in by_image.get(img["id"], [])]
+        panels.append(overlay(image, masks))
+        rows.append((seed, panels))
+    return rows
+
+
+def grid(rows: list[list[np.ndarray]], pad: int = 2) -> np.ndarray:
+    """Stack rows of equal-height panels into one image (rows padded to the widest)."""
+    lines = []
+    for panels in rows:
+        h = panels[0].shape[0]
+        parts = []
+        for p in panels:
+            parts += [p, np.full((h, pad, 3), 255, np.uint8)]
+        lines.append(np.concatenate(parts[:-1], axis=1))
+    width = max(l.shape[1] for l in lines)
+    lines = [np.pad(l, ((0, pad), (0, width - l.shape[1]), (0, 0)), constant_values=255) for l in lines]
+    return np.concatenate(lines, axis=0)

@@ -1,0 +1,34 @@
+import os
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+os.environ.setdefault("YOLO_OFFLINE", "1")
+
+from instseg.generator import Generator, GeneratorConfig  # noqa: E402
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+
+
+def tiny_config(**kw) -> GeneratorConfig:
+    base = dict(resolution=16, z_dim=8, w_dim=8, channel_base=64, channel_max=8, mapping_layers=2)
+    base.update(kw)
+    return GeneratorConfig(**base)
+
+
+def randomise(G: Generator, seed: int = 0) -> Generator:
+    """Give every parameter and buffer non-trivial values (noise strengths, biases, w_avg too)."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for t in list(G.parameters()) + [b for n, b in G.named_buffers() if n != "fir"]:
+            t.copy_(torch.randn(t.shape, generator=g) * 0.5)
+    return G.eval()
+
+
+@pytest.fixture
+def tiny_G() -> Generator:
+    torch.manual_seed(0)
+    return randomise(Generator(tiny_config()))

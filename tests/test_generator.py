@@ -1,0 +1,85 @@
+import numpy as np
+import pytest
+import torch
+
+from instseg.generator import Generator, fir_kernel, modulated_conv2d, upsample2d, z_from_seed
+from conftest import tiny_config, randomise
+
+
+def _conv_ref(x, w, pad):
+    """Plain correlation by loops: x [I, H, W], w [O, I, k, k]."""
+    I, H, W = x.shape
+    O, _, k, _ = w.shape
+    xp = np.pad(x, ((0, 0), (pad, pad), (pad, pad)))
+    Ho, Wo = xp.shape[1] - k + 1, xp.shape[2] - k + 1
+    y = np.zeros((O, Ho, Wo))
+    for o in range(O):
+        for i in range(Ho):
+            for j in range(Wo):
+                y[o, i, j] = (xp[:, i:i + k, j:j + k] * w[o]).sum()
+    return y
+
+
+def test_modulated_demodulated_conv_matches_hand_computation():
+    rng = np.random.default_rng(0)
+    x, w, s = rng.normal(size=(3, 5, 5)), rng.normal(size=(4, 3, 3, 3)), rng.normal(size=3)
+    wm = w * s[None, :, None, None]  # modulate the input channels
+    wm = wm / np.sqrt((wm**2).sum(axis=(1, 2, 3), keepdims=True) + 1e-8)  # demodulate per output
+    ref = _conv_ref(x, wm, 1)
+    got = modulated_conv2d(torch.tensor(x[None]).float(), torch.tensor(w).float(), torch.tensor(s[None]).float())
+    np.testing.assert_allclose(got[0].numpy(), ref, rtol=1e-4, atol=1e-4)
+
+
+def test_upsampling_conv_matches_transposed_conv_plus_fir():
+    rng = np.random.default_rng(1)
+    x, w, s = rng.normal(size=(2, 4, 4)), rng.normal(size=(3, 2, 3, 3)), rng.normal(size=2)
+    wm = w * s[None, :, None, None]
+    wm = wm / np.sqrt((wm**2).sum(axis=(1, 2, 3), keepdims=True) + 1e-8)
+    # transposed conv, stride 2, by its definition: each input pixel scatters a kernel copy
+    t = np.zeros((3, 9, 9))
+    for c in range(2):
+        for i in range(4):
+            for j in range(4):
+                t[:, 2 * i:2 * i + 3, 2 * j:2 * j + 3] += x[c, i, j] * wm[:, c]
+    f = np.outer([1, 3, 3, 1], [1, 3, 3, 1]) / 64.0 * 4  # FIR with gain up**2
+    ref = np.stack([_conv_ref(t[o:o + 1], f[::-1, ::-1][None, None], 1)[0] for o in range(3)])
+    got = modulated_conv2d(torch.tensor(x[None]).float(), torch.tensor(w).float(), torch.tensor(s[None]).float(),
+                           up=True, f=fir_kernel())
+    assert got.shape == (1, 3, 8, 8)
+    np.testing.assert_allclose(got[0].numpy(), ref, rtol=1e-4, atol=1e-4)
+
+
+def test_upsample2d_preserves_constant_images():
+    x = torch.ones(1, 3, 4, 4)
+    y = upsample2d(x, fir_kernel())
+    assert y.shape == (1, 3, 8, 8)
+    torch.testing.assert_close(y[..., 2:-2, 2:-2], torch.ones(1, 3, 4, 4))
+
+
+def test_shapes_features_truncation_and_seeds():
+    G = randomise(Generator(tiny_config()))
+    assert G.num_ws == 2 * 4 - 2
+    z = torch.cat([z_from_seed(3, 8), z_from_seed(4, 8)])
+    torch.testing.assert_close(z_from_seed(3, 8), z[:1])
+    ws = G.mapping(z)
+    assert ws.shape == (2, G.num_ws, 8)
+    torch.testing.assert_close(G.mapping(z, truncation_psi=0.0), G.mapping_net.w_avg.expand_as(ws))
+    ws_t = G.mapping(z, truncation_psi=0.5, truncation_cutoff=2)
+    torch.testing.assert_close(ws_t[:, 2:], ws[:, 2:])
+    img, feats = G.synthesis(ws, features=("b8.conv1", "rgb"))
+    assert img.shape == (2, 3, 16, 16)
+    assert feats["b8.conv1"].shape == (2, 8, 8, 8)
+    torch.testing.assert_close(feats["rgb"], img)
+    img2, none = G.synthesis(ws)
+    torch.testing.assert_close(img, img2)  # const noise: deterministic
+    assert none == {}
+    with pytest.raises(ValueError, match="unknown feature"):
+        G.synthesis(ws, features=("b99.conv1",))
+
+
+def test_non_square_output_is_centre_crop():
+    G = randomise(Generator(tiny_config(out_height=12)))
+    img, feats = G.synthesis(G.mapping(z_from_seed(0, 8)), features=("b16.conv1",))
+    assert img.shape[-2:] == (12, 16) and feats["b16.conv1"].shape[-2:] == (12, 16)
+    full = randomise(Generator(tiny_config()))
+    torch.testing.assert_close(full.synthesis(full.mapping(z_from_seed(0, 8)))[0][..., 2:14, :], img)

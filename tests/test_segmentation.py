@@ -1,0 +1,81 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+from pycocotools.coco import COCO
+
+from instseg import coco
+from instseg.cluster import kmeans, majority_vote
+from instseg.config import RunConfig
+from instseg.features import pixel_features
+from instseg.foreground import border_rule, center_rule
+from instseg.segment import cluster_stacks
+
+
+def test_donut_mask_round_trips_through_rle_json_and_pycocotools(tmp_path):
+    yy, xx = np.mgrid[:40, :50]
+    r2 = (yy - 20) ** 2 + (xx - 24) ** 2
+    donut = (r2 <= 15**2) & (r2 >= 7**2)
+    ds = coco.dataset([coco.image_entry(1, "a.png", 40, 50)], [coco.annotation(donut, 1, 1, 0.9)], ["foreground"])
+    (tmp_path / "a.json").write_text(json.dumps(ds))
+    c = COCO(str(tmp_path / "a.json"))
+    ann = c.loadAnns(c.getAnnIds(imgIds=[1]))[0]
+    back = c.annToMask(ann).astype(bool)
+    assert np.array_equal(back, donut)
+    assert ann["area"] == donut.sum() and ann["iscrowd"] == 0 and ann["score"] == pytest.approx(0.9)
+    assert ann["bbox"] == [9.0, 5.0, 31.0, 31.0]
+
+
+def _two_region_stack(n=16, h=12, w=12, seed=0):
+    """Left half and right half change colour independently across variants; tiny pixel noise."""
+    g = torch.Generator().manual_seed(seed)
+    left = torch.rand(n, 3, 1, 1, generator=g)
+    right = torch.rand(n, 3, 1, 1, generator=g)
+    stack = torch.where(torch.arange(w)[None, None, None] < w // 2, left, right).expand(n, 3, h, w).clone()
+    return stack + 0.01 * torch.randn(stack.shape, generator=g)
+
+
+@pytest.mark.parametrize("normalize", ["raw", "standardize", "l2"])
+def test_hand_built_stack_splits_exactly_along_the_regions(normalize):
+    stack = _two_region_stack()
+    cfg = RunConfig(k=2, normalize=normalize)
+    labels, conf = cluster_stacks([stack], cfg, seed=0)
+    truth = (torch.arange(12)[None] >= 6).expand(12, 12)
+    assert torch.equal(labels == labels[0, 0], ~truth)
+    assert conf.min() > 0.5
+
+
+def test_torch_kmeans_agrees_with_sklearn_up_to_permutation():
+    from sklearn.cluster import KMeans
+    from sklearn.datasets import make_blobs
+    from sklearn.metrics import adjusted_rand_score
+
+    x, _ = make_blobs(n_samples=600, centers=4, n_features=6, cluster_std=0.6, random_state=3)
+    ours, _ = kmeans(torch.tensor(x), 4, seed=1)
+    theirs = KMeans(4, n_init=5, random_state=0).fit_predict(x)
+    assert adjusted_rand_score(theirs, ours.numpy()) == 1.0
+
+
+def test_majority_vote_aligns_permuted_repeats():
+    base = torch.tensor([0, 0, 1, 1, 2, 2])
+    perm = torch.tensor([2, 0, 1])[base]  # same partition, other names
+    noisy = base.clone()
+    noisy[0] = 1
+    assert torch.equal(majority_vote(torch.stack([base, perm, noisy]), 3), base)
+
+
+def test_foreground_rules_pick_the_central_object():
+    labels = torch.zeros(20, 20, dtype=torch.long)
+    labels[::2] = 1  # background split into two striped clusters, both touching the border
+    labels[6:14, 7:13] = 2  # the object
+    for rule in (border_rule, center_rule):
+        assert rule(labels, 3).tolist() == [False, False, True]
+
+
+def test_pixel_features_shapes_and_normalisation():
+    x = pixel_features(torch.randn(5, 3, 4, 6), "standardize")
+    assert x.shape == (24, 15)
+    torch.testing.assert_close(x.mean(1), torch.zeros(24), atol=1e-5, rtol=0)
+    x = pixel_features(torch.randn(5, 3, 4, 6), "l2")
+    torch.testing.assert_close(x.norm(dim=1), torch.ones(24), atol=1e-4, rtol=0)
