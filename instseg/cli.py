@@ -101,13 +101,22 @@ def convert(src: str, dst: str) -> None:
               help="Whole-image foreground rule.  [default: border]")
 @click.option("--work-res", type=int, default=None, metavar="PX", help="Longest side at which pixels are clustered.")
 @click.option("--truncation-psi", type=float, default=None, metavar="PSI", help="Truncation of source and variants.")
-@click.option("--detector", default="none", show_default=True, metavar="SPEC",
-              help="Box detector: none (whole image).")
-@click.option("--classes", default=None, metavar="A,B", help="Detector classes to keep.")
+@click.option("--detector", default=None, metavar="SPEC",
+              help="Box detector: none (whole image), yolo:PATH|NAME or frcnn[:PATH].  [default: the preset's]")
+@click.option("--classes", default=None, metavar="A,B",
+              help="Detector classes to keep; they become the COCO categories.  [default: the preset's]")
+@click.option("--conf", type=float, default=None, metavar="P", help="Detector score threshold.  [default: 0.25]")
+@click.option("--max-det", type=int, default=None, metavar="N", help="Detections per image.  [default: 20]")
+@click.option("--instance-rule", type=click.Choice(["combined", "inside", "border", "center"]), default=None,
+              help="Which clusters of a box crop form the instance.  [default: combined]")
+@click.option("--box-margin", type=float, default=None, metavar="F",
+              help="Crop around a box, as a fraction of its size per side.  [default: 0.15]")
+@click.option("--format", "formats", type=click.Choice(["coco", "yolo"]), multiple=True, default=("coco",),
+              show_default=True, help="Also write the Ultralytics YOLO-seg layout to DIR/yolo with 'yolo'.")
 @click.option("--device", default=None, metavar="auto|cpu|cuda:N", help="Where to compute.  [default: auto]")
 @click.option("--batch", type=int, default=None, metavar="B", help="Generator batch size.  [default: 8]")
-def run(gan: str, out: str, num_images: int | None, seeds: str | None, detector: str, classes: str | None,
-        mix_from: str | None, **flags: Any) -> None:
+def run(gan: str, out: str, num_images: int | None, seeds: str | None, mix_from: str | None,
+        formats: tuple[str, ...], **flags: Any) -> None:
     """Make a COCO segmentation dataset from a generator."""
     from tqdm import tqdm
 
@@ -123,8 +132,6 @@ def run(gan: str, out: str, num_images: int | None, seeds: str | None, detector:
         overrides["seeds"] = parse_seeds(seeds)
     if mix_from is not None:
         overrides["mix_from"] = parse_ints(mix_from)
-    if detector != "none":
-        raise UserError(f"--detector {detector}: only 'none' (whole-image segmentation) is available in this version")
     cfg = build_config(gan, overrides)
     bars: list[Any] = []  # opened at the first image, after the generator is resolved
 
@@ -140,6 +147,31 @@ def run(gan: str, out: str, num_images: int | None, seeds: str | None, detector:
         for b in bars:
             b.close()
     click.echo(f"wrote {path}")
+    if "yolo" in formats:
+        click.echo(f"wrote {_export_yolo(Path(out), Path(out) / 'yolo')}")
+
+
+def _export_yolo(run_dir: Path, out: Path) -> Path:
+    import json
+
+    from .yolo_export import export_yolo
+
+    try:
+        data = json.loads((run_dir / "annotations.json").read_text())
+    except (OSError, ValueError) as e:
+        raise UserError(f"cannot read {run_dir / 'annotations.json'}: {e}") from None
+    return export_yolo(data, run_dir, out)
+
+
+@main.command()
+@click.argument("run_dir", metavar="DIR", type=click.Path(exists=True, file_okay=False))
+@click.option("--format", "fmt", type=click.Choice(["yolo"]), default="yolo", show_default=True,
+              help="Layout to write.")
+@click.option("--out", "out", default=None, type=click.Path(file_okay=False), metavar="DIR2",
+              help="Where to write it.  [default: DIR/yolo]")
+def export(run_dir: str, fmt: str, out: str | None) -> None:
+    """Convert a run's COCO dataset to the Ultralytics YOLO-seg layout (polygons + data.yaml)."""
+    click.echo(f"wrote {_export_yolo(Path(run_dir), Path(out) if out else Path(run_dir) / 'yolo')}")
 
 
 @main.command()

@@ -15,6 +15,7 @@ from .errors import UserError
 
 NORMALIZATIONS = ("raw", "standardize", "l2")
 FOREGROUND_RULES = ("border", "center")
+INSTANCE_RULES = ("combined", "inside", "border", "center")
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,14 @@ class RunConfig:
     kmeans_tol: float = 1e-4
     repeats: int = 1  # k-means repeats with fresh variants, combined by per-pixel majority vote
     foreground: str = "border"  # whole-image foreground rule: border | center
+    detector: str = "none"  # none | yolo:PATH|NAME | frcnn[:PATH]
+    classes: tuple[str, ...] = ()  # detector classes to keep (categories of the dataset)
+    conf: float = 0.25  # detector score threshold
+    max_det: int = 20  # detections per image
+    box_margin: float = 0.15  # crop = box grown by this fraction of its size on each side
+    instance_rule: str = "combined"  # which crop clusters form the instance: combined | inside | border | center
+    nms_iou: float = 0.5  # mask-NMS: drop an instance overlapping a better one by more than this IoU
+    min_area: int = 16  # instances smaller than this many pixels are dropped
     batch: int = 8  # generator batch size
     device: str = "auto"  # auto | cpu | cuda | cuda:N
 
@@ -48,6 +57,10 @@ class RunConfig:
             raise UserError(f"normalize must be one of {NORMALIZATIONS}, got {self.normalize!r}")
         if self.foreground not in FOREGROUND_RULES:
             raise UserError(f"foreground must be one of {FOREGROUND_RULES}, got {self.foreground!r}")
+        if self.instance_rule not in INSTANCE_RULES:
+            raise UserError(f"instance_rule must be one of {INSTANCE_RULES}, got {self.instance_rule!r}")
+        if not 0 <= self.conf <= 1 or self.max_det < 1 or self.box_margin < 0:
+            raise UserError("--conf must lie in [0, 1], --max-det be >= 1 and box_margin >= 0")
         if not self.seeds:
             raise UserError("no seeds to run")
 
@@ -101,11 +114,20 @@ def check_keys(data: dict[str, Any], where: str) -> None:
 
 
 def build_config(gan: str, overrides: dict[str, Any]) -> RunConfig:
-    """Dataclass defaults <- configs/<gan>.yaml <- `overrides` (CLI flags that were set)."""
-    merged: dict[str, Any] = {"gan": gan, **preset_overrides(gan)}
+    """Dataclass defaults <- the preset's detector and classes <- configs/<gan>.yaml <- `overrides`
+    (CLI flags that were set)."""
+    from .zoo import PRESETS
+
+    merged: dict[str, Any] = {"gan": gan}
+    if gan in PRESETS:
+        merged.update(detector=PRESETS[gan].detector, classes=PRESETS[gan].classes)
+    merged.update(preset_overrides(gan))
     merged.update({k: v for k, v in overrides.items() if v is not None})
     check_keys(merged, "the options")
     for k in ("seeds", "mix_from"):
         if isinstance(merged.get(k), (list, str)):
             merged[k] = parse_seeds(merged[k]) if isinstance(merged[k], str) else tuple(merged[k])
+    if isinstance(merged.get("classes"), (list, str)):
+        c = merged["classes"]
+        merged["classes"] = tuple(x.strip() for x in c.split(",") if x.strip()) if isinstance(c, str) else tuple(c)
     return RunConfig(**merged)

@@ -23,24 +23,37 @@ def resize(x: Tensor, hw: tuple[int, int]) -> Tensor:
     return F.interpolate(x, size=hw, mode="bilinear", align_corners=False)
 
 
-@torch.no_grad()
-def variant_stack(G: Generator, ws: Tensor, feature: str, hw: tuple[int, int], batch: int,
-                  crop: tuple[float, float, float, float] | None = None) -> Tensor:
-    """Synthesise ws [N, num_ws, w_dim] in batches -> [N, C, *hw] of `feature` ("rgb" or a layer).
+Region = tuple[float, float, float, float]  # (x0, y0, x1, y1) as fractions of the image
 
-    `crop` (x0, y0, x1, y1, as fractions of the image) selects a region before resizing, so only
-    [batch, C, H, W] is ever held at full resolution.
+
+def crop_region(t: Tensor, region: Region) -> Tensor:
+    """Slice a [.., H, W] map to a fractional region (at least one pixel)."""
+    H, W = t.shape[-2:]
+    x0, y0, x1, y1 = region
+    ya, xa = min(int(y0 * H), H - 1), min(int(x0 * W), W - 1)
+    return t[..., ya:max(ya + 1, round(y1 * H)), xa:max(xa + 1, round(x1 * W))]
+
+
+@torch.no_grad()
+def variant_stacks(G: Generator, ws: Tensor, feature: str, regions: list[tuple[Region | None, tuple[int, int]]],
+                   batch: int) -> list[Tensor]:
+    """Synthesise ws [N, num_ws, w_dim] in batches and cut each (region, working size) from every batch.
+
+    Returns one [N, C, h, w] stack per region. Only [batch, C, H, W] is ever held at full
+    resolution, so memory stays bounded for 1024x1024 generators and many boxes.
     """
-    out = []
+    parts: list[list[Tensor]] = [[] for _ in regions]
     for chunk in ws.split(batch):
-        img, feats = G.synthesis(chunk, noise_mode="const", features=(feature,))
+        _, feats = G.synthesis(chunk, noise_mode="const", features=(feature,))
         t = feats[feature].float()
-        if crop is not None:
-            H, W = t.shape[-2:]
-            x0, y0, x1, y1 = crop
-            t = t[..., int(y0 * H):max(int(y0 * H) + 1, round(y1 * H)), int(x0 * W):max(int(x0 * W) + 1, round(x1 * W))]
-        out.append(resize(t, hw))
-    return torch.cat(out)  # [N, C, h, w]
+        for acc, (region, hw) in zip(parts, regions):
+            acc.append(resize(t if region is None else crop_region(t, region), hw))
+    return [torch.cat(p) for p in parts]
+
+
+def variant_stack(G: Generator, ws: Tensor, feature: str, hw: tuple[int, int], batch: int) -> Tensor:
+    """The whole-image stack [N, C, *hw] of `feature` ("rgb" or a layer)."""
+    return variant_stacks(G, ws, feature, [(None, hw)], batch)[0]
 
 
 def pixel_features(stack: Tensor, normalize: str = "raw") -> Tensor:

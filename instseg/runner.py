@@ -12,6 +12,7 @@ from typing import Callable
 
 import numpy as np
 import torch
+from detectors import Detections, Detector, DetectorError, check_classes, load_detector
 
 from . import __version__
 from . import coco
@@ -20,7 +21,8 @@ from .config import RunConfig
 from .errors import UserError
 from .generator import Generator, to_uint8
 from .io import atomic_save_png, atomic_write_json
-from .segment import segment_image, upsample_labels
+from .instances import merge_instances
+from .segment import ImageSegmentation, segment_image, upsample_labels
 from .zoo import Progress, ResolvedGan, resolve_gan, sha256_file
 
 log = logging.getLogger(__name__)
@@ -119,6 +121,37 @@ def _write_seed(ds: Dataset, seed: int, image: np.ndarray, parts: np.ndarray, pr
     atomic_write_json(ds.record_path(seed), {"image": entry, "annotations": anns})
 
 
+def _detector(cfg: RunConfig, device: torch.device) -> tuple[Detector | None, list[str]]:
+    """The detector and the dataset categories (the requested classes, in the detector's order)."""
+    try:
+        det = load_detector(cfg.detector, str(device), cfg.conf, cfg.max_det)
+        if det is None:
+            return None, ["foreground"]
+        check_classes(cfg.classes, det.class_names)
+    except DetectorError as e:
+        raise UserError(str(e)) from None
+    wanted = set(cfg.classes) or set(det.class_names)
+    return det, [c for c in det.class_names if c in wanted]
+
+
+def _instance_annotations(seg: ImageSegmentation, det: Detections, categories: list[str], cfg: RunConfig,
+                          seed: int) -> list[dict]:
+    """Merge the per-box masks of one image into disjoint COCO annotations."""
+    if not seg.instances:
+        return []
+    masks = torch.stack([s.mask for s in seg.instances])
+    conf = torch.tensor([s.confidence for s in seg.instances])
+    det_scores = torch.as_tensor(det.scores, dtype=torch.float32)
+    scores = det_scores * conf
+    kept, merged = merge_instances(masks.cpu(), scores, cfg.nms_iou, cfg.min_area)
+    anns = []
+    for i, m in zip(kept, merged):
+        anns.append(coco.annotation(m.numpy(), seed + 1, categories.index(det.labels[i]) + 1, float(scores[i]),
+                                    det_score=float(det_scores[i]), det_box=[float(v) for v in det.boxes[i]],
+                                    mask_confidence=float(conf[i]), seed=seed))
+    return anns
+
+
 def run(cfg: RunConfig, out: Path, on_seed: Callable[[int, bool], None] | None = None,
         download_progress: Progress | None = None, cache: Path | None = None) -> Path:
     """Make (or resume) the dataset for cfg.seeds in `out`; returns the annotations path."""
@@ -137,20 +170,33 @@ def run(cfg: RunConfig, out: Path, on_seed: Callable[[int, bool], None] | None =
         "config": cfg.to_dict(), "seeds": seeds, "versions": _versions(), "command": sys.argv,
         "generator": {"source": gan.source, "path": str(gan.path), "sha256": gan_sha, "config": G.cfg.to_dict()},
     })
-    ds = Dataset(out, ["foreground"], f"instseg {cfg.gan}: style-mixing segmentation, --detector none")
+    detector, categories = _detector(cfg, device)
+    what = "--detector none" if detector is None else f"--detector {cfg.detector}, classes {', '.join(categories)}"
+    ds = Dataset(out, categories, f"instseg {cfg.gan}: style-mixing segmentation, {what}")
     last_write = 0.0
     for seed in cfg.seeds:
         if ds.done(seed):
             if on_seed:
                 on_seed(seed, True)
             continue
-        seg = segment_image(G, seed, cfg, device)
+        found: list[Detections] = []
+
+        def find_boxes(image: np.ndarray) -> np.ndarray:
+            d = detector([image])[0]
+            d = d.keep(np.array([i for i, l in enumerate(d.labels) if l in categories], dtype=int))
+            found.append(d)
+            return d.boxes
+
+        seg = segment_image(G, seed, cfg, device, find_boxes if detector is not None else None)
         hw = tuple(seg.image.shape[-2:])
         labels = upsample_labels(seg.labels, cfg.k, hw)
-        mask = seg.fg_clusters[labels].cpu().numpy()
-        conf = seg.confidence[seg.fg_clusters[seg.labels]]
-        score = float(conf.mean()) if conf.numel() else 0.0
-        anns = [coco.annotation(mask, seed + 1, 1, score, seed=seed)] if mask.any() else []
+        if detector is None:
+            mask = seg.fg_clusters[labels]
+            conf = seg.confidence[seg.fg_clusters[seg.labels]]
+            score = float(conf.mean()) if conf.numel() else 0.0
+            anns = [coco.annotation(mask.cpu().numpy(), seed + 1, 1, score, seed=seed)] if mask.sum() >= cfg.min_area else []
+        else:
+            anns = _instance_annotations(seg, found[0], categories, cfg, seed)
         _write_seed(ds, seed, to_uint8(seg.image[None])[0], labels.cpu().numpy(), to_uint8(seg.preview), anns)
         if on_seed:
             on_seed(seed, False)

@@ -1,27 +1,38 @@
-"""Per-image segmentation core: variants -> features -> k-means (with repeats) -> foreground."""
+"""Per-image segmentation core: variants -> features -> k-means (with repeats) -> foreground/instances."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Callable
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from .cluster import kmeans, majority_vote, margin
 from .config import RunConfig
-from .features import pixel_features, variant_stack, work_size
+from .features import Region, pixel_features, variant_stacks, work_size
 from .foreground import RULES
-from .generator import Generator, z_from_seed
+from .generator import Generator, to_uint8, z_from_seed
+from .instances import box_crop, box_in_crop, instance_clusters
 from .mixing import mix_ws, variant_rng
+
+
+@dataclass
+class BoxSegmentation:
+    mask: Tensor  # [H, W] bool at image resolution
+    confidence: float  # mean k-means margin over the mask
 
 
 @dataclass
 class ImageSegmentation:
     image: Tensor  # [C, H, W] source image in [-1, 1]
-    labels: Tensor  # [h, w] cluster map at the working resolution
+    labels: Tensor  # [h, w] whole-image cluster map at the working resolution
     fg_clusters: Tensor  # [k] bool
     confidence: Tensor  # [h, w] per-pixel k-means margin in [0, 1]
     preview: Tensor  # [n, 3, h, w] a few RGB variants at the working resolution
+    boxes: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), np.float32))  # [n, 4] xyxy
+    instances: list[BoxSegmentation] = field(default_factory=list)  # one per box
 
 
 def source_ws(G: Generator, seed: int, truncation_psi: float, device: torch.device) -> Tensor:
@@ -42,28 +53,57 @@ def cluster_stacks(stacks: list[Tensor], cfg: RunConfig, seed: int) -> tuple[Ten
     return lab.reshape(h, w), conf.reshape(h, w)
 
 
-@torch.no_grad()
-def segment_image(G: Generator, seed: int, cfg: RunConfig, device: torch.device, n_preview: int = 4) -> ImageSegmentation:
-    """The whole-image path: cluster all pixels of one seed's image and pick foreground clusters."""
-    ws = source_ws(G, seed, cfg.truncation_psi, device)
-    image = G.synthesis(ws, noise_mode="const")[0][0]
-    hw = work_size(tuple(image.shape[-2:]), cfg.work_res)
-    stacks = []
-    for r in range(cfg.repeats):
-        ws_var = mix_ws(G, ws, cfg.variants, cfg.mix_from, variant_rng(seed, r), cfg.truncation_psi)
-        stacks.append(variant_stack(G, ws_var, cfg.features, hw, cfg.batch))
-    if cfg.features == "rgb":
-        preview = stacks[0][:n_preview]
-    else:
-        preview = variant_stack(G, ws_var[:n_preview], "rgb", hw, cfg.batch)
-    labels, conf = cluster_stacks(stacks, cfg, seed)
-    fg = RULES[cfg.foreground](labels, cfg.k)
-    return ImageSegmentation(image, labels, fg, conf, preview)
-
-
 def upsample_labels(labels: Tensor, k: int, hw: tuple[int, int]) -> Tensor:
     """Label map [h, w] -> [H, W] by bilinear interpolation of its one-hot planes (smooth edges)."""
     if tuple(labels.shape) == tuple(hw):
         return labels
     onehot = F.one_hot(labels, k).permute(2, 0, 1)[None].float()
     return F.interpolate(onehot, size=hw, mode="bilinear", align_corners=False)[0].argmax(0)
+
+
+def segment_box(stacks: list[Tensor], box: np.ndarray, crop: tuple[int, int, int, int], image_hw: tuple[int, int],
+                cfg: RunConfig, seed: int) -> BoxSegmentation:
+    """Cluster one box crop's stacks (one per repeat, [N, C, h, w]) and paste the instance mask back."""
+    lab, conf = cluster_stacks(stacks, cfg, seed)
+    chosen = instance_clusters(lab, box_in_crop(box, crop, tuple(lab.shape)), cfg.k, cfg.instance_rule)
+    cx0, cy0, cx1, cy1 = crop
+    full = upsample_labels(lab, cfg.k, (cy1 - cy0, cx1 - cx0))
+    mask = torch.zeros(image_hw, dtype=torch.bool, device=lab.device)
+    mask[cy0:cy1, cx0:cx1] = chosen[full]
+    sel = conf[chosen[lab]]
+    return BoxSegmentation(mask, float(sel.mean()) if sel.numel() else 0.0)
+
+
+BoxFn = Callable[[np.ndarray], np.ndarray]  # RGB uint8 image -> [n, 4] xyxy boxes
+
+
+@torch.no_grad()
+def segment_image(G: Generator, seed: int, cfg: RunConfig, device: torch.device, find_boxes: BoxFn | None = None,
+                  n_preview: int = 4) -> ImageSegmentation:
+    """One seed: the whole-image clustering and, given `find_boxes`, one instance mask per box.
+
+    All regions (the whole image and every box crop) are cut from the same variant pass.
+    """
+    ws = source_ws(G, seed, cfg.truncation_psi, device)
+    image = G.synthesis(ws, noise_mode="const")[0][0]
+    H, W = image.shape[-2:]
+    boxes = find_boxes(to_uint8(image[None])[0]) if find_boxes is not None else np.zeros((0, 4), np.float32)
+    whole_hw = work_size((H, W), cfg.work_res)
+    crops = [box_crop(b, cfg.box_margin, (H, W)) for b in boxes]
+    crop_hws = [work_size((c[3] - c[1], c[2] - c[0]), cfg.work_res) for c in crops]
+    regions: list[tuple[Region | None, tuple[int, int]]] = [(None, whole_hw)]
+    regions += [((c[0] / W, c[1] / H, c[2] / W, c[3] / H), hw) for c, hw in zip(crops, crop_hws)]
+    feature_stacks: list[list[Tensor]] = [[] for _ in regions]
+    preview = None
+    for r in range(cfg.repeats):
+        ws_var = mix_ws(G, ws, cfg.variants, cfg.mix_from, variant_rng(seed, r), cfg.truncation_psi)
+        for acc, st in zip(feature_stacks, variant_stacks(G, ws_var, cfg.features, regions, cfg.batch)):
+            acc.append(st)
+        if r == 0:
+            preview = (feature_stacks[0][0][:n_preview] if cfg.features == "rgb"
+                       else variant_stacks(G, ws_var[:n_preview], "rgb", [(None, whole_hw)], cfg.batch)[0])
+    labels, conf = cluster_stacks(feature_stacks[0], cfg, seed)
+    fg = RULES[cfg.foreground](labels, cfg.k)
+    instances = [segment_box(feature_stacks[i + 1], box, crop, (H, W), cfg, seed * 100 + i)
+                 for i, (box, crop) in enumerate(zip(boxes, crops))]
+    return ImageSegmentation(image, labels, fg, conf, preview, np.asarray(boxes, np.float32).reshape(-1, 4), instances)

@@ -1,0 +1,51 @@
+"""Shared helpers for the benchmarks: machine description and BENCHMARKS.md sections."""
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import re
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH_MD = ROOT / "BENCHMARKS.md"
+
+
+def machine(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"{torch.cuda.get_device_name(device)}, torch {torch.__version__}"
+    return f"CPU: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads, torch {torch.__version__}"
+
+
+def timeit(fn: Callable[[], object], device: torch.device, repeat: int = 3, warmup: int = 1) -> float:
+    """Best-of-`repeat` wall time of fn() in seconds (synchronising CUDA)."""
+    for _ in range(warmup):
+        fn()
+    best = float("inf")
+    for _ in range(repeat):
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        t = time.perf_counter()
+        fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
+def write_section(name: str, title: str, body: str, device: torch.device) -> None:
+    """Replace (or append) the section `name` of BENCHMARKS.md with a dated, reproducible table."""
+    cmd = "python " + " ".join([os.path.relpath(sys.argv[0], ROOT)] + sys.argv[1:])
+    stamp = datetime.date.today().isoformat()
+    block = (f"<!-- bench:{name} -->\n## {title}\n\nCommand: `{cmd}`  \nMachine: {machine(device)}  \n"
+             f"Date: {stamp}\n\n{body.strip()}\n<!-- /bench:{name} -->")
+    text = BENCH_MD.read_text() if BENCH_MD.exists() else "# Benchmarks\n\nEach section is written by the command it names.\n"
+    pat = re.compile(rf"<!-- bench:{re.escape(name)} -->.*?<!-- /bench:{re.escape(name)} -->", re.S)
+    text = pat.sub(lambda _: block, text) if pat.search(text) else text.rstrip() + "\n\n" + block + "\n"
+    BENCH_MD.write_text(text)
+    print(block)

@@ -1,0 +1,54 @@
+import numpy as np
+import torch
+
+from instseg.config import RunConfig
+from instseg.features import crop_region
+from instseg.instances import box_crop, merge_instances
+from instseg.segment import segment_box
+
+
+def _scene_stack(n=24, H=40, W=48, seed=0):
+    """Background, object A and object B each change colour independently across n variants."""
+    g = torch.Generator().manual_seed(seed)
+    regions = torch.zeros(H, W, dtype=torch.long)
+    regions[8:28, 6:24] = 1  # A
+    regions[14:34, 20:42] = 2  # B, overlapping A's box and covering part of A (B in front)
+    colours = torch.rand(n, 3, 3, generator=g)  # [n, region, rgb]
+    stack = colours[:, regions].permute(0, 3, 1, 2)  # [n, 3, H, W]
+    return stack + 0.02 * torch.randn(stack.shape, generator=g), regions
+
+
+def test_two_overlapping_boxes_give_two_disjoint_correct_masks():
+    stack, regions = _scene_stack()
+    H, W = regions.shape
+    cfg = RunConfig(k=3)
+    boxes = np.array([[6, 8, 24, 28], [20, 14, 42, 34]], np.float32)  # xyxy of A (full extent) and B
+    segs = []
+    for i, b in enumerate(boxes):
+        crop = box_crop(b, cfg.box_margin, (H, W))
+        region = (crop[0] / W, crop[1] / H, crop[2] / W, crop[3] / H)
+        segs.append(segment_box([crop_region(stack, region)], b, crop, (H, W), cfg, seed=i))
+    masks = torch.stack([s.mask for s in segs])
+    kept, merged = merge_instances(masks, torch.tensor([0.9, 0.8]))
+    assert kept == [0, 1]
+    assert not (merged[0] & merged[1]).any()
+    assert torch.equal(merged[0], regions == 1)  # A's visible pixels
+    assert torch.equal(merged[1], regions == 2)
+
+
+def test_mask_nms_drops_duplicates_and_contested_pixels_go_to_the_higher_score():
+    a = torch.zeros(10, 10, dtype=torch.bool)
+    a[2:8, 2:8] = True
+    b = a.clone()
+    b[2, 2] = False  # near-duplicate of a
+    c = torch.zeros_like(a)
+    c[5:10, 5:10] = True  # overlaps a
+    kept, merged = merge_instances(torch.stack([a, b, c]), torch.tensor([0.5, 0.9, 0.7]), min_area=4)
+    assert kept == [1, 2]
+    assert torch.equal(merged[0], b)
+    assert torch.equal(merged[1], c & ~b)
+
+
+def test_box_crop_is_clipped_and_grown():
+    assert box_crop(np.array([10, 10, 30, 20]), 0.5, (32, 64)) == (0, 5, 40, 25)
+    assert box_crop(np.array([0, 0, 64, 32]), 0.2, (32, 64)) == (0, 0, 64, 32)

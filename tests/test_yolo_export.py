@@ -1,0 +1,37 @@
+import json
+import os
+
+import numpy as np
+import pytest
+import yaml
+
+from instseg.toy.dataset import write_scenes
+from instseg.yolo_export import export_yolo, mask_polygon
+
+
+def test_polygon_of_a_square_covers_it():
+    m = np.zeros((20, 20), bool)
+    m[4:12, 5:15] = True
+    p = mask_polygon(m)
+    assert p[:, 0].min() == 5 and p[:, 0].max() == 14 and p[:, 1].min() == 4 and p[:, 1].max() == 11
+
+
+def test_export_labels_load_in_ultralytics_and_train_one_epoch(tmp_path):
+    os.environ["YOLO_OFFLINE"] = "1"
+    ann = write_scenes(range(3_900_000, 3_900_012), tmp_path / "scenes", size=64)
+    data = json.loads(ann.read_text())
+    data_yaml = export_yolo(data, tmp_path / "scenes", tmp_path / "yolo", val_fraction=0.25)
+    cfg = yaml.safe_load(data_yaml.read_text())
+    assert cfg["names"] == {0: "square", 1: "triangle", 2: "disc"}
+    n_labels = sum(len(p.read_text().splitlines()) for p in (tmp_path / "yolo" / "labels").rglob("*.txt"))
+    assert n_labels == len(data["annotations"])
+
+    from ultralytics import YOLO
+    from ultralytics.data.utils import check_det_dataset
+
+    info = check_det_dataset(str(data_yaml))
+    assert info["nc"] == 3
+    model = YOLO("yolov8n-seg.yaml")
+    model.train(data=str(data_yaml), epochs=1, imgsz=64, batch=4, device="cpu", workers=0, amp=False,
+                pretrained=False, plots=False, val=False, project=str(tmp_path / "train"), name="t", verbose=False)
+    assert (tmp_path / "train" / "t" / "weights" / "last.pt").exists()
