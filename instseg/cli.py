@@ -197,5 +197,63 @@ def show(run_dir: str, out: str, max_images: int) -> None:
     click.echo(f"wrote {out} ({len(rows)} images)")
 
 
+@main.group()
+def toy() -> None:
+    """The toy world: render scenes, retrain the toy GAN and detector."""
+
+
+@toy.command("render")
+@click.option("--out", required=True, type=click.Path(file_okay=False), metavar="DIR", help="Output folder.")
+@click.option("--seeds", default="0-99", show_default=True, metavar="LIST", help="Scene seeds, e.g. 0-999.")
+@click.option("--size", type=click.IntRange(min=16), default=64, show_default=True, metavar="PX", help="Image size.")
+@click.option("--yolo", is_flag=True, help="Also write the YOLO-seg layout to DIR/yolo.")
+def toy_render(out: str, seeds: str, size: int, yolo: bool) -> None:
+    """Render scenes with exact instance masks as a COCO dataset."""
+    from tqdm import tqdm
+
+    from .config import parse_seeds
+    from .toy.dataset import write_scenes
+
+    seed_list = parse_seeds(seeds)
+    with tqdm(total=len(seed_list), unit="scene", desc="render") as bar:
+        path = write_scenes(seed_list, Path(out), size, on_seed=lambda _: bar.update())
+    click.echo(f"wrote {path}")
+    if yolo:
+        click.echo(f"wrote {_export_yolo(Path(out), Path(out) / 'yolo')}")
+
+
+@toy.command("train-gan")
+@click.option("--out", default="toy-train", show_default=True, type=click.Path(file_okay=False), metavar="DIR",
+              help="Training folder; an existing train-state.pt there is resumed.")
+@click.option("--iters", type=int, default=20000, show_default=True, metavar="N", help="Total iterations.")
+@click.option("--resolution", type=int, default=64, show_default=True, metavar="PX", help="Image size.")
+@click.option("--channel-base", type=int, default=1024, show_default=True, metavar="C",
+              help="Channels at resolution r: min(C // r, 128).")
+@click.option("--batch", type=int, default=16, show_default=True, metavar="B", help="Batch size.")
+@click.option("--r1-gamma", type=float, default=0.3, show_default=True, metavar="G", help="R1 weight.")
+@click.option("--device", default="cpu", show_default=True, metavar="DEV", help="cpu or cuda[:N].")
+@click.option("--threads", type=int, default=0, show_default=True, metavar="T", help="CPU threads (0: torch's).")
+def toy_train_gan(**kw: Any) -> None:
+    """Train (or resume) the toy StyleGAN2; writes DIR/generator.pt in the native format."""
+    from .toy.train_gan import TrainConfig, train
+
+    logging.getLogger("instseg").setLevel(logging.INFO)
+    click.echo(f"wrote {train(TrainConfig(**kw))}")
+
+
+@toy.command("train-detector")
+@click.option("--out", default="toy-train/detector", show_default=True, type=click.Path(file_okay=False),
+              metavar="DIR", help="Training folder.")
+@click.option("--scenes", type=int, default=4000, show_default=True, metavar="N", help="Rendered training scenes.")
+@click.option("--epochs", type=int, default=30, show_default=True, metavar="E", help="Epochs.")
+@click.option("--imgsz", type=int, default=64, show_default=True, metavar="PX", help="Training image size.")
+@click.option("--device", default="cpu", show_default=True, metavar="DEV", help="cpu or a CUDA index.")
+def toy_train_detector(out: str, scenes: int, epochs: int, imgsz: int, device: str) -> None:
+    """Train the toy YOLOv8n-seg from its yaml on rendered scenes; writes DIR/toy-shapes-yolo.pt."""
+    from .toy.train_detector import train
+
+    click.echo(f"wrote {train(Path(out), scenes, epochs, imgsz, device=device)}")
+
+
 if __name__ == "__main__":
     main()

@@ -102,3 +102,17 @@ def test_pickle_naming_an_unknown_class_is_refused_without_running(tmp_path, mon
     with pytest.raises(CheckpointError, match="refused"):
         detect_and_load(b)
     assert not (tmp_path / "PWNED_MARKER").exists()
+
+
+def test_convert_cli_writes_native(tiny_G, tmp_path):
+    from click.testing import CliRunner
+
+    from instseg.cli import main
+
+    (tmp_path / "g.pkl").write_bytes(tf_pickle_bytes(tiny_G))
+    r = CliRunner().invoke(main, ["convert", str(tmp_path / "g.pkl"), str(tmp_path / "g.pt")])
+    assert r.exit_code == 0, r.output
+    G2 = load_generator(tmp_path / "g.pt")
+    torch.testing.assert_close(_image(G2), _image(tiny_G), rtol=0, atol=1e-5)
+    r = CliRunner().invoke(main, ["convert", str(tmp_path / "g.pt")[:-1] + "x", str(tmp_path / "h.pt")])
+    assert r.exit_code == 2 and "neither a preset" in r.output

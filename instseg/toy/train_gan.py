@@ -29,8 +29,8 @@ log = logging.getLogger(__name__)
 @dataclass
 class TrainConfig:
     out: str = "toy-train"  # folder for the training state, samples and the exported generator
-    resolution: int = 32
-    channel_base: int = 4096
+    resolution: int = 64
+    channel_base: int = 1024
     channel_max: int = 128
     z_dim: int = 128
     w_dim: int = 128
@@ -39,7 +39,7 @@ class TrainConfig:
     batch: int = 16
     iters: int = 20000
     lr: float = 0.002
-    r1_gamma: float = 0.5
+    r1_gamma: float = 0.3
     r1_every: int = 4
     mix_prob: float = 0.9
     ema_kimg: float = 2.0  # EMA half-life in thousands of images, ramped up by ema_rampup
