@@ -36,11 +36,29 @@ class YoloDetector:
         self.class_names = [self.model.names[i] for i in sorted(self.model.names)]
         self.device, self.conf, self.max_det, self.imgsz = device, conf, max_det, imgsz
 
-    def __call__(self, images: Sequence[np.ndarray]) -> list[Detections]:
+    def _predict(self, images: Sequence[np.ndarray]) -> list:
         bgr = [np.ascontiguousarray(im[..., ::-1]) for im in images]  # Ultralytics reads arrays as BGR
         imgsz = self.imgsz or max(32, int(np.ceil(max(images[0].shape[:2]) / 32) * 32))
-        results = self.model.predict(bgr, conf=self.conf, max_det=self.max_det, device=self.device, imgsz=imgsz,
-                                     verbose=False)
+        return self.model.predict(bgr, conf=self.conf, max_det=self.max_det, device=self.device, imgsz=imgsz,
+                                  retina_masks=True, verbose=False)
+
+    def segment(self, images: Sequence[np.ndarray]) -> list[tuple[Detections, np.ndarray]]:
+        """For seg weights: detections plus instance masks [n, H, W] bool at image resolution."""
+        out = []
+        for det, r in zip(self._detections(res := self._predict(images)), res):
+            if r.masks is None:
+                if len(det.boxes):
+                    raise DetectorError("these YOLO weights predict no masks; use a -seg model as the segmenter")
+                masks = np.zeros((0, *r.orig_shape), bool)
+            else:
+                masks = r.masks.data.cpu().numpy() > 0.5
+            out.append((det, masks))
+        return out
+
+    def __call__(self, images: Sequence[np.ndarray]) -> list[Detections]:
+        return self._detections(self._predict(images))
+
+    def _detections(self, results: list) -> list[Detections]:
         out = []
         for r in results:
             b = r.boxes

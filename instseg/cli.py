@@ -197,6 +197,77 @@ def show(run_dir: str, out: str, max_images: int) -> None:
     click.echo(f"wrote {out} ({len(rows)} images)")
 
 
+@main.command("eval")
+@click.option("--pred", required=True, type=click.Path(exists=True, dir_okay=False), metavar="A.json",
+              help="Predicted COCO file (annotations carry score).")
+@click.option("--gt", required=True, type=click.Path(exists=True, dir_okay=False), metavar="B.json",
+              help="Reference COCO file over the same images.")
+@click.option("--trimap-width", type=click.IntRange(min=1), default=3, show_default=True, metavar="PX",
+              help="Band around the reference boundary for trimap IoU.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
+def eval_cmd(pred: str, gt: str, trimap_width: int, as_json: bool) -> None:
+    """Score predicted masks against reference masks: IoU, trimap IoU, mask AP."""
+    import json
+
+    from .evaluate import evaluate
+
+    def load(p: str) -> dict:
+        try:
+            d = json.loads(Path(p).read_text())
+            assert all(k in d for k in ("images", "annotations", "categories"))
+            return d
+        except (OSError, ValueError, AssertionError):
+            raise UserError(f"{p} is not a COCO annotations file") from None
+
+    res = evaluate(load(pred), load(gt), trimap_width)
+    if as_json:
+        click.echo(json.dumps(res))
+        return
+    for k in ("iou_fg", "iou_bg", "miou", "trimap_miou", "ap", "ap50"):
+        click.echo(f"{k:12} {res[k]:.4f}")
+    for name, v in res["per_class"].items():
+        click.echo(f"  {name:20} " + "  ".join(f"{m} {x:.4f}" for m, x in v.items()))
+
+
+@main.command("pseudo-gt")
+@click.option("--run", "run_dir", required=True, type=click.Path(exists=True, file_okay=False), metavar="DIR",
+              help="An instseg run dir.")
+@click.option("--segmenter", default=None, metavar="yolo:PATH",
+              help="Supervised segmenter (YOLO -seg weights).  [default: the preset's, e.g. toy-shapes]")
+@click.option("--conf", type=float, default=0.25, show_default=True, metavar="P", help="Segmenter threshold.")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), metavar="GT.json", help="Output file.")
+def pseudo_gt_cmd(run_dir: str, segmenter: str | None, conf: float, out: str) -> None:
+    """Reference masks for a run's images from a supervised segmenter."""
+    import json
+
+    from tqdm import tqdm
+
+    from detectors import DetectorError, parse_spec
+    from detectors.yolo import YoloDetector
+
+    from .io import atomic_write_json
+    from .pseudo_gt import pseudo_gt
+    from .zoo import PRESETS
+
+    if segmenter is None:
+        gan = json.loads((Path(run_dir) / "run.json").read_text())["config"]["gan"]
+        if gan not in PRESETS or not PRESETS[gan].detector.startswith("yolo:"):
+            raise UserError("no default segmenter for this run; pass --segmenter yolo:PATH to a -seg model")
+        segmenter = PRESETS[gan].detector
+    try:
+        kind, arg = parse_spec(segmenter)
+        if kind != "yolo":
+            raise DetectorError("--segmenter must be yolo:PATH to a -seg model")
+        seg = YoloDetector(arg, conf=conf, max_det=50)
+        n = len(json.loads((Path(run_dir) / "annotations.json").read_text())["images"])
+        with tqdm(total=n, unit="img", desc="pseudo-gt") as bar:
+            data = pseudo_gt(Path(run_dir), seg, on_image=lambda _: bar.update())
+    except DetectorError as e:
+        raise UserError(str(e)) from None
+    atomic_write_json(out, data)
+    click.echo(f"wrote {out} ({len(data['annotations'])} masks)")
+
+
 @main.group()
 def toy() -> None:
     """The toy world: render scenes, retrain the toy GAN and detector."""

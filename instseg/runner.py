@@ -22,7 +22,7 @@ from .errors import UserError
 from .generator import Generator, to_uint8
 from .io import atomic_save_png, atomic_write_json
 from .instances import merge_instances
-from .segment import ImageSegmentation, segment_image, upsample_labels
+from .segment import ImageSegmentation, Stopwatch, segment_image, upsample_labels
 from .zoo import Progress, ResolvedGan, resolve_gan, sha256_file
 
 log = logging.getLogger(__name__)
@@ -153,8 +153,13 @@ def _instance_annotations(seg: ImageSegmentation, det: Detections, categories: l
 
 
 def run(cfg: RunConfig, out: Path, on_seed: Callable[[int, bool], None] | None = None,
-        download_progress: Progress | None = None, cache: Path | None = None) -> Path:
-    """Make (or resume) the dataset for cfg.seeds in `out`; returns the annotations path."""
+        download_progress: Progress | None = None, cache: Path | None = None,
+        timings: dict[str, float] | None = None, detector: Detector | None = None) -> Path:
+    """Make (or resume) the dataset for cfg.seeds in `out`; returns the annotations path.
+
+    `timings`, when given, accumulates seconds per stage (generate, detect, cluster, export).
+    `detector` replaces the one cfg.detector names (benchmarks use fixed boxes).
+    """
     gan: ResolvedGan = resolve_gan(cfg.gan, cache, download_progress)
     prepare_out(out)
     gan_sha = sha256_file(gan.path)
@@ -170,7 +175,10 @@ def run(cfg: RunConfig, out: Path, on_seed: Callable[[int, bool], None] | None =
         "config": cfg.to_dict(), "seeds": seeds, "versions": _versions(), "command": sys.argv,
         "generator": {"source": gan.source, "path": str(gan.path), "sha256": gan_sha, "config": G.cfg.to_dict()},
     })
-    detector, categories = _detector(cfg, device)
+    if detector is None:
+        detector, categories = _detector(cfg, device)
+    else:
+        categories = list(cfg.classes) or detector.class_names
     what = "--detector none" if detector is None else f"--detector {cfg.detector}, classes {', '.join(categories)}"
     ds = Dataset(out, categories, f"instseg {cfg.gan}: style-mixing segmentation, {what}")
     last_write = 0.0
@@ -187,7 +195,8 @@ def run(cfg: RunConfig, out: Path, on_seed: Callable[[int, bool], None] | None =
             found.append(d)
             return d.boxes
 
-        seg = segment_image(G, seed, cfg, device, find_boxes if detector is not None else None)
+        seg = segment_image(G, seed, cfg, device, find_boxes if detector is not None else None, timings=timings)
+        clock = Stopwatch(timings, device)
         hw = tuple(seg.image.shape[-2:])
         labels = upsample_labels(seg.labels, cfg.k, hw)
         if detector is None:
@@ -198,6 +207,7 @@ def run(cfg: RunConfig, out: Path, on_seed: Callable[[int, bool], None] | None =
         else:
             anns = _instance_annotations(seg, found[0], categories, cfg, seed)
         _write_seed(ds, seed, to_uint8(seg.image[None])[0], labels.cpu().numpy(), to_uint8(seg.preview), anns)
+        clock.lap("export")
         if on_seed:
             on_seed(seed, False)
         if time.time() - last_write > 10:

@@ -1,6 +1,7 @@
 """Per-image segmentation core: variants -> features -> k-means (with repeats) -> foreground/instances."""
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -77,17 +78,37 @@ def segment_box(stacks: list[Tensor], box: np.ndarray, crop: tuple[int, int, int
 BoxFn = Callable[[np.ndarray], np.ndarray]  # RGB uint8 image -> [n, 4] xyxy boxes
 
 
+class Stopwatch:
+    """Adds wall time per stage to a dict (synchronising CUDA so GPU work is counted where it runs)."""
+
+    def __init__(self, totals: dict[str, float] | None, device: torch.device):
+        self.totals, self.device, self.t = totals, device, time.perf_counter()
+
+    def lap(self, stage: str) -> None:
+        if self.totals is None:
+            return
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        now = time.perf_counter()
+        self.totals[stage] = self.totals.get(stage, 0.0) + now - self.t
+        self.t = now
+
+
 @torch.no_grad()
 def segment_image(G: Generator, seed: int, cfg: RunConfig, device: torch.device, find_boxes: BoxFn | None = None,
-                  n_preview: int = 4) -> ImageSegmentation:
+                  n_preview: int = 4, timings: dict[str, float] | None = None) -> ImageSegmentation:
     """One seed: the whole-image clustering and, given `find_boxes`, one instance mask per box.
 
     All regions (the whole image and every box crop) are cut from the same variant pass.
+    `timings`, when given, accumulates seconds per stage: generate, detect, cluster.
     """
+    clock = Stopwatch(timings, device)
     ws = source_ws(G, seed, cfg.truncation_psi, device)
     image = G.synthesis(ws, noise_mode="const")[0][0]
     H, W = image.shape[-2:]
+    clock.lap("generate")
     boxes = find_boxes(to_uint8(image[None])[0]) if find_boxes is not None else np.zeros((0, 4), np.float32)
+    clock.lap("detect")
     whole_hw = work_size((H, W), cfg.work_res)
     crops = [box_crop(b, cfg.box_margin, (H, W)) for b in boxes]
     crop_hws = [work_size((c[3] - c[1], c[2] - c[0]), cfg.work_res) for c in crops]
@@ -102,8 +123,10 @@ def segment_image(G: Generator, seed: int, cfg: RunConfig, device: torch.device,
         if r == 0:
             preview = (feature_stacks[0][0][:n_preview] if cfg.features == "rgb"
                        else variant_stacks(G, ws_var[:n_preview], "rgb", [(None, whole_hw)], cfg.batch)[0])
+    clock.lap("generate")
     labels, conf = cluster_stacks(feature_stacks[0], cfg, seed)
     fg = RULES[cfg.foreground](labels, cfg.k)
     instances = [segment_box(feature_stacks[i + 1], box, crop, (H, W), cfg, seed * 100 + i)
                  for i, (box, crop) in enumerate(zip(boxes, crops))]
+    clock.lap("cluster")
     return ImageSegmentation(image, labels, fg, conf, preview, np.asarray(boxes, np.float32).reshape(-1, 4), instances)

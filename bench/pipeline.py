@@ -1,0 +1,100 @@
+"""End-to-end images/s of `instseg run`, split into generate / detect / cluster / export.
+
+    python bench/pipeline.py toy [--images 16] [--device cpu]     # toy-shapes + its YOLOv8n-seg
+    python bench/pipeline.py f256 [--images 4] [--device cpu]     # config-f 256, random weights, fixed boxes
+
+'generate' is the source image plus the N variants; 'variants only' times that generation alone,
+so the ratio end-to-end / variants-only is our overhead beyond making the variants.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.common import write_section  # noqa: E402
+from detectors import Detections  # noqa: E402
+from instseg.checkpoints import load_generator, save_native  # noqa: E402
+from instseg.config import build_config  # noqa: E402
+from instseg.features import variant_stacks, work_size  # noqa: E402
+from instseg.generator import Generator, GeneratorConfig  # noqa: E402
+from instseg.mixing import mix_ws, variant_rng  # noqa: E402
+from instseg.runner import run  # noqa: E402
+from instseg.segment import source_ws  # noqa: E402
+from instseg.zoo import resolve_gan  # noqa: E402
+
+
+class FixedBoxes:
+    """A stand-in detector: the same two overlapping boxes on every image (fractions of the size)."""
+
+    class_names = ["object"]
+
+    def __call__(self, images):
+        h, w = images[0].shape[:2]
+        b = np.array([[0.15, 0.2, 0.6, 0.8], [0.45, 0.3, 0.9, 0.9]], np.float32) * [w, h, w, h]
+        return [Detections(b.astype(np.float32), np.array([0.9, 0.8], np.float32), ["object", "object"]) for _ in images]
+
+
+def variants_only(gan: Path, cfg, device: torch.device) -> float:
+    G = load_generator(gan, device)
+    t = time.perf_counter()
+    with torch.no_grad():
+        for s in cfg.seeds:
+            ws = source_ws(G, s, cfg.truncation_psi, device)
+            hw = work_size(G.out_hw, cfg.work_res)
+            for r in range(cfg.repeats):
+                wv = mix_ws(G, ws, cfg.variants, cfg.mix_from, variant_rng(s, r), cfg.truncation_psi)
+                variant_stacks(G, wv, cfg.features, [(None, hw)], cfg.batch)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter() - t
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("world", choices=["toy", "f256"])
+    ap.add_argument("--images", type=int, default=None)
+    ap.add_argument("--device", default="cpu")
+    args = ap.parse_args()
+    device = torch.device(args.device)
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.world == "toy":
+            n = args.images or 16
+            cfg = build_config("toy-shapes", {"seeds": tuple(range(10_000, 10_000 + n)), "device": args.device})
+            gan, detector, what = resolve_gan("toy-shapes").path, None, "toy-shapes 64x64 with its YOLOv8n-seg"
+        else:
+            n = args.images or 4
+            torch.manual_seed(0)
+            gan = Path(tmp) / "f256.pt"
+            save_native(Generator(GeneratorConfig(resolution=256)), gan)
+            cfg = build_config(str(gan), {"seeds": tuple(range(n)), "mix_from": (6, 7, 8, 9), "variants": 32,
+                                          "device": args.device, "detector": "fixed", "classes": ("object",)})
+            detector, what = FixedBoxes(), "config-f 256x256, random weights, 2 fixed overlapping boxes"
+        # warm-up on a throwaway seed so one-off start-up costs stay out of the figures
+        run(build_config(cfg.gan, {**cfg.to_dict(), "seeds": (999_999,)}), Path(tmp) / "warm", detector=detector)
+        timings: dict[str, float] = {}
+        t = time.perf_counter()
+        run(cfg, Path(tmp) / "run", timings=timings, detector=detector)
+        total = time.perf_counter() - t
+        gen_alone = variants_only(gan, cfg, device)
+    rows = ["| stage | s / image | share |", "|---|---:|---:|"]
+    rows += [f"| {k} | {v / n:.3f} | {v / total:.0%} |" for k, v in timings.items()]
+    rows.append(f"| other (loading, bookkeeping) | {(total - sum(timings.values())) / n:.3f} | "
+                f"{(total - sum(timings.values())) / total:.0%} |")
+    rows.append(f"| **end to end** | **{total / n:.3f}** | **{n / total:.2f} images/s** |")
+    rows.append(f"| variants only (N={cfg.variants}) | {gen_alone / n:.3f} | ratio end-to-end / variants = "
+                f"{total / gen_alone:.2f} |")
+    body = (f"{what}; N={cfg.variants} variants, k={cfg.k}, work_res {cfg.work_res}, batch {cfg.batch}, "
+            f"{n} images after a one-image warm-up.\n\n" + "\n".join(rows))
+    write_section(f"pipeline-{args.world}-{device.type}", f"instseg run, per stage: {args.world} ({device.type})",
+                  body, device)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,128 @@
+"""Mask quality of a predicted COCO file against a reference: IoU, trimap IoU and mask AP."""
+from __future__ import annotations
+
+import contextlib
+import io
+from typing import Any
+
+import numpy as np
+from scipy import ndimage
+
+from .coco import decode_rle
+from .errors import UserError
+
+
+def trimap_band(gt: np.ndarray, width: int) -> np.ndarray:
+    """Pixels within `width` px of the reference mask's boundary (both sides)."""
+    if not gt.any() or gt.all():
+        return np.zeros_like(gt, dtype=bool)
+    inner = gt & ~ndimage.binary_erosion(gt, border_value=1)
+    outer = ~gt & ndimage.binary_dilation(gt)
+    return ndimage.binary_dilation(inner | outer, iterations=max(width - 1, 0)) if width > 1 else inner | outer
+
+
+def _masks_by_image(data: dict) -> dict[int, list[tuple[int, np.ndarray]]]:
+    out: dict[int, list[tuple[int, np.ndarray]]] = {im["id"]: [] for im in data["images"]}
+    for a in data["annotations"]:
+        out.setdefault(a["image_id"], []).append((a["category_id"], decode_rle(a["segmentation"])))
+    return out
+
+
+def _check_same_images(pred: dict, gt: dict) -> None:
+    p = {im["id"]: (im["height"], im["width"]) for im in pred["images"]}
+    g = {im["id"]: (im["height"], im["width"]) for im in gt["images"]}
+    if p != g:
+        only_p, only_g = sorted(set(p) - set(g))[:3], sorted(set(g) - set(p))[:3]
+        raise UserError(f"the files describe different images (only in pred: {only_p}, only in gt: {only_g}, "
+                        f"size mismatches: {sum(p[i] != g[i] for i in set(p) & set(g))})")
+
+
+class _IoU:
+    def __init__(self) -> None:
+        self.inter = self.union = 0
+
+    def add(self, a: np.ndarray, b: np.ndarray, where: np.ndarray | None = None) -> None:
+        if where is not None:
+            a, b = a[where], b[where]
+        self.inter += int((a & b).sum())
+        self.union += int((a | b).sum())
+
+    def value(self) -> float:
+        return self.inter / self.union if self.union else 1.0
+
+
+def semantic_scores(pred: dict, gt: dict, trimap_width: int = 3) -> dict[str, Any]:
+    """Dataset-level IoU (summed intersections over summed unions) of fg/bg and of each class."""
+    _check_same_images(pred, gt)
+    p_cats = {c["id"]: c["name"] for c in pred["categories"]}
+    g_cats = {c["id"]: c["name"] for c in gt["categories"]}
+    names = sorted(set(g_cats.values()) | set(p_cats.values()))
+    pm, gm = _masks_by_image(pred), _masks_by_image(gt)
+    fg, bg, tfg, tbg = _IoU(), _IoU(), _IoU(), _IoU()
+    per_class = {n: _IoU() for n in names}
+    for im in gt["images"]:
+        shape = (im["height"], im["width"])
+        p_sem = {n: np.zeros(shape, bool) for n in names}
+        g_sem = {n: np.zeros(shape, bool) for n in names}
+        for cid, m in pm.get(im["id"], []):
+            p_sem[p_cats[cid]] |= m
+        for cid, m in gm.get(im["id"], []):
+            g_sem[g_cats[cid]] |= m
+        p_fg = np.any(list(p_sem.values()), axis=0) if names else np.zeros(shape, bool)
+        g_fg = np.any(list(g_sem.values()), axis=0) if names else np.zeros(shape, bool)
+        band = trimap_band(g_fg, trimap_width)
+        fg.add(p_fg, g_fg)
+        bg.add(~p_fg, ~g_fg)
+        tfg.add(p_fg, g_fg, band)
+        tbg.add(~p_fg, ~g_fg, band)
+        for n in names:
+            per_class[n].add(p_sem[n], g_sem[n])
+    out = {"iou_fg": fg.value(), "iou_bg": bg.value()}
+    out["miou"] = (out["iou_fg"] + out["iou_bg"]) / 2
+    out["trimap_iou_fg"], out["trimap_iou_bg"] = tfg.value(), tbg.value()
+    out["trimap_miou"] = (out["trimap_iou_fg"] + out["trimap_iou_bg"]) / 2
+    out["per_class"] = {n: {"iou": v.value()} for n, v in per_class.items()}
+    return out
+
+
+def instance_scores(pred: dict, gt: dict) -> dict[str, Any]:
+    """Mask AP and AP50 through pycocotools COCOeval; categories are matched by name."""
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    _check_same_images(pred, gt)
+    g_ids = {c["name"]: c["id"] for c in gt["categories"]}
+    p_names = {c["id"]: c["name"] for c in pred["categories"]}
+    dets = [{**a, "category_id": g_ids[p_names[a["category_id"]]], "score": float(a.get("score", 1.0))}
+            for a in pred["annotations"] if p_names[a["category_id"]] in g_ids]
+    for d in dets:
+        d.pop("id", None)
+        d.pop("bbox", None)  # loadRes recomputes it from the mask
+    gt_ann = len(gt["annotations"])
+    if not dets or not gt_ann:
+        return {"ap": 0.0 if gt_ann else float("nan"), "ap50": 0.0 if gt_ann else float("nan"), "per_class_ap": {}}
+    with contextlib.redirect_stdout(io.StringIO()):
+        g = COCO()
+        g.dataset = {**gt, "annotations": [{**a, "iscrowd": a.get("iscrowd", 0)} for a in gt["annotations"]]}
+        g.createIndex()
+        p = g.loadRes(dets)
+        ev = COCOeval(g, p, "segm")
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    prec = ev.eval["precision"]  # [T, R, K, A, M]
+    per_class = {}
+    for ki, cid in enumerate(ev.params.catIds):
+        v = prec[:, :, ki, 0, -1]
+        v = v[v > -1]
+        per_class[g.cats[cid]["name"]] = float(v.mean()) if v.size else float("nan")
+    return {"ap": float(ev.stats[0]), "ap50": float(ev.stats[1]), "per_class_ap": per_class}
+
+
+def evaluate(pred: dict, gt: dict, trimap_width: int = 3) -> dict[str, Any]:
+    """All scores: iou_fg, iou_bg, miou, trimap_miou, ap, ap50, per_class."""
+    sem = semantic_scores(pred, gt, trimap_width)
+    inst = instance_scores(pred, gt)
+    for name, ap in inst.pop("per_class_ap").items():
+        sem["per_class"].setdefault(name, {})["ap"] = ap
+    return {**sem, **inst}

@@ -1,0 +1,39 @@
+"""Reference masks for a run's images from a supervised segmenter (YOLO-seg)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+from PIL import Image
+
+from . import coco
+
+
+def pseudo_gt(run_dir: Path, segmenter, on_image: Callable[[int], None] | None = None) -> dict:
+    """A COCO dict over the same images as `run_dir`/annotations.json.
+
+    Categories are the run's; for a `--detector none` run ("foreground") every segmenter
+    instance counts as foreground, else only the run's classes are kept.
+    """
+    run = json.loads((Path(run_dir) / "annotations.json").read_text())
+    names = [c["name"] for c in sorted(run["categories"], key=lambda c: c["id"])]
+    whole = names == ["foreground"]
+    anns = []
+    for im in run["images"]:
+        img = np.asarray(Image.open(Path(run_dir) / im["file_name"]).convert("RGB"))
+        det, masks = segmenter.segment([img])[0]
+        for label, score, m in zip(det.labels, det.scores, masks):
+            if not m.any() or (not whole and label not in names):
+                continue
+            anns.append(coco.annotation(m, im["id"], 1 if whole else names.index(label) + 1, float(score)))
+        if on_image:
+            on_image(im["id"])
+    if whole:  # one fg annotation per image: the union
+        merged: dict[int, np.ndarray] = {}
+        for a in anns:
+            m = coco.decode_rle(a["segmentation"])
+            merged[a["image_id"]] = merged.get(a["image_id"], np.zeros_like(m)) | m
+        anns = [coco.annotation(m, i, 1, 1.0) for i, m in merged.items()]
+    return coco.dataset(run["images"], anns, names, f"pseudo ground truth for {run_dir}")
