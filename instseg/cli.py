@@ -87,6 +87,8 @@ def convert(src: str, dst: str) -> None:
 @click.option("--num-images", type=click.IntRange(min=1), default=None, metavar="N",
               help="Make N images from seeds 0..N-1 (default: the config's seeds).")
 @click.option("--seeds", default=None, metavar="LIST", help="Seeds such as 0-99,120 (instead of --num-images).")
+@click.option("--method", type=click.Choice(["variants", "grabcut", "kmeans-rgb", "activations"]), default=None,
+              help="variants: ours. The others are single-image baselines on the same boxes.  [default: variants]")
 @click.option("--variants", type=int, default=None, metavar="N", help="Style-mixed variants per image.  [default: 32]")
 @click.option("--mix-from", default=None, metavar="C[,C..]",
               help="Crossover(s) c: ws[:c] kept, ws[c:] redrawn; one drawn per variant.")

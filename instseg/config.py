@@ -16,11 +16,13 @@ from .errors import UserError
 NORMALIZATIONS = ("raw", "standardize", "l2")
 FOREGROUND_RULES = ("border", "center")
 INSTANCE_RULES = ("combined", "inside", "border", "center")
+METHODS = ("variants", "grabcut", "kmeans-rgb", "activations")
 
 
 @dataclass(frozen=True)
 class RunConfig:
     gan: str = "toy-shapes"  # preset name, checkpoint path or URL
+    method: str = "variants"  # variants (ours) | grabcut | kmeans-rgb | activations (single-image baselines)
     seeds: tuple[int, ...] = tuple(range(8))  # one image per seed
     variants: int = 32  # N style-mixed variants per image
     mix_from: tuple[int, ...] = (4, 5)  # crossover c: ws[:c] kept, ws[c:] from a fresh z (one c drawn per variant)
@@ -57,6 +59,8 @@ class RunConfig:
             raise UserError(f"normalize must be one of {NORMALIZATIONS}, got {self.normalize!r}")
         if self.foreground not in FOREGROUND_RULES:
             raise UserError(f"foreground must be one of {FOREGROUND_RULES}, got {self.foreground!r}")
+        if self.method not in METHODS:
+            raise UserError(f"method must be one of {METHODS}, got {self.method!r}")
         if self.instance_rule not in INSTANCE_RULES:
             raise UserError(f"instance_rule must be one of {INSTANCE_RULES}, got {self.instance_rule!r}")
         if not 0 <= self.conf <= 1 or self.max_det < 1 or self.box_margin < 0:

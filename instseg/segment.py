@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 import numpy as np
@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .baselines import default_activation_layer, grabcut
 from .cluster import kmeans, majority_vote, margin
 from .config import RunConfig
 from .features import Region, pixel_features, variant_stacks, work_size
@@ -75,6 +76,24 @@ def segment_box(stacks: list[Tensor], box: np.ndarray, crop: tuple[int, int, int
     return BoxSegmentation(mask, float(sel.mean()) if sel.numel() else 0.0)
 
 
+def _grabcut_image(image: Tensor, boxes: np.ndarray, whole_hw: tuple[int, int], cfg: RunConfig,
+                   clock: "Stopwatch") -> ImageSegmentation:
+    """The GrabCut baseline: one GrabCut per box, and one from a 5%-inset rectangle for the whole image."""
+    H, W = image.shape[-2:]
+    img8 = to_uint8(image[None])[0]
+    whole = grabcut(img8, np.array([0.05 * W, 0.05 * H, 0.95 * W, 0.95 * H]))
+    labels = torch.from_numpy(whole).long().to(image.device)
+    instances = []
+    for b in boxes:
+        m = torch.from_numpy(grabcut(img8, b)).to(image.device)
+        instances.append(BoxSegmentation(m, 1.0))
+    clock.lap("cluster")
+    preview = F.interpolate(image[None].float(), size=whole_hw, mode="bilinear", align_corners=False)
+    fg = torch.tensor([False, True] + [False] * (cfg.k - 2), device=image.device)
+    return ImageSegmentation(image, labels, fg, torch.ones_like(labels, dtype=torch.float), preview,
+                             np.asarray(boxes, np.float32).reshape(-1, 4), instances)
+
+
 BoxFn = Callable[[np.ndarray], np.ndarray]  # RGB uint8 image -> [n, 4] xyxy boxes
 
 
@@ -110,18 +129,28 @@ def segment_image(G: Generator, seed: int, cfg: RunConfig, device: torch.device,
     boxes = find_boxes(to_uint8(image[None])[0]) if find_boxes is not None else np.zeros((0, 4), np.float32)
     clock.lap("detect")
     whole_hw = work_size((H, W), cfg.work_res)
+    if cfg.method == "grabcut":
+        return _grabcut_image(image, boxes, whole_hw, cfg, clock)
     crops = [box_crop(b, cfg.box_margin, (H, W)) for b in boxes]
     crop_hws = [work_size((c[3] - c[1], c[2] - c[0]), cfg.work_res) for c in crops]
     regions: list[tuple[Region | None, tuple[int, int]]] = [(None, whole_hw)]
     regions += [((c[0] / W, c[1] / H, c[2] / W, c[3] / H), hw) for c, hw in zip(crops, crop_hws)]
     feature_stacks: list[list[Tensor]] = [[] for _ in regions]
     preview = None
-    for r in range(cfg.repeats):
-        ws_var = mix_ws(G, ws, cfg.variants, cfg.mix_from, variant_rng(seed, r), cfg.truncation_psi)
-        for acc, st in zip(feature_stacks, variant_stacks(G, ws_var, cfg.features, regions, cfg.batch)):
+    feature = cfg.features
+    if cfg.method == "variants":
+        ws_sets = [mix_ws(G, ws, cfg.variants, cfg.mix_from, variant_rng(seed, r), cfg.truncation_psi)
+                   for r in range(cfg.repeats)]
+    else:  # single-image baselines: the "stack" is the source image alone (N = 1)
+        ws_sets = [ws]
+        feature = "rgb" if cfg.method == "kmeans-rgb" else (
+            cfg.features if cfg.features != "rgb" else default_activation_layer(G.feature_names))
+        cfg = replace(cfg, normalize="raw", repeats=1)
+    for r, ws_var in enumerate(ws_sets):
+        for acc, st in zip(feature_stacks, variant_stacks(G, ws_var, feature, regions, cfg.batch)):
             acc.append(st)
         if r == 0:
-            preview = (feature_stacks[0][0][:n_preview] if cfg.features == "rgb"
+            preview = (feature_stacks[0][0][:n_preview] if feature == "rgb"
                        else variant_stacks(G, ws_var[:n_preview], "rgb", [(None, whole_hw)], cfg.batch)[0])
     clock.lap("generate")
     labels, conf = cluster_stacks(feature_stacks[0], cfg, seed)

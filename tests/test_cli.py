@@ -129,3 +129,13 @@ def test_kill_and_resume(tiny_ckpt, tmp_path):
     assert sorted(i["seed"] for i in c.dataset["images"]) == list(range(40))
     assert all((out / "images" / f"{s}.png").stat().st_mtime_ns == t for s, t in mtimes.items())
     assert not list(out.rglob("*.tmp"))
+
+
+@pytest.mark.parametrize("method", ["grabcut", "kmeans-rgb", "activations"])
+def test_baseline_methods_run_through_the_same_pipeline(tiny_ckpt, tmp_path, method):
+    out = tmp_path / method
+    r = _run(_base(tiny_ckpt, out) + ["--num-images", "2", "--method", method])
+    assert r.exit_code == 0, r.output
+    c = COCO(str(out / "annotations.json"))
+    assert len(c.dataset["images"]) == 2
+    assert json.loads((out / "run.json").read_text())["config"]["method"] == method
