@@ -85,8 +85,9 @@ def semantic_scores(pred: dict, gt: dict, trimap_width: int = 3) -> dict[str, An
     return out
 
 
-def instance_scores(pred: dict, gt: dict) -> dict[str, Any]:
-    """Mask AP and AP50 through pycocotools COCOeval; categories are matched by name."""
+def instance_scores(pred: dict, gt: dict, iou_type: str = "segm") -> dict[str, Any]:
+    """Mask (or, with iou_type='bbox', box) AP and AP50 through pycocotools COCOeval; categories
+    are matched by name."""
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
 
@@ -97,7 +98,8 @@ def instance_scores(pred: dict, gt: dict) -> dict[str, Any]:
             for a in pred["annotations"] if p_names[a["category_id"]] in g_ids]
     for d in dets:
         d.pop("id", None)
-        d.pop("bbox", None)  # loadRes recomputes it from the mask
+        if iou_type == "segm":
+            d.pop("bbox", None)  # loadRes recomputes it from the mask
     gt_ann = len(gt["annotations"])
     if not dets or not gt_ann:
         return {"ap": 0.0 if gt_ann else float("nan"), "ap50": 0.0 if gt_ann else float("nan"), "per_class_ap": {}}
@@ -106,7 +108,7 @@ def instance_scores(pred: dict, gt: dict) -> dict[str, Any]:
         g.dataset = {**gt, "annotations": [{**a, "iscrowd": a.get("iscrowd", 0)} for a in gt["annotations"]]}
         g.createIndex()
         p = g.loadRes(dets)
-        ev = COCOeval(g, p, "segm")
+        ev = COCOeval(g, p, iou_type)
         ev.evaluate()
         ev.accumulate()
         ev.summarize()
