@@ -172,7 +172,7 @@ def run(cfg: RunConfig, out: Path, on_seed: Callable[[int, bool], None] | None =
         raise UserError(f"--mix-from {max(cfg.mix_from)} must be below the generator's num_ws={G.num_ws}")
     seeds = old_seeds + [s for s in cfg.seeds if s not in old_seeds]
     atomic_write_json(out / "run.json", {
-        "config": cfg.to_dict(), "seeds": seeds, "versions": _versions(), "command": sys.argv,
+        "config": cfg.to_dict(), "seeds": seeds, "device": str(device), "versions": _versions(), "command": sys.argv,
         "generator": {"source": gan.source, "path": str(gan.path), "sha256": gan_sha, "config": G.cfg.to_dict()},
     })
     if detector is None:
