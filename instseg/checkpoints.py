@@ -38,13 +38,21 @@ _TORCH_LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 # Native format
 
 
-def save_native(G: Generator, path: str | os.PathLike, meta: dict | None = None) -> None:
-    """Write the native format: architecture config + state dict (+ free-form meta)."""
-    atomic_torch_save(
-        {"format": NATIVE_FORMAT, "version": 1, "config": G.cfg.to_dict(),
-         "state_dict": {k: v.detach().cpu() for k, v in G.state_dict().items()}, "meta": meta or {}},
-        path,
-    )
+def save_native(G: Generator, path: str | os.PathLike, meta: dict | None = None, half: bool = False) -> None:
+    """Write the native format: architecture config + state dict (+ free-form meta).
+
+    `half` stores float16 tensors (half the size; loading casts back to float32).
+    """
+    sd = {k: v.detach().cpu() for k, v in G.state_dict().items()}
+    if half:
+        sd = {k: v.half() if v.is_floating_point() else v for k, v in sd.items()}
+    atomic_torch_save({"format": NATIVE_FORMAT, "version": 1, "config": G.cfg.to_dict(), "state_dict": sd,
+                       "meta": meta or {}}, path)
+
+
+def native_meta(path: str | os.PathLike) -> dict:
+    """The free-form meta of a native checkpoint."""
+    return dict(torch.load(path, map_location="cpu", weights_only=True).get("meta", {}))
 
 
 def _from_native(obj: dict) -> Generator:

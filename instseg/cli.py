@@ -65,15 +65,19 @@ def models() -> None:
 @main.command()
 @click.argument("src", metavar="SRC")
 @click.argument("dst", metavar="DST", type=click.Path(dir_okay=False))
-def convert(src: str, dst: str) -> None:
+@click.option("--half", is_flag=True, help="Store float16 weights (half the file size).")
+def convert(src: str, dst: str, half: bool) -> None:
     """Convert a checkpoint (preset, path or URL; any supported format) to the native format."""
-    from .checkpoints import detect_and_load, save_native
+    from .checkpoints import detect_and_load, native_meta as torch_meta, save_native
     from .zoo import resolve_gan
 
     path = resolve_gan(src, progress=_tqdm_download()).path
     G, fmt = detect_and_load(path.read_bytes(), str(path))
+    meta = {"converted_from": src, "source_format": fmt}
+    if fmt == "native":  # keep e.g. the training record of a native file
+        meta = {**torch_meta(path), **meta}
     try:
-        save_native(G, dst, meta={"converted_from": src, "source_format": fmt})
+        save_native(G, dst, meta=meta, half=half)
     except OSError as e:
         raise UserError(f"cannot write {dst}: {e.strerror or e}") from None
     click.echo(f"{src} ({fmt}, {G.cfg.resolution}px, {G.num_ws} ws) -> {dst}")

@@ -79,3 +79,18 @@ def test_pixel_features_shapes_and_normalisation():
     torch.testing.assert_close(x.mean(1), torch.zeros(24), atol=1e-5, rtol=0)
     x = pixel_features(torch.randn(5, 3, 4, 6), "l2")
     torch.testing.assert_close(x.norm(dim=1), torch.ones(24), atol=1e-4, rtol=0)
+
+
+def test_atomic_writes_get_normal_permissions(tmp_path):
+    import os
+    import stat
+
+    from instseg.io import atomic_write_json
+
+    old = os.umask(0o022)
+    try:
+        atomic_write_json(tmp_path / "x.json", {"a": 1})
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(os.stat(tmp_path / "x.json").st_mode) == 0o644  # not mkstemp's 0600
+    assert not list(tmp_path.glob("*.tmp"))
