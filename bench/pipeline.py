@@ -61,12 +61,14 @@ def main() -> None:
     ap.add_argument("world", choices=["toy", "f256"])
     ap.add_argument("--images", type=int, default=None)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--method", default="variants", choices=["variants", "grabcut", "kmeans-rgb", "activations"])
     args = ap.parse_args()
     device = torch.device(args.device)
     with tempfile.TemporaryDirectory() as tmp:
         if args.world == "toy":
             n = args.images or 16
-            cfg = build_config("toy-shapes", {"seeds": tuple(range(10_000, 10_000 + n)), "device": args.device})
+            cfg = build_config("toy-shapes", {"seeds": tuple(range(10_000, 10_000 + n)), "device": args.device,
+                                              "method": args.method})
             gan, detector, what = resolve_gan("toy-shapes").path, None, "toy-shapes 64x64 with its YOLOv8n-seg"
         else:
             n = args.images or 4
@@ -74,6 +76,7 @@ def main() -> None:
             gan = Path(tmp) / "f256.pt"
             save_native(Generator(GeneratorConfig(resolution=256)), gan)
             cfg = build_config(str(gan), {"seeds": tuple(range(n)), "mix_from": (6, 7, 8, 9), "variants": 32,
+                                          "method": args.method,
                                           "device": args.device, "detector": "fixed", "classes": ("object",)})
             detector, what = FixedBoxes(), "config-f 256x256, random weights, 2 fixed overlapping boxes"
         # warm-up on a throwaway seed so one-off start-up costs stay out of the figures
@@ -90,10 +93,10 @@ def main() -> None:
     rows.append(f"| **end to end** | **{total / n:.3f}** | **{n / total:.2f} images/s** |")
     rows.append(f"| variants only (N={cfg.variants}) | {gen_alone / n:.3f} | ratio end-to-end / variants = "
                 f"{total / gen_alone:.2f} |")
-    body = (f"{what}; N={cfg.variants} variants, k={cfg.k}, work_res {cfg.work_res}, batch {cfg.batch}, "
+    body = (f"{what}; --method {cfg.method}, N={cfg.variants} variants, k={cfg.k}, work_res {cfg.work_res}, batch {cfg.batch}, "
             f"{n} images after a one-image warm-up.\n\n" + "\n".join(rows))
-    write_section(f"pipeline-{args.world}-{device.type}", f"instseg run, per stage: {args.world} ({device.type})",
-                  body, device)
+    write_section(f"pipeline-{args.world}-{args.method}-{device.type}",
+                  f"instseg run, per stage: {args.world}, --method {args.method} ({device.type})", body, device)
 
 
 if __name__ == "__main__":
