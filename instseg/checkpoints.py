@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import dataclasses
 import io
 import os
 import pickle
@@ -354,12 +355,21 @@ def detect_and_load(data: bytes, name: str = "checkpoint") -> tuple[Generator, s
     raise CheckpointError(f"{name}: unrecognised checkpoint contents; {SUPPORTED}")
 
 
-def load_generator(path: str | os.PathLike, device: str | torch.device = "cpu") -> Generator:
-    """Load any supported checkpoint file into an eval-mode Generator on `device`."""
+def load_generator(path: str | os.PathLike, device: str | torch.device = "cpu",
+                   out_hw: tuple[int, int] | None = None) -> Generator:
+    """Load any supported checkpoint file into an eval-mode Generator on `device`.
+
+    `out_hw` centre-crops the output, for generators trained on padded non-square data
+    (LSUN car: 512x384 inside a 512x512 output).
+    """
     path = Path(path)
     try:
         data = path.read_bytes()
     except OSError as e:
         raise CheckpointError(f"cannot read {path}: {e.strerror}") from None
     G, _ = detect_and_load(data, str(path))
+    if out_hw is not None and out_hw != G.out_hw:
+        cropped = Generator(dataclasses.replace(G.cfg, out_height=out_hw[0], out_width=out_hw[1]))
+        cropped.load_state_dict(G.state_dict())
+        G = cropped
     return G.eval().requires_grad_(False).to(device)

@@ -165,7 +165,7 @@ def run(cfg: RunConfig, out: Path, on_seed: Callable[[int, bool], None] | None =
     gan_sha = sha256_file(gan.path)
     old_seeds = check_resume(out, cfg, gan_sha)
     device = pick_device(cfg.device)
-    G: Generator = load_generator(gan.path, device)
+    G: Generator = load_generator(gan.path, device, (gan.preset.height, gan.preset.width) if gan.preset else None)
     if cfg.features not in G.feature_names:
         raise UserError(f"--features {cfg.features!r} is not a layer of this generator; valid: {', '.join(G.feature_names)}")
     if max(cfg.mix_from) >= G.num_ws:

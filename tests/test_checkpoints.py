@@ -116,3 +116,12 @@ def test_convert_cli_writes_native(tiny_G, tmp_path):
     torch.testing.assert_close(_image(G2), _image(tiny_G), rtol=0, atol=1e-5)
     r = CliRunner().invoke(main, ["convert", str(tmp_path / "g.pt")[:-1] + "x", str(tmp_path / "h.pt")])
     assert r.exit_code == 2 and "neither a preset" in r.output
+
+
+def test_non_square_preset_crop_on_load(tmp_path):
+    torch.manual_seed(2)
+    G = randomise(Generator(tiny_config(resolution=32, channel_base=128, channel_max=8)))
+    save_native(G, tmp_path / "car.pt")
+    G2 = load_generator(tmp_path / "car.pt", out_hw=(24, 32))
+    assert _image(G2).shape[-2:] == (24, 32)
+    torch.testing.assert_close(_image(G2), _image(G)[..., 4:28, :])
