@@ -170,15 +170,15 @@ def run(cfg: RunConfig, out: Path, on_seed: Callable[[int, bool], None] | None =
         raise UserError(f"--features {cfg.features!r} is not a layer of this generator; valid: {', '.join(G.feature_names)}")
     if max(cfg.mix_from) >= G.num_ws:
         raise UserError(f"--mix-from {max(cfg.mix_from)} must be below the generator's num_ws={G.num_ws}")
+    if detector is None:  # before run.json: a bad --classes must not leave a run behind
+        detector, categories = _detector(cfg, device)
+    else:
+        categories = list(cfg.classes) or detector.class_names
     seeds = old_seeds + [s for s in cfg.seeds if s not in old_seeds]
     atomic_write_json(out / "run.json", {
         "config": cfg.to_dict(), "seeds": seeds, "device": str(device), "versions": _versions(), "command": sys.argv,
         "generator": {"source": gan.source, "path": str(gan.path), "sha256": gan_sha, "config": G.cfg.to_dict()},
     })
-    if detector is None:
-        detector, categories = _detector(cfg, device)
-    else:
-        categories = list(cfg.classes) or detector.class_names
     what = "--detector none" if detector is None else f"--detector {cfg.detector}, classes {', '.join(categories)}"
     ds = Dataset(out, categories, f"instseg {cfg.gan}: style-mixing segmentation, {what}")
     last_write = 0.0

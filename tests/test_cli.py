@@ -139,3 +139,18 @@ def test_baseline_methods_run_through_the_same_pipeline(tiny_ckpt, tmp_path, met
     c = COCO(str(out / "annotations.json"))
     assert len(c.dataset["images"]) == 2
     assert json.loads((out / "run.json").read_text())["config"]["method"] == method
+
+
+def test_unknown_class_names_the_nearest_and_leaves_no_run(tiny_ckpt, tmp_path):
+    weights = Path(__file__).resolve().parents[2] / "shared" / "weights" / "yolov8n-coco.pt"
+    if not weights.exists():
+        pytest.skip("../shared/weights/yolov8n-coco.pt is absent")
+    out = tmp_path / "o"
+    r = CliRunner().invoke(main, _base(tiny_ckpt, out) + ["--detector", f"yolo:{weights}", "--classes", "hrose"])
+    assert r.exit_code == 2 and "unknown class 'hrose'" in r.output and "horse" in r.output
+    assert not (out / "run.json").exists()
+    r = CliRunner().invoke(main, _base(tiny_ckpt, out) + ["--detector", f"yolo:{weights}", "--classes", "horse",
+                                                          "--num-images", "2"])
+    assert r.exit_code == 0, r.output
+    c = COCO(str(out / "annotations.json"))
+    assert [x["name"] for x in c.dataset["categories"]] == ["horse"] and len(c.dataset["images"]) == 2
