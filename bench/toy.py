@@ -106,7 +106,9 @@ def main() -> None:
     confident = np.mean([len(d.scores) and d.scores.max() >= 0.5 for d in dets])
     any_det = np.mean([len(d.scores) > 0 for d in dets])
     n_per = np.mean([len(d.scores) for d in dets])
-    real = np.stack([render_seed(s)[0] for s in range(EVAL_SEEDS + 10_000, EVAL_SEEDS + 10_000 + args.samples)])
+    real_scenes = [render_seed(s) for s in range(EVAL_SEEDS + 10_000, EVAL_SEEDS + 10_000 + args.samples)]
+    real = np.stack([r[0] for r in real_scenes])
+    objects_per_scene = np.mean([len(r[2]) for r in real_scenes])
     real2 = np.stack([render_seed(s)[0] for s in range(EVAL_SEEDS + 20_000, EVAL_SEEDS + 20_000 + args.samples)])
     f_real, f_real2, f_gan = yolo_features(det, real), yolo_features(det, real2), yolo_features(det, samples)
     fd, fd_floor = frechet(f_real, f_gan), frechet(f_real, f_real2)
@@ -118,7 +120,8 @@ def main() -> None:
         f"| toy detector box AP / AP50 (same scenes) | {bbox['ap']:.3f} / {bbox['ap50']:.3f} |",
         f"| GAN samples with >= 1 detection at conf >= 0.5 (n={args.samples}, psi 0.7) | {confident:.1%} |",
         f"| GAN samples with any detection at conf >= 0.25 | {any_det:.1%} |",
-        f"| detections per GAN sample (conf >= 0.25); renderer scenes have 2.0 objects on average | {n_per:.2f} |",
+        f"| detections per GAN sample (conf >= 0.25) / objects per renderer scene | {n_per:.2f} / "
+        f"{objects_per_scene:.2f} |",
         f"| FD-YOLO, GAN vs renderer (n={args.samples} each) | {fd:.3f} |",
         f"| FD-YOLO, renderer vs renderer (the floor) | {fd_floor:.3f} |",
         f"| GAN training | {meta.get('iterations')} iterations, {meta.get('images_shown')} images shown |",

@@ -39,8 +39,14 @@ class YoloDetector:
     def _predict(self, images: Sequence[np.ndarray]) -> list:
         bgr = [np.ascontiguousarray(im[..., ::-1]) for im in images]  # Ultralytics reads arrays as BGR
         imgsz = self.imgsz or max(32, int(np.ceil(max(images[0].shape[:2]) / 32) * 32))
-        return self.model.predict(bgr, conf=self.conf, max_det=self.max_det, device=self.device, imgsz=imgsz,
-                                  retina_masks=True, verbose=False)
+        import torch
+
+        threads = torch.get_num_threads()
+        try:
+            return self.model.predict(bgr, conf=self.conf, max_det=self.max_det, device=self.device, imgsz=imgsz,
+                                      retina_masks=True, verbose=False)
+        finally:  # Ultralytics sets torch to cpu_count - 1 threads on CPU; give the rest of the pipeline its own
+            torch.set_num_threads(threads)
 
     def segment(self, images: Sequence[np.ndarray]) -> list[tuple[Detections, np.ndarray]]:
         """For seg weights: detections plus instance masks [n, H, W] bool at image resolution."""

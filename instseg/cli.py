@@ -114,7 +114,7 @@ def convert(src: str, dst: str, half: bool) -> None:
 @click.option("--conf", type=float, default=None, metavar="P", help="Detector score threshold.  [default: 0.25]")
 @click.option("--max-det", type=int, default=None, metavar="N", help="Detections per image.  [default: 20]")
 @click.option("--instance-rule", type=click.Choice(["combined", "inside", "border", "center"]), default=None,
-              help="Which clusters of a box crop form the instance.  [default: combined]")
+              help="Which clusters of a box crop form the instance.  [default: inside]")
 @click.option("--box-margin", type=float, default=None, metavar="F",
               help="Crop around a box, as a fraction of its size per side.  [default: 0.15]")
 @click.option("--format", "formats", type=click.Choice(["coco", "yolo"]), multiple=True, default=("coco",),

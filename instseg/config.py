@@ -40,7 +40,7 @@ class RunConfig:
     conf: float = 0.25  # detector score threshold
     max_det: int = 20  # detections per image
     box_margin: float = 0.15  # crop = box grown by this fraction of its size on each side
-    instance_rule: str = "combined"  # which crop clusters form the instance: combined | inside | border | center
+    instance_rule: str = "inside"  # which crop clusters form the instance: inside | combined | border | center
     nms_iou: float = 0.5  # mask-NMS: drop an instance overlapping a better one by more than this IoU
     min_area: int = 16  # instances smaller than this many pixels are dropped
     batch: int = 8  # generator batch size

@@ -66,3 +66,12 @@ def test_faster_rcnn_adapter_with_random_weights():
         assert all(l in det.class_names for l in d.labels)
     # label ids map through torchvision's COCO list: id 19 is 'horse'
     assert coco_categories()[19] == "horse"
+
+
+@pytest.mark.skipif(not COCO_W.exists(), reason="../shared/weights/yolov8n-coco.pt is absent (only on our machines)")
+def test_yolo_predict_leaves_torch_threads_alone():
+    import torch
+
+    before = torch.get_num_threads()
+    load_detector(f"yolo:{COCO_W}")([np.zeros((64, 64, 3), np.uint8)])
+    assert torch.get_num_threads() == before
