@@ -85,14 +85,15 @@ def main() -> None:
         t = time.perf_counter()
         run(cfg, Path(tmp) / "run", timings=timings, detector=detector)
         total = time.perf_counter() - t
-        gen_alone = variants_only(gan, cfg, device)
+        gen_alone = variants_only(gan, cfg, device) if cfg.method == "variants" else None
     rows = ["| stage | s / image | share |", "|---|---:|---:|"]
     rows += [f"| {k} | {v / n:.3f} | {v / total:.0%} |" for k, v in timings.items()]
     rows.append(f"| other (loading, bookkeeping) | {(total - sum(timings.values())) / n:.3f} | "
                 f"{(total - sum(timings.values())) / total:.0%} |")
     rows.append(f"| **end to end** | **{total / n:.3f}** | **{n / total:.2f} images/s** |")
-    rows.append(f"| variants only (N={cfg.variants}) | {gen_alone / n:.3f} | ratio end-to-end / variants = "
-                f"{total / gen_alone:.2f} |")
+    if gen_alone is not None:
+        rows.append(f"| variants only (N={cfg.variants}) | {gen_alone / n:.3f} | ratio end-to-end / variants = "
+                    f"{total / gen_alone:.2f} |")
     body = (f"{what}; --method {cfg.method}, N={cfg.variants} variants, k={cfg.k}, work_res {cfg.work_res}, batch {cfg.batch}, "
             f"{n} images after a one-image warm-up.\n\n" + "\n".join(rows))
     write_section(f"pipeline-{args.world}-{args.method}-{device.type}",
