@@ -16,7 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.append(str(Path(__file__).resolve().parents[1]))  # for bench.common; an installed instseg wins
 import torch  # noqa: E402
 
 from bench.common import write_section  # noqa: E402

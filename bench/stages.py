@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.append(str(Path(__file__).resolve().parents[1]))  # for bench.common; an installed instseg wins
 from bench.common import write_section  # noqa: E402
 from instseg import coco  # noqa: E402
 from instseg.cluster import kmeans  # noqa: E402

@@ -16,7 +16,7 @@ import torch
 from PIL import Image, ImageDraw
 from scipy import linalg
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.append(str(Path(__file__).resolve().parents[1]))  # for bench.common; an installed instseg wins
 from bench.common import ROOT, write_section  # noqa: E402
 from detectors.yolo import YoloDetector, packaged_weights  # noqa: E402
 from instseg.checkpoints import load_generator  # noqa: E402

@@ -95,7 +95,11 @@ def parse_ints(text: str) -> tuple[int, ...]:
 
 
 def config_dir() -> Path:
-    return Path(str(resources.files("instseg.configs")))
+    """The YAML presets: installed as instseg.configs, or configs/ beside a source checkout."""
+    try:
+        return Path(str(resources.files("instseg.configs")))
+    except ModuleNotFoundError:
+        return Path(__file__).resolve().parents[1] / "configs"
 
 
 def preset_overrides(name: str) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from instseg.checkpoints import save_native
 from instseg.cli import main
 from instseg.generator import Generator, GeneratorConfig
 
-INSTSEG = [sys.executable, "-m", "instseg.cli"]
+INSTSEG = [sys.executable, "-m", "instseg.cli"]  # run with cwd=tmp_path: the installed package, not the checkout
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +100,7 @@ def test_offline_preset_fails_fast_with_url_and_cache_path(tmp_path):
     env = {**os.environ, "INSTSEG_CACHE": str(tmp_path / "cache")}
     t = time.time()
     p = subprocess.run(INSTSEG + ["run", "--gan", "lsun-horse", "--classes", "horse", "--out", str(tmp_path / "x")],
-                       capture_output=True, text=True, env=env, timeout=120)
+                       capture_output=True, text=True, env=env, timeout=120, cwd=tmp_path)
     assert p.returncode == 2
     lines = p.stderr.strip().splitlines()
     assert "Traceback" not in p.stderr
@@ -111,7 +111,7 @@ def test_offline_preset_fails_fast_with_url_and_cache_path(tmp_path):
 def test_kill_and_resume(tiny_ckpt, tmp_path):
     out = tmp_path / "run"
     cmd = INSTSEG + _base(tiny_ckpt, out) + ["--num-images", "40", "--variants", "24"]
-    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp_path)
     records = out / "records"
     deadline = time.time() + 120
     while time.time() < deadline and (not records.exists() or len(list(records.glob("*.json"))) < 3):
@@ -123,7 +123,7 @@ def test_kill_and_resume(tiny_ckpt, tmp_path):
     if (out / "annotations.json").exists():  # valid COCO even after a kill
         COCO(str(out / "annotations.json"))
     mtimes = {s: (out / "images" / f"{s}.png").stat().st_mtime_ns for s in done}
-    p = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert p.returncode == 0, p.stderr
     c = COCO(str(out / "annotations.json"))
     assert sorted(i["seed"] for i in c.dataset["images"]) == list(range(40))
