@@ -98,7 +98,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         gt_path = write_scenes(range(EVAL_SEEDS, EVAL_SEEDS + args.scenes), Path(tmp) / "scenes")
         gt = json.loads(gt_path.read_text())
-        pred = pseudo_gt(Path(tmp) / "scenes", YoloDetector(str(packaged_weights("toy-shapes")), conf=0.001, max_det=50))
+        pred = pseudo_gt(Path(tmp) / "scenes", YoloDetector(str(packaged_weights("toy-shapes")), conf=0.001, max_det=50))  # AP: standard per-class NMS
     segm = instance_scores(pred, gt, "segm")
     bbox = instance_scores(pred, gt, "bbox")
     samples = gan_images(G, list(range(100_000, 100_000 + args.samples)))

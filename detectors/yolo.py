@@ -20,7 +20,7 @@ def packaged_weights(name: str) -> Path | None:
 
 class YoloDetector:
     def __init__(self, weights: str, device: str = "cpu", conf: float = 0.25, max_det: int = 20,
-                 imgsz: int | None = None):
+                 imgsz: int | None = None, agnostic_nms: bool = False):
         path = packaged_weights(weights) or Path(weights).expanduser()
         if not path.exists():
             if os.environ.get("YOLO_OFFLINE") or "/" in weights or os.sep in weights:
@@ -35,6 +35,7 @@ class YoloDetector:
             raise DetectorError(f"cannot load YOLO weights {weights!r}: {str(e).splitlines()[0][:200]}") from None
         self.class_names = [self.model.names[i] for i in sorted(self.model.names)]
         self.device, self.conf, self.max_det, self.imgsz = device, conf, max_det, imgsz
+        self.agnostic_nms = agnostic_nms  # one box per object even when two classes both fire on it
 
     def _predict(self, images: Sequence[np.ndarray]) -> list:
         bgr = [np.ascontiguousarray(im[..., ::-1]) for im in images]  # Ultralytics reads arrays as BGR
@@ -44,7 +45,7 @@ class YoloDetector:
         threads = torch.get_num_threads()
         try:
             return self.model.predict(bgr, conf=self.conf, max_det=self.max_det, device=self.device, imgsz=imgsz,
-                                      retina_masks=True, verbose=False)
+                                      agnostic_nms=self.agnostic_nms, retina_masks=True, verbose=False)
         finally:  # Ultralytics sets torch to cpu_count - 1 threads on CPU; give the rest of the pipeline its own
             torch.set_num_threads(threads)
 

@@ -264,7 +264,7 @@ def pseudo_gt_cmd(run_dir: str, segmenter: str | None, conf: float, out: str) ->
         kind, arg = parse_spec(segmenter)
         if kind != "yolo":
             raise DetectorError("--segmenter must be yolo:PATH to a -seg model")
-        seg = YoloDetector(arg, conf=conf, max_det=50)
+        seg = YoloDetector(arg, conf=conf, max_det=50, agnostic_nms=True)
         n = len(json.loads((Path(run_dir) / "annotations.json").read_text())["images"])
         with tqdm(total=n, unit="img", desc="pseudo-gt") as bar:
             data = pseudo_gt(Path(run_dir), seg, on_image=lambda _: bar.update())

@@ -15,7 +15,8 @@ def pseudo_gt(run_dir: Path, segmenter, on_image: Callable[[int], None] | None =
     """A COCO dict over the same images as `run_dir`/annotations.json.
 
     Categories are the run's; for a `--detector none` run ("foreground") every segmenter
-    instance counts as foreground, else only the run's classes are kept.
+    instance counts as foreground, else only the run's classes are kept. Build the segmenter
+    with class-agnostic NMS, or one object detected as two classes becomes two references.
     """
     run = json.loads((Path(run_dir) / "annotations.json").read_text())
     names = [c["name"] for c in sorted(run["categories"], key=lambda c: c["id"])]
