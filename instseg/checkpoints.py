@@ -258,13 +258,12 @@ def _from_ada(G: _Persistent) -> Generator:
     for i in range(n_map):
         for k in ("weight", "bias"):
             sd[f"mapping_net.fcs.{i}.{k}"] = src[f"mapping.fc{i}.{k}"]
-    rename = {"const": "const", "conv0": "conv0", "conv1": "conv1", "torgb": "torgb"}
-    for bi, r in enumerate(ress):
+    for bi, r in enumerate(ress):  # ADA's block names are ours: synthesis.b{r}.X -> blocks.{i}.X
+        prefix = f"synthesis.b{r}."
         for k, v in src.items():
-            m = re.fullmatch(rf"synthesis\.b{r}\.(\w+)\.?(.*)", k)
-            if not m or m.group(1) not in rename or k.endswith("resample_filter"):
-                continue
-            sd[f"blocks.{bi}.{rename[m.group(1)]}" + (f".{m.group(2)}" if m.group(2) else "")] = v
+            part = k[len(prefix):].split(".")[0] if k.startswith(prefix) else ""
+            if part in ("const", "conv0", "conv1", "torgb") and not k.endswith("resample_filter"):
+                sd[f"blocks.{bi}.{k[len(prefix):]}"] = v
     return _build(cfg, sd, "ADA pickle")
 
 
