@@ -187,7 +187,7 @@ def _from_tf(Gs: _TFNetwork) -> Generator:
     if any(f"{r}x{r}/ToRGB/weight" not in sv for r in ress):
         raise CheckpointError(f"only the skip generator (config-e/f) is supported; {SUPPORTED}")
     chans = {r: sv[f"{r}x{r}/Conv{'' if r == 4 else '1'}/weight"].shape[3] for r in ress}
-    img_ch = sv[f"4x4/ToRGB/weight"].shape[3]
+    img_ch = sv["4x4/ToRGB/weight"].shape[3]
     kw = {**comps["mapping"].state.get("static_kwargs", {}), **Gs.state.get("static_kwargs", {})}
     cfg = _config(z_dim, w_dim, img_ch, chans, n_map, float(kw.get("mapping_lrmul", 0.01)))
 

@@ -98,7 +98,6 @@ def test_bad_gan_and_unwritable_out(tiny_ckpt, tmp_path):
 
 def test_offline_preset_fails_fast_with_url_and_cache_path(tmp_path):
     env = {**os.environ, "INSTSEG_CACHE": str(tmp_path / "cache")}
-    t = time.time()
     p = subprocess.run(INSTSEG + ["run", "--gan", "lsun-horse", "--classes", "horse", "--out", str(tmp_path / "x")],
                        capture_output=True, text=True, env=env, timeout=120, cwd=tmp_path)
     assert p.returncode == 2

@@ -2,7 +2,6 @@ import json
 import os
 
 import numpy as np
-import pytest
 import yaml
 
 from instseg.toy.dataset import write_scenes
