@@ -22,7 +22,7 @@ from .errors import UserError
 from .generator import Generator, to_uint8
 from .io import atomic_save_png, atomic_write_json
 from .instances import merge_instances
-from .segment import ImageSegmentation, Stopwatch, segment_image, upsample_labels
+from .segment import ImageSegmentation, Stopwatch, segment_image, source_images, upsample_labels
 from .zoo import Progress, ResolvedGan, resolve_gan, sha256_file
 
 log = logging.getLogger(__name__)
@@ -183,35 +183,46 @@ def run(cfg: RunConfig, out: Path, on_seed: Callable[[int, bool], None] | None =
     ds = Dataset(out, categories, f"instseg {cfg.gan}: style-mixing segmentation, {what}")
     last_write = 0.0
     for seed in cfg.seeds:
-        if ds.done(seed):
+        if ds.done(seed) and on_seed:
+            on_seed(seed, True)
+    todo = [s for s in cfg.seeds if not ds.done(s)]
+    for start in range(0, len(todo), cfg.batch):
+        chunk = todo[start:start + cfg.batch]
+        found: dict[int, Detections] = {}
+        images: dict[int, torch.Tensor] = {}
+        if detector is not None:  # the chunk's source images and detections, each in one batched call
+            clock = Stopwatch(timings, device)
+            batch_images = source_images(G, chunk, cfg.truncation_psi, device, cfg.batch)
+            clock.lap("generate")
+            for seed, img, d in zip(chunk, batch_images, detector(list(to_uint8(batch_images)))):
+                images[seed] = img
+                found[seed] = d.keep(np.array([i for i, l in enumerate(d.labels) if l in categories], dtype=int))
+            clock.lap("detect")
+        for seed in chunk:
+            _segment_and_write(G, seed, cfg, device, ds, found.get(seed), images.get(seed), categories, timings)
             if on_seed:
-                on_seed(seed, True)
-            continue
-        found: list[Detections] = []
-
-        def find_boxes(image: np.ndarray) -> np.ndarray:
-            d = detector([image])[0]
-            d = d.keep(np.array([i for i, l in enumerate(d.labels) if l in categories], dtype=int))
-            found.append(d)
-            return d.boxes
-
-        seg = segment_image(G, seed, cfg, device, find_boxes if detector is not None else None, timings=timings)
-        clock = Stopwatch(timings, device)
-        hw = tuple(seg.image.shape[-2:])
-        labels = upsample_labels(seg.labels, cfg.k, hw)
-        if detector is None:
-            mask = seg.fg_clusters[labels]
-            conf = seg.confidence[seg.fg_clusters[seg.labels]]
-            score = float(conf.mean()) if conf.numel() else 0.0
-            anns = [coco.annotation(mask.cpu().numpy(), seed + 1, 1, score, seed=seed)] if mask.sum() >= cfg.min_area else []
-        else:
-            anns = _instance_annotations(seg, found[0], categories, cfg, seed)
-        _write_seed(ds, seed, to_uint8(seg.image[None])[0], labels.cpu().numpy(), to_uint8(seg.preview), anns)
-        clock.lap("export")
-        if on_seed:
-            on_seed(seed, False)
-        if time.time() - last_write > 10:
-            ds.write(seeds)
-            last_write = time.time()
+                on_seed(seed, False)
+            if time.time() - last_write > 10:
+                ds.write(seeds)
+                last_write = time.time()
     ds.write(seeds)
     return out / "annotations.json"
+
+
+def _segment_and_write(G: Generator, seed: int, cfg: RunConfig, device: torch.device, ds: Dataset,
+                       det: Detections | None, image: torch.Tensor | None, categories: list[str],
+                       timings: dict[str, float] | None) -> None:
+    """Segment one seed (whole image, plus its boxes when `det` is given) and write its files."""
+    seg = segment_image(G, seed, cfg, device, None if det is None else det.boxes, image, timings=timings)
+    clock = Stopwatch(timings, device)
+    hw = tuple(seg.image.shape[-2:])
+    labels = upsample_labels(seg.labels, cfg.k, hw)
+    if det is None:
+        mask = seg.fg_clusters[labels]
+        conf = seg.confidence[seg.fg_clusters[seg.labels]]
+        score = float(conf.mean()) if conf.numel() else 0.0
+        anns = [coco.annotation(mask.cpu().numpy(), seed + 1, 1, score, seed=seed)] if mask.sum() >= cfg.min_area else []
+    else:
+        anns = _instance_annotations(seg, det, categories, cfg, seed)
+    _write_seed(ds, seed, to_uint8(seg.image[None])[0], labels.cpu().numpy(), to_uint8(seg.preview), anns)
+    clock.lap("export")

@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field, replace
-from typing import Callable
-
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -94,9 +92,6 @@ def _grabcut_image(image: Tensor, boxes: np.ndarray, whole_hw: tuple[int, int], 
                              np.asarray(boxes, np.float32).reshape(-1, 4), instances)
 
 
-BoxFn = Callable[[np.ndarray], np.ndarray]  # RGB uint8 image -> [n, 4] xyxy boxes
-
-
 class Stopwatch:
     """Adds wall time per stage to a dict (synchronising CUDA so GPU work is counted where it runs)."""
 
@@ -114,20 +109,30 @@ class Stopwatch:
 
 
 @torch.no_grad()
-def segment_image(G: Generator, seed: int, cfg: RunConfig, device: torch.device, find_boxes: BoxFn | None = None,
-                  n_preview: int = 4, timings: dict[str, float] | None = None) -> ImageSegmentation:
-    """One seed: the whole-image clustering and, given `find_boxes`, one instance mask per box.
+@torch.no_grad()
+def source_images(G: Generator, seeds: list[int], truncation_psi: float, device: torch.device,
+                  batch: int) -> Tensor:
+    """The source images of several seeds, generated in batches: [B, C, H, W]."""
+    ws = torch.cat([source_ws(G, s, truncation_psi, device) for s in seeds])
+    return torch.cat([G.synthesis(chunk, noise_mode="const")[0] for chunk in ws.split(batch)])
 
+
+@torch.no_grad()
+def segment_image(G: Generator, seed: int, cfg: RunConfig, device: torch.device, boxes: np.ndarray | None = None,
+                  image: Tensor | None = None, n_preview: int = 4,
+                  timings: dict[str, float] | None = None) -> ImageSegmentation:
+    """One seed: the whole-image clustering and one instance mask per box ([n, 4] xyxy pixels).
+
+    `image` is the seed's source image when the caller already made it (for the detector).
     All regions (the whole image and every box crop) are cut from the same variant pass.
-    `timings`, when given, accumulates seconds per stage: generate, detect, cluster.
+    `timings`, when given, accumulates seconds per stage: generate, cluster.
     """
     clock = Stopwatch(timings, device)
     ws = source_ws(G, seed, cfg.truncation_psi, device)
-    image = G.synthesis(ws, noise_mode="const")[0][0]
+    if image is None:
+        image = G.synthesis(ws, noise_mode="const")[0][0]
     H, W = image.shape[-2:]
-    clock.lap("generate")
-    boxes = find_boxes(to_uint8(image[None])[0]) if find_boxes is not None else np.zeros((0, 4), np.float32)
-    clock.lap("detect")
+    boxes = np.zeros((0, 4), np.float32) if boxes is None else np.asarray(boxes, np.float32).reshape(-1, 4)
     whole_hw = work_size((H, W), cfg.work_res)
     if cfg.method == "grabcut":
         return _grabcut_image(image, boxes, whole_hw, cfg, clock)
