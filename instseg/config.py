@@ -72,26 +72,26 @@ class RunConfig:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
 
 
-def parse_seeds(text: str) -> tuple[int, ...]:
+def parse_seeds(text: str, what: str = "seed") -> tuple[int, ...]:
     """'0-99,120' -> (0, ..., 99, 120); ranges are inclusive and must ascend."""
-    seeds: list[int] = []
+    values: list[int] = []
     for part in text.split(","):
         part = part.strip()
         m = re.fullmatch(r"(\d+)(?:-(\d+))?", part)
         if not m:
-            raise UserError(f"bad seed spec {part!r} in {text!r}: use integers and ranges like 0-99,120")
+            raise UserError(f"bad {what} spec {part!r} in {text!r}: use integers and ranges like 0-99,120")
         a, b = int(m.group(1)), int(m.group(2) or m.group(1))
         if b < a:
-            raise UserError(f"bad seed range {part!r}: the end is below the start")
-        seeds.extend(range(a, b + 1))
-    if len(set(seeds)) != len(seeds):
-        raise UserError(f"seed spec {text!r} repeats seeds")
-    return tuple(seeds)
+            raise UserError(f"bad {what} range {part!r}: the end is below the start")
+        values.extend(range(a, b + 1))
+    if len(set(values)) != len(values):
+        raise UserError(f"{what} spec {text!r} repeats values")
+    return tuple(values)
 
 
 def parse_ints(text: str) -> tuple[int, ...]:
-    """'4,5' or '4-6' -> (4, 5) or (4, 5, 6)."""
-    return parse_seeds(text)
+    """Crossover lists: '4,5' or '4-6' -> (4, 5) or (4, 5, 6)."""
+    return parse_seeds(text, what="crossover")
 
 
 def config_dir() -> Path:
