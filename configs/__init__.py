@@ -1,1 +1,1 @@
-"""YAML run-config presets, one per generator preset (installed as instseg.configs)."""
+"""The preset table (presets.yaml), installed as instseg.configs."""

@@ -34,15 +34,16 @@ class Detector(Protocol):
         ...
 
 
-def parse_spec(spec: str) -> tuple[str, str | None]:
-    """'yolo:x.pt' -> ('yolo', 'x.pt'); 'frcnn' -> ('frcnn', None); 'none' -> ('none', None)."""
+def parse_spec(spec: str, flag: str = "--detector") -> tuple[str, str | None]:
+    """'yolo:x.pt' -> ('yolo', 'x.pt'); 'frcnn' -> ('frcnn', None); 'none' -> ('none', None).
+    `flag` names the option in messages."""
     kind, _, arg = spec.partition(":")
     if kind not in ("none", "yolo", "frcnn"):
-        raise DetectorError(f"--detector {spec!r}: use none, yolo:PATH|NAME or frcnn[:PATH]")
+        raise DetectorError(f"{flag} {spec!r}: use none, yolo:PATH|NAME or frcnn[:PATH]")
     if kind == "yolo" and not arg:
-        raise DetectorError("--detector yolo needs a weights path or model name, e.g. yolo:yolov8n.pt")
+        raise DetectorError(f"{flag} yolo needs a weights path or model name, e.g. yolo:yolov8n.pt")
     if kind == "none" and arg:
-        raise DetectorError(f"--detector {spec!r}: 'none' takes no argument")
+        raise DetectorError(f"{flag} {spec!r}: 'none' takes no argument")
     return kind, arg or None
 
 

@@ -9,6 +9,7 @@ Supported, all read with PyTorch alone and without running code stored in the fi
 from __future__ import annotations
 
 import argparse
+import codecs
 import collections
 import dataclasses
 import io
@@ -116,6 +117,7 @@ _ALLOWED: dict[tuple[str, str], Any] = {
     ("torch.storage", "_load_from_bytes"): _load_storage_bytes,
     ("numpy", "dtype"): np.dtype,
     ("numpy", "ndarray"): np.ndarray,
+    ("_codecs", "encode"): codecs.encode,  # protocol-2 pickles (old TF files) store byte strings this way
 }
 for _mod in ("numpy.core.multiarray", "numpy._core.multiarray"):
     _ALLOWED[(_mod, "_reconstruct")] = _numpy("_reconstruct")
@@ -143,11 +145,13 @@ def _infer_channels(chans: dict[int, int]) -> tuple[int, int]:
 
 
 def _config(z_dim: int, w_dim: int, img_ch: int, chans: dict[int, int], n_map: int, lr_mul: float,
-            clamp: float | None = None, out_hw: tuple[int | None, int | None] = (None, None)) -> GeneratorConfig:
+            clamp: float | None = None, out_hw: tuple[int | None, int | None] = (None, None),
+            hidden: int | None = None) -> GeneratorConfig:
     base, cmax = _infer_channels(chans)
     cfg = GeneratorConfig(resolution=max(chans), z_dim=z_dim, w_dim=w_dim, img_channels=img_ch, channel_base=base,
                           channel_max=cmax, mapping_layers=n_map, mapping_lr_mul=lr_mul, conv_clamp=clamp,
-                          out_height=out_hw[0], out_width=out_hw[1])
+                          out_height=out_hw[0], out_width=out_hw[1],
+                          mapping_hidden=None if hidden in (None, w_dim) or n_map < 2 else hidden)
     if any(cfg.channels(r) != c for r, c in chans.items()):
         raise CheckpointError(f"unsupported channel layout {chans}; {SUPPORTED}")
     return cfg
@@ -182,14 +186,15 @@ def _from_tf(Gs: _TFNetwork) -> Generator:
         raise CheckpointError(f"TF pickle without mapping/synthesis components; {SUPPORTED}")
     mv, sv, own = comps["mapping"].variables(), comps["synthesis"].variables(), Gs.variables()
     n_map = len([k for k in mv if re.fullmatch(r"Dense\d+/weight", k)])
-    z_dim, w_dim = mv["Dense0/weight"].shape
+    z_dim, hidden = mv["Dense0/weight"].shape
+    w_dim = mv[f"Dense{n_map - 1}/weight"].shape[1]
     ress = sorted({int(m.group(1)) for k in sv if (m := re.match(r"(\d+)x\1/", k))})
     if any(f"{r}x{r}/ToRGB/weight" not in sv for r in ress):
         raise CheckpointError(f"only the skip generator (config-e/f) is supported; {SUPPORTED}")
     chans = {r: sv[f"{r}x{r}/Conv{'' if r == 4 else '1'}/weight"].shape[3] for r in ress}
     img_ch = sv["4x4/ToRGB/weight"].shape[3]
     kw = {**comps["mapping"].state.get("static_kwargs", {}), **Gs.state.get("static_kwargs", {})}
-    cfg = _config(z_dim, w_dim, img_ch, chans, n_map, float(kw.get("mapping_lrmul", 0.01)))
+    cfg = _config(z_dim, w_dim, img_ch, chans, n_map, float(kw.get("mapping_lrmul", 0.01)), hidden=hidden)
 
     sd: dict[str, Tensor] = {"mapping_net.w_avg": _t(own["dlatent_avg"])}
     for i in range(n_map):
@@ -252,7 +257,7 @@ def _from_ada(G: _Persistent) -> Generator:
     chans = {r: src[f"synthesis.b{r}.conv1.weight"].shape[0] for r in ress}
     clamp = syn.state["_modules"][f"b{ress[-1]}"].state.get("conv_clamp")
     cfg = _config(int(st["z_dim"]), int(st["w_dim"]), int(st["img_channels"]), chans, n_map, lr_mul,
-                  None if clamp is None else float(clamp))
+                  None if clamp is None else float(clamp), hidden=int(src["mapping.fc0.weight"].shape[0]))
 
     sd: dict[str, Tensor] = {"mapping_net.w_avg": src["mapping.w_avg"]}
     for i in range(n_map):
@@ -280,7 +285,8 @@ def _from_rosinality(obj: dict) -> Generator:
     chans = {4: g["conv1.conv.weight"].shape[1]}
     for i, r in enumerate(ress[1:]):
         chans[r] = g[f"convs.{2 * i}.conv.weight"].shape[1]
-    cfg = _config(w_dim, w_dim, g["to_rgb1.conv.weight"].shape[1], chans, n_map, 0.01)
+    cfg = _config(g["style.1.weight"].shape[1], g[f"style.{n_map}.weight"].shape[0], g["to_rgb1.conv.weight"].shape[1],
+                  chans, n_map, 0.01, hidden=w_dim)
 
     sd: dict[str, Tensor] = {"mapping_net.w_avg": obj["latent_avg"].reshape(-1)}
     for i in range(n_map):
@@ -320,7 +326,9 @@ def _torch_load(data: bytes) -> Any:
         with torch.serialization.safe_globals([argparse.Namespace]):
             return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        raise CheckpointError(f"refused to load: {str(e).splitlines()[0][:200]}; {SUPPORTED}") from None
+        m = re.search(r"(?:[Uu]nsupported global: GLOBAL|unsupported GLOBAL) ([\w.]+)", str(e))
+        what = f"it asks for {m.group(1)}, which is not allowed" if m else "it holds objects other than tensors"
+        raise CheckpointError(f"refused to load: {what}; {SUPPORTED}") from None
 
 
 def detect_and_load(data: bytes, name: str = "checkpoint") -> tuple[Generator, str]:

@@ -1,29 +1,131 @@
 """The `instseg` command line."""
 from __future__ import annotations
 
+import errno
 import logging
+import math
+import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import click
 
+from . import config as C
 from .errors import UserError
 
 log = logging.getLogger("instseg")
 
 
+def _close_bars() -> None:
+    """Close open progress bars so an error starts on a line of its own."""
+    if "tqdm" in sys.modules:
+        from tqdm import tqdm
+
+        for bar in list(getattr(tqdm, "_instances", [])):
+            bar.close()
+
+
 class _Group(click.Group):
-    """Reports UserError as one line with exit code 2, never a traceback."""
+    """Reports bad input and environment as one line with exit code 2, never a traceback."""
+
+    def main(self, args: Any = None, prog_name: str | None = None, complete_var: str | None = None,
+             standalone_mode: bool = True, **extra: Any) -> Any:
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+        try:
+            rv = super().main(args, prog_name, complete_var, False, **extra)
+        except click.ClickException as e:  # usage errors: one line, not click's usage block
+            _close_bars()
+            click.echo(f"Error: {' '.join(e.format_message().split())}", err=True)
+            sys.exit(e.exit_code)
+        except click.exceptions.Abort:
+            click.echo("Aborted.", err=True)
+            sys.exit(1)
+        sys.exit(rv if isinstance(rv, int) else 0)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except UserError as e:
-            click.echo(f"Error: {e}", err=True)
-            ctx.exit(2)
+            self._fail(ctx, str(e))
+        except OSError as e:  # full disk, unwritable --out, a folder under a file ...
+            if e.errno in (errno.EPIPE,):
+                ctx.exit(1)
+            where = f" ({e.filename})" if getattr(e, "filename", None) else ""
+            self._fail(ctx, f"{e.strerror or e}{where}")
+        except MemoryError:
+            self._fail(ctx, "out of memory; use fewer --variants, a smaller --batch or a lower --work-res")
         except KeyboardInterrupt:
+            _close_bars()
             click.echo("Interrupted; run the same command again to resume.", err=True)
             ctx.exit(130)
+
+    @staticmethod
+    def _fail(ctx: click.Context, message: str) -> None:
+        _close_bars()
+        click.echo(f"Error: {' '.join(message.split())}", err=True)
+        ctx.exit(2)
+
+
+class FiniteFloat(click.ParamType):
+    """A float that must be finite (nan and inf are refused), optionally within [lo, hi]."""
+
+    name = "float"
+
+    def __init__(self, lo: float | None = None, hi: float | None = None):
+        self.lo, self.hi = lo, hi
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> float:
+        try:
+            v = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number", param, ctx)
+        if not math.isfinite(v):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        if (self.lo is not None and v < self.lo) or (self.hi is not None and v > self.hi):
+            self.fail(f"{v} is not in {self.lo}..{self.hi}", param, ctx)
+        return v
+
+
+class OutPath(click.Path):
+    """click.Path that refuses an empty string."""
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> Any:
+        if not str(value).strip():
+            self.fail("must not be empty", param, ctx)
+        return super().convert(value, param, ctx)
+
+
+class SeedList(click.ParamType):
+    """Seeds such as 0-99,120, parsed once here (count and range checked before expanding)."""
+
+    name = "seeds"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> tuple[int, ...]:
+        if isinstance(value, tuple):
+            return value
+        try:
+            return C.parse_seeds(value)
+        except UserError as e:
+            self.fail(str(e), param, ctx)
+
+
+def _bounded(field: str) -> click.ParamType:
+    lo, hi = C.BOUNDS[field]
+    if isinstance(C.field_default(field), float):
+        return FiniteFloat(lo, hi)
+    return click.IntRange(int(lo), int(hi))
+
+
+def _run_option(name: str, help: str, preset: bool = False, **kw: Any) -> Callable:
+    """A `run` option whose default, choices and bounds come from config.RunConfig."""
+    field = name.lstrip("-").replace("-", "_")
+    d = C.field_default(field)
+    shown = ",".join(map(str, d)) if isinstance(d, tuple) else d
+    if "type" not in kw and field in C.BOUNDS:
+        kw["type"] = _bounded(field)
+    return click.option(name, default=None, help=f"{help}  [default: {shown}{', or the preset' if preset else ''}]",
+                        **kw)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -40,92 +142,108 @@ def _tqdm_download() -> Any:
     bar: dict[str, Any] = {}
 
     def update(done: int, total: int | None) -> None:
-        if "bar" not in bar:
+        if "bar" not in bar or (done < bar["bar"].n):  # a new URL starts from zero
+            if "bar" in bar:
+                bar["bar"].close()
             bar["bar"] = tqdm(total=total, unit="B", unit_scale=True, desc="download", leave=False)
         bar["bar"].update(done - bar["bar"].n)
+        if total is not None and done >= total:
+            bar["bar"].close()
 
     return update
 
 
 @main.command()
-def models() -> None:
-    """List the named generators: name, resolution, cache state and source."""
-    from .zoo import PRESETS, default_cache, preset_path
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document instead of a table.")
+def models(as_json: bool) -> None:
+    """List the named generators: resolution, what they segment, licence, cache state and source."""
+    import json
+
+    from .zoo import default_cache, preset_table
 
     cache = default_cache()
-    click.echo(f"{'name':12} {'resolution':>10} {'cached':7} {'classes':16} source")
-    for p in PRESETS.values():
-        cached = "packaged" if p.url is None else ("yes" if preset_path(p, cache).exists() else "no")
-        click.echo(f"{p.name:12} {f'{p.width}x{p.height}':>10} {cached:7} {','.join(p.classes) or '-':16} "
-                   f"{p.url or 'shipped with instseg'}")
-    click.echo(f"cache: {cache} (set INSTSEG_CACHE to move it)")
+    rows = preset_table(cache)
+    if as_json:
+        click.echo(json.dumps({"cache": str(cache), "presets": rows}, indent=1))
+        return
+    click.echo(f"{'name':12} {'size':>9} {'segments':22} {'licence':15} {'cached':8} source")
+    for r in rows:
+        what = f"{','.join(r['classes'])} (detector)" if r["classes"] else f"{r['category']} (whole image)"
+        lic = "MIT" if r["licence"]["commercial"] else "non-commercial"
+        cached = "packaged" if not r["urls"] else ("yes" if r["cached"] else "no")
+        click.echo(f"{r['name']:12} {r['resolution'][1]}x{r['resolution'][0]:<4} {what:22} {lic:15} {cached:8} "
+                   f"{r['urls'][0] if r['urls'] else 'shipped with instseg'}")
+    click.echo(f"cache: {cache} (set INSTSEG_CACHE to move it). Non-commercial: datasets made with these "
+               "generators may only be used for non-commercial research.")
 
 
 @main.command()
 @click.argument("src", metavar="SRC")
-@click.argument("dst", metavar="DST", type=click.Path(dir_okay=False))
+@click.argument("dst", metavar="DST", type=OutPath(dir_okay=False))
 @click.option("--half", is_flag=True, help="Store float16 weights (half the file size).")
 def convert(src: str, dst: str, half: bool) -> None:
-    """Convert a checkpoint (preset, path or URL; any supported format) to the native format."""
+    """Convert a checkpoint SRC (preset, path or URL; any supported format) to the native format DST."""
     from .checkpoints import detect_and_load, native_meta as torch_meta, save_native
+    from .runner import validate_checkpoint
     from .zoo import resolve_gan
 
-    path = resolve_gan(src, progress=_tqdm_download()).path
-    G, fmt = detect_and_load(path.read_bytes(), str(path))
-    meta = {"converted_from": src, "source_format": fmt}
-    if fmt == "native":  # keep e.g. the training record of a native file
-        meta = {**torch_meta(path), **meta}
+    gan = resolve_gan(src, progress=_tqdm_download(), validate=validate_checkpoint, flag="SRC")
     try:
-        save_native(G, dst, meta=meta, half=half)
-    except OSError as e:
-        raise UserError(f"cannot write {dst}: {e.strerror or e}") from None
+        G, fmt = detect_and_load(gan.path.read_bytes(), str(gan.path))
+    except UserError as e:
+        if gan.cached:
+            raise UserError(f"cached file {gan.path} does not load ({e}); delete it to download it again") from None
+        raise
+    meta = {"converted_from": src, "source_format": fmt, "licence": gan.licence.name}
+    if fmt == "native":  # keep e.g. the training record of a native file
+        meta = {**torch_meta(gan.path), **meta}
+    save_native(G, dst, meta=meta, half=half)
     click.echo(f"{src} ({fmt}, {G.cfg.resolution}px, {G.num_ws} ws) -> {dst}")
 
 
 @main.command()
 @click.option("--gan", default="toy-shapes", show_default=True, metavar="NAME|PATH|URL",
               help="Generator: a preset (see `instseg models`), a checkpoint path or a URL.")
-@click.option("--out", "out", required=True, type=click.Path(file_okay=False), metavar="DIR",
+@click.option("--out", "out", required=True, type=OutPath(file_okay=False), metavar="DIR",
               help="Output folder; re-running the same command there resumes.")
-@click.option("--num-images", type=click.IntRange(min=1), default=None, metavar="N",
+@click.option("--num-images", type=click.IntRange(1, C.MAX_SEEDS), default=None, metavar="N",
               help="Make N images from seeds 0..N-1 (default: the config's seeds).")
-@click.option("--seeds", default=None, metavar="LIST", help="Seeds such as 0-99,120 (instead of --num-images).")
-@click.option("--method", type=click.Choice(["variants", "grabcut", "kmeans-rgb", "activations"]), default=None,
-              help="variants: ours. The others are single-image baselines on the same boxes.  [default: variants]")
-@click.option("--variants", type=int, default=None, metavar="N", help="Style-mixed variants per image.  [default: 32]")
-@click.option("--mix-from", default=None, metavar="C[,C..]",
-              help="Crossover(s) c: ws[:c] kept, ws[c:] redrawn; one drawn per variant.")
-@click.option("--k", type=int, default=None, metavar="K", help="k-means clusters.  [default: 3]")
-@click.option("--features", default=None, metavar="rgb|LAYER",
-              help="Clustered features: 'rgb' or a synthesis layer such as b32.conv1.  [default: rgb]")
-@click.option("--normalize", type=click.Choice(["raw", "standardize", "l2"]), default=None,
-              help="Per-pixel normalisation of the N*C values.  [default: raw]")
-@click.option("--repeats", type=int, default=None, metavar="R",
-              help="k-means repeats with fresh variants, merged by majority vote.  [default: 1]")
-@click.option("--foreground", type=click.Choice(["border", "center"]), default=None,
-              help="Whole-image foreground rule.  [default: border]")
-@click.option("--work-res", type=int, default=None, metavar="PX", help="Longest side at which pixels are clustered.")
-@click.option("--truncation-psi", type=float, default=None, metavar="PSI", help="Truncation of source and variants.")
-@click.option("--detector", default=None, metavar="SPEC",
-              help="Box detector: none (whole image), yolo:PATH|NAME or frcnn[:PATH].  [default: the preset's]")
-@click.option("--classes", default=None, metavar="A,B",
-              help="Detector classes to keep; they become the COCO categories.  [default: the preset's]")
-@click.option("--conf", type=float, default=None, metavar="P", help="Detector score threshold.  [default: 0.25]")
-@click.option("--max-det", type=int, default=None, metavar="N", help="Detections per image.  [default: 20]")
-@click.option("--instance-rule", type=click.Choice(["combined", "inside", "border", "center"]), default=None,
-              help="Which clusters of a box crop form the instance.  [default: inside]")
-@click.option("--box-margin", type=float, default=None, metavar="F",
-              help="Crop around a box, as a fraction of its size per side.  [default: 0.15]")
+@click.option("--seeds", type=SeedList(), default=None, metavar="LIST",
+              help="Seeds such as 0-99,120 (instead of --num-images).")
+@click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False), default=None, metavar="FILE",
+              help="YAML mapping of RunConfig fields (e.g. nms_iou, min_area, kmeans_iters) over the preset's.")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+              help="Set any RunConfig field, e.g. --set nms_iou=0.6 --set mix_from=[6,7]; repeatable.")
+@_run_option("--method", "variants: ours. The others are single-image baselines on the same boxes.",
+             type=click.Choice(C.METHODS))
+@_run_option("--variants", "Style-mixed variants per image.", metavar="N")
+@_run_option("--mix-from", "Crossover(s) c: ws[:c] kept, ws[c:] redrawn; one drawn per variant.", preset=True,
+             metavar="C[,C..]")
+@_run_option("--k", "k-means clusters.", metavar="K")
+@_run_option("--features", "Clustered features: 'rgb' or a synthesis layer such as b32.conv1.",
+             metavar="rgb|LAYER")
+@_run_option("--normalize", "Per-pixel normalisation of the N*C values.", type=click.Choice(C.NORMALIZATIONS))
+@_run_option("--repeats", "k-means repeats with fresh variants, merged by majority vote.", metavar="R")
+@_run_option("--foreground", "Whole-image foreground rule.", preset=True, type=click.Choice(C.FOREGROUND_RULES))
+@_run_option("--work-res", "Longest side at which pixels are clustered.", preset=True, metavar="PX")
+@_run_option("--truncation-psi", "Truncation of source and variants.", metavar="PSI")
+@_run_option("--detector", "Box detector: none (whole image), yolo:PATH|NAME or frcnn[:PATH].", preset=True,
+             metavar="SPEC")
+@_run_option("--classes", "Detector classes to keep; they become the COCO categories.", preset=True,
+             metavar="A,B")
+@_run_option("--conf", "Detector score threshold.", metavar="P")
+@_run_option("--max-det", "Detections per image.", metavar="N")
+@_run_option("--instance-rule", "Which clusters of a box crop form the instance.", type=click.Choice(C.INSTANCE_RULES))
+@_run_option("--box-margin", "Crop around a box, as a fraction of its size per side.", metavar="F")
 @click.option("--format", "formats", type=click.Choice(["coco", "yolo"]), multiple=True, default=("coco",),
               show_default=True, help="Also write the Ultralytics YOLO-seg layout to DIR/yolo with 'yolo'.")
-@click.option("--device", default=None, metavar="auto|cpu|cuda:N", help="Where to compute.  [default: auto]")
-@click.option("--batch", type=int, default=None, metavar="B", help="Generator batch size.  [default: 8]")
-def run(gan: str, out: str, num_images: int | None, seeds: str | None, mix_from: str | None,
-        formats: tuple[str, ...], **flags: Any) -> None:
+@_run_option("--device", "Where to compute: auto, cpu, cuda or cuda:N.", metavar="DEV")
+@_run_option("--batch", "Generator batch size.", metavar="B")
+def run(gan: str, out: str, num_images: int | None, seeds: tuple[int, ...] | None, mix_from: str | None,
+        config_file: str | None, sets: tuple[str, ...], formats: tuple[str, ...], **flags: Any) -> None:
     """Make a COCO segmentation dataset from a generator."""
     from tqdm import tqdm
 
-    from .config import build_config, parse_ints, parse_seeds
     from .runner import run as run_pipeline
 
     if num_images is not None and seeds is not None:
@@ -134,10 +252,10 @@ def run(gan: str, out: str, num_images: int | None, seeds: str | None, mix_from:
     if num_images is not None:
         overrides["seeds"] = tuple(range(num_images))
     if seeds is not None:
-        overrides["seeds"] = parse_seeds(seeds)
+        overrides["seeds"] = seeds
     if mix_from is not None:
-        overrides["mix_from"] = parse_ints(mix_from)
-    cfg = build_config(gan, overrides)
+        overrides["mix_from"] = C.parse_ints(mix_from)
+    cfg = C.build_config(gan, overrides, C.load_config_file(config_file) if config_file else None, C.parse_set(sets))
     bars: list[Any] = []  # opened at the first image, after the generator is resolved
 
     def on_seed(seed: int, skipped: bool) -> None:
@@ -157,14 +275,10 @@ def run(gan: str, out: str, num_images: int | None, seeds: str | None, mix_from:
 
 
 def _export_yolo(run_dir: Path, out: Path) -> Path:
-    import json
-
+    from .coco import read_coco
     from .yolo_export import export_yolo
 
-    try:
-        data = json.loads((run_dir / "annotations.json").read_text())
-    except (OSError, ValueError) as e:
-        raise UserError(f"cannot read {run_dir / 'annotations.json'}: {e}") from None
+    data = read_coco(run_dir / "annotations.json", "annotations")
     return export_yolo(data, run_dir, out)
 
 
@@ -172,8 +286,8 @@ def _export_yolo(run_dir: Path, out: Path) -> Path:
 @click.argument("run_dir", metavar="DIR", type=click.Path(exists=True, file_okay=False))
 @click.option("--format", "fmt", type=click.Choice(["yolo"]), default="yolo", show_default=True,
               help="Layout to write.")
-@click.option("--out", "out", default=None, type=click.Path(file_okay=False), metavar="DIR2",
-              help="Where to write it.  [default: DIR/yolo]")
+@click.option("--out", "out", default=None, type=OutPath(file_okay=False), metavar="DIR2",
+              help="Where to write it; an earlier export there is replaced whole.  [default: DIR/yolo]")
 def export(run_dir: str, fmt: str, out: str | None) -> None:
     """Convert a run's COCO dataset to the Ultralytics YOLO-seg layout (polygons + data.yaml)."""
     click.echo(f"wrote {_export_yolo(Path(run_dir), Path(out) if out else Path(run_dir) / 'yolo')}")
@@ -181,24 +295,21 @@ def export(run_dir: str, fmt: str, out: str | None) -> None:
 
 @main.command()
 @click.argument("run_dir", metavar="DIR", type=click.Path(exists=True, file_okay=False))
-@click.option("--out", "out", required=True, type=click.Path(dir_okay=False), metavar="PNG",
+@click.option("--out", "out", required=True, type=OutPath(dir_okay=False), metavar="PNG",
               help="Where to write the overlay grid.")
-@click.option("--max-images", type=click.IntRange(min=1), default=8, show_default=True, metavar="N",
+@click.option("--max-images", type=click.IntRange(1, 1000), default=8, show_default=True, metavar="N",
               help="Rows (images) in the grid.")
 def show(run_dir: str, out: str, max_images: int) -> None:
     """Write an overlay grid of a run: image | variants | cluster map | masks."""
+    from .coco import read_coco
     from .io import atomic_save_png
     from .visualize import grid, run_rows
 
-    if not (Path(run_dir) / "annotations.json").exists():
-        raise UserError(f"{run_dir} has no annotations.json; is it an instseg run dir?")
-    rows = run_rows(Path(run_dir), max_images)
+    data = read_coco(Path(run_dir) / "annotations.json", "annotations")
+    rows = run_rows(Path(run_dir), max_images, data)
     if not rows:
         raise UserError(f"{run_dir} has no images yet")
-    try:
-        atomic_save_png(out, grid([r for _, r in rows]))
-    except OSError as e:
-        raise UserError(f"cannot write {out}: {e.strerror or e}") from None
+    atomic_save_png(out, grid([r for _, r in rows]))
     click.echo(f"wrote {out} ({len(rows)} images)")
 
 
@@ -207,26 +318,19 @@ def show(run_dir: str, out: str, max_images: int) -> None:
               help="Predicted COCO file (annotations carry score).")
 @click.option("--gt", required=True, type=click.Path(exists=True, dir_okay=False), metavar="B.json",
               help="Reference COCO file over the same images.")
-@click.option("--trimap-width", type=click.IntRange(min=1), default=3, show_default=True, metavar="PX",
+@click.option("--trimap-width", type=click.IntRange(1, 256), default=3, show_default=True, metavar="PX",
               help="Band around the reference boundary for trimap IoU.")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table (NaN as null).")
 def eval_cmd(pred: str, gt: str, trimap_width: int, as_json: bool) -> None:
     """Score predicted masks against reference masks: IoU, trimap IoU, mask AP."""
     import json
 
-    from .evaluate import evaluate
+    from .coco import read_coco
+    from .evaluate import evaluate, json_safe
 
-    def load(p: str) -> dict:
-        try:
-            d = json.loads(Path(p).read_text())
-            assert all(k in d for k in ("images", "annotations", "categories"))
-            return d
-        except (OSError, ValueError, AssertionError):
-            raise UserError(f"{p} is not a COCO annotations file") from None
-
-    res = evaluate(load(pred), load(gt), trimap_width)
+    res = evaluate(read_coco(pred, "--pred"), read_coco(gt, "--gt"), trimap_width)
     if as_json:
-        click.echo(json.dumps(res))
+        click.echo(json.dumps(json_safe(res), allow_nan=False))
         return
     for k in ("iou_fg", "iou_bg", "miou", "trimap_miou", "ap", "ap50"):
         click.echo(f"{k:12} {res[k]:.4f}")
@@ -239,38 +343,42 @@ def eval_cmd(pred: str, gt: str, trimap_width: int, as_json: bool) -> None:
               help="An instseg run dir.")
 @click.option("--segmenter", default=None, metavar="yolo:PATH",
               help="Supervised segmenter (YOLO -seg weights).  [default: the preset's, e.g. toy-shapes]")
-@click.option("--conf", type=float, default=0.25, show_default=True, metavar="P", help="Segmenter threshold.")
-@click.option("--out", required=True, type=click.Path(dir_okay=False), metavar="GT.json", help="Output file.")
+@click.option("--conf", type=FiniteFloat(0, 1), default=0.25, show_default=True, metavar="P",
+              help="Segmenter threshold.")
+@click.option("--out", required=True, type=OutPath(dir_okay=False), metavar="GT.json", help="Output file.")
 def pseudo_gt_cmd(run_dir: str, segmenter: str | None, conf: float, out: str) -> None:
     """Reference masks for a run's images from a supervised segmenter."""
-    import json
-
     from tqdm import tqdm
 
     from detectors import DetectorError, parse_spec
     from detectors.yolo import YoloDetector
 
+    from .coco import read_coco
     from .io import atomic_write_json
     from .pseudo_gt import pseudo_gt
-    from .zoo import PRESETS
+    from .rundir import RunDir
+    from .zoo import presets
 
+    data = read_coco(Path(run_dir) / "annotations.json", "annotations")
     if segmenter is None:
-        gan = json.loads((Path(run_dir) / "run.json").read_text())["config"]["gan"]
-        if gan not in PRESETS or not PRESETS[gan].detector.startswith("yolo:"):
+        old = RunDir(run_dir).read_run()
+        if old is None:
+            raise UserError(f"{run_dir} has no readable run.json; pass --segmenter yolo:PATH")
+        p = presets().get(str(old["config"].get("gan")))
+        if p is None or not p.detector.startswith("yolo:"):
             raise UserError("no default segmenter for this run; pass --segmenter yolo:PATH to a -seg model")
-        segmenter = PRESETS[gan].detector
+        segmenter = p.detector
     try:
-        kind, arg = parse_spec(segmenter)
+        kind, arg = parse_spec(segmenter, "--segmenter")
         if kind != "yolo":
             raise DetectorError("--segmenter must be yolo:PATH to a -seg model")
         seg = YoloDetector(arg, conf=conf, max_det=50, agnostic_nms=True)
-        n = len(json.loads((Path(run_dir) / "annotations.json").read_text())["images"])
-        with tqdm(total=n, unit="img", desc="pseudo-gt") as bar:
-            data = pseudo_gt(Path(run_dir), seg, on_image=lambda _: bar.update())
+        with tqdm(total=len(data["images"]), unit="img", desc="pseudo-gt") as bar:
+            result = pseudo_gt(Path(run_dir), seg, on_image=lambda _: bar.update(), data=data)
     except DetectorError as e:
         raise UserError(str(e)) from None
-    atomic_write_json(out, data)
-    click.echo(f"wrote {out} ({len(data['annotations'])} masks)")
+    atomic_write_json(out, result)
+    click.echo(f"wrote {out} ({len(result['annotations'])} masks)")
 
 
 @main.group()
@@ -279,55 +387,79 @@ def toy() -> None:
 
 
 @toy.command("render")
-@click.option("--out", required=True, type=click.Path(file_okay=False), metavar="DIR", help="Output folder.")
-@click.option("--seeds", default="0-99", show_default=True, metavar="LIST", help="Scene seeds, e.g. 0-999.")
-@click.option("--size", type=click.IntRange(min=16), default=64, show_default=True, metavar="PX", help="Image size.")
+@click.option("--out", required=True, type=OutPath(file_okay=False), metavar="DIR", help="Output folder.")
+@click.option("--seeds", type=SeedList(), default="0-99", show_default=True, metavar="LIST",
+              help="Scene seeds, e.g. 0-999.")
+@click.option("--size", type=click.IntRange(16, 1024), default=64, show_default=True, metavar="PX",
+              help="Image size.")
+@click.option("--world", type=click.Choice(["classic", "flat"]), default="classic", show_default=True,
+              help="Renderer world: classic (rotated, striped shapes) or flat (upright, anti-aliased).")
 @click.option("--yolo", is_flag=True, help="Also write the YOLO-seg layout to DIR/yolo.")
-def toy_render(out: str, seeds: str, size: int, yolo: bool) -> None:
+def toy_render(out: str, seeds: tuple[int, ...], size: int, world: str, yolo: bool) -> None:
     """Render scenes with exact instance masks as a COCO dataset."""
     from tqdm import tqdm
 
-    from .config import parse_seeds
     from .toy.dataset import write_scenes
 
-    seed_list = parse_seeds(seeds)
-    with tqdm(total=len(seed_list), unit="scene", desc="render") as bar:
-        path = write_scenes(seed_list, Path(out), size, on_seed=lambda _: bar.update())
+    with tqdm(total=len(seeds), unit="scene", desc="render") as bar:
+        path = write_scenes(seeds, Path(out), size, on_seed=lambda _: bar.update(), world=world)
     click.echo(f"wrote {path}")
     if yolo:
         click.echo(f"wrote {_export_yolo(Path(out), Path(out) / 'yolo')}")
 
 
+def _check_device(device: str) -> str:
+    from .runner import pick_device
+
+    return str(pick_device(device))
+
+
 @toy.command("train-gan")
-@click.option("--out", default="toy-train", show_default=True, type=click.Path(file_okay=False), metavar="DIR",
+@click.option("--out", default="toy-train", show_default=True, type=OutPath(file_okay=False), metavar="DIR",
               help="Training folder; an existing train-state.pt there is resumed.")
-@click.option("--iters", type=int, default=20000, show_default=True, metavar="N", help="Total iterations.")
-@click.option("--resolution", type=int, default=64, show_default=True, metavar="PX", help="Image size.")
-@click.option("--channel-base", type=int, default=1024, show_default=True, metavar="C",
+@click.option("--iters", type=click.IntRange(1, 10_000_000), default=20000, show_default=True, metavar="N",
+              help="Total iterations.")
+@click.option("--world", type=click.Choice(["classic", "flat"]), default="flat", show_default=True,
+              help="Renderer world to learn.")
+@click.option("--labels/--no-labels", default=True, show_default=True,
+              help="Also draw one label channel per class (exact labels for every sample).")
+@click.option("--resolution", type=click.Choice(["16", "32", "64", "128", "256"]), default="32", show_default=True,
+              help="Image size.")
+@click.option("--channel-base", type=click.IntRange(16, 1 << 20), default=2048, show_default=True, metavar="C",
               help="Channels at resolution r: min(C // r, 128).")
-@click.option("--batch", type=int, default=16, show_default=True, metavar="B", help="Batch size.")
-@click.option("--r1-gamma", type=float, default=0.3, show_default=True, metavar="G", help="R1 weight.")
+@click.option("--batch", type=click.IntRange(2, 1024), default=32, show_default=True, metavar="B", help="Batch size.")
+@click.option("--r1-gamma", type=FiniteFloat(0, 1000), default=0.3, show_default=True, metavar="G", help="R1 weight.")
 @click.option("--device", default="cpu", show_default=True, metavar="DEV", help="cpu or cuda[:N].")
-@click.option("--threads", type=int, default=0, show_default=True, metavar="T", help="CPU threads (0: torch's).")
-def toy_train_gan(**kw: Any) -> None:
+@click.option("--threads", type=click.IntRange(0, 1024), default=0, show_default=True, metavar="T",
+              help="CPU threads (0: torch's).")
+def toy_train_gan(resolution: str, device: str, **kw: Any) -> None:
     """Train (or resume) the toy StyleGAN2; writes DIR/generator.pt in the native format."""
     from .toy.train_gan import TrainConfig, train
 
     logging.getLogger("instseg").setLevel(logging.INFO)
-    click.echo(f"wrote {train(TrainConfig(**kw))}")
+    path = train(TrainConfig(resolution=int(resolution), device=_check_device(device), **kw))
+    if not path.exists():
+        raise UserError(f"training ended without writing {path}")
+    click.echo(f"wrote {path}")
 
 
 @toy.command("train-detector")
-@click.option("--out", default="toy-train/detector", show_default=True, type=click.Path(file_okay=False),
+@click.option("--out", default="toy-train/detector", show_default=True, type=OutPath(file_okay=False),
               metavar="DIR", help="Training folder.")
-@click.option("--scenes", type=int, default=4000, show_default=True, metavar="N", help="Rendered training scenes.")
-@click.option("--epochs", type=int, default=30, show_default=True, metavar="E", help="Epochs.")
-@click.option("--imgsz", type=int, default=64, show_default=True, metavar="PX", help="Training image size.")
+@click.option("--scenes", type=click.IntRange(2, 1_000_000), default=4000, show_default=True, metavar="N",
+              help="Rendered training scenes.")
+@click.option("--epochs", type=click.IntRange(1, 10_000), default=30, show_default=True, metavar="E", help="Epochs.")
+@click.option("--imgsz", type=click.IntRange(32, 2048), default=64, show_default=True, metavar="PX",
+              help="Training image size (a multiple of 32).")
 @click.option("--device", default="cpu", show_default=True, metavar="DEV", help="cpu or a CUDA index.")
 def toy_train_detector(out: str, scenes: int, epochs: int, imgsz: int, device: str) -> None:
     """Train the toy YOLOv8n-seg from its yaml on rendered scenes; writes DIR/toy-shapes-yolo.pt."""
     from .toy.train_detector import train
 
+    if imgsz % 32:
+        raise UserError(f"--imgsz must be a multiple of 32, got {imgsz}")
+    if device not in ("cpu",) and not device.isdigit():
+        raise UserError(f"--device {device!r}: use cpu or a CUDA index such as 0")
     click.echo(f"wrote {train(Path(out), scenes, epochs, imgsz, device=device)}")
 
 

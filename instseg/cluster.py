@@ -35,8 +35,9 @@ def kmeans(x: Tensor, k: int, iters: int = 100, tol: float = 1e-4, seed: int = 0
         sums = torch.zeros_like(c).index_add_(0, labels, x)
         new = sums / counts.clamp_min(1)[:, None]
         if (counts == 0).any():  # re-seed empty clusters at the points farthest from their centre
-            far = _sqdist(x, new).min(1).values.topk(int((counts == 0).sum())).indices
-            new[counts == 0] = x[far]
+            empty = (counts == 0).nonzero()[:, 0]
+            far = _sqdist(x, new).min(1).values.topk(min(len(empty), x.shape[0])).indices
+            new[empty[: len(far)]] = x[far]
         shift = (new - c).square().sum()
         c = new
         if shift <= thresh:

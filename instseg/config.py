@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import re
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,17 @@ NORMALIZATIONS = ("raw", "standardize", "l2")
 FOREGROUND_RULES = ("border", "center")
 INSTANCE_RULES = ("combined", "inside", "border", "center")
 METHODS = ("variants", "grabcut", "kmeans-rgb", "activations")
+
+
+MAX_SEEDS = 10_000_000  # one run; larger datasets are made in shards (--seeds ranges) and merged
+MAX_SEED = 2**32 - 2  # NVIDIA's z per seed uses RandomState(seed), which takes seeds below 2**32
+
+# Inclusive (low, high) bounds of the numeric fields; every float must also be finite.
+BOUNDS: dict[str, tuple[float, float]] = {
+    "variants": (2, 1024), "k": (2, 32), "kmeans_iters": (1, 10_000), "kmeans_tol": (0, 1), "repeats": (1, 32),
+    "truncation_psi": (-2, 2), "work_res": (4, 4096), "conf": (0, 1), "max_det": (1, 1000),
+    "box_margin": (0, 2), "nms_iou": (0, 1), "min_area": (0, 1 << 24), "batch": (1, 1024),
+}
 
 
 @dataclass(frozen=True)
@@ -35,6 +46,7 @@ class RunConfig:
     kmeans_tol: float = 1e-4
     repeats: int = 1  # k-means repeats with fresh variants, combined by per-pixel majority vote
     foreground: str = "border"  # whole-image foreground rule: border | center
+    category: str = "foreground"  # the single category of a whole-image (--detector none) run
     detector: str = "none"  # none | yolo:PATH|NAME | frcnn[:PATH]
     classes: tuple[str, ...] = ()  # detector classes to keep (categories of the dataset)
     conf: float = 0.25  # detector score threshold
@@ -47,43 +59,50 @@ class RunConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
 
     def __post_init__(self) -> None:
-        if self.k < 2:
-            raise UserError(f"--k must be at least 2, got {self.k}")
-        if self.variants < 2:
-            raise UserError(f"--variants must be at least 2, got {self.variants}")
-        if self.repeats < 1 or self.batch < 1 or self.kmeans_iters < 1 or self.work_res < 4:
-            raise UserError("--repeats, --batch and kmeans_iters must be >= 1 and work_res >= 4")
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            want = {"int": int, "float": (int, float), "str": str}.get(str(f.type))
+            if want and (isinstance(v, bool) or not isinstance(v, want)):
+                raise UserError(f"{_flag(f.name)} must be {str(f.type)}, got {v!r}")
+            if isinstance(v, float) and not math.isfinite(v):
+                raise UserError(f"{_flag(f.name)} must be a finite number, got {v}")
+            if f.name in BOUNDS and not BOUNDS[f.name][0] <= v <= BOUNDS[f.name][1]:
+                lo, hi = BOUNDS[f.name]
+                raise UserError(f"{_flag(f.name)} must lie in {_num(lo)}..{_num(hi)}, got {v}")
+        for name, allowed in (("method", METHODS), ("normalize", NORMALIZATIONS), ("foreground", FOREGROUND_RULES),
+                              ("instance_rule", INSTANCE_RULES)):
+            if getattr(self, name) not in allowed:
+                raise UserError(f"{_flag(name)} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
         if not self.mix_from or min(self.mix_from) < 1:
             raise UserError(f"--mix-from needs crossover indices >= 1, got {self.mix_from}")
-        if self.normalize not in NORMALIZATIONS:
-            raise UserError(f"normalize must be one of {NORMALIZATIONS}, got {self.normalize!r}")
-        if self.foreground not in FOREGROUND_RULES:
-            raise UserError(f"foreground must be one of {FOREGROUND_RULES}, got {self.foreground!r}")
-        if self.method not in METHODS:
-            raise UserError(f"method must be one of {METHODS}, got {self.method!r}")
-        if self.instance_rule not in INSTANCE_RULES:
-            raise UserError(f"instance_rule must be one of {INSTANCE_RULES}, got {self.instance_rule!r}")
-        if not 0 <= self.conf <= 1 or self.max_det < 1 or self.box_margin < 0:
-            raise UserError("--conf must lie in [0, 1], --max-det be >= 1 and box_margin >= 0")
         if not self.seeds:
             raise UserError("no seeds to run")
+        if len(self.seeds) > MAX_SEEDS or min(self.seeds) < 0 or max(self.seeds) > MAX_SEED:
+            raise UserError(f"seeds must be at most {MAX_SEEDS:,} values in 0..{MAX_SEED}")
+        if not self.category.strip() or not self.gan or not self.device:
+            raise UserError("category, --gan and --device must not be empty")
 
     def to_dict(self) -> dict[str, Any]:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
 
 
-def parse_seeds(text: str, what: str = "seed") -> tuple[int, ...]:
+def parse_seeds(text: str, what: str = "seed", limit: int = MAX_SEEDS) -> tuple[int, ...]:
     """'0-99,120' -> (0, ..., 99, 120); ranges are inclusive and must ascend."""
-    values: list[int] = []
-    for part in text.split(","):
+    spans: list[tuple[int, int]] = []
+    for part in str(text).split(","):
         part = part.strip()
-        m = re.fullmatch(r"(\d+)(?:-(\d+))?", part)
+        m = re.fullmatch(r"(\d{1,12})(?:-(\d{1,12}))?", part)
         if not m:
             raise UserError(f"bad {what} spec {part!r} in {text!r}: use integers and ranges like 0-99,120")
         a, b = int(m.group(1)), int(m.group(2) or m.group(1))
         if b < a:
             raise UserError(f"bad {what} range {part!r}: the end is below the start")
-        values.extend(range(a, b + 1))
+        if b > MAX_SEED:
+            raise UserError(f"{what} {b} is too large: {what}s lie in 0..{MAX_SEED}")
+        spans.append((a, b))
+    if sum(b - a + 1 for a, b in spans) > limit:
+        raise UserError(f"{what} spec {text!r} asks for more than {limit:,} values; split the run into shards")
+    values = [v for a, b in spans for v in range(a, b + 1)]
     if len(set(values)) != len(values):
         raise UserError(f"{what} spec {text!r} repeats values")
     return tuple(values)
@@ -94,48 +113,94 @@ def parse_ints(text: str) -> tuple[int, ...]:
     return parse_seeds(text, what="crossover")
 
 
-def config_dir() -> Path:
-    """The YAML presets: installed as instseg.configs, or configs/ beside a source checkout."""
-    try:
-        return Path(str(resources.files("instseg.configs")))
-    except ModuleNotFoundError:
-        return Path(__file__).resolve().parents[1] / "configs"
+def _flag(field: str) -> str:
+    return "--" + field.replace("_", "-")
 
 
-def preset_overrides(name: str) -> dict[str, Any]:
-    """The fields configs/<name>.yaml sets ({} when there is no such file)."""
-    path = config_dir() / f"{name}.yaml"
-    if not path.exists():
-        return {}
-    data = yaml.safe_load(path.read_text()) or {}
-    check_keys(data, str(path))
-    return data
+def _num(v: float) -> str:
+    return str(int(v)) if float(v).is_integer() else str(v)
+
+
+def field_default(name: str) -> Any:
+    """The dataclass default of a RunConfig field (CLI help reads it from here)."""
+    return next(f.default for f in dataclasses.fields(RunConfig) if f.name == name)
 
 
 def check_keys(data: dict[str, Any], where: str) -> None:
+    if not isinstance(data, dict):
+        raise UserError(f"{where} must be a mapping of RunConfig fields, got {type(data).__name__}")
     names = [f.name for f in dataclasses.fields(RunConfig)]
     for k in data:
         if k not in names:
-            near = difflib.get_close_matches(k, names, n=1)
+            near = difflib.get_close_matches(str(k), names, n=1)
             hint = f"; did you mean {near[0]!r}?" if near else ""
             raise UserError(f"unknown config key {k!r} in {where}{hint}")
 
 
-def build_config(gan: str, overrides: dict[str, Any]) -> RunConfig:
-    """Dataclass defaults <- the preset's detector and classes <- configs/<gan>.yaml <- `overrides`
-    (CLI flags that were set)."""
-    from .zoo import PRESETS
+def load_config_file(path: str | Path) -> dict[str, Any]:
+    """A YAML mapping of RunConfig fields (the `run:` part of a preset, for a custom checkpoint)."""
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except OSError as e:
+        raise UserError(f"cannot read --config {path}: {e.strerror or e}") from None
+    except yaml.YAMLError as e:
+        raise UserError(f"--config {path} is not valid YAML ({str(e).splitlines()[0]})") from None
+    data = {} if data is None else data
+    check_keys(data, f"--config {path}")
+    return data
+
+
+def parse_set(items: tuple[str, ...] | list[str]) -> dict[str, Any]:
+    """--set key=value pairs; values are read as YAML scalars or lists (k=4, mix_from=[6,7])."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise UserError(f"--set {item!r}: use key=value, e.g. --set nms_iou=0.6")
+        try:
+            out[key.strip()] = yaml.safe_load(value) if value.strip() else ""
+        except yaml.YAMLError:
+            raise UserError(f"--set {item!r}: cannot read the value") from None
+    check_keys(out, "--set")
+    return out
+
+
+def _coerce(merged: dict[str, Any]) -> dict[str, Any]:
+    """YAML and --set values to the field types (lists -> tuples, '0-9' strings -> seed tuples)."""
+    for k in ("seeds", "mix_from"):
+        v = merged.get(k)
+        if isinstance(v, (str, int)) and not isinstance(v, bool):
+            merged[k] = parse_seeds(str(v), "seed" if k == "seeds" else "crossover")
+        elif isinstance(v, list):
+            if not all(isinstance(x, int) and not isinstance(x, bool) for x in v):
+                raise UserError(f"{_flag(k)} must be a list of integers")
+            merged[k] = tuple(v)
+    c = merged.get("classes")
+    if isinstance(c, str):
+        merged["classes"] = tuple(x.strip() for x in c.split(",") if x.strip())
+    elif isinstance(c, list):
+        merged["classes"] = tuple(str(x) for x in c)
+    for k in ("truncation_psi", "kmeans_tol", "conf", "box_margin", "nms_iou"):
+        if isinstance(merged.get(k), int) and not isinstance(merged.get(k), bool):
+            merged[k] = float(merged[k])
+    return merged
+
+
+def build_config(gan: str, overrides: dict[str, Any], config_file: dict[str, Any] | None = None,
+                 sets: dict[str, Any] | None = None) -> RunConfig:
+    """Dataclass defaults <- the preset (detector, classes, category, its `run` fields) <- --config
+    FILE <- --set pairs <- CLI flags that were set (`overrides`)."""
+    from .zoo import presets
 
     merged: dict[str, Any] = {"gan": gan}
-    if gan in PRESETS:
-        merged.update(detector=PRESETS[gan].detector, classes=PRESETS[gan].classes)
-    merged.update(preset_overrides(gan))
-    merged.update({k: v for k, v in overrides.items() if v is not None})
-    check_keys(merged, "the options")
-    for k in ("seeds", "mix_from"):
-        if isinstance(merged.get(k), (list, str)):
-            merged[k] = parse_seeds(merged[k]) if isinstance(merged[k], str) else tuple(merged[k])
-    if isinstance(merged.get("classes"), (list, str)):
-        c = merged["classes"]
-        merged["classes"] = tuple(x.strip() for x in c.split(",") if x.strip()) if isinstance(c, str) else tuple(c)
-    return RunConfig(**merged)
+    p = presets().get(gan)
+    if p is not None:
+        merged.update(detector=p.detector, classes=p.classes, category=p.category)
+        merged.update(p.run)
+    for layer, where in ((config_file or {}, "--config"), (sets or {}, "--set"),
+                         ({k: v for k, v in overrides.items() if v is not None}, "the options")):
+        check_keys(layer, where)
+        if "gan" in layer and where != "the options":
+            raise UserError(f"set the generator with --gan, not in {where}")
+        merged.update(layer)
+    return RunConfig(**_coerce(merged))

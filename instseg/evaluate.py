@@ -128,3 +128,14 @@ def evaluate(pred: dict, gt: dict, trimap_width: int = 3) -> dict[str, Any]:
     for name, ap in inst.pop("per_class_ap").items():
         sem["per_class"].setdefault(name, {})["ap"] = ap
     return {**sem, **inst}
+
+
+def json_safe(obj: Any) -> Any:
+    """NaN and inf (e.g. AP with no reference instances) -> None, which JSON can carry."""
+    if isinstance(obj, float):
+        return obj if np.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    return obj

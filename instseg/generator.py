@@ -26,9 +26,11 @@ class GeneratorConfig:
     z_dim: int = 512
     w_dim: int = 512
     img_channels: int = 3
+    label_channels: int = 0  # extra output channels drawn with the image (toy world: one per class)
     channel_base: int = 32768  # channels at resolution r: min(channel_base // r, channel_max)
     channel_max: int = 512
     mapping_layers: int = 8
+    mapping_hidden: int | None = None  # width of the mapping's hidden layers; None = w_dim
     mapping_lr_mul: float = 0.01
     conv_clamp: float | None = None  # ADA configs clamp activations to +-256
     out_height: int | None = None  # centre crop of the output, e.g. LSUN car 384 of 512
@@ -133,7 +135,8 @@ class EqualLinear(nn.Module):
 class MappingNetwork(nn.Module):
     def __init__(self, cfg: GeneratorConfig):
         super().__init__()
-        dims = [cfg.z_dim] + [cfg.w_dim] * cfg.mapping_layers
+        hidden = cfg.mapping_hidden or cfg.w_dim
+        dims = [cfg.z_dim] + [hidden] * (cfg.mapping_layers - 1) + [cfg.w_dim]
         self.fcs = nn.ModuleList(
             EqualLinear(dims[i], dims[i + 1], lr_mul=cfg.mapping_lr_mul, act=True) for i in range(cfg.mapping_layers)
         )
@@ -205,7 +208,7 @@ class SynthesisBlock(nn.Module):
         else:
             self.conv0 = SynthesisLayer(cfg.channels(res // 2), out_ch, cfg.w_dim, res, True, cfg.conv_clamp)
         self.conv1 = SynthesisLayer(out_ch, out_ch, cfg.w_dim, res, False, cfg.conv_clamp)
-        self.torgb = ToRGB(out_ch, cfg.img_channels, cfg.w_dim, cfg.conv_clamp)
+        self.torgb = ToRGB(out_ch, cfg.img_channels + cfg.label_channels, cfg.w_dim, cfg.conv_clamp)
         self.num_conv = 1 if res == 4 else 2
 
 
@@ -222,11 +225,12 @@ class Generator(nn.Module):
 
     @property
     def feature_names(self) -> list[str]:
-        """Names accepted by `synthesis(features=...)`: each block's conv outputs, plus 'rgb'."""
+        """Names accepted by `synthesis(features=...)`: each block's conv outputs, 'rgb', and
+        'labels' for a generator with label channels."""
         names = []
         for b in self.blocks:
             names += ([] if b.res == 4 else [f"b{b.res}.conv0"]) + [f"b{b.res}.conv1"]
-        return names + ["rgb"]
+        return names + ["rgb"] + (["labels"] if self.cfg.label_channels else [])
 
     @property
     def out_hw(self) -> tuple[int, int]:
@@ -240,7 +244,9 @@ class Generator(nn.Module):
     def synthesis(
         self, ws: Tensor, noise_mode: str = "const", features: Sequence[str] = ()
     ) -> tuple[Tensor, dict[str, Tensor]]:
-        """ws [B, num_ws, w_dim] -> image [B, C, H, W] in about [-1, 1], and the requested activations."""
+        """ws [B, num_ws, w_dim] -> image [B, C, H, W] in about [-1, 1], and the requested activations.
+
+        The image never includes label channels; ask for them as the 'labels' feature."""
         if noise_mode not in NOISE_MODES:
             raise ValueError(f"noise_mode must be one of {NOISE_MODES}, got {noise_mode!r}")
         unknown = set(features) - set(self.feature_names)
@@ -265,6 +271,10 @@ class Generator(nn.Module):
             y = blk.torgb(x, ws[:, i])
             img = y if img is None else upsample2d(img, self.fir) + y
         img = self._crop(img)
+        c = self.cfg.img_channels
+        if "labels" in want:
+            feats["labels"] = img[:, c:]  # [B, label_channels, H, W]
+        img = img[:, :c]
         if "rgb" in want:
             feats["rgb"] = img
         return img, feats

@@ -1,29 +1,31 @@
 """Reference masks for a run's images from a supervised segmenter (YOLO-seg)."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
-from PIL import Image
 
 from . import coco
+from .coco import read_coco
+from .rundir import RunDir
+from .visualize import load_rgb
 
 
-def pseudo_gt(run_dir: Path, segmenter, on_image: Callable[[int], None] | None = None) -> dict:
+def pseudo_gt(run_dir: Path, segmenter, on_image: Callable[[int], None] | None = None, data: dict | None = None) -> dict:
     """A COCO dict over the same images as `run_dir`/annotations.json.
 
     Categories are the run's; for a `--detector none` run ("foreground") every segmenter
     instance counts as foreground, else only the run's classes are kept. Build the segmenter
     with class-agnostic NMS, or one object detected as two classes becomes two references.
     """
-    run = json.loads((Path(run_dir) / "annotations.json").read_text())
+    run = data if data is not None else read_coco(Path(run_dir) / "annotations.json", "annotations")
     names = [c["name"] for c in sorted(run["categories"], key=lambda c: c["id"])]
-    whole = names == ["foreground"]
+    info = RunDir(run_dir).read_run()
+    whole = info["config"].get("detector") == "none" if info else names == ["foreground"]
     anns = []
     for im in run["images"]:
-        img = np.asarray(Image.open(Path(run_dir) / im["file_name"]).convert("RGB"))
+        img = load_rgb(Path(run_dir), im["file_name"])
         det, masks = segmenter.segment([img])[0]
         for label, score, m in zip(det.labels, det.scores, masks):
             if not m.any() or (not whole and label not in names):

@@ -1,12 +1,9 @@
 """`instseg run`: drive the pipeline over seeds and write the dataset (the I/O edge)."""
 from __future__ import annotations
 
-import json
 import logging
 import platform
 import sys
-import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -20,8 +17,8 @@ from .checkpoints import load_generator
 from .config import RunConfig
 from .errors import UserError
 from .generator import Generator, to_uint8
-from .io import atomic_save_png, atomic_write_json
 from .instances import merge_instances
+from .rundir import RunDir, config_id, image_id
 from .segment import ImageSegmentation, Stopwatch, segment_image, source_images, upsample_labels
 from .zoo import Progress, ResolvedGan, resolve_gan, sha256_file
 
@@ -36,24 +33,13 @@ def pick_device(spec: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         dev = torch.device(spec)
-    except RuntimeError:
+    except (RuntimeError, ValueError, TypeError):
         raise UserError(f"--device {spec!r} is not a device; use auto, cpu, cuda or cuda:N") from None
-    if dev.type == "cuda" and (not torch.cuda.is_available() or (dev.index or 0) >= torch.cuda.device_count()):
-        raise UserError(f"--device {spec}: no such CUDA device on this machine")
     if dev.type not in ("cpu", "cuda"):
         raise UserError(f"--device {spec}: only cpu and cuda are supported")
+    if dev.type == "cuda" and (not torch.cuda.is_available() or (dev.index or 0) >= torch.cuda.device_count()):
+        raise UserError(f"--device {spec}: no such CUDA device on this machine")
     return dev
-
-
-def prepare_out(out: Path) -> None:
-    try:
-        for sub in ("images", "parts", "variants", "records"):
-            (out / sub).mkdir(parents=True, exist_ok=True)
-        probe = out / ".write-test"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as e:
-        raise UserError(f"cannot write to --out {out}: {e.strerror or e}") from None
 
 
 def _versions() -> dict[str, str]:
@@ -67,58 +53,28 @@ def _identity(cfg_dict: dict) -> dict:
     return {k: v for k, v in cfg_dict.items() if k not in _FREE_FIELDS}
 
 
-def check_resume(out: Path, cfg: RunConfig, gan_sha: str) -> list[int]:
-    """Seeds of an earlier run in `out`; refuses a different config or generator."""
-    path = out / "run.json"
-    if not path.exists():
-        return []
-    try:
-        old = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        raise UserError(f"{path} is unreadable; use a fresh --out") from None
-    a, b = _identity(old.get("config", {})), _identity(cfg.to_dict())
+def _diff(old: dict, cfg: RunConfig, gan_sha: str) -> list[str]:
+    """Fields in which an earlier run.json differs from this config and generator."""
+    a, b = _identity(old.get("config") or {}), _identity(cfg.to_dict())
+    a.setdefault("category", "foreground")  # runs from before the field existed
     diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
-    if old.get("generator", {}).get("sha256") != gan_sha:
+    gen = old.get("generator")
+    if not isinstance(gen, dict) or gen.get("sha256") != gan_sha:
         diff.append("generator weights")
-    if diff:
-        raise UserError(f"{out} holds a run with a different config ({', '.join(diff)}); use another --out")
-    return list(old.get("seeds", []))
+    return diff
 
 
-@dataclass
-class Dataset:
-    """The per-seed records of a run dir, assembled into annotations.json."""
-
-    out: Path
-    categories: list[str]
-    description: str
-
-    def record_path(self, seed: int) -> Path:
-        return self.out / "records" / f"{seed}.json"
-
-    def done(self, seed: int) -> bool:
-        return self.record_path(seed).exists()
-
-    def write(self, seeds: list[int]) -> None:
-        images, anns = [], []
-        for s in seeds:
-            if self.done(s):
-                rec = json.loads(self.record_path(s).read_text())
-                images.append(rec["image"])
-                anns.extend(rec["annotations"])
-        atomic_write_json(self.out / "annotations.json", coco.dataset(images, anns, self.categories, self.description))
-
-
-def _write_seed(ds: Dataset, seed: int, image: np.ndarray, parts: np.ndarray, preview: np.ndarray,
-                anns: list[dict]) -> None:
-    """Images first, the record last: a record's presence marks the seed as complete."""
-    out = ds.out
-    atomic_save_png(out / "images" / f"{seed}.png", image)
-    atomic_save_png(out / "parts" / f"{seed}.png", parts.astype(np.uint8))
-    atomic_save_png(out / "variants" / f"{seed}.png", np.concatenate(list(preview), axis=1))
-    h, w = image.shape[:2]
-    entry = coco.image_entry(seed + 1, f"images/{seed}.png", h, w, seed=seed)
-    atomic_write_json(ds.record_path(seed), {"image": entry, "annotations": anns})
+def dataset_provenance(gan: ResolvedGan, gan_sha: str) -> tuple[dict, dict]:
+    """The COCO licence entry and the `info` fields that carry the generator's source and terms."""
+    lic = gan.licence
+    info = {"generator": gan.source, "generator_sha256": gan_sha,
+            "generator_urls": list(gan.preset.urls) if gan.preset else [],
+            "licence": lic.name, "licence_url": lic.url, "made_with": f"instseg {__version__}"}
+    if not lic.commercial:
+        info["licence_note"] = ("Images made with a generator under a non-commercial licence: this dataset, and "
+                                "models trained on it, carry that restriction; read the licence before any "
+                                "commercial use.")
+    return lic.coco(), info
 
 
 def _detector(cfg: RunConfig, device: torch.device) -> tuple[Detector | None, list[str]]:
@@ -126,7 +82,7 @@ def _detector(cfg: RunConfig, device: torch.device) -> tuple[Detector | None, li
     try:
         det = load_detector(cfg.detector, str(device), cfg.conf, cfg.max_det)
         if det is None:
-            return None, ["foreground"]
+            return None, [cfg.category]
         check_classes(cfg.classes, det.class_names)
     except DetectorError as e:
         raise UserError(str(e)) from None
@@ -143,13 +99,28 @@ def _instance_annotations(seg: ImageSegmentation, det: Detections, categories: l
     conf = torch.tensor([s.confidence for s in seg.instances])
     det_scores = torch.as_tensor(det.scores, dtype=torch.float32)
     scores = det_scores * conf
-    kept, merged = merge_instances(masks.cpu(), scores, cfg.nms_iou, cfg.min_area)
+    kept, merged = merge_instances(masks.cpu(), scores, cfg.nms_iou, max(cfg.min_area, 1))
     anns = []
     for i, m in zip(kept, merged):
-        anns.append(coco.annotation(m.numpy(), seed + 1, categories.index(det.labels[i]) + 1, float(scores[i]),
+        anns.append(coco.annotation(m.numpy(), image_id(seed), categories.index(det.labels[i]) + 1, float(scores[i]),
                                     det_score=float(det_scores[i]), det_box=[float(v) for v in det.boxes[i]],
                                     mask_confidence=float(conf[i]), seed=seed))
     return anns
+
+
+def load_checked(gan: ResolvedGan, device: torch.device | str = "cpu") -> Generator:
+    """Load the generator; a cached file that fails to load says which file to delete."""
+    try:
+        return load_generator(gan.path, device, (gan.preset.height, gan.preset.width) if gan.preset else None)
+    except UserError as e:
+        if gan.cached:
+            raise UserError(f"cached file {gan.path} does not load ({e}); delete it to download it again") from None
+        raise
+
+
+def validate_checkpoint(path: Path) -> None:
+    """Download check: the file must load as a generator (a cut-short transfer does not)."""
+    load_generator(path, "cpu")
 
 
 def run(cfg: RunConfig, out: Path, on_seed: Callable[[int, bool], None] | None = None,
@@ -157,35 +128,55 @@ def run(cfg: RunConfig, out: Path, on_seed: Callable[[int, bool], None] | None =
         timings: dict[str, float] | None = None, detector: Detector | None = None) -> Path:
     """Make (or resume) the dataset for cfg.seeds in `out`; returns the annotations path.
 
-    `timings`, when given, accumulates seconds per stage (generate, detect, cluster, export).
-    `detector` replaces the one cfg.detector names (benchmarks use fixed boxes).
+    One process writes a folder at a time (a lock), and every record carries the identity of
+    its config, so a resume never mixes configs. `timings`, when given, accumulates seconds per
+    stage (generate, detect, cluster, export). `detector` replaces the one cfg.detector names.
     """
-    gan: ResolvedGan = resolve_gan(cfg.gan, cache, download_progress)
-    prepare_out(out)
-    gan_sha = sha256_file(gan.path)
-    old_seeds = check_resume(out, cfg, gan_sha)
+    gan: ResolvedGan = resolve_gan(cfg.gan, cache, download_progress, validate=validate_checkpoint)
     device = pick_device(cfg.device)
-    G: Generator = load_generator(gan.path, device, (gan.preset.height, gan.preset.width) if gan.preset else None)
-    if cfg.features not in G.feature_names:
-        raise UserError(f"--features {cfg.features!r} is not a layer of this generator; valid: {', '.join(G.feature_names)}")
+    G = load_checked(gan, device)
+    if cfg.features not in G.feature_names or cfg.features == "labels":
+        valid = [n for n in G.feature_names if n != "labels"]
+        raise UserError(f"--features {cfg.features!r} is not a layer of this generator; valid: {', '.join(valid)}")
     if max(cfg.mix_from) >= G.num_ws:
         raise UserError(f"--mix-from {max(cfg.mix_from)} must be below the generator's num_ws={G.num_ws}")
     if detector is None:  # before run.json: a bad --classes must not leave a run behind
         detector, categories = _detector(cfg, device)
     else:
         categories = list(cfg.classes) or detector.class_names
-    seeds = old_seeds + [s for s in cfg.seeds if s not in old_seeds]
-    atomic_write_json(out / "run.json", {
-        "config": cfg.to_dict(), "seeds": seeds, "device": str(device), "versions": _versions(), "command": sys.argv,
-        "generator": {"source": gan.source, "path": str(gan.path), "sha256": gan_sha, "config": G.cfg.to_dict()},
-    })
-    what = "--detector none" if detector is None else f"--detector {cfg.detector}, classes {', '.join(categories)}"
-    ds = Dataset(out, categories, f"instseg {cfg.gan}: style-mixing segmentation, {what}")
-    last_write = 0.0
+    rd = RunDir(out)
+    rd.prepare()
+    with rd.lock():
+        gan_sha = sha256_file(gan.path)
+        cid = config_id({**_identity(cfg.to_dict()), "generator_sha256": gan_sha})
+        old_seeds = rd.begin(cid, lambda old: _diff(old, cfg, gan_sha))
+        seen = set(old_seeds)
+        seeds = old_seeds + [s for s in cfg.seeds if s not in seen]
+        rd.write_run({
+            "config": cfg.to_dict(), "config_id": cid, "seeds": seeds, "device": str(device),
+            "versions": _versions(), "command": sys.argv,
+            "generator": {"source": gan.source, "path": str(gan.path), "sha256": gan_sha, "config": G.cfg.to_dict(),
+                          "licence": gan.licence.name},
+        })
+        what = "--detector none" if detector is None else f"--detector {cfg.detector}, classes {', '.join(categories)}"
+        licence, info = dataset_provenance(gan, gan_sha)
+        try:
+            _run_seeds(G, cfg, device, rd, cid, detector, categories, on_seed, timings)
+        finally:  # after an interruption too: the dataset then holds every seed done so far
+            rd.assemble(seeds, categories, f"instseg {cfg.gan}: style-mixing segmentation, {what}", licence, info)
+    return rd.annotations
+
+
+def _run_seeds(G: Generator, cfg: RunConfig, device: torch.device, rd: RunDir, cid: str, detector: Detector | None,
+               categories: list[str], on_seed: Callable[[int, bool], None] | None,
+               timings: dict[str, float] | None) -> None:
+    todo = []
     for seed in cfg.seeds:
-        if ds.done(seed) and on_seed:
-            on_seed(seed, True)
-    todo = [s for s in cfg.seeds if not ds.done(s)]
+        if rd.done(seed, cid):
+            if on_seed:
+                on_seed(seed, True)
+        else:
+            todo.append(seed)
     for start in range(0, len(todo), cfg.batch):
         chunk = todo[start:start + cfg.batch]
         found: dict[int, Detections] = {}
@@ -199,17 +190,12 @@ def run(cfg: RunConfig, out: Path, on_seed: Callable[[int, bool], None] | None =
                 found[seed] = d.keep(np.array([i for i, l in enumerate(d.labels) if l in categories], dtype=int))
             clock.lap("detect")
         for seed in chunk:
-            _segment_and_write(G, seed, cfg, device, ds, found.get(seed), images.get(seed), categories, timings)
+            _segment_and_write(G, seed, cfg, device, rd, cid, found.get(seed), images.get(seed), categories, timings)
             if on_seed:
                 on_seed(seed, False)
-            if time.time() - last_write > 10:
-                ds.write(seeds)
-                last_write = time.time()
-    ds.write(seeds)
-    return out / "annotations.json"
 
 
-def _segment_and_write(G: Generator, seed: int, cfg: RunConfig, device: torch.device, ds: Dataset,
+def _segment_and_write(G: Generator, seed: int, cfg: RunConfig, device: torch.device, rd: RunDir, cid: str,
                        det: Detections | None, image: torch.Tensor | None, categories: list[str],
                        timings: dict[str, float] | None) -> None:
     """Segment one seed (whole image, plus its boxes when `det` is given) and write its files."""
@@ -221,8 +207,10 @@ def _segment_and_write(G: Generator, seed: int, cfg: RunConfig, device: torch.de
         mask = seg.fg_clusters[labels]
         conf = seg.confidence[seg.fg_clusters[seg.labels]]
         score = float(conf.mean()) if conf.numel() else 0.0
-        anns = [coco.annotation(mask.cpu().numpy(), seed + 1, 1, score, seed=seed)] if mask.sum() >= cfg.min_area else []
+        keep = int(mask.sum()) >= max(cfg.min_area, 1)
+        anns = [coco.annotation(mask.cpu().numpy(), image_id(seed), 1, score, seed=seed)] if keep else []
     else:
         anns = _instance_annotations(seg, det, categories, cfg, seed)
-    _write_seed(ds, seed, to_uint8(seg.image[None])[0], labels.cpu().numpy(), to_uint8(seg.preview), anns)
+    rd.write_seed(seed, to_uint8(seg.image[None])[0], labels.cpu().numpy(),
+                  np.concatenate(list(to_uint8(seg.preview)), axis=1), anns, cid)
     clock.lap("export")

@@ -1,13 +1,14 @@
 """Overlay grids of a run dir: image | variants | cluster map | mask overlay (numpy only)."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from .coco import decode_rle
+from .coco import decode_rle, read_coco
+from .errors import UserError
+from .rundir import RunDir, check_inside
 
 PALETTE = np.array([[230, 25, 75], [60, 180, 75], [255, 225, 25], [0, 130, 200], [245, 130, 48], [145, 30, 180],
                     [70, 240, 240], [240, 50, 230], [210, 245, 60], [250, 190, 212], [0, 128, 128], [170, 110, 40]],
@@ -37,24 +38,37 @@ def _fit(a: np.ndarray, h: int) -> np.ndarray:
     return np.asarray(Image.fromarray(a).resize((w, h), Image.NEAREST))
 
 
-def run_rows(run_dir: Path, max_images: int = 8) -> list[tuple[int, list[np.ndarray]]]:
+def load_rgb(root: Path, file_name: str) -> np.ndarray:
+    """An image of a dataset folder as [H, W, 3] uint8; a one-line error when missing or unreadable."""
+    path = check_inside(root, file_name)
+    try:
+        with Image.open(path) as im:
+            return np.asarray(im.convert("RGB"))
+    except (OSError, ValueError, Image.DecompressionBombError) as e:
+        raise UserError(f"cannot read image {file_name} of {root} ({type(e).__name__}); rerun to redo it") from None
+
+
+def run_rows(run_dir: Path, max_images: int = 8, data: dict | None = None) -> list[tuple[int, list[np.ndarray]]]:
     """Per image of a run dir: (seed, [image, variants strip, cluster map, overlay])."""
     run_dir = Path(run_dir)
-    data = json.loads((run_dir / "annotations.json").read_text())
+    data = data if data is not None else read_coco(run_dir / "annotations.json", "annotations")
     by_image: dict[int, list[dict]] = {}
     for a in data["annotations"]:
         by_image.setdefault(a["image_id"], []).append(a)
     rows = []
     for img in data["images"][:max_images]:
         seed = img.get("seed", img["id"])
-        image = np.asarray(Image.open(run_dir / img["file_name"]).convert("RGB"))
+        image = load_rgb(run_dir, img["file_name"])
         h = image.shape[0]
         panels = [image]
-        if (run_dir / "variants" / f"{seed}.png").exists():
-            panels.append(_fit(np.asarray(Image.open(run_dir / "variants" / f"{seed}.png").convert("RGB")), h))
-        if (run_dir / "parts" / f"{seed}.png").exists():
-            panels.append(_fit(colorize(np.asarray(Image.open(run_dir / "parts" / f"{seed}.png"))), h))
+        rd = RunDir(run_dir)
+        if isinstance(seed, int) and rd.path("variants", seed).exists():
+            panels.append(_fit(load_rgb(run_dir, f"variants/{seed}.png"), h))
+        if isinstance(seed, int) and rd.path("parts", seed).exists():
+            with Image.open(rd.path("parts", seed)) as p:
+                panels.append(_fit(colorize(np.asarray(p)), h))
         masks = [decode_rle(a["segmentation"]) for a in by_image.get(img["id"], [])]
+        masks = [m for m in masks if m.shape == image.shape[:2]]
         panels.append(overlay(image, masks))
         rows.append((seed, panels))
     return rows

@@ -1,57 +1,87 @@
-"""Named pretrained generators and the download cache."""
+"""Named pretrained generators (configs/presets.yaml) and the download cache."""
 from __future__ import annotations
 
+import errno
+import functools
 import hashlib
+import http.client
 import logging
 import os
 import urllib.error
 import urllib.parse
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
+
+import yaml
 
 from .errors import DownloadError, UserError
 from .io import atomic_path, atomic_write_bytes
 
 log = logging.getLogger(__name__)
+FORMATS = ("native", "tf", "ada", "rosinality")
 
-_TF = "https://api.ngc.nvidia.com/v2/models/nvidia/research/stylegan2/versions/1/files/"
-_ADA = "https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/"
-_NC = "NVIDIA Source Code License-NC: non-commercial research use only"
+
+@dataclass(frozen=True)
+class Licence:
+    key: str
+    name: str
+    url: str
+    commercial: bool
+
+    def coco(self) -> dict[str, Any]:
+        """The COCO `licenses` entry (a dataset has one generator, so id 1)."""
+        return {"id": 1, "name": self.name, "url": self.url}
+
+
+UNKNOWN_LICENCE = Licence("unknown", "unknown: a custom generator; its owner's licence applies to this dataset", "",
+                          False)
 
 
 @dataclass(frozen=True)
 class Preset:
     name: str
-    url: str | None  # None: shipped inside the package
+    urls: tuple[str, ...]  # copies of one file, official first; () = shipped inside the package
+    file: str  # file name in the cache (or in the package)
+    format: str  # checkpoint format: native | tf | ada | rosinality
     height: int
     width: int
     num_ws: int
-    licence: str
-    classes: tuple[str, ...]  # detector classes the generator suits; () means whole-image fg/bg
-    detector: str  # default --detector spec
+    licence: Licence
+    classes: tuple[str, ...] = ()  # detector classes; () = whole-image foreground
+    detector: str = "none"  # default --detector spec
+    category: str = "foreground"  # the category of a whole-image (no detector) run
+    run: dict[str, Any] = field(default_factory=dict)  # RunConfig fields that differ from the defaults
     sha256: str | None = None  # known checksum; otherwise recorded on first download
 
     @property
-    def filename(self) -> str:
-        return Path(urllib.parse.urlparse(self.url).path).name if self.url else f"{self.name}.pt"
+    def packaged(self) -> bool:
+        return not self.urls
 
 
-PRESETS: dict[str, Preset] = {p.name: p for p in [
-    Preset("toy-shapes", None, 64, 64, 10, "MIT; trained by instseg on its own procedural scenes",
-           ("square", "triangle", "disc"), "yolo:toy-shapes"),
-    Preset("ffhq", _TF + "stylegan2-ffhq-config-f.pkl", 1024, 1024, 18, _NC, ("person",), "none"),
-    Preset("lsun-horse", _TF + "stylegan2-horse-config-f.pkl", 256, 256, 14, _NC, ("horse",), "yolo:yolov8n.pt"),
-    Preset("lsun-cat", _TF + "stylegan2-cat-config-f.pkl", 256, 256, 14, _NC, ("cat",), "yolo:yolov8n.pt"),
-    Preset("lsun-church", _TF + "stylegan2-church-config-f.pkl", 256, 256, 14, _NC, (), "none"),
-    Preset("lsun-car", _TF + "stylegan2-car-config-f.pkl", 384, 512, 16, _NC, ("car",), "yolo:yolov8n.pt"),
-    Preset("afhq-cat", _ADA + "afhqcat.pkl", 512, 512, 16, _NC, ("cat",), "yolo:yolov8n.pt"),
-    Preset("afhq-dog", _ADA + "afhqdog.pkl", 512, 512, 16, _NC, ("dog",), "yolo:yolov8n.pt"),
-    Preset("afhq-wild", _ADA + "afhqwild.pkl", 512, 512, 16, _NC, ("cat", "dog"), "yolo:yolov8n.pt"),
-    Preset("metfaces", _ADA + "metfaces.pkl", 1024, 1024, 18, _NC, ("person",), "none"),
-]}
+def config_dir() -> Path:
+    """configs/: installed as instseg.configs, or beside a source checkout."""
+    try:
+        return Path(str(resources.files("instseg.configs")))
+    except ModuleNotFoundError:
+        return Path(__file__).resolve().parents[1] / "configs"
+
+
+@functools.lru_cache(maxsize=None)
+def presets() -> dict[str, Preset]:
+    """The preset table, read once from configs/presets.yaml."""
+    data = yaml.safe_load((config_dir() / "presets.yaml").read_text())
+    lic = {k: Licence(k, v["name"], v["url"], bool(v["commercial"])) for k, v in data["licences"].items()}
+    out = {}
+    for name, p in data["presets"].items():
+        urls = tuple(p.get("urls") or ())
+        file = p.get("file") or Path(urllib.parse.urlparse(urls[0]).path).name
+        out[name] = Preset(name, urls, file, p["format"], int(p["size"][0]), int(p["size"][1]), int(p["num_ws"]),
+                           lic[p["licence"]], tuple(p.get("classes") or ()), p.get("detector", "none"),
+                           p.get("category", "foreground"), dict(p.get("run") or {}), p.get("sha256"))
+    return out
 
 
 def default_cache() -> Path:
@@ -66,7 +96,7 @@ def packaged_path(name: str) -> Path:
 
 def preset_path(p: Preset, cache: Path) -> Path:
     """Where a preset's checkpoint lives (or will live once downloaded)."""
-    return packaged_path(p.filename) if p.url is None else cache / "generators" / p.filename
+    return packaged_path(p.file) if p.packaged else cache / "generators" / p.file
 
 
 def url_path(url: str, cache: Path) -> Path:
@@ -84,34 +114,83 @@ def sha256_file(path: Path) -> str:
 
 
 Progress = Callable[[int, "int | None"], None]  # (bytes so far, total or None)
+Validate = Callable[[Path], None]  # raises UserError when a downloaded file is not a usable checkpoint
 
 
-def download(url: str, dest: Path, sha256: str | None = None, progress: Progress | None = None,
-             timeout: float = 30.0) -> Path:
-    """Fetch `url` into `dest` through a temp file and an atomic rename; nothing is left on failure."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    log.info("downloading %s -> %s", url, dest)
+def _fetch(url: str, tmp: Path, progress: Progress | None, timeout: float) -> None:
+    with urllib.request.urlopen(url, timeout=timeout) as r, open(tmp, "wb") as f:
+        total = int(r.headers.get("Content-Length") or 0) or None
+        done = 0
+        while chunk := r.read(1 << 20):
+            f.write(chunk)
+            done += len(chunk)
+            if progress:
+                progress(done, total)
+        if total is not None and done != total:
+            raise OSError(f"connection closed after {done} of {total} bytes")
+        if done == 0:
+            raise OSError("empty response")
+
+
+def _clean_stale_temps(dest: Path) -> None:
+    """Remove temp files that killed downloads of `dest` left behind (the caller holds the lock)."""
+    for p in dest.parent.glob(f".{dest.name}.*.tmp"):
+        try:
+            p.unlink()
+            log.info("removed a stale partial download %s", p)
+        except OSError:
+            pass
+
+
+def download(urls: str | tuple[str, ...] | list[str], dest: Path, sha256: str | None = None,
+             progress: Progress | None = None, validate: Validate | None = None, timeout: float = 30.0) -> Path:
+    """Fetch the first of `urls` that serves a good copy into `dest`, atomically.
+
+    A URL that errors, stops short of its Content-Length, has the wrong sha256 or fails
+    `validate` (a transfer cut short with no Content-Length) falls through to the next. Nothing
+    is left in the cache on failure; the error names every URL tried and where to put the file.
+    """
+    import fcntl
+
+    urls = (urls,) if isinstance(urls, str) else tuple(urls)
     try:
-        with atomic_path(dest) as tmp:
-            with urllib.request.urlopen(url, timeout=timeout) as r, open(tmp, "wb") as f:
-                total = int(r.headers.get("Content-Length") or 0) or None
-                done = 0
-                while chunk := r.read(1 << 20):
-                    f.write(chunk)
-                    done += len(chunk)
-                    if progress:
-                        progress(done, total)
-                if total is not None and done != total:
-                    raise OSError(f"connection closed after {done} of {total} bytes")
-            digest = sha256_file(tmp)
-            if sha256 and digest != sha256:
-                raise OSError(f"sha256 mismatch: got {digest}, expected {sha256}")
-    except (urllib.error.URLError, OSError, ValueError) as e:
-        reason = getattr(e, "reason", None) or e
-        raise DownloadError(f"download failed ({reason}): {url}; put the file by hand at {dest}") from None
-    if not sha256:
-        atomic_write_bytes(_sidecar(dest), (digest + "\n").encode())
-    return dest
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        lock_fd = os.open(dest.parent / f".{dest.name}.lock", os.O_RDWR | os.O_CREAT, 0o644)  # noqa: SIM115
+    except OSError as e:
+        raise DownloadError(f"cannot write the cache folder {dest.parent}: {e.strerror or e}") from None
+    lock_path = dest.parent / f".{dest.name}.lock"
+    failures = []
+    try:
+        fcntl.flock(lock_fd, fcntl.LOCK_EX)  # one downloader per file; others wait, then find it cached
+        if dest.exists():
+            return dest
+        _clean_stale_temps(dest)
+        for url in urls:
+            log.info("downloading %s -> %s", url, dest)
+            try:
+                with atomic_path(dest) as tmp:
+                    _fetch(url, tmp, progress, timeout)
+                    digest = sha256_file(tmp)
+                    if sha256 and digest != sha256:
+                        raise OSError(f"sha256 {digest[:12]}.. is not the expected {sha256[:12]}..")
+                    if validate:
+                        validate(tmp)
+                atomic_write_bytes(_sidecar(dest), (digest + "\n").encode())
+                return dest
+            except OSError as e:
+                if getattr(e, "errno", None) in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES):
+                    raise DownloadError(f"cannot write {dest}: {e.strerror}") from None
+                failures.append(f"{url} ({getattr(e, 'reason', None) or e})")
+            except (http.client.HTTPException, ValueError, UserError) as e:
+                failures.append(f"{url} ({type(e).__name__}: {str(e)[:120]})")
+    finally:
+        try:
+            lock_path.unlink()  # leave nothing behind; a waiter that still holds the old inode finds dest
+        except OSError:
+            pass
+        os.close(lock_fd)
+    tried = "; ".join(failures) or "no URL"
+    raise DownloadError(f"download failed, tried {tried}; put the file by hand at {dest}")
 
 
 def _sidecar(path: Path) -> Path:
@@ -125,7 +204,7 @@ def verify(path: Path, sha256: str | None) -> None:
         atomic_write_bytes(_sidecar(path), (sha256_file(path) + "\n").encode())
         return
     if sha256_file(path) != expected:
-        raise UserError(f"{path} does not match its sha256 {expected}; delete it to download it again")
+        raise UserError(f"cached file {path} does not match its sha256 {expected}; delete it to download it again")
 
 
 @dataclass(frozen=True)
@@ -133,32 +212,60 @@ class ResolvedGan:
     path: Path
     source: str  # preset name, URL or the local path given
     preset: Preset | None
+    cached: bool = False  # the file lives in our cache (so deleting it is the fix for a bad file)
+
+    @property
+    def licence(self) -> Licence:
+        return self.preset.licence if self.preset else UNKNOWN_LICENCE
 
 
-def resolve_gan(spec: str, cache: Path | None = None, progress: Progress | None = None) -> ResolvedGan:
-    """A preset name, a local path or a URL -> a local checkpoint file (downloading once)."""
+def resolve_gan(spec: str, cache: Path | None = None, progress: Progress | None = None,
+                validate: Validate | None = None, flag: str = "--gan") -> ResolvedGan:
+    """A preset name, a local path or a URL -> a local checkpoint file (downloading once).
+
+    `flag` names the option in messages (convert's argument is SRC, not --gan)."""
+    if not spec:
+        raise UserError(f"{flag} is empty; give a preset ({', '.join(presets())}), a file or a URL")
     cache = cache or default_cache()
-    if spec in PRESETS:
-        p = PRESETS[spec]
+    table = presets()
+    if spec in table:
+        p = table[spec]
         path = preset_path(p, cache)
-        if p.url is None:
+        if p.packaged:
             if not path.exists():
                 raise UserError(f"packaged weights for {spec} are missing at {path}; reinstall instseg")
             return ResolvedGan(path, spec, p)
         if not path.exists():
-            download(p.url, path, p.sha256, progress)
+            download(p.urls, path, p.sha256, progress, validate)
         verify(path, p.sha256)
-        return ResolvedGan(path, spec, p)
+        return ResolvedGan(path, spec, p, cached=True)
     if "://" in spec:
         scheme = urllib.parse.urlparse(spec).scheme
         if scheme not in ("http", "https", "file"):
-            raise UserError(f"--gan {spec}: unsupported URL scheme {scheme!r} (use http, https or file)")
+            raise UserError(f"{flag} {spec}: unsupported URL scheme {scheme!r} (use http, https or file)")
         path = url_path(spec, cache)
         if not path.exists():
-            download(spec, path, None, progress)
+            download(spec, path, None, progress, validate)
         verify(path, None)
-        return ResolvedGan(path, spec, None)
+        return ResolvedGan(path, spec, None, cached=True)
     path = Path(spec).expanduser()
     if path.is_file():
         return ResolvedGan(path, str(path), None)
-    raise UserError(f"--gan {spec!r} is neither a preset ({', '.join(PRESETS)}), an existing file nor a URL")
+    raise UserError(f"{flag} {spec!r} is neither a preset ({', '.join(table)}), an existing file nor a URL")
+
+
+def preset_table(cache: Path) -> list[dict[str, Any]]:
+    """One dict per preset, as `instseg models --json` prints them."""
+    rows = []
+    for p in presets().values():
+        path = preset_path(p, cache)
+        rows.append({
+            "name": p.name, "urls": list(p.urls), "file": p.file, "resolution": [p.height, p.width],
+            "num_ws": p.num_ws, "format": p.format,
+            "licence": {"name": p.licence.name, "url": p.licence.url, "commercial": p.licence.commercial},
+            "classes": list(p.classes), "category": None if p.classes else p.category,
+            "detector": None if p.detector == "none" else p.detector,
+            "cached": str(path) if path.exists() else None,
+        })
+    return rows
+

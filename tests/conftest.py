@@ -32,3 +32,15 @@ def randomise(G: Generator, seed: int = 0) -> Generator:
 def tiny_G() -> Generator:
     torch.manual_seed(0)
     return randomise(Generator(tiny_config()))
+
+
+@pytest.fixture(scope="session")
+def tiny_ckpt(tmp_path_factory):
+    """A random 32 px generator in the native format (for CLI runs)."""
+    from instseg.checkpoints import save_native
+
+    torch.manual_seed(0)
+    G = Generator(GeneratorConfig(resolution=32, z_dim=16, w_dim=16, channel_base=256, channel_max=16, mapping_layers=2))
+    path = tmp_path_factory.mktemp("gan") / "tiny.pt"
+    save_native(G, path)
+    return path

@@ -47,7 +47,7 @@ def _fake_dnnlib() -> type:
     return mod.Network
 
 
-def tf_pickle_bytes(G: Generator) -> bytes:
+def tf_pickle_bytes(G: Generator, protocol: int = 4) -> bytes:
     Network = _fake_dnnlib()
     sd = {k: v for k, v in G.state_dict().items()}
     cfg = G.cfg
@@ -89,7 +89,7 @@ def tf_pickle_bytes(G: Generator) -> bytes:
     synthesis = net("G_synthesis", sv + noises)
     Gs = net("Gs", [("dlatent_avg", _np(sd["mapping_net.w_avg"]))], {"mapping": mapping, "synthesis": synthesis})
     D = net("D", [])
-    return pickle.dumps((Gs, D, Gs), protocol=4)
+    return pickle.dumps((Gs, D, Gs), protocol=protocol)
 
 
 # ---------------------------------------------------------------------------------------

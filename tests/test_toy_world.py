@@ -10,7 +10,7 @@ from detectors import load_detector
 from instseg.checkpoints import load_generator
 from instseg.cli import main
 from instseg.generator import z_from_seed
-from instseg.zoo import PRESETS, resolve_gan
+from instseg.zoo import presets, resolve_gan
 
 
 def test_shipped_weights_load_and_generate():
@@ -19,8 +19,8 @@ def test_shipped_weights_load_and_generate():
     G = load_generator(path)
     img = G(z_from_seed(0, G.z_dim), truncation_psi=0.7)
     assert img.shape == (1, 3, 64, 64) and torch.isfinite(img).all()
-    det = load_detector(PRESETS["toy-shapes"].detector)
-    assert det.class_names == list(PRESETS["toy-shapes"].classes)
+    det = load_detector(presets()["toy-shapes"].detector)
+    assert det.class_names == list(presets()["toy-shapes"].classes)
 
 
 def test_instances_end_to_end_for_one_class(tmp_path):

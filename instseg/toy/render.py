@@ -10,6 +10,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 CLASSES = ("square", "triangle", "disc")
+WORLDS = ("classic", "flat")  # classic: rotated, striped shapes; flat: upright shapes, anti-aliased, learnable on CPU
 
 
 @dataclass(frozen=True)
@@ -62,8 +63,12 @@ def _rand_color(rng: np.random.Generator) -> tuple[float, float, float]:
     return tuple(float(v) for v in rng.uniform(0.05, 0.95, size=3))
 
 
-def sample_scene(seed: int, size: int = 64, max_objects: int = 3) -> Scene:
+def sample_scene(seed: int, size: int = 64, max_objects: int = 3, world: str = "classic") -> Scene:
     """A random scene, deterministic per seed."""
+    if world == "flat":
+        return _sample_flat(seed, size, max_objects)
+    if world != "classic":
+        raise ValueError(f"unknown toy world {world!r}; choose from {', '.join(WORLDS)}")
     rng = np.random.default_rng(seed)
     bg_a, bg_b = _rand_color(rng), _rand_color(rng)
     tex = (float(rng.uniform(0.0, 0.12)), float(rng.uniform(1, 4)), float(rng.uniform(1, 4)), float(rng.uniform(0, 6.3)))
@@ -92,6 +97,64 @@ def sample_scene(seed: int, size: int = 64, max_objects: int = 3) -> Scene:
     return Scene(size, bg_a, bg_b, float(rng.uniform(0, 2 * np.pi)), tex, tuple(objects))
 
 
+def _sample_flat(seed: int, size: int, max_objects: int) -> Scene:
+    """The 'flat' world: upright shapes with flat colours and mild shading on a gradient with a
+    low-frequency texture. Objects of one class never touch, so class maps split into instances."""
+    rng = np.random.default_rng(seed)
+    bg_a, bg_b = _rand_color(rng), _rand_color(rng)
+    tex = (float(rng.uniform(0.04, 0.12)), float(rng.uniform(1, 3)), float(rng.uniform(1, 3)), float(rng.uniform(0, 6.3)))
+    bg_mean = (np.array(bg_a) + np.array(bg_b)) / 2
+    objects: list[ToyObject] = []
+    for _ in range(int(rng.integers(1, max_objects + 1))):
+        for _try in range(20):
+            radius = float(rng.uniform(0.17, 0.26) * size)
+            color = _rand_color(rng)
+            if np.abs(np.array(color) - bg_mean).sum() < 0.6:
+                continue
+            obj = ToyObject(
+                cls=int(rng.integers(len(CLASSES))),
+                cx=float(rng.uniform(radius, size - radius)), cy=float(rng.uniform(radius, size - radius)),
+                radius=radius, angle=0.0, color=color,
+                shade=(float(rng.uniform(-0.15, 0.15)), float(rng.uniform(-0.15, 0.15))), stripes=(0.0, 1.0, 0.0),
+            )
+            grown = replace(obj, radius=radius + 1.5)
+            if any(o.cls == obj.cls and (shape_mask(o, size) & shape_mask(grown, size)).any() for o in objects):
+                continue
+            trial = Scene(size, bg_a, bg_b, 0.0, tex, tuple(objects + [obj]))
+            if _all_visible(trial, 0.6):
+                objects.append(obj)
+                break
+    return Scene(size, bg_a, bg_b, float(rng.uniform(0, 2 * np.pi)), tex, tuple(objects))
+
+
+def _scaled(scene: Scene, s: int) -> Scene:
+    """The same scene drawn on an s-times finer grid."""
+    objs = tuple(replace(o, cx=o.cx * s, cy=o.cy * s, radius=o.radius * s, stripes=(o.stripes[0], o.stripes[1] / s, o.stripes[2]))
+                 for o in scene.objects)
+    return replace(scene, size=scene.size * s, objects=objs)
+
+
+def _box_down(a: np.ndarray, s: int) -> np.ndarray:
+    """Average s x s blocks of the two leading axes."""
+    h, w = a.shape[0] // s, a.shape[1] // s
+    return a.reshape(h, s, w, s, *a.shape[2:]).mean(axis=(1, 3))
+
+
+def class_coverage(scene: Scene, supersample: int = 4) -> np.ndarray:
+    """Soft label maps: the visible share of each pixel per class, [len(CLASSES), H, W] float32 in [0, 1]."""
+    big = _scaled(scene, supersample)
+    inst = instance_map(big)
+    cls_of = np.array([0] + [o.cls + 1 for o in big.objects])[inst]  # 0 = background
+    onehot = np.stack([cls_of == c + 1 for c in range(len(CLASSES))], axis=-1).astype(np.float32)
+    return _box_down(onehot, supersample).transpose(2, 0, 1)
+
+
+def render_antialiased(scene: Scene, supersample: int = 4) -> np.ndarray:
+    """The scene's image averaged over supersample^2 points per pixel: [H, W, 3] uint8."""
+    img = _render_float(_scaled(scene, supersample))
+    return (np.clip(_box_down(img, supersample), 0, 1) * 255 + 0.5).astype(np.uint8)
+
+
 def _all_visible(scene: Scene, min_share: float = 0.5) -> bool:
     """Every object keeps at least `min_share` of its area visible."""
     inst = instance_map(scene)
@@ -112,6 +175,12 @@ def instance_map(scene: Scene) -> np.ndarray:
 
 def render(scene: Scene) -> tuple[np.ndarray, np.ndarray]:
     """Draw a scene: (image [H, W, 3] uint8, instance map [H, W] int32)."""
+    img = _render_float(scene)
+    return (np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8), instance_map(scene)
+
+
+def _render_float(scene: Scene) -> np.ndarray:
+    """[H, W, 3] float image, unclipped; shading and stripes are in units of the object's radius."""
     x, y = _grid(scene.size)
     s = scene.size
     t = ((x - s / 2) * np.cos(scene.bg_angle) + (y - s / 2) * np.sin(scene.bg_angle)) / s + 0.5
@@ -126,13 +195,17 @@ def render(scene: Scene) -> tuple[np.ndarray, np.ndarray]:
         stripe = amp * np.sin(2 * np.pi * freq * (x * np.cos(ang) + y * np.sin(ang)))
         col = np.array(obj.color) * light[..., None] + stripe[..., None]
         img[m] = col[m]
-    return (np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8), inst
+    return img
 
 
-def render_seed(seed: int, size: int = 64) -> tuple[np.ndarray, np.ndarray, list[int]]:
-    """Image, instance map and per-instance class ids of the scene of one seed."""
-    scene = sample_scene(seed, size)
+def render_seed(seed: int, size: int = 64, world: str = "classic") -> tuple[np.ndarray, np.ndarray, list[int]]:
+    """Image, instance map and per-instance class ids of the scene of one seed.
+
+    The flat world's image is anti-aliased; its instance map holds the pixels whose centre is inside."""
+    scene = sample_scene(seed, size, world=world)
     img, inst = render(scene)
+    if world == "flat":
+        img = render_antialiased(scene)
     return img, inst, [o.cls for o in scene.objects]
 
 

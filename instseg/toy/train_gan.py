@@ -2,6 +2,11 @@
 
 Recipe: non-saturating logistic loss, lazy R1 on D, style-mixing regularisation, equalised
 learning rate in G and D, and an EMA generator whose half-life ramps up with images shown.
+
+With `labels`, the generator also draws one label channel per class and the discriminator
+judges image and labels together (joint p(image, labels), as in SemanticGAN). Real labels
+are anti-aliased coverage maps, not hard {-1, 1} masks: hard edges that a generator cannot
+draw hand the discriminator an easy tell, and that collapsed an earlier trial.
 """
 from __future__ import annotations
 
@@ -9,7 +14,7 @@ import copy
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +25,7 @@ from torch import Tensor, nn
 from ..checkpoints import save_native
 from ..generator import Generator, GeneratorConfig, lrelu
 from ..io import atomic_torch_save
-from .render import render_seed
+from .render import CLASSES, class_coverage, render_antialiased, render_seed, sample_scene
 
 log = logging.getLogger(__name__)
 
@@ -28,14 +33,18 @@ log = logging.getLogger(__name__)
 @dataclass
 class TrainConfig:
     out: str = "toy-train"  # folder for the training state, samples and the exported generator
-    resolution: int = 64
-    channel_base: int = 1024
+    world: str = "flat"  # renderer world (render.WORLDS)
+    labels: bool = True  # also draw one label channel per class
+    label_noise: float = 0.05  # std of Gaussian noise added to real and fake label channels
+    resolution: int = 32
+    channel_base: int = 2048
     channel_max: int = 128
+    d_channel_base: int = 1024  # the discriminator's channel_base (a lighter D than G is enough here)
     z_dim: int = 128
     w_dim: int = 128
     mapping_layers: int = 4
     dataset_size: int = 20000  # rendered scenes, seeds 1_000_000 + i (disjoint from test seeds)
-    batch: int = 16
+    batch: int = 32
     iters: int = 20000
     lr: float = 0.002
     r1_gamma: float = 0.3
@@ -91,7 +100,7 @@ class Discriminator(nn.Module):
     def __init__(self, cfg: GeneratorConfig):
         super().__init__()
         res = cfg.block_resolutions[::-1]  # top -> 8
-        self.fromrgb = EqConv(cfg.img_channels, cfg.channels(res[0]), 1)
+        self.fromrgb = EqConv(cfg.img_channels + cfg.label_channels, cfg.channels(res[0]), 1)
         self.blocks = nn.Sequential(*[DBlock(cfg.channels(r), cfg.channels(r // 2)) for r in res[:-1]])
         c = cfg.channels(4)
         self.conv = EqConv(c + 1, c, 3)
@@ -110,17 +119,40 @@ class Discriminator(nn.Module):
 # ---------------------------------------------------------------------------------------
 
 
-def render_dataset(n: int, size: int, first_seed: int = 1_000_000) -> Tensor:
-    """Rendered scenes as uint8 [n, 3, size, size]."""
-    imgs = np.stack([render_seed(first_seed + i, size)[0] for i in range(n)])
-    return torch.from_numpy(imgs).permute(0, 3, 1, 2).contiguous()
+def render_dataset(n: int, size: int, first_seed: int = 1_000_000, world: str = "classic", labels: bool = False) -> Tensor:
+    """Rendered scenes as uint8 [n, 3 (+ len(CLASSES) label coverages), size, size]."""
+    rows = []
+    for i in range(n):
+        if not labels:
+            rows.append(render_seed(first_seed + i, size, world)[0])
+            continue
+        scene = sample_scene(first_seed + i, size, world=world)
+        cov = (class_coverage(scene).transpose(1, 2, 0) * 255 + 0.5).astype(np.uint8)
+        rows.append(np.concatenate([render_antialiased(scene), cov], axis=2))
+    return torch.from_numpy(np.stack(rows)).permute(0, 3, 1, 2).contiguous()
 
 
 def make_generator_config(cfg: TrainConfig) -> GeneratorConfig:
     return GeneratorConfig(
         resolution=cfg.resolution, z_dim=cfg.z_dim, w_dim=cfg.w_dim, channel_base=cfg.channel_base,
         channel_max=cfg.channel_max, mapping_layers=cfg.mapping_layers,
+        label_channels=len(CLASSES) if cfg.labels else 0,
     )
+
+
+def _generate(G: Generator, ws: Tensor) -> Tensor:
+    """Image and label channels together: [B, img + label channels, H, W]."""
+    if not G.cfg.label_channels:
+        return G.synthesis(ws, noise_mode="random")[0]
+    img, feats = G.synthesis(ws, noise_mode="random", features=("labels",))
+    return torch.cat([img, feats["labels"]], 1)
+
+
+def _label_noise(x: Tensor, std: float, img_channels: int) -> Tensor:
+    if std <= 0 or x.shape[1] == img_channels:
+        return x
+    noise = torch.randn_like(x[:, img_channels:]) * std
+    return torch.cat([x[:, :img_channels], x[:, img_channels:] + noise], 1)
 
 
 def _mixed_ws(G: Generator, batch: int, mix_prob: float, device: torch.device) -> Tensor:
@@ -135,6 +167,8 @@ def _mixed_ws(G: Generator, batch: int, mix_prob: float, device: torch.device) -
 
 def train(cfg: TrainConfig) -> Path:
     """Run (or resume) training; returns the exported generator path."""
+    if cfg.iters < 1 or cfg.batch < 2 or cfg.resolution < 8 or cfg.resolution & (cfg.resolution - 1):
+        raise ValueError("iters >= 1, batch >= 2 and a power-of-two resolution >= 8 are required")
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     device = torch.device(cfg.device)
@@ -142,7 +176,8 @@ def train(cfg: TrainConfig) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
     gcfg = make_generator_config(cfg)
-    G, D = Generator(gcfg).to(device), Discriminator(gcfg).to(device)
+    G = Generator(gcfg).to(device)
+    D = Discriminator(replace(gcfg, channel_base=cfg.d_channel_base)).to(device)
     G_ema = copy.deepcopy(G).eval().requires_grad_(False)
     c = cfg.r1_every / (cfg.r1_every + 1)
     opt_G = torch.optim.Adam(G.parameters(), lr=cfg.lr, betas=(0.0, 0.99))
@@ -157,16 +192,18 @@ def train(cfg: TrainConfig) -> Path:
         torch.set_rng_state(st["rng"])
         log.info("resumed from %s at iteration %d", state_path, it)
     log.info("rendering %d training scenes at %dpx", cfg.dataset_size, cfg.resolution)
-    data = render_dataset(cfg.dataset_size, cfg.resolution)
+    data = render_dataset(cfg.dataset_size, cfg.resolution, world=cfg.world, labels=cfg.labels)
+    ic = gcfg.img_channels
     t0, seen = time.time(), 0
     while it < cfg.iters:
         idx = torch.randint(len(data), (cfg.batch,))
         real = data[idx].to(device).float() / 127.5 - 1
         real = torch.where(torch.rand(cfg.batch, 1, 1, 1, device=device) < 0.5, real.flip(3), real)
+        real = _label_noise(real, cfg.label_noise, ic)
 
         # G step
         G.requires_grad_(True), D.requires_grad_(False)
-        fake = G.synthesis(_mixed_ws(G, cfg.batch, cfg.mix_prob, device), noise_mode="random")[0]
+        fake = _label_noise(_generate(G, _mixed_ws(G, cfg.batch, cfg.mix_prob, device)), cfg.label_noise, ic)
         loss_G = F.softplus(-D(fake)).mean()
         opt_G.zero_grad(set_to_none=True)
         loss_G.backward()
@@ -178,7 +215,7 @@ def train(cfg: TrainConfig) -> Path:
         # D step
         G.requires_grad_(False), D.requires_grad_(True)
         with torch.no_grad():
-            fake = G.synthesis(_mixed_ws(G, cfg.batch, cfg.mix_prob, device), noise_mode="random")[0]
+            fake = _label_noise(_generate(G, _mixed_ws(G, cfg.batch, cfg.mix_prob, device)), cfg.label_noise, ic)
         loss_D = F.softplus(D(fake)).mean() + F.softplus(-D(real)).mean()
         if it % cfg.r1_every == 0:
             real_r = real.detach().requires_grad_(True)
@@ -201,14 +238,22 @@ def train(cfg: TrainConfig) -> Path:
         it += 1
         if it % 50 == 0:
             dt = (time.time() - t0) / max(seen / cfg.batch, 1)
-            log.info("iter %d  loss_G %.3f  loss_D %.3f  %.2f s/iter", it, loss_G.item(), loss_D.item(), dt)
+            cover = ""
+            if gcfg.label_channels:  # share of pixels labelled, fake vs real: catches the 'label is a dot' failure
+                cover = f"  labelled fake {(fake[:, ic:] > 0).float().mean():.3f} real {(real[:, ic:] > 0).float().mean():.3f}"
+            log.info("iter %d  loss_G %.3f  loss_D %.3f  %.2f s/iter%s", it, loss_G.item(), loss_D.item(), dt, cover)
         if it % cfg.checkpoint_every == 0 or it == cfg.iters:
             state = {"G": G.state_dict(), "D": D.state_dict(), "G_ema": G_ema.state_dict(),
                      "opt_G": opt_G.state_dict(), "opt_D": opt_D.state_dict(), "iter": it,
                      "rng": torch.get_rng_state(), "config": asdict(cfg)}
             atomic_torch_save(state, state_path)
-            save_native(G_ema, out / "generator.pt", meta={"iterations": it, "images_shown": nimg})
+            meta = {"iterations": it, "images_shown": nimg, "world": cfg.world}
+            if gcfg.label_channels:
+                meta["label_names"] = list(CLASSES)
+            save_native(G_ema, out / "generator.pt", meta=meta)
             log.info("checkpoint at iteration %d -> %s", it, out)
+    if not (out / "generator.pt").exists():  # resumed at or past cfg.iters
+        save_native(G_ema, out / "generator.pt", meta={"iterations": it, "world": cfg.world})
     return out / "generator.pt"
 
 

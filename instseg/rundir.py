@@ -1,0 +1,268 @@
+"""The run folder: its layout, run.json, the id rules, the writer's lock and the assembly of
+annotations.json. Everyone else asks this module where things are.
+
+Layout of DIR:
+  run.json            config, generator provenance, seeds, config identity
+  images/<seed>.png   source images (COCO file_name "images/<seed>.png", image id seed + 1)
+  parts/<seed>.png    whole-image cluster map
+  variants/<seed>.png a strip of style variants
+  records/<seed>.json the seed's COCO image entry and annotations; written last, so it marks the seed done
+  annotations.json    assembled from the records when a run ends
+  .lock               held (flock) by the one process writing the folder
+"""
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import logging
+import os
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator
+
+import numpy as np
+
+from . import coco
+from .errors import UserError
+from .io import atomic_path, atomic_save_png, atomic_write_json
+
+log = logging.getLogger(__name__)
+SUBDIRS = ("images", "parts", "variants", "records")
+
+
+def image_id(seed: int) -> int:
+    """COCO image id of a seed (ids start at 1; seed 0 is a valid seed)."""
+    return seed + 1
+
+
+def image_file(seed: int) -> str:
+    """COCO file_name of a seed's image, relative to the run folder."""
+    return f"images/{seed}.png"
+
+
+def config_id(identity: dict[str, Any]) -> str:
+    """A short stable hash of what determines a run's result (config fields and generator hash)."""
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def check_inside(root: Path, relative: str) -> Path:
+    """`root`/`relative`, refusing paths that leave `root` (.., absolute paths, links out)."""
+    root = Path(root).resolve()
+    if not isinstance(relative, str) or not relative:
+        raise UserError(f"bad file_name {relative!r} in {root}")
+    path = (root / relative).resolve()
+    if root != path and root not in path.parents:
+        raise UserError(f"file_name {relative!r} points outside {root}; refusing to read it")
+    return path
+
+
+class RunDir:
+    """One run folder. Writers take `lock()` first; readers need no lock."""
+
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root)
+
+    # layout -----------------------------------------------------------------------------
+    def path(self, sub: str, seed: int) -> Path:
+        ext = "json" if sub == "records" else "png"
+        return self.root / sub / f"{seed}.{ext}"
+
+    @property
+    def run_json(self) -> Path:
+        return self.root / "run.json"
+
+    @property
+    def annotations(self) -> Path:
+        return self.root / "annotations.json"
+
+    def prepare(self) -> None:
+        """Create the folders; a one-line error when `root` cannot be written."""
+        try:
+            for sub in SUBDIRS:
+                (self.root / sub).mkdir(parents=True, exist_ok=True)
+            with atomic_path(self.root / ".write-test") as tmp:
+                tmp.write_bytes(b"")
+            (self.root / ".write-test").unlink()
+        except OSError as e:
+            raise UserError(f"cannot write to --out {self.root}: {e.strerror or e}") from None
+
+    # lock -------------------------------------------------------------------------------
+    @contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold the folder's writer lock; a second writer gets a one-line refusal at once."""
+        import fcntl
+
+        self.root.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.root / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as e:
+                if e.errno not in (errno.EAGAIN, errno.EACCES):
+                    raise
+                holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+                raise UserError(f"{self.root} is being written by another instseg process (pid {holder}); "
+                                "wait for it to finish or use another --out") from None
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, str(os.getpid()).encode(), 0)
+            yield
+        finally:
+            os.close(fd)  # closing releases the flock
+
+    # run.json ---------------------------------------------------------------------------
+    def read_run(self) -> dict | None:
+        """run.json as a dict; None when missing or unreadable (the caller decides)."""
+        try:
+            data = json.loads(self.run_json.read_text())
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError):
+            return None
+        return data if isinstance(data, dict) and isinstance(data.get("config"), dict) else None
+
+    def begin(self, cid: str, describe_diff: Callable[[dict], list[str]]) -> list[int]:
+        """Check that the folder holds nothing of another config; returns the seeds run.json lists.
+
+        `describe_diff(old_run_json)` names the fields that differ from ours. A run.json with no
+        records behind it never blocks: an aborted start must not lock out the corrected command.
+        """
+        ids = self.record_ids()
+        if not ids:
+            return []
+        old = self.read_run()
+        if old is None and self.run_json.exists():
+            raise UserError(f"{self.run_json} is unreadable and {self.root} holds records; use another --out")
+        diff = describe_diff(old) if old is not None else []
+        if diff:
+            raise UserError(f"{self.root} holds a run with a different config ({', '.join(diff)}); use another --out")
+        if ids - {cid, None}:
+            raise UserError(f"{self.root} holds records made with a different config; use another --out")
+        if None in ids and old is None:
+            raise UserError(f"{self.root} holds records without a config identity and no run.json; use another --out")
+        seeds = old.get("seeds", []) if old else []
+        return [s for s in seeds if isinstance(s, int)] if isinstance(seeds, list) else []
+
+    def write_run(self, info: dict) -> None:
+        atomic_write_json(self.run_json, info)
+
+    # records ----------------------------------------------------------------------------
+    def record_ids(self) -> set[str | None]:
+        """The config identities found in the records (None for records that carry none)."""
+        ids: set[str | None] = set()
+        folder = self.root / "records"
+        if not folder.is_dir():
+            return ids
+        for p in folder.glob("*.json"):
+            rec = _read_json(p)
+            if isinstance(rec, dict):
+                ids.add(rec.get("config_id"))
+        return ids
+
+    def record(self, seed: int) -> dict | None:
+        """A seed's record, or None when missing, truncated or malformed."""
+        rec = _read_json(self.path("records", seed))
+        if not (isinstance(rec, dict) and isinstance(rec.get("image"), dict) and isinstance(rec.get("annotations"), list)):
+            return None
+        return rec
+
+    def done(self, seed: int, cid: str | None = None) -> bool:
+        """A seed is done when its record is valid (and of config `cid`) and all its files exist."""
+        rec = self.record(seed)
+        if rec is None or (cid is not None and rec.get("config_id", cid) != cid):
+            return False
+        return all(_nonempty(self.path(sub, seed)) for sub in ("images", "parts", "variants"))
+
+    def write_seed(self, seed: int, image: np.ndarray, parts: np.ndarray, preview: np.ndarray,
+                   anns: list[dict], cid: str) -> None:
+        """Images first, the record last: a record's presence marks the seed as complete."""
+        atomic_save_png(self.path("images", seed), image)
+        atomic_save_png(self.path("parts", seed), parts.astype(np.uint8))
+        atomic_save_png(self.path("variants", seed), preview)
+        h, w = image.shape[:2]
+        entry = coco.image_entry(image_id(seed), image_file(seed), h, w, seed=seed)
+        atomic_write_json(self.path("records", seed), {"image": entry, "annotations": anns, "config_id": cid})
+
+    # assembly ---------------------------------------------------------------------------
+    def assemble(self, seeds: Iterable[int], categories: list[str], description: str,
+                 licence: dict | None = None, info: dict | None = None) -> Path:
+        """Stream the done seeds' records into annotations.json (one record in memory at a time)."""
+        head = coco.dataset([], [], categories, description, licence=licence, info=info)
+        with atomic_path(self.annotations) as tmp, open(tmp, "w") as f:
+            f.write("{\n")
+            for key in ("info", "licenses"):
+                f.write(f'"{key}": {json.dumps(head[key])},\n')
+            images, anns = _JsonList(f, "images"), _JsonList(f, "annotations", close=False)
+            buffered: list[dict] = []
+            next_id = 1
+            for s in seeds:
+                rec = self.record(s)
+                if rec is None:
+                    continue
+                images.add(_with_licence(rec["image"], licence))
+                for a in rec["annotations"]:
+                    a = {k: v for k, v in a.items() if k != "id"}
+                    a["id"] = next_id
+                    next_id += 1
+                    buffered.append(a)
+                if len(buffered) > 4096:  # keep memory flat: spill annotations to a side file
+                    anns.spill(buffered)
+                    buffered = []
+            images.close()
+            anns.spill(buffered)
+            anns.finish()
+            f.write(f',\n"categories": {json.dumps(head["categories"])}\n}}\n')
+        return self.annotations
+
+
+def _with_licence(entry: dict, licence: dict | None) -> dict:
+    return {**entry, "license": licence["id"]} if licence else entry
+
+
+class _JsonList:
+    """Writes `"name": [ ... ]` item by item. Annotations come after all images, so they are
+    spilled to a temp file and copied in at the end."""
+
+    def __init__(self, f: Any, name: str, close: bool = True):
+        self.f, self.name, self.n = f, name, 0
+        if close:
+            f.write(f'"{name}": [')
+            self.side = None
+        else:
+            import tempfile
+
+            self.side = tempfile.TemporaryFile("w+")
+
+    def add(self, item: dict) -> None:
+        out = self.f if self.side is None else self.side
+        out.write(("," if self.n else "") + "\n" + json.dumps(item))
+        self.n += 1
+
+    def spill(self, items: list[dict]) -> None:
+        for it in items:
+            self.add(it)
+
+    def close(self) -> None:
+        self.f.write("\n]")
+
+    def finish(self) -> None:
+        self.f.write(f',\n"{self.name}": [')
+        self.side.seek(0)
+        while chunk := self.side.read(1 << 20):
+            self.f.write(chunk)
+        self.side.close()
+        self.f.write("\n]")
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _nonempty(path: Path) -> bool:
+    try:
+        return path.stat().st_size > 0
+    except OSError:
+        return False
