@@ -1,4 +1,5 @@
 """Hostile inputs: every case of the hardening pass, each failing on the code before it."""
+import errno
 import io
 import json
 import os
@@ -404,3 +405,24 @@ def test_junk_arguments_and_files_never_give_a_traceback(done_run, tiny_ckpt, tm
             last = r.output.strip().splitlines()[-1]
             assert last.startswith("Error: "), (args, r.output)
             assert r.exception is None or isinstance(r.exception, SystemExit), (args, r.exception)
+
+
+def _disk_full(*a, **k):
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def test_a_full_disk_during_run_gives_one_line_and_no_half_files(tiny_ckpt, tmp_path, monkeypatch):
+    from PIL import Image
+
+    out = tmp_path / "run"
+    monkeypatch.setattr(Image.Image, "save", _disk_full)
+    _one_line_error(_invoke(_base(tiny_ckpt, out) + ["--num-images", "2"]), "No space left on device")
+    assert not list(out.rglob("*.tmp")) and not list((out / "records").glob("*.json"))
+    monkeypatch.undo()
+    assert _invoke(_base(tiny_ckpt, out) + ["--num-images", "2"]).exit_code == 0
+
+
+def test_a_full_disk_during_convert_gives_one_line(tiny_ckpt, tmp_path, monkeypatch):
+    monkeypatch.setattr(torch, "save", _disk_full)
+    _one_line_error(_invoke(["convert", tiny_ckpt, tmp_path / "x.pt"]), "No space left on device")
+    assert list(tmp_path.iterdir()) == []
