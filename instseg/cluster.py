@@ -1,6 +1,7 @@
 """k-means in torch (k-means++ init, runs on the data's device) and a majority vote across repeats."""
 from __future__ import annotations
 
+import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment
 from torch import Tensor
@@ -25,24 +26,60 @@ def kmeans_pp(x: Tensor, k: int, gen: torch.Generator) -> Tensor:
 def kmeans(x: Tensor, k: int, iters: int = 100, tol: float = 1e-4, seed: int = 0) -> tuple[Tensor, Tensor]:
     """Cluster rows of x [P, D] -> (labels [P] long, centres [k, D]). Stops when centres move less
     than tol times the data's mean variance (scikit-learn's criterion)."""
-    gen = torch.Generator(device=x.device).manual_seed(seed)
-    x = x.float()
-    c = kmeans_pp(x, k, gen)
-    thresh = tol * x.var(0).mean()
+    labels, c = kmeans_batch([x], k, iters, tol, [seed])[0]
+    return labels, c
+
+
+def kmeans_batch(xs: list[Tensor], k: int, iters: int = 100, tol: float = 1e-4,
+                 seeds: list[int] | None = None) -> list[tuple[Tensor, Tensor]]:
+    """k-means on several point sets [P_r, D] at once: padded to [R, P, D] and masked, so each
+    Lloyd step of every set is one batched matmul. Each set stops (is frozen) on its own when
+    its centres move less than tol times its mean variance (scikit-learn's criterion), so a set
+    gets the same result as it would alone."""
+    seeds = seeds if seeds is not None else [0] * len(xs)
+    dev = xs[0].device
+    if dev.type == "cpu" and len(xs) > 1:  # padding costs more than batching saves on a CPU; same results
+        return [kmeans_batch([x], k, iters, tol, [s])[0] for x, s in zip(xs, seeds)]
+    R, P, D = len(xs), max(x.shape[0] for x in xs), xs[0].shape[1]
+    if R == 1:
+        X, M = xs[0].float()[None], None
+    else:
+        X = torch.zeros(R, P, D, device=dev)
+        M = torch.zeros(R, P, 1, device=dev)
+        for r, x in enumerate(xs):
+            X[r, : x.shape[0]] = x.float()
+            M[r, : x.shape[0]] = 1
+    C = torch.stack([kmeans_pp(x.float(), k, torch.Generator(device=dev).manual_seed(s)) for x, s in zip(xs, seeds)])
+    thresh = torch.stack([tol * x.float().var(0).mean() if x.shape[0] > 1 else torch.zeros((), device=dev)
+                          for x in xs])
+
+    def nearest(c: Tensor) -> Tensor:  # argmin_k |x - c_k|^2 = argmin_k (|c_k|^2 - 2 x.c_k)
+        return torch.baddbmm(c.square().sum(-1)[:, None], X, c.transpose(1, 2), alpha=-2).argmin(-1)  # [R, P]
+
+    active = torch.ones(R, dtype=torch.bool, device=dev)
     for _ in range(iters):
-        labels = _sqdist(x, c).argmin(1)
-        counts = torch.bincount(labels, minlength=k).float()
-        sums = torch.zeros_like(c).index_add_(0, labels, x)
-        new = sums / counts.clamp_min(1)[:, None]
-        if (counts == 0).any():  # re-seed empty clusters at the points farthest from their centre
-            empty = (counts == 0).nonzero()[:, 0]
-            far = _sqdist(x, new).min(1).values.topk(min(len(empty), x.shape[0])).indices
-            new[empty[: len(far)]] = x[far]
-        shift = (new - c).square().sum()
-        c = new
-        if shift <= thresh:
+        onehot = torch.nn.functional.one_hot(nearest(C), k).to(X.dtype)  # [R, P, k]
+        if M is not None:
+            onehot = onehot * M
+        counts = onehot.sum(1)  # [R, k]
+        new = onehot.transpose(1, 2) @ X / counts.clamp_min(1)[..., None]  # [R, k, D]
+        for r in ((counts == 0).any(1) & active).nonzero()[:, 0].tolist():  # rare: re-seed empty clusters
+            x = xs[r].float()
+            empty = (counts[r] == 0).nonzero()[:, 0]
+            far = _sqdist(x, new[r]).min(1).values.topk(min(len(empty), x.shape[0])).indices
+            new[r, empty[: len(far)]] = x[far]
+        shift = (new - C).square().sum((1, 2))
+        C = torch.where(active[:, None, None], new, C)
+        active &= ~(shift <= thresh)
+        if not active.any():
             break
-    return _sqdist(x, c).argmin(1), c
+    labels = nearest(C)
+    return [(labels[r, : x.shape[0]], C[r]) for r, x in enumerate(xs)]
+
+
+def kmeans_seed(image_seed: int, region: int, repeat: int) -> int:
+    """The k-means seed of one (image, region, repeat): distinct for every triple (SeedSequence)."""
+    return int(np.random.SeedSequence([image_seed, region, repeat, 0xC1A5]).generate_state(1)[0])
 
 
 def margin(x: Tensor, centers: Tensor) -> Tensor:

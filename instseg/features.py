@@ -36,16 +36,17 @@ def crop_region(t: Tensor, region: Region) -> Tensor:
 
 @torch.no_grad()
 def variant_stacks(G: Generator, ws: Tensor, feature: str, regions: list[tuple[Region | None, tuple[int, int]]],
-                   batch: int) -> list[Tensor]:
+                   batch: int, shared_ws: int = 0) -> list[Tensor]:
     """Synthesise ws [N, num_ws, w_dim] in batches and cut each (region, working size) from every batch.
 
     Returns one [N, C, h, w] stack per region. Only [batch, C, H, W] is ever held at full
-    resolution, so memory stays bounded for 1024x1024 generators and many boxes.
+    resolution, so memory stays bounded for 1024x1024 generators and many boxes. Synthesis
+    stops at the block that makes `feature`; blocks that read only the first `shared_ws` ws
+    (the same in every variant) run once per batch.
     """
     parts: list[list[Tensor]] = [[] for _ in regions]
     for chunk in ws.split(batch):
-        _, feats = G.synthesis(chunk, noise_mode="const", features=(feature,))
-        t = feats[feature].float()
+        t = G.features(chunk, (feature,), noise_mode="const", shared_ws=shared_ws)[feature].float()
         for acc, (region, hw) in zip(parts, regions):
             acc.append(resize(t if region is None else crop_region(t, region), hw))
     return [torch.cat(p) for p in parts]

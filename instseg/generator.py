@@ -225,11 +225,11 @@ class Generator(nn.Module):
 
     @property
     def feature_names(self) -> list[str]:
-        """Names accepted by `synthesis(features=...)`: each block's conv outputs, 'rgb', and
-        'labels' for a generator with label channels."""
+        """Names accepted by `synthesis(features=...)`: each block's conv outputs and its partial
+        skip image `b{res}.rgb`, the final 'rgb', and 'labels' for a generator with label channels."""
         names = []
         for b in self.blocks:
-            names += ([] if b.res == 4 else [f"b{b.res}.conv0"]) + [f"b{b.res}.conv1"]
+            names += ([] if b.res == 4 else [f"b{b.res}.conv0"]) + [f"b{b.res}.conv1", f"b{b.res}.rgb"]
         return names + ["rgb"] + (["labels"] if self.cfg.label_channels else [])
 
     @property
@@ -242,35 +242,62 @@ class Generator(nn.Module):
         return self.mapping_net(z, truncation_psi, truncation_cutoff)
 
     def synthesis(
-        self, ws: Tensor, noise_mode: str = "const", features: Sequence[str] = ()
+        self, ws: Tensor, noise_mode: str = "const", features: Sequence[str] = (), shared_ws: int = 0
     ) -> tuple[Tensor, dict[str, Tensor]]:
         """ws [B, num_ws, w_dim] -> image [B, C, H, W] in about [-1, 1], and the requested activations.
 
-        The image never includes label channels; ask for them as the 'labels' feature."""
+        The image never includes label channels; ask for them as the 'labels' feature.
+        `shared_ws`: the first that many ws are the same in every row (style variants of one
+        image), so blocks that read only those are computed once and broadcast; same result."""
+        img, feats = self._run(ws, noise_mode, features, shared_ws, stop_early=False)
+        return img, feats
+
+    def features(self, ws: Tensor, names: Sequence[str], noise_mode: str = "const",
+                 shared_ws: int = 0) -> dict[str, Tensor]:
+        """Only the requested activations; synthesis stops after the last block they need."""
+        return self._run(ws, noise_mode, names, shared_ws, stop_early=True)[1]
+
+    @staticmethod
+    def block_ws(block_index: int) -> list[int]:
+        """Indices into ws that block `block_index` reads (its convs and its ToRGB)."""
+        return [0, 1] if block_index == 0 else [2 * block_index - 1, 2 * block_index, 2 * block_index + 1]
+
+    def _run(self, ws: Tensor, noise_mode: str, features: Sequence[str], shared_ws: int,
+             stop_early: bool) -> tuple[Tensor | None, dict[str, Tensor]]:
         if noise_mode not in NOISE_MODES:
             raise ValueError(f"noise_mode must be one of {NOISE_MODES}, got {noise_mode!r}")
         unknown = set(features) - set(self.feature_names)
         if unknown:
             raise ValueError(f"unknown feature layer(s) {sorted(unknown)}; valid: {', '.join(self.feature_names)}")
         want = set(features)
+        needs_end = bool(want & {"rgb", "labels"}) or not stop_early
+        last = max((int(n[1:].split(".")[0]) for n in want if n.startswith("b")), default=0)
+        B = ws.shape[0]
+        if noise_mode == "random":  # per-row noise: nothing is shared
+            shared_ws = 0
         feats: dict[str, Tensor] = {}
         x = img = None
         i = 0
-        for blk in self.blocks:
+        for bi, blk in enumerate(self.blocks):
+            shared = max(self.block_ws(bi)) < shared_ws
+            w = ws[:1] if shared else ws
+            if not shared and x is not None and x.shape[0] != B:  # first block that differs per row
+                x, img = x.expand(B, *x.shape[1:]), img.expand(B, *img.shape[1:])
             if blk.res == 4:
-                x = blk.const[None].expand(ws.shape[0], -1, -1, -1)
-                x = blk.conv1(x, ws[:, 0], noise_mode, self.fir)
+                x = blk.const[None].expand(w.shape[0], -1, -1, -1)
+                x = blk.conv1(x, w[:, 0], noise_mode, self.fir)
             else:
-                x = blk.conv0(x, ws[:, i], noise_mode, self.fir)
-                if f"b{blk.res}.conv0" in want:
-                    feats[f"b{blk.res}.conv0"] = self._crop(x)
-                x = blk.conv1(x, ws[:, i + 1], noise_mode, self.fir)
-            if f"b{blk.res}.conv1" in want:
-                feats[f"b{blk.res}.conv1"] = self._crop(x)
+                x = blk.conv0(x, w[:, i], noise_mode, self.fir)
+                self._keep(feats, want, f"b{blk.res}.conv0", x, B)
+                x = blk.conv1(x, w[:, i + 1], noise_mode, self.fir)
+            self._keep(feats, want, f"b{blk.res}.conv1", x, B)
             i += blk.num_conv
-            y = blk.torgb(x, ws[:, i])
+            y = blk.torgb(x, w[:, i])
             img = y if img is None else upsample2d(img, self.fir) + y
-        img = self._crop(img)
+            self._keep(feats, want, f"b{blk.res}.rgb", img[:, : self.cfg.img_channels], B)
+            if stop_early and not needs_end and blk.res >= last:
+                return None, feats
+        img = self._crop(img if img.shape[0] == B else img.expand(B, *img.shape[1:]))
         c = self.cfg.img_channels
         if "labels" in want:
             feats["labels"] = img[:, c:]  # [B, label_channels, H, W]
@@ -278,6 +305,10 @@ class Generator(nn.Module):
         if "rgb" in want:
             feats["rgb"] = img
         return img, feats
+
+    def _keep(self, feats: dict[str, Tensor], want: set[str], name: str, t: Tensor, B: int) -> None:
+        if name in want:
+            feats[name] = self._crop(t if t.shape[0] == B else t.expand(B, *t.shape[1:]))
 
     def forward(self, z: Tensor, truncation_psi: float = 1.0, noise_mode: str = "const") -> Tensor:
         return self.synthesis(self.mapping(z, truncation_psi), noise_mode)[0]

@@ -62,6 +62,7 @@ class RunDir:
 
     def __init__(self, root: str | os.PathLike):
         self.root = Path(root)
+        self.settings_recorded = False
 
     # layout -----------------------------------------------------------------------------
     def path(self, sub: str, seed: int) -> Path:
@@ -145,6 +146,13 @@ class RunDir:
 
     def write_run(self, info: dict) -> None:
         atomic_write_json(self.run_json, info)
+
+    def record_settings(self, settings: dict) -> None:
+        """Add to run.json the settings the method actually ran with (a baseline's differ from the config's)."""
+        info = self.read_run()
+        if info is not None:
+            atomic_write_json(self.run_json, {**info, "method_settings": settings})
+        self.settings_recorded = True
 
     # records ----------------------------------------------------------------------------
     def record_ids(self) -> set[str | None]:

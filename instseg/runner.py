@@ -17,9 +17,8 @@ from .checkpoints import load_generator
 from .config import RunConfig
 from .errors import UserError
 from .generator import Generator, to_uint8
-from .instances import merge_instances
 from .rundir import RunDir, config_id, image_id
-from .segment import ImageSegmentation, Stopwatch, segment_image, source_images, upsample_labels
+from .segment import Stopwatch, segment_image, source_images
 from .zoo import Progress, ResolvedGan, resolve_gan, sha256_file
 
 log = logging.getLogger(__name__)
@@ -88,24 +87,6 @@ def _detector(cfg: RunConfig, device: torch.device) -> tuple[Detector | None, li
         raise UserError(str(e)) from None
     wanted = set(cfg.classes) or set(det.class_names)
     return det, [c for c in det.class_names if c in wanted]
-
-
-def _instance_annotations(seg: ImageSegmentation, det: Detections, categories: list[str], cfg: RunConfig,
-                          seed: int) -> list[dict]:
-    """Merge the per-box masks of one image into disjoint COCO annotations."""
-    if not seg.instances:
-        return []
-    masks = torch.stack([s.mask for s in seg.instances])
-    conf = torch.tensor([s.confidence for s in seg.instances])
-    det_scores = torch.as_tensor(det.scores, dtype=torch.float32)
-    scores = det_scores * conf
-    kept, merged = merge_instances(masks.cpu(), scores, cfg.nms_iou, max(cfg.min_area, 1))
-    anns = []
-    for i, m in zip(kept, merged):
-        anns.append(coco.annotation(m.numpy(), image_id(seed), categories.index(det.labels[i]) + 1, float(scores[i]),
-                                    det_score=float(det_scores[i]), det_box=[float(v) for v in det.boxes[i]],
-                                    mask_confidence=float(conf[i]), seed=seed))
-    return anns
 
 
 def load_checked(gan: ResolvedGan, device: torch.device | str = "cpu") -> Generator:
@@ -198,19 +179,19 @@ def _run_seeds(G: Generator, cfg: RunConfig, device: torch.device, rd: RunDir, c
 def _segment_and_write(G: Generator, seed: int, cfg: RunConfig, device: torch.device, rd: RunDir, cid: str,
                        det: Detections | None, image: torch.Tensor | None, categories: list[str],
                        timings: dict[str, float] | None) -> None:
-    """Segment one seed (whole image, plus its boxes when `det` is given) and write its files."""
-    seg = segment_image(G, seed, cfg, device, None if det is None else det.boxes, image, timings=timings)
+    """Segment one seed (whole image, or its detections' instances) and write its files."""
+    seg = segment_image(G, seed, cfg, device, det, image, timings=timings)
     clock = Stopwatch(timings, device)
-    hw = tuple(seg.image.shape[-2:])
-    labels = upsample_labels(seg.labels, cfg.k, hw)
+    iid = image_id(seed)
     if det is None:
-        mask = seg.fg_clusters[labels]
-        conf = seg.confidence[seg.fg_clusters[seg.labels]]
-        score = float(conf.mean()) if conf.numel() else 0.0
-        keep = int(mask.sum()) >= max(cfg.min_area, 1)
-        anns = [coco.annotation(mask.cpu().numpy(), image_id(seed), 1, score, seed=seed)] if keep else []
+        anns = ([] if seg.foreground is None else
+                [coco.annotation(seg.foreground.cpu().numpy(), iid, 1, seg.fg_confidence, seed=seed)])
     else:
-        anns = _instance_annotations(seg, det, categories, cfg, seed)
-    rd.write_seed(seed, to_uint8(seg.image[None])[0], labels.cpu().numpy(),
+        anns = [coco.annotation(i.mask.cpu().numpy(), iid, categories.index(i.label) + 1, i.score,
+                                det_score=i.det_score, det_box=[float(v) for v in i.box],
+                                mask_confidence=i.mask_confidence, seed=seed) for i in seg.instances]
+    rd.write_seed(seed, to_uint8(seg.image[None])[0], seg.label_map.cpu().numpy(),
                   np.concatenate(list(to_uint8(seg.preview)), axis=1), anns, cid)
+    if not rd.settings_recorded:
+        rd.record_settings(seg.settings)
     clock.lap("export")

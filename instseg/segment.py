@@ -1,27 +1,41 @@
-"""Per-image segmentation core: variants -> features -> k-means (with repeats) -> foreground/instances."""
+"""Per-image segmentation: variants -> features -> k-means (all regions at once) -> foreground and
+instance records. `segment_image` owns an image end to end: it takes the detections and returns
+instance records (box, label, scores and mask together), merged and filtered."""
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
+from typing import Callable
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from .baselines import default_activation_layer, grabcut
-from .cluster import kmeans, majority_vote, margin
+from .cluster import kmeans_batch, kmeans_seed, majority_vote, margin
 from .config import RunConfig
 from .features import Region, pixel_features, variant_stacks, work_size
 from .foreground import RULES
 from .generator import Generator, to_uint8, z_from_seed
-from .instances import box_crop, box_in_crop, instance_clusters
+from .instances import box_crop, box_in_crop, instance_clusters, merge_instances
 from .mixing import mix_ws, variant_rng
 
 
 @dataclass
-class BoxSegmentation:
-    mask: Tensor  # [H, W] bool at image resolution
-    confidence: float  # mean k-means margin over the mask
+class Instance:
+    """One object of an image: everything about it travels together (like SAM's MaskData)."""
+
+    box: np.ndarray  # [4] xyxy pixels, the detector's box
+    label: str  # detector class
+    det_score: float  # detector confidence
+    mask: Tensor  # [H, W] bool at image resolution (disjoint from the other kept instances)
+    mask_confidence: float  # mean k-means margin over the mask, in [0, 1]
+
+    @property
+    def score(self) -> float:
+        """Detector score x mask confidence: ranks instances for NMS, overlaps and AP."""
+        return self.det_score * self.mask_confidence
 
 
 @dataclass
@@ -31,26 +45,41 @@ class ImageSegmentation:
     fg_clusters: Tensor  # [k] bool
     confidence: Tensor  # [h, w] per-pixel k-means margin in [0, 1]
     preview: Tensor  # [n, 3, h, w] a few RGB variants at the working resolution
-    boxes: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), np.float32))  # [n, 4] xyxy
-    instances: list[BoxSegmentation] = field(default_factory=list)  # one per box
+    label_map: Tensor | None = None  # [H, W] the cluster map at image resolution
+    foreground: Tensor | None = None  # [H, W] bool whole-image mask (None when it is below min_area)
+    fg_confidence: float = 0.0
+    instances: list[Instance] = field(default_factory=list)  # kept instances, best first
+    settings: dict = field(default_factory=dict)  # what the method actually ran with
 
 
 def source_ws(G: Generator, seed: int, truncation_psi: float, device: torch.device) -> Tensor:
     return G.mapping(z_from_seed(seed, G.z_dim).to(device), truncation_psi)  # [1, num_ws, w_dim]
 
 
-def cluster_stacks(stacks: list[Tensor], cfg: RunConfig, seed: int) -> tuple[Tensor, Tensor]:
-    """Cluster each repeat's stack [N, C, h, w]; vote across repeats -> (labels [h, w], margin [h, w])."""
-    h, w = stacks[0].shape[-2:]
-    labels, conf = [], None
-    for r, st in enumerate(stacks):
-        x = pixel_features(st, cfg.normalize)
-        lab, centers = kmeans(x, cfg.k, cfg.kmeans_iters, cfg.kmeans_tol, seed=seed * 1000 + r)
-        labels.append(lab)
-        if conf is None:
-            conf = margin(x, centers)
-    lab = labels[0] if len(labels) == 1 else majority_vote(torch.stack(labels), cfg.k)
-    return lab.reshape(h, w), conf.reshape(h, w)
+def cluster_regions(stacks: list[list[Tensor]], k: int, iters: int, tol: float, normalize: str,
+                    image_seed: int) -> list[tuple[Tensor, Tensor]]:
+    """stacks[region][repeat] = [N, C, h, w] -> per region (labels [h, w], margin [h, w]).
+
+    Every region and repeat of the image goes into one batched k-means; repeats are merged by
+    a per-pixel majority vote. Seeds come from (image seed, region, repeat) via SeedSequence."""
+    feats = [[pixel_features(st, normalize) for st in reps] for reps in stacks]
+    flat = [x for reps in feats for x in reps]
+    seeds = [kmeans_seed(image_seed, i, r) for i, reps in enumerate(feats) for r in range(len(reps))]
+    results = iter(kmeans_batch(flat, k, iters, tol, seeds))
+    out = []
+    for reps, st in zip(feats, stacks):
+        res = [next(results) for _ in reps]
+        labels = [lab for lab, _ in res]
+        lab = labels[0] if len(labels) == 1 else majority_vote(torch.stack(labels), k)
+        h, w = st[0].shape[-2:]
+        out.append((lab.reshape(h, w), margin(reps[0], res[0][1]).reshape(h, w)))
+    return out
+
+
+def cluster_stacks(stacks: list[Tensor], k: int, iters: int = 100, tol: float = 1e-4, normalize: str = "raw",
+                   seed: int = 0) -> tuple[Tensor, Tensor]:
+    """One region's repeats [N, C, h, w] -> (labels [h, w], margin [h, w])."""
+    return cluster_regions([stacks], k, iters, tol, normalize, seed)[0]
 
 
 def upsample_labels(labels: Tensor, k: int, hw: tuple[int, int]) -> Tensor:
@@ -61,35 +90,16 @@ def upsample_labels(labels: Tensor, k: int, hw: tuple[int, int]) -> Tensor:
     return F.interpolate(onehot, size=hw, mode="bilinear", align_corners=False)[0].argmax(0)
 
 
-def segment_box(stacks: list[Tensor], box: np.ndarray, crop: tuple[int, int, int, int], image_hw: tuple[int, int],
-                cfg: RunConfig, seed: int) -> BoxSegmentation:
-    """Cluster one box crop's stacks (one per repeat, [N, C, h, w]) and paste the instance mask back."""
-    lab, conf = cluster_stacks(stacks, cfg, seed)
-    chosen = instance_clusters(lab, box_in_crop(box, crop, tuple(lab.shape)), cfg.k, cfg.instance_rule)
+def box_mask(lab: Tensor, conf: Tensor, box: np.ndarray, crop: tuple[int, int, int, int],
+             image_hw: tuple[int, int], k: int, rule: str) -> tuple[Tensor, float]:
+    """A box crop's clustering -> (instance mask [H, W] pasted back into the image, mask confidence)."""
+    chosen = instance_clusters(lab, box_in_crop(box, crop, tuple(lab.shape)), k, rule)
     cx0, cy0, cx1, cy1 = crop
-    full = upsample_labels(lab, cfg.k, (cy1 - cy0, cx1 - cx0))
+    full = upsample_labels(lab, k, (cy1 - cy0, cx1 - cx0))
     mask = torch.zeros(image_hw, dtype=torch.bool, device=lab.device)
     mask[cy0:cy1, cx0:cx1] = chosen[full]
     sel = conf[chosen[lab]]
-    return BoxSegmentation(mask, float(sel.mean()) if sel.numel() else 0.0)
-
-
-def _grabcut_image(image: Tensor, boxes: np.ndarray, whole_hw: tuple[int, int], cfg: RunConfig,
-                   clock: "Stopwatch") -> ImageSegmentation:
-    """The GrabCut baseline: one GrabCut per box, and one from a 5%-inset rectangle for the whole image."""
-    H, W = image.shape[-2:]
-    img8 = to_uint8(image[None])[0]
-    whole = grabcut(img8, np.array([0.05 * W, 0.05 * H, 0.95 * W, 0.95 * H]))
-    labels = torch.from_numpy(whole).long().to(image.device)
-    instances = []
-    for b in boxes:
-        m = torch.from_numpy(grabcut(img8, b)).to(image.device)
-        instances.append(BoxSegmentation(m, 1.0))
-    clock.lap("cluster")
-    preview = F.interpolate(image[None].float(), size=whole_hw, mode="bilinear", align_corners=False)
-    fg = torch.tensor([False, True] + [False] * (cfg.k - 2), device=image.device)
-    return ImageSegmentation(image, labels, fg, torch.ones_like(labels, dtype=torch.float), preview,
-                             np.asarray(boxes, np.float32).reshape(-1, 4), instances)
+    return mask, float(sel.mean()) if sel.numel() else 0.0
 
 
 class Stopwatch:
@@ -109,7 +119,6 @@ class Stopwatch:
 
 
 @torch.no_grad()
-@torch.no_grad()
 def source_images(G: Generator, seeds: list[int], truncation_psi: float, device: torch.device,
                   batch: int) -> Tensor:
     """The source images of several seeds, generated in batches: [B, C, H, W]."""
@@ -117,11 +126,75 @@ def source_images(G: Generator, seeds: list[int], truncation_psi: float, device:
     return torch.cat([G.synthesis(chunk, noise_mode="const")[0] for chunk in ws.split(batch)])
 
 
+# ---------------------------------------------------------------------------------------
+# Methods: each turns (source image, boxes) into a whole-image clustering and one raw mask per box.
+
+RawMasks = tuple[Tensor, Tensor, Tensor, list[tuple[Tensor, float]], dict]  # labels, fg, conf, [(mask, conf)], settings
+
+
+def _variants_method(G: Generator, seed: int, ws: Tensor, image: Tensor, boxes: np.ndarray, cfg: RunConfig,
+                     preview_out: list, clock: Stopwatch) -> RawMasks:
+    """Ours (and the single-image k-means baselines, which cluster the source image alone)."""
+    H, W = image.shape[-2:]
+    whole_hw = work_size((H, W), cfg.work_res)
+    crops = [box_crop(b, cfg.box_margin, (H, W)) for b in boxes]
+    regions: list[tuple[Region | None, tuple[int, int]]] = [(None, whole_hw)]
+    regions += [((c[0] / W, c[1] / H, c[2] / W, c[3] / H), work_size((c[3] - c[1], c[2] - c[0]), cfg.work_res))
+                for c in crops]
+    if cfg.method == "variants":
+        ws_sets = [mix_ws(G, ws, cfg.variants, cfg.mix_from, variant_rng(seed, r), cfg.truncation_psi)
+                   for r in range(cfg.repeats)]
+        feature, normalize, shared = cfg.features, cfg.normalize, min(cfg.mix_from)
+        settings = {"variants": cfg.variants, "mix_from": list(cfg.mix_from), "repeats": cfg.repeats,
+                    "features": feature, "normalize": normalize}
+    else:  # single-image baselines: the "stack" is the source image alone (N = 1)
+        ws_sets = [ws]
+        feature = "rgb" if cfg.method == "kmeans-rgb" else (
+            cfg.features if cfg.features != "rgb" else default_activation_layer(G.feature_names))
+        normalize, shared = "raw", 0
+        settings = {"variants": 1, "repeats": 1, "features": feature, "normalize": normalize}
+    stacks: list[list[Tensor]] = [[] for _ in regions]
+    for r, ws_var in enumerate(ws_sets):
+        for acc, st in zip(stacks, variant_stacks(G, ws_var, feature, regions, cfg.batch, shared)):
+            acc.append(st)
+        if r == 0:
+            preview_out.append(stacks[0][0][:4] if feature == "rgb"
+                               else variant_stacks(G, ws_var[:4], "rgb", [(None, whole_hw)], cfg.batch, shared)[0])
+    clock.lap("generate")
+    clustered = cluster_regions(stacks, cfg.k, cfg.kmeans_iters, cfg.kmeans_tol, normalize, seed)
+    labels, conf = clustered[0]
+    fg = RULES[cfg.foreground](labels, cfg.k)
+    masks = [box_mask(lab, c, box, crop, (H, W), cfg.k, cfg.instance_rule)
+             for (lab, c), box, crop in zip(clustered[1:], boxes, crops)]
+    settings.update(k=cfg.k, foreground=cfg.foreground, instance_rule=cfg.instance_rule, box_margin=cfg.box_margin)
+    return labels, fg, conf, masks, settings
+
+
+def _grabcut_method(G: Generator, seed: int, ws: Tensor, image: Tensor, boxes: np.ndarray, cfg: RunConfig,
+                    preview_out: list, clock: Stopwatch) -> RawMasks:
+    """GrabCut from each box, and from a 5%-inset rectangle for the whole image."""
+    H, W = image.shape[-2:]
+    img8 = to_uint8(image[None])[0]
+    labels = torch.from_numpy(grabcut(img8, np.array([0.05 * W, 0.05 * H, 0.95 * W, 0.95 * H]))).long()
+    labels = labels.to(image.device)
+    masks = [(torch.from_numpy(grabcut(img8, b)).to(image.device), 1.0) for b in boxes]
+    clock.lap("cluster")
+    preview_out.append(F.interpolate(image[None].float(), size=work_size((H, W), cfg.work_res), mode="bilinear",
+                                     align_corners=False))
+    fg = torch.tensor([False, True] + [False] * (cfg.k - 2), device=image.device)
+    return labels, fg, torch.ones_like(labels, dtype=torch.float), masks, {"grabcut_iters": 5, "whole_inset": 0.05}
+
+
+Method = Callable[[Generator, int, Tensor, Tensor, np.ndarray, RunConfig, list, Stopwatch], RawMasks]
+METHODS: dict[str, Method] = {"variants": _variants_method, "kmeans-rgb": _variants_method,
+                              "activations": _variants_method, "grabcut": _grabcut_method}
+
+
 @torch.no_grad()
-def segment_image(G: Generator, seed: int, cfg: RunConfig, device: torch.device, boxes: np.ndarray | None = None,
-                  image: Tensor | None = None, n_preview: int = 4,
-                  timings: dict[str, float] | None = None) -> ImageSegmentation:
-    """One seed: the whole-image clustering and one instance mask per box ([n, 4] xyxy pixels).
+def segment_image(G: Generator, seed: int, cfg: RunConfig, device: torch.device, detections=None,
+                  image: Tensor | None = None, timings: dict[str, float] | None = None) -> ImageSegmentation:
+    """One seed end to end: the whole-image mask and, given `detections` (boxes, scores, labels),
+    the merged instance records (mask-NMS, disjoint, at least cfg.min_area pixels, best first).
 
     `image` is the seed's source image when the caller already made it (for the detector).
     All regions (the whole image and every box crop) are cut from the same variant pass.
@@ -132,35 +205,22 @@ def segment_image(G: Generator, seed: int, cfg: RunConfig, device: torch.device,
     if image is None:
         image = G.synthesis(ws, noise_mode="const")[0][0]
     H, W = image.shape[-2:]
-    boxes = np.zeros((0, 4), np.float32) if boxes is None else np.asarray(boxes, np.float32).reshape(-1, 4)
-    whole_hw = work_size((H, W), cfg.work_res)
-    if cfg.method == "grabcut":
-        return _grabcut_image(image, boxes, whole_hw, cfg, clock)
-    crops = [box_crop(b, cfg.box_margin, (H, W)) for b in boxes]
-    crop_hws = [work_size((c[3] - c[1], c[2] - c[0]), cfg.work_res) for c in crops]
-    regions: list[tuple[Region | None, tuple[int, int]]] = [(None, whole_hw)]
-    regions += [((c[0] / W, c[1] / H, c[2] / W, c[3] / H), hw) for c, hw in zip(crops, crop_hws)]
-    feature_stacks: list[list[Tensor]] = [[] for _ in regions]
-    preview = None
-    feature = cfg.features
-    if cfg.method == "variants":
-        ws_sets = [mix_ws(G, ws, cfg.variants, cfg.mix_from, variant_rng(seed, r), cfg.truncation_psi)
-                   for r in range(cfg.repeats)]
-    else:  # single-image baselines: the "stack" is the source image alone (N = 1)
-        ws_sets = [ws]
-        feature = "rgb" if cfg.method == "kmeans-rgb" else (
-            cfg.features if cfg.features != "rgb" else default_activation_layer(G.feature_names))
-        cfg = replace(cfg, normalize="raw", repeats=1)
-    for r, ws_var in enumerate(ws_sets):
-        for acc, st in zip(feature_stacks, variant_stacks(G, ws_var, feature, regions, cfg.batch)):
-            acc.append(st)
-        if r == 0:
-            preview = (feature_stacks[0][0][:n_preview] if feature == "rgb"
-                       else variant_stacks(G, ws_var[:n_preview], "rgb", [(None, whole_hw)], cfg.batch)[0])
-    clock.lap("generate")
-    labels, conf = cluster_stacks(feature_stacks[0], cfg, seed)
-    fg = RULES[cfg.foreground](labels, cfg.k)
-    instances = [segment_box(feature_stacks[i + 1], box, crop, (H, W), cfg, seed * 100 + i)
-                 for i, (box, crop) in enumerate(zip(boxes, crops))]
+    boxes = np.zeros((0, 4), np.float32) if detections is None else np.asarray(detections.boxes, np.float32).reshape(-1, 4)
+    preview: list[Tensor] = []
+    labels, fg, conf, raw, settings = METHODS[cfg.method](G, seed, ws, image, boxes, cfg, preview, clock)
+    seg = ImageSegmentation(image, labels, fg, conf, preview[0], settings=settings)
+    min_area = max(cfg.min_area, 1)
+    seg.label_map = upsample_labels(labels, cfg.k, (H, W))
+    mask = fg[seg.label_map]
+    if int(mask.sum()) >= min_area:
+        sel = conf[fg[labels]]
+        seg.foreground, seg.fg_confidence = mask, float(sel.mean()) if sel.numel() else 0.0
+    if raw:
+        insts = [Instance(b, lab, float(s), m, c) for b, lab, s, (m, c)
+                 in zip(boxes, detections.labels, detections.scores, raw)]
+        kept, merged = merge_instances(torch.stack([i.mask for i in insts]).cpu(),
+                                       torch.tensor([i.score for i in insts]), cfg.nms_iou, min_area)
+        seg.instances = [Instance(insts[i].box, insts[i].label, insts[i].det_score, m, insts[i].mask_confidence)
+                         for i, m in zip(kept, merged)]
     clock.lap("cluster")
-    return ImageSegmentation(image, labels, fg, conf, preview, np.asarray(boxes, np.float32).reshape(-1, 4), instances)
+    return seg

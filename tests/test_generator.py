@@ -83,3 +83,34 @@ def test_non_square_output_is_centre_crop():
     assert img.shape[-2:] == (12, 16) and feats["b16.conv1"].shape[-2:] == (12, 16)
     full = randomise(Generator(tiny_config()))
     torch.testing.assert_close(full.synthesis(full.mapping(z_from_seed(0, 8)))[0][..., 2:14, :], img)
+
+
+@pytest.mark.parametrize("shared", [0, 1, 2, 3, 4, 5, 6])
+def test_shared_early_blocks_give_the_same_images_and_features(shared):
+    torch.manual_seed(0)
+    G = randomise(Generator(tiny_config(resolution=32)))
+    src = G.mapping(torch.randn(1, 8))
+    ws = G.mapping(torch.randn(5, 8))
+    ws[:, :shared] = src[:, :shared]  # style variants: the first `shared` ws are the source's
+    names = ("b8.conv1", "b16.conv0", "b16.rgb", "rgb")
+    img_a, fa = G.synthesis(ws, features=names)
+    img_b, fb = G.synthesis(ws, features=names, shared_ws=shared)
+    assert torch.allclose(img_a, img_b, atol=1e-5, rtol=0)
+    for n in names:
+        assert fb[n].shape == fa[n].shape and torch.allclose(fa[n], fb[n], atol=1e-5, rtol=0), n
+
+
+@pytest.mark.parametrize("name", ["b8.conv1", "b16.conv0", "b16.rgb", "b32.conv1", "rgb"])
+def test_features_stop_early_with_the_same_activations(name):
+    torch.manual_seed(0)
+    G = randomise(Generator(tiny_config(resolution=32)))
+    ws = G.mapping(torch.randn(3, 8))
+    full = G.synthesis(ws, features=(name,))[1][name]
+    assert torch.equal(G.features(ws, (name,))[name], full)
+
+
+def test_the_last_partial_rgb_is_the_image():
+    torch.manual_seed(0)
+    G = randomise(Generator(tiny_config(resolution=32)))
+    img, f = G.synthesis(G.mapping(torch.randn(2, 8)), features=("b32.rgb",))
+    assert torch.equal(img, f["b32.rgb"])

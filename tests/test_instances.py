@@ -4,7 +4,7 @@ import torch
 from instseg.config import RunConfig
 from instseg.features import crop_region
 from instseg.instances import box_crop, merge_instances
-from instseg.segment import segment_box
+from instseg.segment import box_mask, cluster_stacks
 
 
 def _scene_stack(n=24, H=40, W=48, seed=0):
@@ -27,8 +27,9 @@ def test_two_overlapping_boxes_give_two_disjoint_correct_masks():
     for i, b in enumerate(boxes):
         crop = box_crop(b, cfg.box_margin, (H, W))
         region = (crop[0] / W, crop[1] / H, crop[2] / W, crop[3] / H)
-        segs.append(segment_box([crop_region(stack, region)], b, crop, (H, W), cfg, seed=i))
-    masks = torch.stack([s.mask for s in segs])
+        lab, conf = cluster_stacks([crop_region(stack, region)], cfg.k, seed=i)
+        segs.append(box_mask(lab, conf, b, crop, (H, W), cfg.k, cfg.instance_rule)[0])
+    masks = torch.stack(segs)
     kept, merged = merge_instances(masks, torch.tensor([0.9, 0.8]))
     assert kept == [0, 1]
     assert not (merged[0] & merged[1]).any()

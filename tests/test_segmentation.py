@@ -7,7 +7,6 @@ from pycocotools.coco import COCO
 
 from instseg import coco
 from instseg.cluster import kmeans, majority_vote
-from instseg.config import RunConfig
 from instseg.features import pixel_features
 from instseg.foreground import border_rule, center_rule
 from instseg.segment import cluster_stacks
@@ -39,8 +38,7 @@ def _two_region_stack(n=16, h=12, w=12, seed=0):
 @pytest.mark.parametrize("normalize", ["raw", "standardize", "l2"])
 def test_hand_built_stack_splits_exactly_along_the_regions(normalize):
     stack = _two_region_stack()
-    cfg = RunConfig(k=2, normalize=normalize)
-    labels, conf = cluster_stacks([stack], cfg, seed=0)
+    labels, conf = cluster_stacks([stack], 2, normalize=normalize, seed=0)
     truth = (torch.arange(12)[None] >= 6).expand(12, 12)
     assert torch.equal(labels == labels[0, 0], ~truth)
     assert conf.min() > 0.5
