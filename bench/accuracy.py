@@ -77,6 +77,9 @@ ABLATIONS = [
     *[(f"k={k}", {"k": k}) for k in (2, 4, 5)],
     *[(f"normalize={n}", {"normalize": n}) for n in ("raw", "standardize", "l2")],
     *[(f"features={f}", {"features": f}) for f in ("b32.conv1", "b64.conv1")],
+    # early stopping: the skip architecture's partial RGB at 32 px (synthesis ends there; labels upsampled)
+    *[(f"early stop: features={f}, {r}", {"instance_rule": "inside", "mix_from": (6,), **ov})
+      for f, r, ov in (("rgb", "full synthesis", {}), ("b32.rgb", "stop at 32 px", {"features": "b32.rgb"}))],
     ("repeats=3 (vote)", {"repeats": 3}),
     *[(f"instance_rule={r}", {"instance_rule": r}) for r in ("combined", "inside", "border", "center")],
     *[(f"whole image, foreground={f}", {"detector": "none", "foreground": f}) for f in ("border", "center")],

@@ -3,12 +3,14 @@
     python bench/pipeline.py toy [--images 16] [--device cpu]     # toy-shapes + its YOLOv8n-seg
     python bench/pipeline.py f256 [--images 4] [--device cpu]     # config-f 256, random weights, fixed boxes
 
-'generate' is the source image plus the N variants; 'variants only' times that generation alone,
-so the ratio end-to-end / variants-only is our overhead beyond making the variants.
+'generate' is the source image plus the N variants; 'variants only' times that generation alone
+(with the same shared early blocks), so the ratio end-to-end / variants-only is our overhead
+beyond making the variants. `--json` prints one JSON line with the ratio and images/s.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import tempfile
 import time
@@ -50,7 +52,7 @@ def variants_only(gan: Path, cfg, device: torch.device) -> float:
             hw = work_size(G.out_hw, cfg.work_res)
             for r in range(cfg.repeats):
                 wv = mix_ws(G, ws, cfg.variants, cfg.mix_from, variant_rng(s, r), cfg.truncation_psi)
-                variant_stacks(G, wv, cfg.features, [(None, hw)], cfg.batch)
+                variant_stacks(G, wv, cfg.features, [(None, hw)], cfg.batch, shared_ws=min(cfg.mix_from))
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     return time.perf_counter() - t
@@ -62,6 +64,7 @@ def main() -> None:
     ap.add_argument("--images", type=int, default=None)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--method", default="variants", choices=["variants", "grabcut", "kmeans-rgb", "activations"])
+    ap.add_argument("--json", action="store_true", help="print one JSON line instead of writing BENCHMARKS.md")
     args = ap.parse_args()
     device = torch.device(args.device)
     with tempfile.TemporaryDirectory() as tmp:
@@ -86,6 +89,11 @@ def main() -> None:
         run(cfg, Path(tmp) / "run", timings=timings, detector=detector)
         total = time.perf_counter() - t
         gen_alone = variants_only(gan, cfg, device) if cfg.method == "variants" else None
+    if args.json:
+        print(json.dumps({"world": args.world, "method": cfg.method, "images": n, "images_per_s": n / total,
+                          "ratio_end_to_end_over_variants": None if gen_alone is None else total / gen_alone,
+                          "s_per_image": {k: v / n for k, v in timings.items()}, "device": str(device)}))
+        return
     rows = ["| stage | s / image | share |", "|---|---:|---:|"]
     rows += [f"| {k} | {v / n:.3f} | {v / total:.0%} |" for k, v in timings.items()]
     rows.append(f"| other (loading, bookkeeping) | {(total - sum(timings.values())) / n:.3f} | "

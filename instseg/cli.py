@@ -210,6 +210,8 @@ def convert(src: str, dst: str, half: bool) -> None:
               help="Make N images from seeds 0..N-1 (default: the config's seeds).")
 @click.option("--seeds", type=SeedList(), default=None, metavar="LIST",
               help="Seeds such as 0-99,120 (instead of --num-images).")
+@click.option("--shard", default=None, metavar="I/N",
+              help="Run shard I of N (0-based): every N-th seed from position I. Merge shards with `instseg merge`.")
 @click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False), default=None, metavar="FILE",
               help="YAML mapping of RunConfig fields (e.g. nms_iou, min_area, kmeans_iters) over the preset's.")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
@@ -240,10 +242,14 @@ def convert(src: str, dst: str, half: bool) -> None:
 @_run_option("--device", "Where to compute: auto, cpu, cuda or cuda:N.", metavar="DEV")
 @_run_option("--batch", "Generator batch size.", metavar="B")
 def run(gan: str, out: str, num_images: int | None, seeds: tuple[int, ...] | None, mix_from: str | None,
-        config_file: str | None, sets: tuple[str, ...], formats: tuple[str, ...], **flags: Any) -> None:
+        shard: str | None, config_file: str | None, sets: tuple[str, ...], formats: tuple[str, ...],
+        **flags: Any) -> None:
     """Make a COCO segmentation dataset from a generator."""
+    import dataclasses
+
     from tqdm import tqdm
 
+    from .merge import parse_shard, shard_seeds
     from .runner import run as run_pipeline
 
     if num_images is not None and seeds is not None:
@@ -256,6 +262,11 @@ def run(gan: str, out: str, num_images: int | None, seeds: tuple[int, ...] | Non
     if mix_from is not None:
         overrides["mix_from"] = C.parse_ints(mix_from)
     cfg = C.build_config(gan, overrides, C.load_config_file(config_file) if config_file else None, C.parse_set(sets))
+    if shard is not None:
+        part = shard_seeds(cfg.seeds, *parse_shard(shard))
+        if not part:
+            raise UserError(f"--shard {shard} holds no seeds of the {len(cfg.seeds)} asked for")
+        cfg = dataclasses.replace(cfg, seeds=part)
     bars: list[Any] = []  # opened at the first image, after the generator is resolved
 
     def on_seed(seed: int, skipped: bool) -> None:
@@ -280,6 +291,18 @@ def _export_yolo(run_dir: Path, out: Path) -> Path:
 
     data = read_coco(run_dir / "annotations.json", "annotations")
     return export_yolo(data, run_dir, out)
+
+
+@main.command()
+@click.argument("dirs", metavar="DIR...", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--out", "out", required=True, type=OutPath(file_okay=False), metavar="OUT",
+              help="A new folder for the merged dataset.")
+def merge(dirs: tuple[str, ...], out: str) -> None:
+    """Merge shard folders of one run (same config and generator) into one dataset."""
+    from .merge import merge as merge_dirs
+
+    path = merge_dirs([Path(d) for d in dirs], Path(out))
+    click.echo(f"wrote {path}")
 
 
 @main.command()

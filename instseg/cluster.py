@@ -42,7 +42,7 @@ def kmeans_batch(xs: list[Tensor], k: int, iters: int = 100, tol: float = 1e-4,
         return [kmeans_batch([x], k, iters, tol, [s])[0] for x, s in zip(xs, seeds)]
     R, P, D = len(xs), max(x.shape[0] for x in xs), xs[0].shape[1]
     if R == 1:
-        X, M = xs[0].float()[None], None
+        X, M = xs[0].float().contiguous()[None], None
     else:
         X = torch.zeros(R, P, D, device=dev)
         M = torch.zeros(R, P, 1, device=dev)
@@ -63,7 +63,8 @@ def kmeans_batch(xs: list[Tensor], k: int, iters: int = 100, tol: float = 1e-4,
             onehot = onehot * M
         counts = onehot.sum(1)  # [R, k]
         new = onehot.transpose(1, 2) @ X / counts.clamp_min(1)[..., None]  # [R, k, D]
-        for r in ((counts == 0).any(1) & active).nonzero()[:, 0].tolist():  # rare: re-seed empty clusters
+        empties = (counts == 0).any(1) & active
+        for r in (empties.nonzero()[:, 0].tolist() if bool(empties.any()) else []):  # rare: re-seed empty clusters
             x = xs[r].float()
             empty = (counts[r] == 0).nonzero()[:, 0]
             far = _sqdist(x, new[r]).min(1).values.topk(min(len(empty), x.shape[0])).indices

@@ -41,12 +41,12 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
     atomic_write_bytes(path, json.dumps(obj, indent=1).encode())
 
 
-def atomic_save_png(path: str | os.PathLike, array: np.ndarray) -> None:
-    """Save a [H, W] or [H, W, 3] uint8 array as PNG."""
+def atomic_save_png(path: str | os.PathLike, array: np.ndarray, compress_level: int = 6) -> None:
+    """Save a [H, W] or [H, W, 3] uint8 array as PNG (zlib level 1 is ~3x faster to write, a bit larger)."""
     from PIL import Image
 
     with atomic_path(path) as tmp:
-        Image.fromarray(array).save(tmp, format="PNG")
+        Image.fromarray(array).save(tmp, format="PNG", compress_level=compress_level)
 
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:

@@ -185,8 +185,8 @@ class RunDir:
                    anns: list[dict], cid: str) -> None:
         """Images first, the record last: a record's presence marks the seed as complete."""
         atomic_save_png(self.path("images", seed), image)
-        atomic_save_png(self.path("parts", seed), parts.astype(np.uint8))
-        atomic_save_png(self.path("variants", seed), preview)
+        atomic_save_png(self.path("parts", seed), parts.astype(np.uint8), compress_level=1)  # previews: speed first
+        atomic_save_png(self.path("variants", seed), preview, compress_level=1)
         h, w = image.shape[:2]
         entry = coco.image_entry(image_id(seed), image_file(seed), h, w, seed=seed)
         atomic_write_json(self.path("records", seed), {"image": entry, "annotations": anns, "config_id": cid})
