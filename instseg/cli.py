@@ -212,6 +212,10 @@ def convert(src: str, dst: str, half: bool) -> None:
               help="Seeds such as 0-99,120 (instead of --num-images).")
 @click.option("--shard", default=None, metavar="I/N",
               help="Run shard I of N (0-based): every N-th seed from position I. Merge shards with `instseg merge`.")
+@click.option("--ray", "ray_address", default=None, metavar="local|auto|ADDRESS",
+              help='Run on Ray workers: a local cluster, the running one, or ADDRESS (pip install "instseg[ray]").')
+@click.option("--workers", type=click.IntRange(1, 4096), default=1, show_default=True, metavar="N",
+              help="Ray workers (actors); each takes one GPU when the cluster has GPUs, else one CPU.")
 @click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False), default=None, metavar="FILE",
               help="YAML mapping of RunConfig fields (e.g. nms_iou, min_area, kmeans_iters) over the preset's.")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
@@ -242,8 +246,8 @@ def convert(src: str, dst: str, half: bool) -> None:
 @_run_option("--device", "Where to compute: auto, cpu, cuda or cuda:N.", metavar="DEV")
 @_run_option("--batch", "Generator batch size.", metavar="B")
 def run(gan: str, out: str, num_images: int | None, seeds: tuple[int, ...] | None, mix_from: str | None,
-        shard: str | None, config_file: str | None, sets: tuple[str, ...], formats: tuple[str, ...],
-        **flags: Any) -> None:
+        shard: str | None, ray_address: str | None, workers: int, config_file: str | None, sets: tuple[str, ...],
+        formats: tuple[str, ...], **flags: Any) -> None:
     """Make a COCO segmentation dataset from a generator."""
     import dataclasses
 
@@ -276,7 +280,7 @@ def run(gan: str, out: str, num_images: int | None, seeds: tuple[int, ...] | Non
         bars[0].update()
 
     try:
-        path = run_pipeline(cfg, Path(out), on_seed, _tqdm_download())
+        path = run_pipeline(cfg, Path(out), on_seed, _tqdm_download(), ray=ray_address, workers=workers)
     finally:
         for b in bars:
             b.close()

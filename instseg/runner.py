@@ -106,8 +106,12 @@ def validate_checkpoint(path: Path) -> None:
 
 def run(cfg: RunConfig, out: Path, on_seed: Callable[[int, bool], None] | None = None,
         download_progress: Progress | None = None, cache: Path | None = None,
-        timings: dict[str, float] | None = None, detector: Detector | None = None) -> Path:
+        timings: dict[str, float] | None = None, detector: Detector | None = None, ray: str | None = None,
+        workers: int = 1) -> Path:
     """Make (or resume) the dataset for cfg.seeds in `out`; returns the annotations path.
+
+    `ray` ('local', 'auto' or a cluster address) runs the chunks on `workers` Ray actors; the
+    dataset is the same as one process writes.
 
     One process writes a folder at a time (a lock), and every record carries the identity of
     its config, so a resume never mixes configs. `timings`, when given, accumulates seconds per
@@ -121,6 +125,8 @@ def run(cfg: RunConfig, out: Path, on_seed: Callable[[int, bool], None] | None =
         raise UserError(f"--features {cfg.features!r} is not a layer of this generator; valid: {', '.join(valid)}")
     if max(cfg.mix_from) >= G.num_ws:
         raise UserError(f"--mix-from {max(cfg.mix_from)} must be below the generator's num_ws={G.num_ws}")
+    if ray is not None and detector is not None:
+        raise UserError("--ray runs the detector that --detector names; an injected detector cannot travel")
     if detector is None:  # before run.json: a bad --classes must not leave a run behind
         detector, categories = _detector(cfg, device)
     else:
@@ -142,15 +148,59 @@ def run(cfg: RunConfig, out: Path, on_seed: Callable[[int, bool], None] | None =
         what = "--detector none" if detector is None else f"--detector {cfg.detector}, classes {', '.join(categories)}"
         licence, info = dataset_provenance(gan, gan_sha)
         try:
-            _run_seeds(G, cfg, device, rd, cid, detector, categories, on_seed, timings)
+            if ray is None:
+                _run_seeds(G, cfg, device, rd, cid, detector, categories, on_seed, timings)
+            else:
+                from .distributed import run_on_ray
+
+                out_hw = (gan.preset.height, gan.preset.width) if gan.preset else None
+                run_on_ray(ray, workers, gan.path.read_bytes(), out_hw, cfg.to_dict(), categories,
+                           chunks_to_do(rd, cfg, cid, on_seed), lambda res: write_results(rd, cid, res, on_seed))
         finally:  # after an interruption too: the dataset then holds every seed done so far
             rd.assemble(seeds, categories, f"instseg {cfg.gan}: style-mixing segmentation, {what}", licence, info)
     return rd.annotations
 
 
-def _run_seeds(G: Generator, cfg: RunConfig, device: torch.device, rd: RunDir, cid: str, detector: Detector | None,
-               categories: list[str], on_seed: Callable[[int, bool], None] | None,
-               timings: dict[str, float] | None) -> None:
+SeedResult = tuple[int, np.ndarray, np.ndarray, np.ndarray, list[dict], dict]  # seed, image, parts, preview, anns, settings
+
+
+def process_chunk(G: Generator, detector: Detector | None, cfg: RunConfig, device: torch.device, chunk: list[int],
+                  categories: list[str], timings: dict[str, float] | None = None) -> list[SeedResult]:
+    """Segment a chunk of seeds (source images and detections batched) into what gets written.
+
+    Pure of the run folder: the local loop and Ray workers both call it on the same chunks,
+    so the dataset does not depend on how many workers ran."""
+    found: dict[int, Detections] = {}
+    images: dict[int, torch.Tensor] = {}
+    if detector is not None:  # the chunk's source images and detections, each in one batched call
+        clock = Stopwatch(timings, device)
+        batch_images = source_images(G, chunk, cfg.truncation_psi, device, cfg.batch)
+        clock.lap("generate")
+        for seed, img, d in zip(chunk, batch_images, detector(list(to_uint8(batch_images)))):
+            images[seed] = img
+            found[seed] = d.keep(np.array([i for i, lab in enumerate(d.labels) if lab in categories], dtype=int))
+        clock.lap("detect")
+    out = []
+    for seed in chunk:
+        det = found.get(seed)
+        seg = segment_image(G, seed, cfg, device, det, images.get(seed), timings=timings)
+        clock = Stopwatch(timings, device)
+        iid = image_id(seed)
+        if detector is None:
+            anns = ([] if seg.foreground is None else
+                    [coco.annotation(seg.foreground.cpu().numpy(), iid, 1, seg.fg_confidence, seed=seed)])
+        else:
+            anns = [coco.annotation(i.mask.cpu().numpy(), iid, categories.index(i.label) + 1, i.score,
+                                    det_score=i.det_score, det_box=[float(v) for v in i.box],
+                                    mask_confidence=i.mask_confidence, seed=seed) for i in seg.instances]
+        out.append((seed, to_uint8(seg.image[None])[0], seg.label_map.cpu().numpy().astype(np.uint8),
+                    np.concatenate(list(to_uint8(seg.preview)), axis=1), anns, seg.settings))
+        clock.lap("export")
+    return out
+
+
+def chunks_to_do(rd: RunDir, cfg: RunConfig, cid: str, on_seed: Callable[[int, bool], None] | None) -> list[list[int]]:
+    """The seeds not done yet, in generator-batch chunks (the same chunks whoever runs them)."""
     todo = []
     for seed in cfg.seeds:
         if rd.done(seed, cid):
@@ -158,40 +208,24 @@ def _run_seeds(G: Generator, cfg: RunConfig, device: torch.device, rd: RunDir, c
                 on_seed(seed, True)
         else:
             todo.append(seed)
-    for start in range(0, len(todo), cfg.batch):
-        chunk = todo[start:start + cfg.batch]
-        found: dict[int, Detections] = {}
-        images: dict[int, torch.Tensor] = {}
-        if detector is not None:  # the chunk's source images and detections, each in one batched call
-            clock = Stopwatch(timings, device)
-            batch_images = source_images(G, chunk, cfg.truncation_psi, device, cfg.batch)
-            clock.lap("generate")
-            for seed, img, d in zip(chunk, batch_images, detector(list(to_uint8(batch_images)))):
-                images[seed] = img
-                found[seed] = d.keep(np.array([i for i, l in enumerate(d.labels) if l in categories], dtype=int))
-            clock.lap("detect")
-        for seed in chunk:
-            _segment_and_write(G, seed, cfg, device, rd, cid, found.get(seed), images.get(seed), categories, timings)
-            if on_seed:
-                on_seed(seed, False)
+    return [todo[i:i + cfg.batch] for i in range(0, len(todo), cfg.batch)]
 
 
-def _segment_and_write(G: Generator, seed: int, cfg: RunConfig, device: torch.device, rd: RunDir, cid: str,
-                       det: Detections | None, image: torch.Tensor | None, categories: list[str],
-                       timings: dict[str, float] | None) -> None:
-    """Segment one seed (whole image, or its detections' instances) and write its files."""
-    seg = segment_image(G, seed, cfg, device, det, image, timings=timings)
-    clock = Stopwatch(timings, device)
-    iid = image_id(seed)
-    if det is None:
-        anns = ([] if seg.foreground is None else
-                [coco.annotation(seg.foreground.cpu().numpy(), iid, 1, seg.fg_confidence, seed=seed)])
-    else:
-        anns = [coco.annotation(i.mask.cpu().numpy(), iid, categories.index(i.label) + 1, i.score,
-                                det_score=i.det_score, det_box=[float(v) for v in i.box],
-                                mask_confidence=i.mask_confidence, seed=seed) for i in seg.instances]
-    rd.write_seed(seed, to_uint8(seg.image[None])[0], seg.label_map.cpu().numpy(),
-                  np.concatenate(list(to_uint8(seg.preview)), axis=1), anns, cid)
-    if not rd.settings_recorded:
-        rd.record_settings(seg.settings)
-    clock.lap("export")
+def write_results(rd: RunDir, cid: str, results: list[SeedResult], on_seed: Callable[[int, bool], None] | None,
+                  timings: dict[str, float] | None = None, device: torch.device = torch.device("cpu")) -> None:
+    for seed, image, parts, preview, anns, settings in results:
+        clock = Stopwatch(timings, device)
+        rd.write_seed(seed, image, parts, preview, anns, cid)
+        if not rd.settings_recorded:
+            rd.record_settings(settings)
+        clock.lap("export")
+        if on_seed:
+            on_seed(seed, False)
+
+
+def _run_seeds(G: Generator, cfg: RunConfig, device: torch.device, rd: RunDir, cid: str, detector: Detector | None,
+               categories: list[str], on_seed: Callable[[int, bool], None] | None,
+               timings: dict[str, float] | None) -> None:
+    for chunk in chunks_to_do(rd, cfg, cid, on_seed):
+        write_results(rd, cid, process_chunk(G, detector, cfg, device, chunk, categories, timings), on_seed,
+                      timings, device)

@@ -1,0 +1,106 @@
+"""Run chunks of seeds on Ray actors (`instseg run --ray local|auto|ADDRESS --workers N`).
+
+One actor per worker loads the generator and the detector once and takes a GPU when the
+cluster has GPUs (else one CPU). The driver hands out the same seed chunks a single process
+would run, and writes every result itself: outputs land where the driver runs, so a cluster
+needs no shared file system, and the run folder keeps one writer (its lock). A worker that
+dies has its chunk redone by Ray (actor restarts and task retries); nothing is written twice
+because only the driver writes, once per seed.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any, Callable
+
+from .errors import UserError
+
+log = logging.getLogger(__name__)
+
+
+def _ray() -> Any:
+    try:
+        import ray
+    except ImportError:
+        raise UserError('--ray needs Ray: pip install "instseg[ray]"') from None
+    return ray
+
+
+class _Worker:
+    """Holds a generator and detector; turns chunks of seeds into SeedResults."""
+
+    def __init__(self, ckpt: bytes, out_hw: tuple[int, int] | None, cfg: dict, categories: list[str]):
+        import torch
+
+        from .checkpoints import detect_and_load
+        from .config import RunConfig
+        from .runner import _detector, pick_device
+
+        self.cfg = RunConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in cfg.items()})
+        gpus = _ray().get_gpu_ids()
+        self.device = pick_device("cuda" if gpus else "cpu")
+        if self.device.type == "cpu":
+            torch.set_num_threads(1)  # one CPU slot per actor
+        G, _ = detect_and_load(ckpt, "generator")
+        if out_hw is not None and out_hw != G.out_hw:
+            import dataclasses
+
+            from .generator import Generator
+
+            cropped = Generator(dataclasses.replace(G.cfg, out_height=out_hw[0], out_width=out_hw[1]))
+            cropped.load_state_dict(G.state_dict())
+            G = cropped
+        self.G = G.eval().requires_grad_(False).to(self.device)
+        self.detector, _ = _detector(self.cfg, self.device)
+        self.categories = categories
+
+    def pid(self) -> int:
+        return os.getpid()
+
+    def process(self, chunk: list[int]) -> list:
+        from .runner import process_chunk
+
+        return process_chunk(self.G, self.detector, self.cfg, self.device, chunk, self.categories)
+
+
+def run_on_ray(address: str, workers: int, ckpt: bytes, out_hw: tuple[int, int] | None, cfg_dict: dict,
+               categories: list[str], chunks: list[list[int]], write: Callable[[list], None],
+               max_in_flight: int = 2) -> None:
+    """Process `chunks` on `workers` Ray actors; `write` gets each chunk's results on the driver."""
+    ray = _ray()
+    started = False
+    if not ray.is_initialized():
+        try:
+            if address == "local":
+                ray.init(num_cpus=max(workers, 1), include_dashboard=False, log_to_driver=False,
+                         logging_level=logging.WARNING)
+            else:
+                ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
+        except (ConnectionError, RuntimeError, ValueError) as e:
+            raise UserError(f"--ray {address}: cannot reach a Ray cluster ({str(e).splitlines()[0][:160]})") from None
+        started = True
+    try:
+        gpu = ray.cluster_resources().get("GPU", 0) >= 1
+        Actor = ray.remote(num_gpus=1 if gpu else 0, num_cpus=0 if gpu else 1, max_restarts=-1,
+                           max_task_retries=-1)(_Worker)
+        ckpt_ref = ray.put(ckpt)
+        actors = [Actor.remote(ckpt_ref, out_hw, cfg_dict, categories) for _ in range(workers)]
+        queue = list(chunks)
+        pending: dict[Any, Any] = {}
+        for a in actors:
+            for _ in range(max_in_flight):
+                if queue:
+                    pending[a.process.remote(queue.pop(0))] = a
+        while pending:
+            (ref,), _ = ray.wait(list(pending), num_returns=1)
+            actor = pending.pop(ref)
+            try:
+                results = ray.get(ref)
+            except ray.exceptions.RayError as e:
+                raise UserError(f"a Ray worker failed for good: {str(e).splitlines()[0][:200]}") from None
+            write(results)
+            if queue:
+                pending[actor.process.remote(queue.pop(0))] = actor
+    finally:
+        if started:
+            ray.shutdown()
