@@ -245,9 +245,13 @@ def convert(src: str, dst: str, half: bool) -> None:
               show_default=True, help="Also write the Ultralytics YOLO-seg layout to DIR/yolo with 'yolo'.")
 @_run_option("--device", "Where to compute: auto, cpu, cuda or cuda:N.", metavar="DEV")
 @_run_option("--batch", "Generator batch size.", metavar="B")
+@_run_option("--precision", "Generator arithmetic (fp16 on CUDA only); clustering stays fp32.",
+             type=click.Choice(C.PRECISIONS))
+@click.option("--compile", "compile_", is_flag=True, default=None,
+              help="torch.compile the synthesis layers (same results; for long GPU runs).")
 def run(gan: str, out: str, num_images: int | None, seeds: tuple[int, ...] | None, mix_from: str | None,
         shard: str | None, ray_address: str | None, workers: int, config_file: str | None, sets: tuple[str, ...],
-        formats: tuple[str, ...], **flags: Any) -> None:
+        formats: tuple[str, ...], compile_: bool | None, **flags: Any) -> None:
     """Make a COCO segmentation dataset from a generator."""
     import dataclasses
 
@@ -258,7 +262,7 @@ def run(gan: str, out: str, num_images: int | None, seeds: tuple[int, ...] | Non
 
     if num_images is not None and seeds is not None:
         raise UserError("give --num-images or --seeds, not both")
-    overrides = dict(flags)
+    overrides = dict(flags, compile=compile_ or None)
     if num_images is not None:
         overrides["seeds"] = tuple(range(num_images))
     if seeds is not None:

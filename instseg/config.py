@@ -14,6 +14,7 @@ import yaml
 from .errors import UserError
 
 NORMALIZATIONS = ("raw", "standardize", "l2")
+PRECISIONS = ("fp32", "fp16", "bf16")
 FOREGROUND_RULES = ("border", "center")
 INSTANCE_RULES = ("combined", "inside", "border", "center")
 METHODS = ("variants", "grabcut", "kmeans-rgb", "activations")
@@ -57,12 +58,14 @@ class RunConfig:
     min_area: int = 16  # instances smaller than this many pixels are dropped
     batch: int = 8  # generator batch size
     device: str = "auto"  # auto | cpu | cuda | cuda:N
+    precision: str = "fp32"  # generator arithmetic: fp32 | fp16 (CUDA only) | bf16; clustering stays fp32
+    compile: bool = False  # torch.compile the synthesis layers (same results; pays off on long GPU runs)
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
             v = getattr(self, f.name)
-            want = {"int": int, "float": (int, float), "str": str}.get(str(f.type))
-            if want and (isinstance(v, bool) or not isinstance(v, want)):
+            want = {"int": int, "float": (int, float), "str": str, "bool": bool}.get(str(f.type))
+            if want and ((isinstance(v, bool) and want is not bool) or not isinstance(v, want)):
                 raise UserError(f"{_flag(f.name)} must be {str(f.type)}, got {v!r}")
             if isinstance(v, float) and not math.isfinite(v):
                 raise UserError(f"{_flag(f.name)} must be a finite number, got {v}")
@@ -70,7 +73,7 @@ class RunConfig:
                 lo, hi = BOUNDS[f.name]
                 raise UserError(f"{_flag(f.name)} must lie in {_num(lo)}..{_num(hi)}, got {v}")
         for name, allowed in (("method", METHODS), ("normalize", NORMALIZATIONS), ("foreground", FOREGROUND_RULES),
-                              ("instance_rule", INSTANCE_RULES)):
+                              ("instance_rule", INSTANCE_RULES), ("precision", PRECISIONS)):
             if getattr(self, name) not in allowed:
                 raise UserError(f"{_flag(name)} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
         if not self.mix_from or min(self.mix_from) < 1:

@@ -1,13 +1,13 @@
 """Instances: which clusters of a box crop form the object, pasting back, and merging instances."""
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 import torch
 from torch import Tensor
 
 from .foreground import _ensure_both, border_rule
-
-from .config import INSTANCE_RULES
 
 
 def box_crop(box: np.ndarray, margin: float, hw: tuple[int, int]) -> tuple[int, int, int, int]:
@@ -27,14 +27,7 @@ def box_in_crop(box: np.ndarray, crop: tuple[int, int, int, int], work_hw: tuple
     return torch.tensor([(box[0] - cx0) * sx, (box[1] - cy0) * sy, (box[2] - cx0) * sx, (box[3] - cy0) * sy])
 
 
-def instance_clusters(labels: Tensor, box: Tensor, k: int, rule: str = "combined", inside_min: float = 0.7) -> Tensor:
-    """Pick the object's clusters in a crop label map [h, w] from box evidence -> bool [k].
-
-    inside:   most of the cluster's mass lies inside the box;
-    border:   the cluster rarely touches the crop border (the crop has a margin around the box);
-    center:   the cluster sits closer to the box centre than the crop does on average;
-    combined: inside and border together.
-    """
+def _box_stats(labels: Tensor, box: Tensor, k: int) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
     h, w = labels.shape
     ys = torch.arange(h, device=labels.device)[:, None] + 0.5
     xs = torch.arange(w, device=labels.device)[None] + 0.5
@@ -42,20 +35,48 @@ def instance_clusters(labels: Tensor, box: Tensor, k: int, rule: str = "combined
     flat = labels.flatten()
     size = torch.bincount(flat, minlength=k).float()
     inside_frac = torch.bincount(flat[inside.flatten()], minlength=k).float() / size.clamp_min(1)
-    if rule == "inside":
-        return _ensure_both((inside_frac >= inside_min) & (size > 0), inside_frac)
-    if rule == "border":
-        return border_rule(labels, k)
-    if rule == "center":
-        bc = ((box[0] + box[2]) / 2, (box[1] + box[3]) / 2)
-        sig2 = ((box[2] - box[0]) ** 2 + (box[3] - box[1]) ** 2).clamp_min(1) / 8
-        prior = torch.exp(-((xs - bc[0]) ** 2 + (ys - bc[1]) ** 2) / (2 * sig2)).expand(h, w)
-        mean_prior = torch.zeros(k).index_add_(0, flat.cpu(), prior.flatten().cpu()) / size.cpu().clamp_min(1)
-        return _ensure_both((mean_prior > prior.mean().cpu()) & (size.cpu() > 0), mean_prior).to(labels.device)
-    if rule == "combined":
-        not_bg = border_rule(labels, k)
-        return _ensure_both((inside_frac >= inside_min) & not_bg & (size > 0), inside_frac * not_bg)
-    raise ValueError(f"unknown instance rule {rule!r}; use one of {INSTANCE_RULES}")
+    return xs, ys, flat, size, inside_frac
+
+
+def inside_rule(labels: Tensor, box: Tensor, k: int, inside_min: float = 0.7) -> Tensor:
+    """Clusters with most of their mass inside the box."""
+    _, _, _, size, inside_frac = _box_stats(labels, box, k)
+    return _ensure_both((inside_frac >= inside_min) & (size > 0), inside_frac)
+
+
+def border_instance_rule(labels: Tensor, box: Tensor, k: int) -> Tensor:
+    """Clusters that rarely touch the crop border (the crop has a margin around the box)."""
+    return border_rule(labels, k)
+
+
+def center_instance_rule(labels: Tensor, box: Tensor, k: int) -> Tensor:
+    """Clusters closer to the box centre than the crop is on average (Gaussian prior)."""
+    h, w = labels.shape
+    xs, ys, flat, size, _ = _box_stats(labels, box, k)
+    bc = ((box[0] + box[2]) / 2, (box[1] + box[3]) / 2)
+    sig2 = ((box[2] - box[0]) ** 2 + (box[3] - box[1]) ** 2).clamp_min(1) / 8
+    prior = torch.exp(-((xs - bc[0]) ** 2 + (ys - bc[1]) ** 2) / (2 * sig2)).expand(h, w)
+    mean_prior = torch.zeros(k).index_add_(0, flat.cpu(), prior.flatten().cpu()) / size.cpu().clamp_min(1)
+    return _ensure_both((mean_prior > prior.mean().cpu()) & (size.cpu() > 0), mean_prior).to(labels.device)
+
+
+def combined_rule(labels: Tensor, box: Tensor, k: int, inside_min: float = 0.7) -> Tensor:
+    """Inside and border together."""
+    _, _, _, size, inside_frac = _box_stats(labels, box, k)
+    not_bg = border_rule(labels, k)
+    return _ensure_both((inside_frac >= inside_min) & not_bg & (size > 0), inside_frac * not_bg)
+
+
+InstanceRule = Callable[[Tensor, Tensor, int], Tensor]
+RULES: dict[str, InstanceRule] = {"combined": combined_rule, "inside": inside_rule, "border": border_instance_rule,
+                                  "center": center_instance_rule}
+
+
+def instance_clusters(labels: Tensor, box: Tensor, k: int, rule: str = "combined") -> Tensor:
+    """Pick the object's clusters in a crop label map [h, w] from box evidence -> bool [k]."""
+    if rule not in RULES:
+        raise ValueError(f"unknown instance rule {rule!r}; use one of {', '.join(RULES)}")
+    return RULES[rule](labels, box, k)
 
 
 def mask_iou(a: Tensor, b: Tensor) -> float:

@@ -19,7 +19,7 @@ def mix_ws(G: Generator, ws_src: Tensor, n: int, mix_from: tuple[int, ...], rng:
     """ws_src [1, num_ws, w_dim] -> [n, num_ws, w_dim]: variant i keeps ws_src[:, :c_i], c_i drawn from mix_from."""
     if max(mix_from) >= G.num_ws:
         raise ValueError(f"crossover {max(mix_from)} must be below num_ws={G.num_ws}")
-    z = torch.from_numpy(rng.randn(n, G.z_dim)).float().to(ws_src.device)
+    z = torch.from_numpy(rng.randn(n, G.z_dim)).to(ws_src.device, ws_src.dtype)
     c = torch.as_tensor(rng.choice(mix_from, size=n)).to(ws_src.device)
     ws_new = G.mapping(z, truncation_psi)  # [n, num_ws, w_dim]
     keep = torch.arange(G.num_ws, device=ws_src.device)[None] < c[:, None]  # [n, num_ws]

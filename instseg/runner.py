@@ -23,7 +23,7 @@ from .zoo import Progress, ResolvedGan, resolve_gan, sha256_file
 
 log = logging.getLogger(__name__)
 # Fields that do not change the result: a resumed run may change them freely.
-_FREE_FIELDS = ("seeds", "device", "batch")
+_FREE_FIELDS = ("seeds", "device", "batch", "compile")
 
 
 def pick_device(spec: str) -> torch.device:
@@ -99,6 +99,26 @@ def load_checked(gan: ResolvedGan, device: torch.device | str = "cpu") -> Genera
         raise
 
 
+def prepare_generator(G: Generator, cfg: RunConfig, device: torch.device) -> Generator:
+    """Apply --precision and --compile to a loaded generator."""
+    if cfg.precision == "fp16" and device.type != "cuda":
+        raise UserError("--precision fp16 runs on CUDA only; on a CPU use bf16 or fp32")
+    if cfg.precision != "fp32":
+        G = G.to({"fp16": torch.float16, "bf16": torch.bfloat16}[cfg.precision])
+    if cfg.compile:
+        import torch._dynamo
+
+        from .generator import SynthesisLayer, ToRGB
+
+        # every layer shares one forward: give dynamo a cache entry per layer shape, not its default 8
+        torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)
+
+        for m in G.modules():
+            if isinstance(m, (SynthesisLayer, ToRGB)):
+                m.compile(dynamic=False)
+    return G
+
+
 def validate_checkpoint(path: Path) -> None:
     """Download check: the file must load as a generator (a cut-short transfer does not)."""
     load_generator(path, "cpu")
@@ -119,7 +139,7 @@ def run(cfg: RunConfig, out: Path, on_seed: Callable[[int, bool], None] | None =
     """
     gan: ResolvedGan = resolve_gan(cfg.gan, cache, download_progress, validate=validate_checkpoint)
     device = pick_device(cfg.device)
-    G = load_checked(gan, device)
+    G = prepare_generator(load_checked(gan, device), cfg, device)
     if cfg.features not in G.feature_names or cfg.features == "labels":
         valid = [n for n in G.feature_names if n != "labels"]
         raise UserError(f"--features {cfg.features!r} is not a layer of this generator; valid: {', '.join(valid)}")

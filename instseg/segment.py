@@ -53,7 +53,8 @@ class ImageSegmentation:
 
 
 def source_ws(G: Generator, seed: int, truncation_psi: float, device: torch.device) -> Tensor:
-    return G.mapping(z_from_seed(seed, G.z_dim).to(device), truncation_psi)  # [1, num_ws, w_dim]
+    z = z_from_seed(seed, G.z_dim).to(device, G.mapping_net.w_avg.dtype)
+    return G.mapping(z, truncation_psi)  # [1, num_ws, w_dim]
 
 
 def cluster_regions(stacks: list[list[Tensor]], k: int, iters: int, tol: float, normalize: str,

@@ -141,3 +141,19 @@ def test_unknown_class_names_the_nearest_and_leaves_no_run(tiny_ckpt, tmp_path):
     assert r.exit_code == 0, r.output
     c = COCO(str(out / "annotations.json"))
     assert [x["name"] for x in c.dataset["categories"]] == ["horse"] and len(c.dataset["images"]) == 2
+
+
+def test_bf16_generator_masks_agree_with_fp32(tiny_ckpt, tmp_path):
+    """Reduced-precision synthesis (bf16 here; fp16 is the CUDA path) keeps the masks: mean IoU >= 0.9."""
+    masks = {}
+    for prec in ("fp32", "bf16"):
+        out = tmp_path / prec
+        r = _run(_base(tiny_ckpt, out) + ["--seeds", "0-3", "--precision", prec])
+        assert r.exit_code == 0, r.output
+        c = COCO(str(out / "annotations.json"))
+        masks[prec] = {c.imgs[a["image_id"]]["seed"]: c.annToMask(a).astype(bool) for a in c.dataset["annotations"]}
+    ious = [(masks["fp32"][s] & masks["bf16"][s]).sum() / max((masks["fp32"][s] | masks["bf16"][s]).sum(), 1)
+            for s in masks["fp32"] if s in masks["bf16"]]
+    assert ious and float(np.mean(ious)) >= 0.9, ious
+    r = CliRunner().invoke(main, _base(tiny_ckpt, tmp_path / "h") + ["--precision", "fp16", "--device", "cpu"])
+    assert r.exit_code == 2 and "CUDA only" in r.output

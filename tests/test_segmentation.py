@@ -92,3 +92,11 @@ def test_atomic_writes_get_normal_permissions(tmp_path):
         os.umask(old)
     assert stat.S_IMODE(os.stat(tmp_path / "x.json").st_mode) == 0o644  # not mkstemp's 0600
     assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_registries_match_the_config_choices():
+    from instseg import config, foreground, instances, segment
+
+    assert set(segment.METHODS) == set(config.METHODS)
+    assert set(instances.RULES) == set(config.INSTANCE_RULES)
+    assert set(foreground.RULES) == set(config.FOREGROUND_RULES)
