@@ -106,12 +106,12 @@ def prepare_generator(G: Generator, cfg: RunConfig, device: torch.device) -> Gen
     if cfg.precision != "fp32":
         G = G.to({"fp16": torch.float16, "bf16": torch.bfloat16}[cfg.precision])
     if cfg.compile:
-        import torch._dynamo
+        from torch._dynamo import config as dynamo_config
 
         from .generator import SynthesisLayer, ToRGB
 
         # every layer shares one forward: give dynamo a cache entry per layer shape, not its default 8
-        torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)
+        dynamo_config.cache_size_limit = max(dynamo_config.cache_size_limit, 64)
 
         for m in G.modules():
             if isinstance(m, (SynthesisLayer, ToRGB)):
