@@ -439,6 +439,37 @@ def toy_render(out: str, seeds: tuple[int, ...], size: int, world: str, yolo: bo
         click.echo(f"wrote {_export_yolo(Path(out), Path(out) / 'yolo')}")
 
 
+@toy.command("labels")
+@click.option("--gan", default="toy-shapes", show_default=True, metavar="NAME|PATH",
+              help="A generator with label channels (native format records their names).")
+@click.option("--seeds", type=SeedList(), required=True, metavar="LIST", help="Sample seeds, as for `instseg run`.")
+@click.option("--truncation-psi", type=FiniteFloat(-2, 2), default=0.7, show_default=True, metavar="PSI",
+              help="Truncation; use the run's so the images match.")
+@click.option("--min-area", type=click.IntRange(1, 1 << 24), default=1, show_default=True, metavar="PX",
+              help="Drop label components smaller than this.")
+@click.option("--out", required=True, type=OutPath(dir_okay=False), metavar="GT.json", help="Output COCO file.")
+def toy_labels(gan: str, seeds: tuple[int, ...], truncation_psi: float, min_area: int, out: str) -> None:
+    """Write the generator's own label channels for SEEDS as COCO instances (a reference for `instseg eval`)."""
+    from tqdm import tqdm
+
+    from .checkpoints import native_meta
+    from .io import atomic_write_json
+    from .runner import load_checked
+    from .toy.labels import sample_labels
+    from .zoo import resolve_gan
+
+    resolved = resolve_gan(gan)
+    G = load_checked(resolved)
+    try:
+        names = native_meta(resolved.path).get("label_names")
+    except Exception:  # not a native file: no names recorded  # noqa: BLE001
+        names = None
+    with tqdm(total=len(seeds), unit="img", desc="labels") as bar:
+        data = sample_labels(G, seeds, names, truncation_psi, min_area=min_area, on_seed=lambda _: bar.update())
+    atomic_write_json(out, data)
+    click.echo(f"wrote {out} ({len(data['annotations'])} instances)")
+
+
 def _check_device(device: str) -> str:
     from .runner import pick_device
 

@@ -1,0 +1,60 @@
+import json
+
+import numpy as np
+import torch
+from click.testing import CliRunner
+from pycocotools.coco import COCO
+
+from conftest import randomise, tiny_config
+from instseg.checkpoints import load_generator, save_native
+from instseg.cli import main
+from instseg.generator import Generator
+from instseg.segment import source_ws
+from instseg.toy.labels import label_masks
+
+
+def _label_copies_red(path):
+    """A generator whose one label channel is, by construction, its red channel: every ToRGB's
+    label row copies the red row. Its label mask is therefore known: red > 0."""
+    torch.manual_seed(0)
+    G = randomise(Generator(tiny_config(resolution=32, label_channels=1)))
+    with torch.no_grad():
+        for blk in G.blocks:
+            blk.torgb.weight[3] = blk.torgb.weight[0]
+            blk.torgb.bias[3] = blk.torgb.bias[0]
+    save_native(G, path, meta={"label_names": ["blob"]})
+    return G
+
+
+def test_label_masks_split_components_per_class():
+    lab = -np.ones((2, 8, 8), np.float32)
+    lab[0, 1:3, 1:3] = 1
+    lab[0, 5:7, 5:7] = 1
+    lab[1, 0, :] = 1
+    got = label_masks(lab)
+    assert [c for c, _ in got] == [0, 0, 1] and [int(m.sum()) for _, m in got] == [4, 4, 8]
+
+
+def test_toy_labels_writes_the_known_masks_as_coco_that_eval_reads(tmp_path):
+    G = _label_copies_red(tmp_path / "g.pt")
+    out = tmp_path / "gt.json"
+    r = CliRunner().invoke(main, ["toy", "labels", "--gan", str(tmp_path / "g.pt"), "--seeds", "3,7", "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    c = COCO(str(out))
+    assert [x["name"] for x in c.dataset["categories"]] == ["blob"]
+    assert sorted(im["id"] for im in c.dataset["images"]) == [4, 8]  # image id = seed + 1, as in a run
+    G = load_generator(tmp_path / "g.pt")
+    for seed in (3, 7):
+        with torch.no_grad():
+            red = G.synthesis(source_ws(G, seed, 0.7, torch.device("cpu")))[0][0, 0].numpy()
+        union = np.zeros_like(red, bool)
+        for a in c.loadAnns(c.getAnnIds(imgIds=[seed + 1])):
+            union |= c.annToMask(a).astype(bool)
+        assert np.array_equal(union, red > 0)
+    r = CliRunner().invoke(main, ["eval", "--pred", str(out), "--gt", str(out), "--json"])
+    assert r.exit_code == 0 and json.loads(r.output)["miou"] == 1.0
+
+
+def test_toy_labels_refuses_a_generator_without_label_channels(tiny_ckpt, tmp_path):
+    r = CliRunner().invoke(main, ["toy", "labels", "--gan", str(tiny_ckpt), "--seeds", "0", "--out", str(tmp_path / "x")])
+    assert r.exit_code == 2 and "no label channels" in r.output
