@@ -121,7 +121,7 @@ def _run_option(name: str, help: str, preset: bool = False, **kw: Any) -> Callab
     """A `run` option whose default, choices and bounds come from config.RunConfig."""
     field = name.lstrip("-").replace("-", "_")
     d = C.field_default(field)
-    shown = ",".join(map(str, d)) if isinstance(d, tuple) else d
+    shown = (",".join(map(str, d)) if isinstance(d, tuple) else d) or "none"
     if "type" not in kw and field in C.BOUNDS:
         kw["type"] = _bounded(field)
     return click.option(name, default=None, help=f"{help}  [default: {shown}{', or the preset' if preset else ''}]",
