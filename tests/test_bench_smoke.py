@@ -19,3 +19,15 @@ def test_accuracy_and_pipeline_benchmarks_smoke(tmp_path):
     assert "<!-- bench:accuracy -->" in md and "| variants |" in md and "| grabcut |" in md
     md = _bench(["bench/pipeline.py", "toy", "--images", "1"], tmp_path)
     assert "end to end" in md and "ratio end-to-end / variants" in md
+
+
+def test_downstream_quick_gives_the_table_shape(tmp_path):
+    """Table 3 in miniature, on a handful of images and one epoch: asserts the table's shape, not its values."""
+    md = _bench(["bench/downstream.py", "--quick"], tmp_path)
+    table = [l for l in md.splitlines() if l.startswith("| ")]
+    header, rows = table[0], table[1:]
+    assert "mask AP" in header and "trimap mIoU" in header and "train instances" in header
+    names = [r.split("|")[1].strip() for r in rows]
+    assert names[:5] == ["renderer (exact masks)", "variants (ours)", "grabcut", "kmeans-rgb", "activations"]
+    assert names[-1] == "GAN labels"
+    assert all(len(r.split("|")) == len(header.split("|")) for r in rows[:5])
