@@ -12,6 +12,7 @@ import click
 
 from . import config as C
 from .errors import UserError
+from .toy.render import WORLDS
 
 log = logging.getLogger("instseg")
 
@@ -423,7 +424,7 @@ def toy() -> None:
               help="Scene seeds, e.g. 0-999.")
 @click.option("--size", type=click.IntRange(16, 1024), default=64, show_default=True, metavar="PX",
               help="Image size.")
-@click.option("--world", type=click.Choice(["classic", "flat"]), default="classic", show_default=True,
+@click.option("--world", type=click.Choice(WORLDS), default="classic", show_default=True,
               help="Renderer world: classic (rotated, striped shapes) or flat (upright, anti-aliased).")
 @click.option("--yolo", is_flag=True, help="Also write the YOLO-seg layout to DIR/yolo.")
 def toy_render(out: str, seeds: tuple[int, ...], size: int, world: str, yolo: bool) -> None:
@@ -481,7 +482,7 @@ def _check_device(device: str) -> str:
               help="Training folder; an existing train-state.pt there is resumed.")
 @click.option("--iters", type=click.IntRange(1, 10_000_000), default=20000, show_default=True, metavar="N",
               help="Total iterations.")
-@click.option("--world", type=click.Choice(["classic", "flat"]), default="flat", show_default=True,
+@click.option("--world", type=click.Choice(WORLDS), default="flat", show_default=True,
               help="Renderer world to learn.")
 @click.option("--labels/--no-labels", default=True, show_default=True,
               help="Also draw one label channel per class (exact labels for every sample).")

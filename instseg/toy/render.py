@@ -10,7 +10,6 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 CLASSES = ("square", "triangle", "disc")
-WORLDS = ("classic", "flat")  # classic: rotated, striped shapes; flat: upright shapes, anti-aliased, learnable on CPU
 
 
 @dataclass(frozen=True)
@@ -63,65 +62,60 @@ def _rand_color(rng: np.random.Generator) -> tuple[float, float, float]:
     return tuple(float(v) for v in rng.uniform(0.05, 0.95, size=3))
 
 
+@dataclass(frozen=True)
+class World:
+    """How a world's scenes are drawn (ranges are fractions of the image size where they say so)."""
+
+    tex_amp: tuple[float, float]  # background pattern amplitude
+    tex_freq: tuple[float, float]  # its cycles per image
+    radius: tuple[float, float]  # object half-size, fraction of the image size
+    margin: float  # centres keep margin x radius from the border
+    min_contrast: float  # summed |object colour - background mean| over RGB
+    rotate: bool  # random angle (else upright)
+    shade: float  # lighting gradient amplitude
+    stripes: bool  # random stripes on half of the objects
+    min_visible: float  # share of an object left visible under later ones
+    tries: int
+    separate_classes: bool  # objects of one class never touch (class maps split into instances)
+
+
+WORLD_SPECS = {
+    "classic": World((0.0, 0.12), (1, 4), (0.13, 0.24), 0.8, 0.5, True, 0.3, True, 0.5, 10, False),
+    "flat": World((0.04, 0.12), (1, 3), (0.17, 0.26), 1.0, 0.6, False, 0.15, False, 0.6, 20, True),
+}
+
+WORLDS = tuple(WORLD_SPECS)  # classic: rotated, striped shapes; flat: upright, anti-aliased, learnable on CPU
+
+
 def sample_scene(seed: int, size: int = 64, max_objects: int = 3, world: str = "classic") -> Scene:
-    """A random scene, deterministic per seed."""
-    if world == "flat":
-        return _sample_flat(seed, size, max_objects)
-    if world != "classic":
+    """A random scene, deterministic per seed and world."""
+    if world not in WORLD_SPECS:
         raise ValueError(f"unknown toy world {world!r}; choose from {', '.join(WORLDS)}")
+    w = WORLD_SPECS[world]
     rng = np.random.default_rng(seed)
     bg_a, bg_b = _rand_color(rng), _rand_color(rng)
-    tex = (float(rng.uniform(0.0, 0.12)), float(rng.uniform(1, 4)), float(rng.uniform(1, 4)), float(rng.uniform(0, 6.3)))
+    tex = (float(rng.uniform(*w.tex_amp)), float(rng.uniform(*w.tex_freq)), float(rng.uniform(*w.tex_freq)),
+           float(rng.uniform(0, 6.3)))
     bg_mean = (np.array(bg_a) + np.array(bg_b)) / 2
     objects: list[ToyObject] = []
     for _ in range(int(rng.integers(1, max_objects + 1))):
-        for _try in range(10):
-            radius = float(rng.uniform(0.13, 0.24) * size)
+        for _try in range(w.tries):
+            radius = float(rng.uniform(*w.radius) * size)
             color = _rand_color(rng)
-            if np.abs(np.array(color) - bg_mean).sum() < 0.5:
+            if np.abs(np.array(color) - bg_mean).sum() < w.min_contrast:
                 continue
-            obj = ToyObject(
-                cls=int(rng.integers(len(CLASSES))),
-                cx=float(rng.uniform(radius * 0.8, size - radius * 0.8)),
-                cy=float(rng.uniform(radius * 0.8, size - radius * 0.8)),
-                radius=radius,
-                angle=float(rng.uniform(0, 2 * np.pi)),
-                color=color,
-                shade=(float(rng.uniform(-0.3, 0.3)), float(rng.uniform(-0.3, 0.3))),
-                stripes=(float(rng.uniform(0, 0.15) * (rng.random() < 0.5)), float(rng.uniform(5, 12) / size), float(rng.uniform(0, np.pi))),
-            )
-            trial = Scene(size, bg_a, bg_b, 0.0, tex, tuple(objects + [obj]))
-            if _all_visible(trial):
-                objects.append(obj)
-                break
-    return Scene(size, bg_a, bg_b, float(rng.uniform(0, 2 * np.pi)), tex, tuple(objects))
-
-
-def _sample_flat(seed: int, size: int, max_objects: int) -> Scene:
-    """The 'flat' world: upright shapes with flat colours and mild shading on a gradient with a
-    low-frequency texture. Objects of one class never touch, so class maps split into instances."""
-    rng = np.random.default_rng(seed)
-    bg_a, bg_b = _rand_color(rng), _rand_color(rng)
-    tex = (float(rng.uniform(0.04, 0.12)), float(rng.uniform(1, 3)), float(rng.uniform(1, 3)), float(rng.uniform(0, 6.3)))
-    bg_mean = (np.array(bg_a) + np.array(bg_b)) / 2
-    objects: list[ToyObject] = []
-    for _ in range(int(rng.integers(1, max_objects + 1))):
-        for _try in range(20):
-            radius = float(rng.uniform(0.17, 0.26) * size)
-            color = _rand_color(rng)
-            if np.abs(np.array(color) - bg_mean).sum() < 0.6:
+            cls = int(rng.integers(len(CLASSES)))
+            cx = float(rng.uniform(radius * w.margin, size - radius * w.margin))
+            cy = float(rng.uniform(radius * w.margin, size - radius * w.margin))
+            angle = float(rng.uniform(0, 2 * np.pi)) if w.rotate else 0.0
+            shade = (float(rng.uniform(-w.shade, w.shade)), float(rng.uniform(-w.shade, w.shade)))
+            stripes = ((float(rng.uniform(0, 0.15) * (rng.random() < 0.5)), float(rng.uniform(5, 12) / size),
+                        float(rng.uniform(0, np.pi))) if w.stripes else (0.0, 1.0, 0.0))
+            obj = ToyObject(cls, cx, cy, radius, angle, color, shade, stripes)
+            if w.separate_classes and any(o.cls == cls and (shape_mask(o, size) & shape_mask(
+                    replace(obj, radius=radius + 1.5), size)).any() for o in objects):
                 continue
-            obj = ToyObject(
-                cls=int(rng.integers(len(CLASSES))),
-                cx=float(rng.uniform(radius, size - radius)), cy=float(rng.uniform(radius, size - radius)),
-                radius=radius, angle=0.0, color=color,
-                shade=(float(rng.uniform(-0.15, 0.15)), float(rng.uniform(-0.15, 0.15))), stripes=(0.0, 1.0, 0.0),
-            )
-            grown = replace(obj, radius=radius + 1.5)
-            if any(o.cls == obj.cls and (shape_mask(o, size) & shape_mask(grown, size)).any() for o in objects):
-                continue
-            trial = Scene(size, bg_a, bg_b, 0.0, tex, tuple(objects + [obj]))
-            if _all_visible(trial, 0.6):
+            if _all_visible(Scene(size, bg_a, bg_b, 0.0, tex, tuple(objects + [obj])), w.min_visible):
                 objects.append(obj)
                 break
     return Scene(size, bg_a, bg_b, float(rng.uniform(0, 2 * np.pi)), tex, tuple(objects))
