@@ -33,3 +33,22 @@ def test_every_object_stays_mostly_visible():
         _, inst = render(scene)
         for i in range(len(scene.objects)):
             assert (inst == i + 1).sum() >= 20
+
+
+def test_flat_world_labels_cover_the_exact_masks_and_same_class_objects_never_touch():
+    from scipy import ndimage
+
+    from instseg.toy.render import CLASSES, class_coverage, instance_map, sample_scene
+
+    for seed in range(40):
+        scene = sample_scene(seed, 32, world="flat")
+        cov = class_coverage(scene)  # [3, H, W] visible share per class
+        inst = instance_map(scene)
+        assert cov.shape == (len(CLASSES), 32, 32) and cov.min() >= 0 and cov.sum(0).max() <= 1 + 1e-6
+        for c in range(len(CLASSES)):
+            exact = np.isin(inst, [i + 1 for i, o in enumerate(scene.objects) if o.cls == c])
+            soft = cov[c] > 0.5
+            edge = ndimage.binary_dilation(exact) & ~ndimage.binary_erosion(exact)
+            assert not ((exact ^ soft) & ~edge).any()  # they differ only on boundary pixels
+            _, n = ndimage.label(exact)
+            assert n == sum(o.cls == c for o in scene.objects)  # one component per instance
