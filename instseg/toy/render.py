@@ -76,7 +76,7 @@ class World:
     stripes: bool  # random stripes on half of the objects
     min_visible: float  # share of an object left visible under later ones
     tries: int
-    separate_classes: bool  # objects of one class never touch (class maps split into instances)
+    separate_classes: bool  # same-class objects never touch and none is cut in two: class maps split into instances
 
 
 WORLD_SPECS = {
@@ -115,7 +115,8 @@ def sample_scene(seed: int, size: int = 64, max_objects: int = 3, world: str = "
             if w.separate_classes and any(o.cls == cls and (shape_mask(o, size) & shape_mask(
                     replace(obj, radius=radius + 1.5), size)).any() for o in objects):
                 continue
-            if _all_visible(Scene(size, bg_a, bg_b, 0.0, tex, tuple(objects + [obj])), w.min_visible):
+            trial = Scene(size, bg_a, bg_b, 0.0, tex, tuple(objects + [obj]))
+            if _all_visible(trial, w.min_visible) and (not w.separate_classes or _all_connected(trial)):
                 objects.append(obj)
                 break
     return Scene(size, bg_a, bg_b, float(rng.uniform(0, 2 * np.pi)), tex, tuple(objects))
@@ -147,6 +148,14 @@ def render_antialiased(scene: Scene, supersample: int = 4) -> np.ndarray:
     """The scene's image averaged over supersample^2 points per pixel: [H, W, 3] uint8."""
     img = _render_float(_scaled(scene, supersample))
     return (np.clip(_box_down(img, supersample), 0, 1) * 255 + 0.5).astype(np.uint8)
+
+
+def _all_connected(scene: Scene) -> bool:
+    """Every object's visible part is one piece (an occluder never cuts an object in two)."""
+    from scipy import ndimage
+
+    inst = instance_map(scene)
+    return all(ndimage.label(inst == i + 1)[1] <= 1 for i in range(len(scene.objects)))
 
 
 def _all_visible(scene: Scene, min_share: float = 0.5) -> bool:
