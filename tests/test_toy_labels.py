@@ -58,3 +58,22 @@ def test_toy_labels_writes_the_known_masks_as_coco_that_eval_reads(tmp_path):
 def test_toy_labels_refuses_a_generator_without_label_channels(tiny_ckpt, tmp_path):
     r = CliRunner().invoke(main, ["toy", "labels", "--gan", str(tiny_ckpt), "--seeds", "0", "--out", str(tmp_path / "x")])
     assert r.exit_code == 2 and "no label channels" in r.output
+
+
+def test_crossover_table_runs_on_a_label_generator(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    _label_copies_red(tmp_path / "g.pt")
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "INSTSEG_BENCH_MD": str(tmp_path / "B.md")}
+    p = subprocess.run([sys.executable, "bench/crossover.py", "--gan", str(tmp_path / "g.pt"), "--seeds", "0-2",
+                        "--variants", "3"], cwd=root, env=env, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-1500:]
+    rows = [l for l in (tmp_path / "B.md").read_text().splitlines() if l.startswith("| ") and l[2].isdigit()]
+    assert len(rows) == 7  # crossovers 1..num_ws-1 of a 32 px generator (8 ws)
+    for r in rows:
+        iou, change = (float(v) for v in r.strip("|").split("|")[1:3])
+        assert 0 <= iou <= 1 and 0 <= change <= 1
