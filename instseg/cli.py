@@ -506,6 +506,27 @@ def toy_train_gan(resolution: str, device: str, **kw: Any) -> None:
     click.echo(f"wrote {path}")
 
 
+@toy.command("train-labels")
+@click.option("--gan", required=True, type=click.Path(exists=True, dir_okay=False), metavar="PATH",
+              help="The trained RGB generator (native format) whose images stay as they are.")
+@click.option("--out", default="toy-train/labels", show_default=True, type=OutPath(file_okay=False), metavar="DIR",
+              help="Training folder; an existing label-state.pt there is resumed.")
+@click.option("--iters", type=click.IntRange(1, 10_000_000), default=5000, show_default=True, metavar="N",
+              help="Total iterations.")
+@click.option("--world", type=click.Choice(WORLDS), default="flat", show_default=True, help="Renderer world.")
+@click.option("--device", default="cpu", show_default=True, metavar="DEV", help="cpu or cuda[:N].")
+@click.option("--threads", type=click.IntRange(0, 1024), default=0, show_default=True, metavar="T",
+              help="CPU threads (0: torch's).")
+def toy_train_labels(gan: str, out: str, iters: int, world: str, device: str, threads: int) -> None:
+    """Train label heads (one channel per class) on a frozen RGB generator; writes DIR/generator.pt."""
+    from .toy.train_labels import LabelTrainConfig, train_labels
+
+    logging.getLogger("instseg").setLevel(logging.INFO)
+    path = train_labels(LabelTrainConfig(gan=gan, out=out, iters=iters, world=world,
+                                         device=_check_device(device), threads=threads))
+    click.echo(f"wrote {path}")
+
+
 @toy.command("train-detector")
 @click.option("--out", default="toy-train/detector", show_default=True, type=OutPath(file_okay=False),
               metavar="DIR", help="Training folder.")

@@ -77,3 +77,28 @@ def test_crossover_table_runs_on_a_label_generator(tmp_path):
     for r in rows:
         iou, change = (float(v) for v in r.strip("|").split("|")[1:3])
         assert 0 <= iou <= 1 and 0 <= change <= 1
+
+
+def test_label_heads_train_without_touching_the_image_and_resume(tmp_path):
+    from instseg.checkpoints import native_meta
+    from instseg.toy.train_labels import LabelTrainConfig, train_labels
+
+    torch.manual_seed(0)
+    G = randomise(Generator(tiny_config(resolution=32)))
+    save_native(G, tmp_path / "rgb.pt")
+    cfg = LabelTrainConfig(gan=str(tmp_path / "rgb.pt"), out=str(tmp_path / "lab"), dataset_size=16, batch=4,
+                           iters=3, checkpoint_every=2)
+    path = train_labels(cfg)
+    L = load_generator(path)
+    assert L.cfg.label_channels == 3 and native_meta(path)["label_names"] == ["square", "triangle", "disc"]
+    ws = G.mapping(torch.randn(2, 8))
+    with torch.no_grad():
+        img, f = L.synthesis(ws, features=("labels",))
+        assert torch.allclose(img, G.synthesis(ws)[0], atol=1e-6)  # the image is frozen
+        assert f["labels"].shape == (2, 3, 32, 32)
+    before = f["labels"].clone()
+    train_labels(LabelTrainConfig(**{**cfg.__dict__, "iters": 5}))  # resumes at 3, runs 2 more
+    L2 = load_generator(path)
+    with torch.no_grad():
+        img2, f2 = L2.synthesis(ws, features=("labels",))
+    assert torch.allclose(img2, img, atol=1e-6) and not torch.equal(f2["labels"], before)
