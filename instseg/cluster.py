@@ -7,19 +7,23 @@ from scipy.optimize import linear_sum_assignment
 from torch import Tensor
 
 
-def _sqdist(x: Tensor, c: Tensor) -> Tensor:
-    return (x.square().sum(1, keepdim=True) - 2 * x @ c.t() + c.square().sum(1)[None]).clamp_min(0)  # [P, k]
+def _sqdist(x: Tensor, c: Tensor, x2: Tensor | None = None) -> Tensor:
+    """Squared distances [P, k]; `x2` = x.square().sum(1, keepdim=True) when the caller has it."""
+    x2 = x.square().sum(1, keepdim=True) if x2 is None else x2
+    return (x2 - 2 * x @ c.t() + c.square().sum(1)[None]).clamp_min(0)
 
 
 def kmeans_pp(x: Tensor, k: int, gen: torch.Generator) -> Tensor:
     """k-means++ seeding: each next centre drawn with probability proportional to D^2."""
     p = x.shape[0]
+    x2 = x.square().sum(1, keepdim=True)
     centers = [x[torch.randint(p, (1,), generator=gen, device=x.device)]]
-    d2 = _sqdist(x, centers[0])[:, 0]
+    d2 = _sqdist(x, centers[0], x2)[:, 0]
     for _ in range(1, k):
-        probs = d2 / d2.sum() if d2.sum() > 0 else torch.full_like(d2, 1 / p)
+        total = d2.sum()
+        probs = d2 / total if total > 0 else torch.full_like(d2, 1 / p)
         centers.append(x[torch.multinomial(probs, 1, generator=gen)])
-        d2 = torch.minimum(d2, _sqdist(x, centers[-1])[:, 0])
+        d2 = torch.minimum(d2, _sqdist(x, centers[-1], x2)[:, 0])
     return torch.cat(centers)
 
 
