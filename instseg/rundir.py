@@ -201,7 +201,6 @@ class RunDir:
             for key in ("info", "licenses"):
                 f.write(f'"{key}": {json.dumps(head[key])},\n')
             images, anns = _JsonList(f, "images"), _JsonList(f, "annotations", close=False)
-            buffered: list[dict] = []
             next_id = 1
             for s in seeds:
                 rec = self.record(s)
@@ -209,15 +208,9 @@ class RunDir:
                     continue
                 images.add(_with_licence(rec["image"], licence))
                 for a in rec["annotations"]:
-                    a = {k: v for k, v in a.items() if k != "id"}
-                    a["id"] = next_id
+                    anns.add({**{k: v for k, v in a.items() if k != "id"}, "id": next_id})
                     next_id += 1
-                    buffered.append(a)
-                if len(buffered) > 4096:  # keep memory flat: spill annotations to a side file
-                    anns.spill(buffered)
-                    buffered = []
             images.close()
-            anns.spill(buffered)
             anns.finish()
             f.write(f',\n"categories": {json.dumps(head["categories"])}\n}}\n')
         return self.annotations
@@ -228,27 +221,21 @@ def _with_licence(entry: dict, licence: dict | None) -> dict:
 
 
 class _JsonList:
-    """Writes `"name": [ ... ]` item by item. Annotations come after all images, so they are
-    spilled to a temp file and copied in at the end."""
+    """Writes `"name": [ ... ]` item by item. Annotations come after all images, so they go to a
+    temp file first and are copied in at the end (memory stays flat for any run size)."""
 
     def __init__(self, f: Any, name: str, close: bool = True):
+        import tempfile
+
         self.f, self.name, self.n = f, name, 0
+        self.side = None if close else tempfile.TemporaryFile("w+")
         if close:
             f.write(f'"{name}": [')
-            self.side = None
-        else:
-            import tempfile
-
-            self.side = tempfile.TemporaryFile("w+")
 
     def add(self, item: dict) -> None:
         out = self.f if self.side is None else self.side
         out.write(("," if self.n else "") + "\n" + json.dumps(item))
         self.n += 1
-
-    def spill(self, items: list[dict]) -> None:
-        for it in items:
-            self.add(it)
 
     def close(self) -> None:
         self.f.write("\n]")
