@@ -374,7 +374,13 @@ def load_generator(path: str | os.PathLike, device: str | torch.device = "cpu",
         data = path.read_bytes()
     except OSError as e:
         raise CheckpointError(f"cannot read {path}: {e.strerror}") from None
-    G, _ = detect_and_load(data, str(path))
+    return generator_from_bytes(data, str(path), device, out_hw)
+
+
+def generator_from_bytes(data: bytes, name: str = "checkpoint", device: str | torch.device = "cpu",
+                         out_hw: tuple[int, int] | None = None) -> Generator:
+    """`load_generator` for a checkpoint already in memory (e.g. shipped to Ray workers)."""
+    G, _ = detect_and_load(data, name)
     if out_hw is not None and out_hw != G.out_hw:
         cropped = Generator(dataclasses.replace(G.cfg, out_height=out_hw[0], out_width=out_hw[1]))
         cropped.load_state_dict(G.state_dict())

@@ -192,9 +192,7 @@ def convert(src: str, dst: str, half: bool) -> None:
     try:
         G, fmt = detect_and_load(gan.path.read_bytes(), str(gan.path))
     except UserError as e:
-        if gan.cached:
-            raise UserError(f"cached file {gan.path} does not load ({e}); delete it to download it again") from None
-        raise
+        raise gan.load_error(e) from None
     meta = {"converted_from": src, "source_format": fmt, "licence": gan.licence.name}
     if fmt == "native":  # keep e.g. the training record of a native file
         meta = {**torch_meta(gan.path), **meta}

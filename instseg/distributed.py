@@ -32,7 +32,7 @@ class _Worker:
     def __init__(self, ckpt: bytes, out_hw: tuple[int, int] | None, cfg: dict, categories: list[str]):
         import torch
 
-        from .checkpoints import detect_and_load
+        from .checkpoints import generator_from_bytes
         from .config import RunConfig
         from .runner import _detector, pick_device
 
@@ -41,16 +41,7 @@ class _Worker:
         self.device = pick_device("cuda" if gpus else "cpu")
         if self.device.type == "cpu":
             torch.set_num_threads(1)  # one CPU slot per actor
-        G, _ = detect_and_load(ckpt, "generator")
-        if out_hw is not None and out_hw != G.out_hw:
-            import dataclasses
-
-            from .generator import Generator
-
-            cropped = Generator(dataclasses.replace(G.cfg, out_height=out_hw[0], out_width=out_hw[1]))
-            cropped.load_state_dict(G.state_dict())
-            G = cropped
-        self.G = G.eval().requires_grad_(False).to(self.device)
+        self.G = generator_from_bytes(ckpt, "generator", self.device, out_hw)
         self.detector, _ = _detector(self.cfg, self.device)
         self.categories = categories
 

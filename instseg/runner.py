@@ -94,9 +94,7 @@ def load_checked(gan: ResolvedGan, device: torch.device | str = "cpu") -> Genera
     try:
         return load_generator(gan.path, device, (gan.preset.height, gan.preset.width) if gan.preset else None)
     except UserError as e:
-        if gan.cached:
-            raise UserError(f"cached file {gan.path} does not load ({e}); delete it to download it again") from None
-        raise
+        raise gan.load_error(e) from None
 
 
 def prepare_generator(G: Generator, cfg: RunConfig, device: torch.device) -> Generator:

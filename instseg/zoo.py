@@ -218,6 +218,12 @@ class ResolvedGan:
     def licence(self) -> Licence:
         return self.preset.licence if self.preset else UNKNOWN_LICENCE
 
+    def load_error(self, e: UserError) -> UserError:
+        """The error for a file that does not load: a cached one names the file to delete."""
+        if self.cached:
+            return UserError(f"cached file {self.path} does not load ({e}); delete it to download it again")
+        return e
+
 
 def resolve_gan(spec: str, cache: Path | None = None, progress: Progress | None = None,
                 validate: Validate | None = None, flag: str = "--gan") -> ResolvedGan:
