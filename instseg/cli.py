@@ -449,6 +449,8 @@ def toy_render(out: str, seeds: tuple[int, ...], size: int, world: str, yolo: bo
 @click.option("--out", required=True, type=OutPath(dir_okay=False), metavar="GT.json", help="Output COCO file.")
 def toy_labels(gan: str, seeds: tuple[int, ...], truncation_psi: float, min_area: int, out: str) -> None:
     """Write the generator's own label channels for SEEDS as COCO instances (a reference for `instseg eval`)."""
+    import pickle
+
     from tqdm import tqdm
 
     from .checkpoints import native_meta
@@ -461,7 +463,7 @@ def toy_labels(gan: str, seeds: tuple[int, ...], truncation_psi: float, min_area
     G = load_checked(resolved)
     try:
         names = native_meta(resolved.path).get("label_names")
-    except Exception:  # not a native file: no names recorded  # noqa: BLE001
+    except (RuntimeError, ValueError, AttributeError, pickle.UnpicklingError):  # not a native file: no names
         names = None
     with tqdm(total=len(seeds), unit="img", desc="labels") as bar:
         data = sample_labels(G, seeds, names, truncation_psi, min_area=min_area, on_seed=lambda _: bar.update())
