@@ -70,6 +70,7 @@ def merge(dirs: list[Path], out: Path) -> Path:
         raise UserError("--out must be a new folder, not one of the shards")
     rd.prepare()
     with rd.lock():
+        rd.clean_stale_temps()
         rd.begin(cid, lambda old: [] if _identity(old) == _identity(ref) else ["config"])
         seeds: list[int] = []
         seen: set[int] = set()

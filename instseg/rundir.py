@@ -111,6 +111,18 @@ class RunDir:
         finally:
             os.close(fd)  # closing releases the flock
 
+    def clean_stale_temps(self) -> int:
+        """Remove temp files a killed writer left (call with the lock held: no writer is active)."""
+        n = 0
+        for folder in [self.root, *(self.root / sub for sub in SUBDIRS)]:
+            for p in folder.glob(".*.tmp"):
+                try:
+                    p.unlink()
+                    n += 1
+                except OSError:
+                    pass
+        return n
+
     # run.json ---------------------------------------------------------------------------
     def read_run(self) -> dict | None:
         """run.json as a dict; None when missing or unreadable (the caller decides)."""

@@ -152,6 +152,8 @@ def run(cfg: RunConfig, out: Path, on_seed: Callable[[int, bool], None] | None =
     rd = RunDir(out)
     rd.prepare()
     with rd.lock():
+        if rd.clean_stale_temps():
+            log.info("removed temp files left by a killed run in %s", out)
         gan_sha = sha256_file(gan.path)
         cid = config_id({**_identity(cfg.to_dict()), "generator_sha256": gan_sha})
         old_seeds = rd.begin(cid, lambda old: _diff(old, cfg, gan_sha))

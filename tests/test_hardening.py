@@ -426,3 +426,13 @@ def test_a_full_disk_during_convert_gives_one_line(tiny_ckpt, tmp_path, monkeypa
     monkeypatch.setattr(torch, "save", _disk_full)
     _one_line_error(_invoke(["convert", tiny_ckpt, tmp_path / "x.pt"]), "No space left on device")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_resume_removes_temp_files_a_killed_writer_left(tiny_ckpt, tmp_path):
+    out = tmp_path / "run"
+    assert _invoke(_base(tiny_ckpt, out) + ["--num-images", "2"]).exit_code == 0
+    debris = [out / "variants" / ".3.png.abc123.tmp", out / "images" / ".1.png.x.tmp", out / ".run.json.y.tmp"]
+    for d in debris:
+        d.write_bytes(b"half")
+    assert _invoke(_base(tiny_ckpt, out) + ["--num-images", "2"]).exit_code == 0
+    assert not any(d.exists() for d in debris) and not list(out.rglob("*.tmp"))
