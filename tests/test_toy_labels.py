@@ -102,3 +102,17 @@ def test_label_heads_train_without_touching_the_image_and_resume(tmp_path):
     with torch.no_grad():
         img2, f2 = L2.synthesis(ws, features=("labels",))
     assert torch.allclose(img2, img, atol=1e-6) and not torch.equal(f2["labels"], before)
+
+
+def test_train_gan_with_label_channels_writes_and_resumes(tmp_path):
+    from instseg.checkpoints import native_meta
+    from instseg.toy.train_gan import TrainConfig, train
+
+    cfg = TrainConfig(out=str(tmp_path / "t"), resolution=16, channel_base=128, channel_max=16, d_channel_base=128,
+                      z_dim=16, w_dim=16, dataset_size=8, batch=4, iters=2, checkpoint_every=2, r1_every=2)
+    path = train(cfg)
+    G = load_generator(path)
+    assert G.cfg.label_channels == 3 and native_meta(path)["label_names"] == ["square", "triangle", "disc"]
+    assert torch.load(tmp_path / "t" / "train-state.pt", weights_only=True)["iter"] == 2
+    train(TrainConfig(**{**cfg.__dict__, "iters": 4}))
+    assert torch.load(tmp_path / "t" / "train-state.pt", weights_only=True)["iter"] == 4

@@ -155,6 +155,13 @@ def _label_noise(x: Tensor, std: float, img_channels: int) -> Tensor:
     return torch.cat([x[:, :img_channels], x[:, img_channels:] + noise], 1)
 
 
+def r1_penalty(D: nn.Module, real: Tensor, gamma: float) -> Tensor:
+    """gamma/2 * E|grad_x D(x)|^2 on real data (applied lazily: the caller scales it by the interval)."""
+    x = real.detach().requires_grad_(True)
+    (grad,) = torch.autograd.grad(D(x).sum(), x, create_graph=True)
+    return grad.square().sum(dim=[1, 2, 3]).mean() * (gamma / 2)
+
+
 def _mixed_ws(G: Generator, batch: int, mix_prob: float, device: torch.device) -> Tensor:
     z = torch.randn(batch, G.z_dim, device=device)
     ws = G.mapping(z)
@@ -218,9 +225,7 @@ def train(cfg: TrainConfig) -> Path:
             fake = _label_noise(_generate(G, _mixed_ws(G, cfg.batch, cfg.mix_prob, device)), cfg.label_noise, ic)
         loss_D = F.softplus(D(fake)).mean() + F.softplus(-D(real)).mean()
         if it % cfg.r1_every == 0:
-            real_r = real.detach().requires_grad_(True)
-            (grad,) = torch.autograd.grad(D(real_r).sum(), real_r, create_graph=True)
-            loss_D = loss_D + grad.square().sum(dim=[1, 2, 3]).mean() * (cfg.r1_gamma / 2) * cfg.r1_every
+            loss_D = loss_D + r1_penalty(D, real, cfg.r1_gamma) * cfg.r1_every
         opt_D.zero_grad(set_to_none=True)
         loss_D.backward()
         opt_D.step()

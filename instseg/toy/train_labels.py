@@ -21,7 +21,7 @@ from ..checkpoints import load_generator, save_native
 from ..generator import Generator
 from ..io import atomic_torch_save
 from .render import CLASSES
-from .train_gan import Discriminator, _mixed_ws, render_dataset
+from .train_gan import Discriminator, _mixed_ws, r1_penalty, render_dataset
 
 log = logging.getLogger(__name__)
 
@@ -113,9 +113,7 @@ def train_labels(cfg: LabelTrainConfig) -> Path:
         loss_D = (F.softplus(D(fake)).mean() + F.softplus(-D(real)).mean()
                   + (F.softplus(D(mismatched)).mean() if n_mis > 1 else 0))
         if it % cfg.r1_every == 0:
-            r = real.detach().requires_grad_(True)
-            (grad,) = torch.autograd.grad(D(r).sum(), r, create_graph=True)
-            loss_D = loss_D + grad.square().sum(dim=[1, 2, 3]).mean() * (cfg.r1_gamma / 2) * cfg.r1_every
+            loss_D = loss_D + r1_penalty(D, real, cfg.r1_gamma) * cfg.r1_every
         opt_D.zero_grad(set_to_none=True)
         loss_D.backward()
         opt_D.step()
