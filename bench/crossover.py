@@ -35,9 +35,9 @@ def crossover_stats(G: Generator, seeds: list[int], crossover: int, n: int = 8, 
         src_img, src = G.synthesis(ws, features=("labels",))
         var_img, var = G.synthesis(mix_ws(G, ws, n, (crossover,), variant_rng(seed), psi), features=("labels",))
         a, b = src["labels"] > 0, var["labels"] > 0  # [1, L, H, W], [n, L, H, W]
-        inter = (a & b).flatten(1).sum(1).float()
+        inter = (a & b).flatten(1).sum(1).float()  # class-aware: a pixel agrees only under the same class
         union = (a | b).flatten(1).sum(1).float()
-        ious += torch.where(union > 0, inter / union.clamp_min(1), torch.ones_like(union)).tolist()
+        ious += (inter / union.clamp_min(1)).tolist()
         changes.append(float((var_img - src_img).abs().mean() / 2))
     return float(np.mean(ious)), float(np.mean(changes))
 

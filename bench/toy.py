@@ -1,7 +1,10 @@
 """The toy world's own figures: detector mAP on held-out scenes, detection rate and sample quality of
 the GAN, plus the sample sheet docs/toy-world.png.
 
-    python bench/toy.py [--scenes 500] [--samples 1000]
+    python bench/toy.py [--gan toy-flat] [--scenes 500] [--samples 1000]
+
+The world (classic or flat) and size come from the generator's metadata; the detector is the
+preset's packaged YOLOv8n-seg. A generator with label channels adds their row to the sheet.
 """
 from __future__ import annotations
 
@@ -62,24 +65,40 @@ def frechet(a: np.ndarray, b: np.ndarray) -> float:
     return float(((mu1 - mu2) ** 2).sum() + np.trace(s1 + s2 - 2 * covmean))
 
 
-def sheet(G, path: Path) -> None:
-    """Row 1: renderer scenes; row 2: GAN samples; rows 3-4: style variants of two GAN samples."""
-    scale, pad = 3, 4
-    scenes = [render_seed(s)[0] for s in range(EVAL_SEEDS, EVAL_SEEDS + 8)]
+def label_rgb(labels: torch.Tensor) -> np.ndarray:
+    """Label channels [n, L, H, W] in [-1, 1] as colour pictures: class 1 red, 2 green, 3 blue."""
+    return to_uint8(labels[:, :3].clamp(-1, 1))
+
+
+def sheet(G, path: Path, world: str) -> None:
+    """Rows: renderer scenes; GAN samples; their label channels (if any); style variants of two samples
+    at the preset's crossover, each with its labels when the generator draws them."""
+    scale, pad = 192 // G.cfg.resolution, 4
+    size = G.cfg.resolution
+    scenes = [render_seed(s, size, world)[0] for s in range(EVAL_SEEDS, EVAL_SEEDS + 8)]
     samples = list(gan_images(G, list(range(8))))
-    rows = [scenes, samples]
-    for s in (0, 1):
-        ws = G.mapping(z_from_seed(s, G.z_dim), 0.7)
-        with torch.no_grad():
-            v = G.synthesis(mix_ws(G, ws, 7, (4, 5), variant_rng(s), 0.7))[0]
-        rows.append([samples[s]] + list(to_uint8(v)))
-    tile = 64 * scale
+    rows, names = [scenes, samples], [f"renderer seeds {EVAL_SEEDS}..+7", "GAN samples, seeds 0-7 (psi 0.7)"]
+    has_labels = bool(G.cfg.label_channels)
+    with torch.no_grad():
+        if has_labels:
+            ws = torch.cat([G.mapping(z_from_seed(s, G.z_dim), 0.7) for s in range(8)])
+            rows.append(list(label_rgb(G.synthesis(ws, features=("labels",))[1]["labels"])))
+            names.append("their label channels")
+        c = G.num_ws // 2
+        for s in (0, 1):
+            ws = G.mapping(z_from_seed(s, G.z_dim), 0.7)
+            img, f = G.synthesis(mix_ws(G, ws, 7, (c,), variant_rng(s), 0.7), features=("labels",) if has_labels else ())
+            rows.append([samples[s]] + list(to_uint8(img)))
+            names.append(f"seed {s} | 7 variants, c = {c}")
+            if has_labels:
+                src = G.synthesis(ws, features=("labels",))[1]["labels"]
+                rows.append(list(label_rgb(torch.cat([src, f["labels"]]))))
+                names.append(f"seed {s} | the variants' labels")
+    tile = size * scale
     W, H = 8 * (tile + pad) + 260, len(rows) * (tile + pad)
     canvas = Image.new("RGB", (W, H), "white")
     draw = ImageDraw.Draw(canvas)
-    labels = [f"renderer seeds {EVAL_SEEDS}..+7", "GAN samples, seeds 0-7 (psi 0.7)",
-              "seed 0 | 7 variants, c in {4,5}", "seed 1 | 7 variants, c in {4,5}"]
-    for r, (imgs, label) in enumerate(zip(rows, labels)):
+    for r, (imgs, label) in enumerate(zip(rows, names)):
         draw.text((4, r * (tile + pad) + tile // 2), label, fill="black")
         for c, im in enumerate(imgs):
             canvas.paste(Image.fromarray(im).resize((tile, tile), Image.NEAREST), (260 + c * (tile + pad), r * (tile + pad)))
@@ -87,18 +106,32 @@ def sheet(G, path: Path) -> None:
     canvas.save(path)
 
 
+def class_shares(dets, names: list[str], conf: float = 0.5) -> np.ndarray:
+    """Share of each class among the detections at `conf` or more."""
+    counts = np.zeros(len(names))
+    for d in dets:
+        for lab, sc in zip(d.labels, d.scores):
+            if sc >= conf:
+                counts[names.index(lab)] += 1
+    return counts / max(counts.sum(), 1)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--gan", default="toy-flat", help="a packaged toy preset: toy-shapes or toy-flat")
     ap.add_argument("--scenes", type=int, default=500)
     ap.add_argument("--samples", type=int, default=1000)
     args = ap.parse_args()
-    G = load_generator(resolve_gan("toy-shapes").path)
-    meta = torch.load(resolve_gan("toy-shapes").path, weights_only=True)["meta"]
-    det = YoloDetector(str(packaged_weights("toy-shapes")), conf=0.25, max_det=50)
+    gan = resolve_gan(args.gan).path
+    G = load_generator(gan)
+    meta = torch.load(gan, weights_only=True)["meta"]
+    world, size = meta.get("world", "classic"), G.cfg.resolution
+    det = YoloDetector(str(packaged_weights(args.gan)), conf=0.25, max_det=50)
+    names = list(det.class_names)
     with tempfile.TemporaryDirectory() as tmp:
-        gt_path = write_scenes(range(EVAL_SEEDS, EVAL_SEEDS + args.scenes), Path(tmp) / "scenes")
+        gt_path = write_scenes(range(EVAL_SEEDS, EVAL_SEEDS + args.scenes), Path(tmp) / "scenes", size, world=world)
         gt = json.loads(gt_path.read_text())
-        pred = pseudo_gt(Path(tmp) / "scenes", YoloDetector(str(packaged_weights("toy-shapes")), conf=0.001, max_det=50))  # AP: standard per-class NMS
+        pred = pseudo_gt(Path(tmp) / "scenes", YoloDetector(str(packaged_weights(args.gan)), conf=0.001, max_det=50))  # AP: standard per-class NMS
     segm = instance_scores(pred, gt, "segm")
     bbox = instance_scores(pred, gt, "bbox")
     samples = gan_images(G, list(range(100_000, 100_000 + args.samples)))
@@ -106,30 +139,40 @@ def main() -> None:
     confident = np.mean([len(d.scores) and d.scores.max() >= 0.5 for d in dets])
     any_det = np.mean([len(d.scores) > 0 for d in dets])
     n_per = np.mean([len(d.scores) for d in dets])
-    real_scenes = [render_seed(s) for s in range(EVAL_SEEDS + 10_000, EVAL_SEEDS + 10_000 + args.samples)]
+    real_scenes = [render_seed(s, size, world) for s in range(EVAL_SEEDS + 10_000, EVAL_SEEDS + 10_000 + args.samples)]
     real = np.stack([r[0] for r in real_scenes])
     objects_per_scene = np.mean([len(r[2]) for r in real_scenes])
-    real2 = np.stack([render_seed(s)[0] for s in range(EVAL_SEEDS + 20_000, EVAL_SEEDS + 20_000 + args.samples)])
+    real_dets = det(list(real))
+    real_confident = np.mean([len(d.scores) and d.scores.max() >= 0.5 for d in real_dets])
+    gan_share, real_share = class_shares(dets, names), class_shares(real_dets, names)
+    real2 = np.stack([render_seed(s, size, world)[0]
+                      for s in range(EVAL_SEEDS + 20_000, EVAL_SEEDS + 20_000 + args.samples)])
     f_real, f_real2, f_gan = yolo_features(det, real), yolo_features(det, real2), yolo_features(det, samples)
     fd, fd_floor = frechet(f_real, f_gan), frechet(f_real, f_real2)
-    sheet(G, ROOT / "docs" / "toy-world.png")
+    sheet(G, ROOT / "docs" / ("toy-world.png" if args.gan == "toy-flat" else f"{args.gan}-world.png"), world)
+    shares = " / ".join(f"{n} {g:.0%} vs {r:.0%}" for n, g, r in zip(names, gan_share, real_share))
     rows = [
         "| figure | value |", "|---|---:|",
         f"| toy detector mask AP / AP50 (held-out renderer scenes {EVAL_SEEDS}+, n={args.scenes}) | "
         f"{segm['ap']:.3f} / {segm['ap50']:.3f} |",
         f"| toy detector box AP / AP50 (same scenes) | {bbox['ap']:.3f} / {bbox['ap50']:.3f} |",
-        f"| GAN samples with >= 1 detection at conf >= 0.5 (n={args.samples}, psi 0.7) | {confident:.1%} |",
+        f"| GAN samples with >= 1 detection at conf >= 0.5 (n={args.samples}, psi 0.7; seeds 100000+) | "
+        f"{confident:.1%} |",
+        f"| renderer scenes with >= 1 detection at conf >= 0.5 | {real_confident:.1%} |",
         f"| GAN samples with any detection at conf >= 0.25 | {any_det:.1%} |",
         f"| detections per GAN sample (conf >= 0.25) / objects per renderer scene | {n_per:.2f} / "
         f"{objects_per_scene:.2f} |",
+        f"| class shares of detections at conf >= 0.5, GAN vs renderer | {shares} |",
+        f"| largest class-share gap (points) | {100 * np.abs(gan_share - real_share).max():.1f} |",
         f"| FD-YOLO, GAN vs renderer (n={args.samples} each) | {fd:.3f} |",
         f"| FD-YOLO, renderer vs renderer (the floor) | {fd_floor:.3f} |",
         f"| GAN training | {meta.get('iterations')} iterations, {meta.get('images_shown')} images shown |",
     ]
-    body = ("FD-YOLO: the Frechet distance between Gaussian fits of globally pooled SPPF features of the toy "
-            "YOLOv8n-seg backbone (trained on renderer scenes), the FID recipe with a feature extractor "
-            "that knows this world. Lower is better; two disjoint renderer sets give the floor.\n\n" + "\n".join(rows))
-    write_section("toy-world", "The toy world", body, torch.device("cpu"))
+    body = (f"`{args.gan}` ({world} world, {size}px). FD-YOLO: the Frechet distance between Gaussian fits of "
+            "globally pooled SPPF features of the toy YOLOv8n-seg backbone (trained on renderer scenes), the FID "
+            "recipe with a feature extractor that knows this world. Lower is better; two disjoint renderer sets "
+            "give the floor. Seeds here were never used for tuning.\n\n" + "\n".join(rows))
+    write_section(f"toy-world-{args.gan}", f"The toy world: {args.gan}", body, torch.device("cpu"))
 
 
 if __name__ == "__main__":

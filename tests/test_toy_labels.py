@@ -116,3 +116,27 @@ def test_train_gan_with_label_channels_writes_and_resumes(tmp_path):
     assert torch.load(tmp_path / "t" / "train-state.pt", weights_only=True)["iter"] == 2
     train(TrainConfig(**{**cfg.__dict__, "iters": 4}))
     assert torch.load(tmp_path / "t" / "train-state.pt", weights_only=True)["iter"] == 4
+
+
+def test_train_gan_time_budget_checkpoints_and_a_slim_state_resumes(tmp_path):
+    """--minutes stops early with a checkpoint; a state without optimisers or RNG (what a GPU lease
+    brings back) resumes with fresh Adam moments."""
+    from instseg.toy.train_gan import TrainConfig, train
+
+    cfg = TrainConfig(out=str(tmp_path / "t"), resolution=16, channel_base=128, channel_max=16, d_channel_base=128,
+                      z_dim=16, w_dim=16, dataset_size=8, batch=4, iters=1000, checkpoint_every=1000, r1_every=2,
+                      minutes=1e-6, workers=1)
+    train(cfg)
+    state = tmp_path / "t" / "train-state.pt"
+    st = torch.load(state, weights_only=True)
+    assert 1 <= st["iter"] < 1000  # stopped by the budget, not by iters
+    torch.save({k: st[k] for k in ("G", "D", "G_ema", "iter", "config")}, state)
+    train(TrainConfig(**{**cfg.__dict__, "minutes": 0.0, "iters": st["iter"] + 2}))
+    assert torch.load(state, weights_only=True)["iter"] == st["iter"] + 2
+
+
+def test_render_dataset_in_processes_matches_one_process():
+    from instseg.toy.train_gan import render_dataset
+
+    a = render_dataset(512, 16, world="flat", labels=True, workers=2)
+    assert torch.equal(a, render_dataset(512, 16, world="flat", labels=True, workers=1))

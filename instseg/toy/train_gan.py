@@ -13,7 +13,9 @@ from __future__ import annotations
 import copy
 import logging
 import math
+import os
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -56,6 +58,8 @@ class TrainConfig:
     threads: int = 0  # torch CPU threads; 0 keeps torch's default
     device: str = "cpu"
     seed: int = 0
+    minutes: float = 0.0  # stop (with a checkpoint) after this much wall clock; 0: no limit
+    workers: int = 0  # processes rendering the training scenes; 0: one per CPU core
 
 
 # ---------------------------------------------------------------------------------------
@@ -119,17 +123,40 @@ class Discriminator(nn.Module):
 # ---------------------------------------------------------------------------------------
 
 
-def render_dataset(n: int, size: int, first_seed: int = 1_000_000, world: str = "classic", labels: bool = False) -> Tensor:
-    """Rendered scenes as uint8 [n, 3 (+ len(CLASSES) label coverages), size, size]."""
+def _render_rows(first_seed: int, n: int, size: int, world: str, labels: bool) -> np.ndarray:
     rows = []
-    for i in range(n):
+    for seed in range(first_seed, first_seed + n):
         if not labels:
-            rows.append(render_seed(first_seed + i, size, world)[0])
+            rows.append(render_seed(seed, size, world)[0])
             continue
-        scene = sample_scene(first_seed + i, size, world=world)
+        scene = sample_scene(seed, size, world=world)
         cov = (class_coverage(scene).transpose(1, 2, 0) * 255 + 0.5).astype(np.uint8)
         rows.append(np.concatenate([render_antialiased(scene), cov], axis=2))
-    return torch.from_numpy(np.stack(rows)).permute(0, 3, 1, 2).contiguous()
+    return np.stack(rows)
+
+
+def render_dataset(n: int, size: int, first_seed: int = 1_000_000, world: str = "classic", labels: bool = False,
+                   workers: int = 1) -> Tensor:
+    """Rendered scenes as uint8 [n, 3 (+ len(CLASSES) label coverages), size, size]; `workers` processes (0: all cores)."""
+    workers = min(workers or os.cpu_count() or 1, max(1, n // 256))
+    if workers <= 1:
+        arr = _render_rows(first_seed, n, size, world, labels)
+    else:
+        step = -(-n // workers)
+        starts = list(range(0, n, step))
+        with ProcessPoolExecutor(workers) as ex:
+            parts = ex.map(_render_rows, [first_seed + s for s in starts], [min(step, n - s) for s in starts],
+                           [size] * len(starts), [world] * len(starts), [labels] * len(starts))
+            arr = np.concatenate(list(parts))
+    return torch.from_numpy(arr).permute(0, 3, 1, 2).contiguous()
+
+
+def fast_cuda(device: torch.device) -> None:
+    """TF32 matmuls and convolutions on CUDA: GAN training does not need fp32's last bits."""
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cudnn.benchmark = True
 
 
 def make_generator_config(cfg: TrainConfig) -> GeneratorConfig:
@@ -179,6 +206,7 @@ def train(cfg: TrainConfig) -> Path:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     device = torch.device(cfg.device)
+    fast_cuda(device)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
@@ -194,14 +222,17 @@ def train(cfg: TrainConfig) -> Path:
     if state_path.exists():
         st = torch.load(state_path, map_location=device, weights_only=True)
         for m, k in ((G, "G"), (D, "D"), (G_ema, "G_ema"), (opt_G, "opt_G"), (opt_D, "opt_D")):
-            m.load_state_dict(st[k])
+            if k in st:  # a slim state (no optimisers) restarts Adam's moments
+                m.load_state_dict(st[k])
         it = st["iter"]
-        torch.set_rng_state(st["rng"])
+        if "rng" in st:
+            torch.set_rng_state(st["rng"].cpu())
         log.info("resumed from %s at iteration %d", state_path, it)
     log.info("rendering %d training scenes at %dpx", cfg.dataset_size, cfg.resolution)
-    data = render_dataset(cfg.dataset_size, cfg.resolution, world=cfg.world, labels=cfg.labels)
+    data = render_dataset(cfg.dataset_size, cfg.resolution, world=cfg.world, labels=cfg.labels, workers=cfg.workers)
     ic = gcfg.img_channels
     t0, seen = time.time(), 0
+    deadline = t0 + cfg.minutes * 60 if cfg.minutes > 0 else math.inf
     while it < cfg.iters:
         idx = torch.randint(len(data), (cfg.batch,))
         real = data[idx].to(device).float() / 127.5 - 1
@@ -247,7 +278,8 @@ def train(cfg: TrainConfig) -> Path:
             if gcfg.label_channels:  # share of pixels labelled, fake vs real: catches the 'label is a dot' failure
                 cover = f"  labelled fake {(fake[:, ic:] > 0).float().mean():.3f} real {(real[:, ic:] > 0).float().mean():.3f}"
             log.info("iter %d  loss_G %.3f  loss_D %.3f  %.2f s/iter%s", it, loss_G.item(), loss_D.item(), dt, cover)
-        if it % cfg.checkpoint_every == 0 or it == cfg.iters:
+        out_of_time = time.time() > deadline
+        if it % cfg.checkpoint_every == 0 or it == cfg.iters or out_of_time:
             state = {"G": G.state_dict(), "D": D.state_dict(), "G_ema": G_ema.state_dict(),
                      "opt_G": opt_G.state_dict(), "opt_D": opt_D.state_dict(), "iter": it,
                      "rng": torch.get_rng_state(), "config": asdict(cfg)}
@@ -257,6 +289,9 @@ def train(cfg: TrainConfig) -> Path:
                 meta["label_names"] = list(CLASSES)
             save_native(G_ema, out / "generator.pt", meta=meta)
             log.info("checkpoint at iteration %d -> %s", it, out)
+        if out_of_time:
+            log.info("time budget of %.1f minutes spent at iteration %d", cfg.minutes, it)
+            break
     if not (out / "generator.pt").exists():  # resumed at or past cfg.iters
         save_native(G_ema, out / "generator.pt", meta={"iterations": it, "world": cfg.world})
     return out / "generator.pt"

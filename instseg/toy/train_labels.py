@@ -10,6 +10,7 @@ it is labels that fit the image they come with.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -21,7 +22,7 @@ from ..checkpoints import load_generator, save_native
 from ..generator import Generator
 from ..io import atomic_torch_save
 from .render import CLASSES
-from .train_gan import Discriminator, _mixed_ws, r1_penalty, render_dataset
+from .train_gan import Discriminator, _mixed_ws, fast_cuda, r1_penalty, render_dataset
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,8 @@ class LabelTrainConfig:
     threads: int = 0
     device: str = "cpu"
     seed: int = 0
+    minutes: float = 0.0  # stop (with a checkpoint) after this much wall clock; 0: no limit
+    workers: int = 0  # processes rendering the training scenes; 0: one per CPU core
 
 
 def with_label_heads(G: Generator, n: int) -> Generator:
@@ -79,6 +82,7 @@ def train_labels(cfg: LabelTrainConfig) -> Path:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     device = torch.device(cfg.device)
+    fast_cuda(device)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
@@ -95,8 +99,9 @@ def train_labels(cfg: LabelTrainConfig) -> Path:
         opt_G.load_state_dict(st["opt_G"]), opt_D.load_state_dict(st["opt_D"])
         it = st["iter"]
         log.info("resumed label heads at iteration %d", it)
-    data = render_dataset(cfg.dataset_size, G.cfg.resolution, world=cfg.world, labels=True)
+    data = render_dataset(cfg.dataset_size, G.cfg.resolution, world=cfg.world, labels=True, workers=cfg.workers)
     ic, t0, start = G.cfg.img_channels, time.time(), it
+    deadline = t0 + cfg.minutes * 60 if cfg.minutes > 0 else math.inf
     while it < cfg.iters:
         real = data[torch.randint(len(data), (cfg.batch,))].to(device).float() / 127.5 - 1
         G.eval()
@@ -123,11 +128,15 @@ def train_labels(cfg: LabelTrainConfig) -> Path:
             log.info("labels iter %d  loss_G %.3f  loss_D %.3f  labelled %.3f (real %.3f)  %.2f s/iter", it,
                      loss_G.item(), float(loss_D), share, (real[:, ic:] > 0).float().mean().item(),
                      (time.time() - t0) / (it - start))
-        if it % cfg.checkpoint_every == 0 or it == cfg.iters:
+        out_of_time = time.time() > deadline
+        if it % cfg.checkpoint_every == 0 or it == cfg.iters or out_of_time:
             atomic_torch_save({"G": G.state_dict(), "D": D.state_dict(), "opt_G": opt_G.state_dict(),
                                "opt_D": opt_D.state_dict(), "iter": it, "config": asdict(cfg)}, state_path)
             save_native(G, out / "generator.pt", meta={"label_names": list(CLASSES), "label_iterations": it,
                                                         "rgb_generator": str(cfg.gan), "world": cfg.world})
+        if out_of_time:
+            log.info("time budget of %.1f minutes spent at iteration %d", cfg.minutes, it)
+            break
     if not (out / "generator.pt").exists():
         save_native(G, out / "generator.pt", meta={"label_names": list(CLASSES), "label_iterations": it})
     return out / "generator.pt"
