@@ -1,7 +1,7 @@
 """Table 3 in miniature: train one fixed YOLOv8n-seg recipe on each label source, test every model on
 the same held-out renderer scenes with exact masks.
 
-    python bench/downstream.py [--m 2000] [--epochs 30] [--test 500] [--gan toy-shapes]
+    python bench/downstream.py [--m 2000] [--epochs 30] [--test 500] [--gan toy-flat]
     python bench/downstream.py --quick       # the same code on a handful of images and 1 epoch
 
 Rows: `renderer` (M renderer scenes, exact masks: the ceiling), then M GAN samples labelled by
@@ -86,7 +86,7 @@ def main() -> None:
     ap.add_argument("--m", type=int, default=2000, help="training images per row")
     ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--test", type=int, default=500, help="held-out renderer scenes")
-    ap.add_argument("--gan", default="toy-shapes")
+    ap.add_argument("--gan", default="toy-flat")
     ap.add_argument("--quick", action="store_true", help="8 images, 1 epoch, 8 test scenes: checks the code path")
     args = ap.parse_args()
     if args.quick:
@@ -95,21 +95,22 @@ def main() -> None:
     gan = resolve_gan(args.gan)
     G = load_generator(gan.path)
     size = G.out_hw[0]
-    imgsz = max(32, int(np.ceil(size / 32) * 32))
+    meta = native_meta(gan.path) if gan.path.suffix == ".pt" else {}
+    world = meta.get("world", "classic")  # test and renderer scenes come from the world the GAN learned
+    imgsz = max(64, int(np.ceil(size / 32) * 32))  # the toy detectors' training size; 32 px scenes upscaled
     rows, t0 = [], time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        gt_path = write_scenes(range(TEST_SEEDS, TEST_SEEDS + args.test), tmp / "test", size)
+        gt_path = write_scenes(range(TEST_SEEDS, TEST_SEEDS + args.test), tmp / "test", size, world=world)
         gt = json.loads(gt_path.read_text())
         sources: list[tuple[str, Path, dict | None]] = []
-        scenes = write_scenes(range(TRAIN_SCENES, TRAIN_SCENES + args.m), tmp / "renderer", size)
+        scenes = write_scenes(range(TRAIN_SCENES, TRAIN_SCENES + args.m), tmp / "renderer", size, world=world)
         sources.append(("renderer (exact masks)", tmp / "renderer", json.loads(scenes.read_text())))
         for m in METHODS:
             cfg = build_config(args.gan, {"seeds": tuple(range(args.m)), "method": m, "device": "cpu"})
             run(cfg, tmp / m)
             sources.append((f"{m}{' (ours)' if m == 'variants' else ''}", tmp / m, None))
         if G.cfg.label_channels:
-            meta = native_meta(gan.path) if gan.path.suffix == ".pt" else {}
             data = sample_labels(G, range(args.m), meta.get("label_names"))
             data["images"] = json.loads((tmp / "variants" / "annotations.json").read_text())["images"]
             atomic_write_json(tmp / "variants" / "gan-labels.json", data)
@@ -131,7 +132,7 @@ def main() -> None:
                      f"{r['train_s'] / 60:.1f} min |")
     if not G.cfg.label_channels:
         lines.append("| GAN labels | n/a: this generator draws no label channels | | | | | | | | |")
-    body = (f"Generator `{args.gan}` ({size} px); M = {args.m} training images per row, YOLOv8n-seg from its yaml, "
+    body = (f"Generator `{args.gan}` ({size} px, {world} world); M = {args.m} training images per row, YOLOv8n-seg from its yaml, "
             f"{args.epochs} epochs at imgsz {imgsz}, batch 32, seed 0; test: {args.test} renderer scenes "
             f"(seeds {TEST_SEEDS}+) with exact masks. AP from all predictions (conf >= 0.001); IoU from those with "
             f"conf >= {SEMANTIC_CONF}. Wall time {(time.perf_counter() - t0) / 60:.0f} min."

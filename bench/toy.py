@@ -52,6 +52,8 @@ def yolo_features(det: YoloDetector, images: np.ndarray) -> np.ndarray:
         with torch.no_grad():
             for i in range(0, len(images), 128):
                 x = torch.from_numpy(images[i:i + 128]).permute(0, 3, 1, 2).float() / 255
+                if x.shape[-1] != det.train_imgsz:  # the scale the detector was trained at (as its predict uses)
+                    x = torch.nn.functional.interpolate(x, size=det.train_imgsz, mode="bilinear", align_corners=False)
                 det.model.model(x)
     finally:
         hook.remove()
@@ -106,6 +108,33 @@ def sheet(G, path: Path, world: str) -> None:
     canvas.save(path)
 
 
+def label_agreement(G, det: YoloDetector, seeds: list[int], psi: float) -> tuple[float, float, int]:
+    """The toy detector's confident masks (conf >= 0.5) on GAN samples against the sample's own label
+    instances: (mean IoU with the best-matching label instance, share whose best match has the same
+    class, number of masks)."""
+    from instseg.toy.labels import label_masks
+
+    ious, same = [], []
+    names = list(det.class_names)
+    for s in seeds:
+        with torch.no_grad():
+            ws = G.mapping(z_from_seed(s, G.z_dim), psi)
+            img, f = G.synthesis(ws, noise_mode="const", features=("labels",))
+        labs = label_masks(f["labels"][0].numpy())
+        d, masks = det.segment([to_uint8(img)[0]])[0]
+        for lab, sc, m in zip(d.labels, d.scores, masks):
+            if sc < 0.5:
+                continue
+            best, cls = 0.0, -1
+            for c, lm in labs:
+                iou = (m & lm).sum() / max((m | lm).sum(), 1)
+                if iou > best:
+                    best, cls = iou, c
+            ious.append(best)
+            same.append(cls == names.index(lab))
+    return float(np.mean(ious)) if ious else float("nan"), float(np.mean(same)) if same else float("nan"), len(ious)
+
+
 def class_shares(dets, names: list[str], conf: float = 0.5) -> np.ndarray:
     """Share of each class among the detections at `conf` or more."""
     counts = np.zeros(len(names))
@@ -121,6 +150,7 @@ def main() -> None:
     ap.add_argument("--gan", default="toy-flat", help="a packaged toy preset: toy-shapes or toy-flat")
     ap.add_argument("--scenes", type=int, default=500)
     ap.add_argument("--samples", type=int, default=1000)
+    ap.add_argument("--psi", type=float, default=0.7, help="truncation of the GAN samples scored")
     args = ap.parse_args()
     gan = resolve_gan(args.gan).path
     G = load_generator(gan)
@@ -134,7 +164,7 @@ def main() -> None:
         pred = pseudo_gt(Path(tmp) / "scenes", YoloDetector(str(packaged_weights(args.gan)), conf=0.001, max_det=50))  # AP: standard per-class NMS
     segm = instance_scores(pred, gt, "segm")
     bbox = instance_scores(pred, gt, "bbox")
-    samples = gan_images(G, list(range(100_000, 100_000 + args.samples)))
+    samples = gan_images(G, list(range(100_000, 100_000 + args.samples)), args.psi)
     dets = det(list(samples))
     confident = np.mean([len(d.scores) and d.scores.max() >= 0.5 for d in dets])
     any_det = np.mean([len(d.scores) > 0 for d in dets])
@@ -149,14 +179,20 @@ def main() -> None:
                       for s in range(EVAL_SEEDS + 20_000, EVAL_SEEDS + 20_000 + args.samples)])
     f_real, f_real2, f_gan = yolo_features(det, real), yolo_features(det, real2), yolo_features(det, samples)
     fd, fd_floor = frechet(f_real, f_gan), frechet(f_real, f_real2)
-    sheet(G, ROOT / "docs" / ("toy-world.png" if args.gan == "toy-flat" else f"{args.gan}-world.png"), world)
+    if args.psi == 0.7:
+        sheet(G, ROOT / "docs" / ("toy-world.png" if args.gan == "toy-flat" else f"{args.gan}-world.png"), world)
+    agree = ""
+    if G.cfg.label_channels:
+        a_iou, a_cls, a_n = label_agreement(G, det, list(range(100_000, 100_000 + min(args.samples, 500))), args.psi)
+        agree = (f"| label channels vs the detector's confident masks (conf >= 0.5, n={a_n} masks): mean IoU with "
+                 f"the best-matching label instance / same class | {a_iou:.3f} / {a_cls:.1%} |")
     shares = " / ".join(f"{n} {g:.0%} vs {r:.0%}" for n, g, r in zip(names, gan_share, real_share))
     rows = [
         "| figure | value |", "|---|---:|",
         f"| toy detector mask AP / AP50 (held-out renderer scenes {EVAL_SEEDS}+, n={args.scenes}) | "
         f"{segm['ap']:.3f} / {segm['ap50']:.3f} |",
         f"| toy detector box AP / AP50 (same scenes) | {bbox['ap']:.3f} / {bbox['ap50']:.3f} |",
-        f"| GAN samples with >= 1 detection at conf >= 0.5 (n={args.samples}, psi 0.7; seeds 100000+) | "
+        f"| GAN samples with >= 1 detection at conf >= 0.5 (n={args.samples}, psi {args.psi}; seeds 100000+) | "
         f"{confident:.1%} |",
         f"| renderer scenes with >= 1 detection at conf >= 0.5 | {real_confident:.1%} |",
         f"| GAN samples with any detection at conf >= 0.25 | {any_det:.1%} |",
@@ -167,12 +203,13 @@ def main() -> None:
         f"| FD-YOLO, GAN vs renderer (n={args.samples} each) | {fd:.3f} |",
         f"| FD-YOLO, renderer vs renderer (the floor) | {fd_floor:.3f} |",
         f"| GAN training | {meta.get('iterations')} iterations, {meta.get('images_shown')} images shown |",
-    ]
+    ] + ([agree] if agree else [])
     body = (f"`{args.gan}` ({world} world, {size}px). FD-YOLO: the Frechet distance between Gaussian fits of "
             "globally pooled SPPF features of the toy YOLOv8n-seg backbone (trained on renderer scenes), the FID "
             "recipe with a feature extractor that knows this world. Lower is better; two disjoint renderer sets "
             "give the floor. Seeds here were never used for tuning.\n\n" + "\n".join(rows))
-    write_section(f"toy-world-{args.gan}", f"The toy world: {args.gan}", body, torch.device("cpu"))
+    tag = "" if args.psi == 0.7 else f"-psi{args.psi}"
+    write_section(f"toy-world-{args.gan}{tag}", f"The toy world: {args.gan}, psi {args.psi}", body, torch.device("cpu"))
 
 
 if __name__ == "__main__":

@@ -35,11 +35,14 @@ class YoloDetector:
             raise DetectorError(f"cannot load YOLO weights {weights!r}: {str(e).splitlines()[0][:200]}") from None
         self.class_names = [self.model.names[i] for i in sorted(self.model.names)]
         self.device, self.conf, self.max_det, self.imgsz = device, conf, max_det, imgsz
+        train_args = (getattr(self.model, "ckpt", None) or {}).get("train_args") or {}
+        sz = train_args.get("imgsz")
+        self.train_imgsz = sz if isinstance(sz, int) and sz > 0 else 32  # images smaller than this are upscaled
         self.agnostic_nms = agnostic_nms  # one box per object even when two classes both fire on it
 
     def _predict(self, images: Sequence[np.ndarray]) -> list:
         bgr = [np.ascontiguousarray(im[..., ::-1]) for im in images]  # Ultralytics reads arrays as BGR
-        imgsz = self.imgsz or max(32, int(np.ceil(max(images[0].shape[:2]) / 32) * 32))
+        imgsz = self.imgsz or max(self.train_imgsz, int(np.ceil(max(images[0].shape[:2]) / 32) * 32))
         import torch
 
         threads = torch.get_num_threads()
