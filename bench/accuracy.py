@@ -120,6 +120,11 @@ def ablation_list(gan: str) -> list[tuple[str, dict]]:
         ("repeats=3 (vote)", {"repeats": 3}),
         *[(f"instance_rule={r}", {"instance_rule": r}) for r in ("combined", "inside", "border", "center")
           if r != defaults["instance_rule"]],
+        # the single-setting winners joined (run with --only combined; skipped otherwise)
+        ("combined: k=2 + l2", {"k": 2, "normalize": "l2"}),
+        ("combined: k=2 + standardize", {"k": 2, "normalize": "standardize"}),
+        ("combined: k=2 + l2 + N=64", {"k": 2, "normalize": "l2", "variants": 64}),
+        ("combined: k=2 + l2 + mix_from=4", {"k": 2, "normalize": "l2", "mix_from": (4,)}),
     ]
 
 
@@ -128,7 +133,7 @@ def ablations(gan: str, seeds: tuple[int, ...], only: str | None) -> str:
     with tempfile.TemporaryDirectory() as tmp:
         refs: dict = {}
         for name, ov in ablation_list(gan):
-            if only and only not in name:
+            if (only and only not in name) or (not only and name.startswith("combined:")):
                 continue
             rows.append(row(name, measure(gan, ov, seeds, Path(tmp), refs)))
             print(rows[-1], flush=True)

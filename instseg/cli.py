@@ -495,6 +495,8 @@ def _check_device(device: str) -> str:
 @click.option("--device", default="cpu", show_default=True, metavar="DEV", help="cpu or cuda[:N].")
 @click.option("--threads", type=click.IntRange(0, 1024), default=0, show_default=True, metavar="T",
               help="CPU threads (0: torch's).")
+@click.option("--minutes", type=FiniteFloat(0, 1e6), default=0.0, show_default=True, metavar="M",
+              help="Stop with a checkpoint after M minutes of training (0: no limit); run again to resume.")
 def toy_train_gan(resolution: str, device: str, **kw: Any) -> None:
     """Train (or resume) the toy StyleGAN2; writes DIR/generator.pt in the native format."""
     from .toy.train_gan import TrainConfig, train
@@ -517,13 +519,15 @@ def toy_train_gan(resolution: str, device: str, **kw: Any) -> None:
 @click.option("--device", default="cpu", show_default=True, metavar="DEV", help="cpu or cuda[:N].")
 @click.option("--threads", type=click.IntRange(0, 1024), default=0, show_default=True, metavar="T",
               help="CPU threads (0: torch's).")
-def toy_train_labels(gan: str, out: str, iters: int, world: str, device: str, threads: int) -> None:
+@click.option("--minutes", type=FiniteFloat(0, 1e6), default=0.0, show_default=True, metavar="M",
+              help="Stop with a checkpoint after M minutes of training (0: no limit); run again to resume.")
+def toy_train_labels(gan: str, out: str, iters: int, world: str, device: str, threads: int, minutes: float) -> None:
     """Train label heads (one channel per class) on a frozen RGB generator; writes DIR/generator.pt."""
     from .toy.train_labels import LabelTrainConfig, train_labels
 
     logging.getLogger("instseg").setLevel(logging.INFO)
     path = train_labels(LabelTrainConfig(gan=gan, out=out, iters=iters, world=world,
-                                         device=_check_device(device), threads=threads))
+                                         device=_check_device(device), threads=threads, minutes=minutes))
     click.echo(f"wrote {path}")
 
 
@@ -535,8 +539,12 @@ def toy_train_labels(gan: str, out: str, iters: int, world: str, device: str, th
 @click.option("--epochs", type=click.IntRange(1, 10_000), default=30, show_default=True, metavar="E", help="Epochs.")
 @click.option("--imgsz", type=click.IntRange(32, 2048), default=64, show_default=True, metavar="PX",
               help="Training image size (a multiple of 32).")
+@click.option("--world", type=click.Choice(WORLDS), default="classic", show_default=True,
+              help="Renderer world of the training scenes.")
+@click.option("--size", type=click.IntRange(16, 1024), default=64, show_default=True, metavar="PX",
+              help="Rendered scene size (smaller scenes are upscaled to --imgsz in training).")
 @click.option("--device", default="cpu", show_default=True, metavar="DEV", help="cpu or a CUDA index.")
-def toy_train_detector(out: str, scenes: int, epochs: int, imgsz: int, device: str) -> None:
+def toy_train_detector(out: str, scenes: int, epochs: int, imgsz: int, world: str, size: int, device: str) -> None:
     """Train the toy YOLOv8n-seg from its yaml on rendered scenes; writes DIR/toy-shapes-yolo.pt."""
     from .toy.train_detector import train
 
@@ -544,7 +552,7 @@ def toy_train_detector(out: str, scenes: int, epochs: int, imgsz: int, device: s
         raise UserError(f"--imgsz must be a multiple of 32, got {imgsz}")
     if device not in ("cpu",) and not device.isdigit():
         raise UserError(f"--device {device!r}: use cpu or a CUDA index such as 0")
-    click.echo(f"wrote {train(Path(out), scenes, epochs, imgsz, device=device)}")
+    click.echo(f"wrote {train(Path(out), scenes, epochs, imgsz, size=size, device=device, world=world)}")
 
 
 if __name__ == "__main__":

@@ -44,3 +44,25 @@ def test_instances_end_to_end_for_one_class(tmp_path):
         assert 0 < a["score"] <= 1 and 0 < a["det_score"] <= 1 and a["iscrowd"] == 0
     assert (out / "yolo" / "data.yaml").exists()
     assert json.loads((out / "run.json").read_text())["config"]["classes"] == ["disc"]
+
+
+def test_toy_flat_ships_a_generator_that_draws_its_labels_and_a_detector_at_its_training_size():
+    from instseg.checkpoints import native_meta
+    from instseg.toy.render import render_seed
+
+    p = presets()["toy-flat"]
+    path = resolve_gan("toy-flat").path
+    assert path.stat().st_size <= 5 * 2**20  # the shipped generator stays <= 5 MB
+    meta = native_meta(path)
+    assert meta["world"] == "flat" and meta["label_names"] == list(p.classes)
+    G = load_generator(path)
+    assert G.cfg.label_channels == 3 and G.num_ws == p.num_ws and G.out_hw == (p.height, p.width)
+    det = load_detector(p.detector, conf=0.5)
+    assert det.class_names == list(p.classes) and det.train_imgsz == 64
+    # renderer scenes are 32 px; the detector was trained at 64 and must see them upscaled to find them
+    found = 0
+    for seed in range(3_000_000, 3_000_010):
+        img, _, classes = render_seed(seed, 32, "flat")
+        d = det([img])[0]
+        found += bool(len(d.scores)) and {p.classes[c] for c in classes} >= set(d.labels)
+    assert found >= 9
