@@ -225,6 +225,8 @@ def convert(src: str, dst: str, half: bool) -> None:
 @_run_option("--mix-from", "Crossover(s) c: ws[:c] kept, ws[c:] redrawn; one drawn per variant.", preset=True,
              metavar="C[,C..]")
 @_run_option("--k", "k-means clusters.", metavar="K")
+@_run_option("--box-k", "k-means clusters inside a detector box's crop (0: the same as --k).", preset=True,
+             metavar="K")
 @_run_option("--features", "Clustered features: 'rgb' or a synthesis layer such as b32.conv1.",
              metavar="rgb|LAYER")
 @_run_option("--normalize", "Per-pixel normalisation of the N*C values.", type=click.Choice(C.NORMALIZATIONS))

@@ -25,7 +25,7 @@ MAX_SEED = 2**32 - 2  # NVIDIA's z per seed uses RandomState(seed), which takes 
 
 # Inclusive (low, high) bounds of the numeric fields; every float must also be finite.
 BOUNDS: dict[str, tuple[float, float]] = {
-    "variants": (2, 1024), "k": (2, 32), "kmeans_iters": (1, 10_000), "kmeans_tol": (0, 1), "repeats": (1, 32),
+    "variants": (2, 1024), "k": (2, 32), "box_k": (0, 32), "kmeans_iters": (1, 10_000), "kmeans_tol": (0, 1), "repeats": (1, 32),
     "truncation_psi": (-2, 2), "work_res": (4, 4096), "conf": (0, 1), "max_det": (1, 1000),
     "box_margin": (0, 2), "nms_iou": (0, 1), "min_area": (0, 1 << 24), "batch": (1, 1024),
 }
@@ -42,7 +42,8 @@ class RunConfig:
     features: str = "rgb"  # "rgb" or a synthesis layer name such as "b32.conv1"
     work_res: int = 128  # longest side at which pixels are clustered (capped by the image)
     normalize: str = "raw"  # per-pixel normalisation over the N*C values: raw | standardize | l2
-    k: int = 3  # clusters
+    k: int = 3  # clusters (whole image)
+    box_k: int = 0  # clusters inside a detector box's crop; 0: the same as k
     kmeans_iters: int = 100
     kmeans_tol: float = 1e-4
     repeats: int = 1  # k-means repeats with fresh variants, combined by per-pixel majority vote
@@ -76,6 +77,8 @@ class RunConfig:
                               ("instance_rule", INSTANCE_RULES), ("precision", PRECISIONS)):
             if getattr(self, name) not in allowed:
                 raise UserError(f"{_flag(name)} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
+        if self.box_k == 1:
+            raise UserError("--box-k must be 0 (same as --k) or at least 2, got 1")
         if not self.mix_from or min(self.mix_from) < 1:
             raise UserError(f"--mix-from needs crossover indices >= 1, got {self.mix_from}")
         if not self.seeds:

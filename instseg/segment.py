@@ -58,14 +58,16 @@ def source_ws(G: Generator, seed: int, truncation_psi: float, device: torch.devi
 
 
 def cluster_regions(stacks: list[list[Tensor]], k: int, iters: int, tol: float, normalize: str,
-                    image_seed: int) -> list[tuple[Tensor, Tensor]]:
+                    image_seed: int, first_region: int = 0) -> list[tuple[Tensor, Tensor]]:
     """stacks[region][repeat] = [N, C, h, w] -> per region (labels [h, w], margin [h, w]).
 
     Every region and repeat of the image goes into one batched k-means; repeats are merged by
-    a per-pixel majority vote. Seeds come from (image seed, region, repeat) via SeedSequence."""
+    a per-pixel majority vote. Seeds come from (image seed, first_region + region, repeat) via SeedSequence."""
+    if not stacks:
+        return []
     feats = [[pixel_features(st, normalize) for st in reps] for reps in stacks]
     flat = [x for reps in feats for x in reps]
-    seeds = [kmeans_seed(image_seed, i, r) for i, reps in enumerate(feats) for r in range(len(reps))]
+    seeds = [kmeans_seed(image_seed, first_region + i, r) for i, reps in enumerate(feats) for r in range(len(reps))]
     results = iter(kmeans_batch(flat, k, iters, tol, seeds))
     out = []
     for reps, st in zip(feats, stacks):
@@ -162,12 +164,18 @@ def _variants_method(G: Generator, seed: int, ws: Tensor, image: Tensor, boxes: 
             preview_out.append(stacks[0][0][:4] if feature == "rgb"
                                else variant_stacks(G, ws_var[:4], "rgb", [(None, whole_hw)], cfg.batch, shared)[0])
     clock.lap("generate")
-    clustered = cluster_regions(stacks, cfg.k, cfg.kmeans_iters, cfg.kmeans_tol, normalize, seed)
+    box_k = cfg.box_k or cfg.k
+    if box_k == cfg.k:
+        clustered = cluster_regions(stacks, cfg.k, cfg.kmeans_iters, cfg.kmeans_tol, normalize, seed)
+    else:  # a box crop holds one object and its surroundings: it may want fewer clusters than the whole image
+        clustered = cluster_regions(stacks[:1], cfg.k, cfg.kmeans_iters, cfg.kmeans_tol, normalize, seed)
+        clustered += cluster_regions(stacks[1:], box_k, cfg.kmeans_iters, cfg.kmeans_tol, normalize, seed, 1)
     labels, conf = clustered[0]
     fg = RULES[cfg.foreground](labels, cfg.k)
-    masks = [box_mask(lab, c, box, crop, (H, W), cfg.k, cfg.instance_rule)
+    masks = [box_mask(lab, c, box, crop, (H, W), box_k, cfg.instance_rule)
              for (lab, c), box, crop in zip(clustered[1:], boxes, crops)]
-    settings.update(k=cfg.k, foreground=cfg.foreground, instance_rule=cfg.instance_rule, box_margin=cfg.box_margin)
+    settings.update(k=cfg.k, box_k=box_k, foreground=cfg.foreground, instance_rule=cfg.instance_rule,
+                    box_margin=cfg.box_margin)
     return labels, fg, conf, masks, settings
 
 

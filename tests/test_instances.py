@@ -53,3 +53,28 @@ def test_mask_nms_drops_duplicates_and_contested_pixels_go_to_the_higher_score()
 def test_box_crop_is_clipped_and_grown():
     assert box_crop(np.array([10, 10, 30, 20]), 0.5, (32, 64)) == (0, 5, 40, 25)
     assert box_crop(np.array([0, 0, 64, 32]), 0.2, (32, 64)) == (0, 0, 64, 32)
+
+
+def test_box_k_reclusters_only_the_boxes_and_is_recorded(tiny_ckpt):
+    from dataclasses import replace
+
+    import pytest
+
+    from detectors import Detections
+    from instseg.checkpoints import load_generator
+    from instseg.errors import UserError
+    from instseg.segment import segment_image
+
+    G = load_generator(tiny_ckpt)
+    det = Detections(np.array([[4, 4, 20, 22]], np.float32), np.array([0.9], np.float32), ["object"])
+    cfg = RunConfig(gan=str(tiny_ckpt), k=3, variants=6, mix_from=(3,), work_res=32, min_area=0, classes=("object",))
+    dev = torch.device("cpu")
+    same = segment_image(G, 5, cfg, dev, detections=det)
+    two = segment_image(G, 5, replace(cfg, box_k=2), dev, detections=det)
+    assert torch.equal(same.labels, two.labels)  # the whole image keeps k=3 and its k-means seed
+    assert int(same.labels.max()) == 2
+    assert same.settings["box_k"] == 3 and two.settings["box_k"] == 2
+    assert torch.equal(segment_image(G, 5, replace(cfg, box_k=3), dev, detections=det).instances[0].mask,
+                       same.instances[0].mask)
+    with pytest.raises(UserError, match="box-k"):
+        RunConfig(box_k=1)
