@@ -16,7 +16,11 @@ def _bench(args, tmp_path):
 
 def test_accuracy_and_pipeline_benchmarks_smoke(tmp_path):
     md = _bench(["bench/accuracy.py", "accuracy", "--seeds", "20000-20001"], tmp_path)
-    assert "<!-- bench:accuracy -->" in md and "| variants |" in md and "| grabcut |" in md
+    assert "<!-- bench:accuracy -->" in md and "mask AP (labels)" in md and "mask AP (yolo)" in md
+    rows = [line.split("|")[1].strip() for line in md.splitlines() if line.startswith("| ") and "," in line]
+    for m in ("variants (ours)", "grabcut", "kmeans-rgb", "activations"):
+        assert f"{m}, per instance" in rows
+    assert sum(r.endswith("whole image fg/bg") for r in rows) == 4
     md = _bench(["bench/pipeline.py", "toy", "--images", "1"], tmp_path)
     assert "end to end" in md and "ratio end-to-end / variants" in md
 

@@ -184,8 +184,8 @@ def test_models_json_lists_every_preset_with_nvidia_urls(tmp_path, monkeypatch):
     for name, p in rows.items():
         assert set(p) >= {"name", "urls", "resolution", "num_ws", "format", "licence", "classes", "detector", "cached"}
         assert all(u.startswith(NVIDIA_PREFIXES) for u in p["urls"]), name
-        assert p["urls"] or name == "toy-shapes"
-        assert p["licence"]["commercial"] == (name == "toy-shapes")
+        assert p["urls"] or name in ("toy-shapes", "toy-flat")
+        assert p["licence"]["commercial"] == name.startswith("toy-")
         assert p["num_ws"] == 2 * (max(p["resolution"]).bit_length() - 1) - 2
     for face in ("ffhq", "celebahq", "metfaces"):
         assert rows[face]["detector"] is None and rows[face]["classes"] == [] and rows[face]["category"] == "face"
