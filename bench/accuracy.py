@@ -22,6 +22,7 @@ import torch  # noqa: E402
 
 from bench.common import write_section  # noqa: E402
 from detectors.yolo import YoloDetector, packaged_weights  # noqa: E402
+from instseg.baselines import default_activation_layer  # noqa: E402
 from instseg.checkpoints import load_generator, native_meta  # noqa: E402
 from instseg.config import build_config, parse_seeds  # noqa: E402
 from instseg.evaluate import evaluate  # noqa: E402
@@ -94,6 +95,11 @@ def accuracy(gan: str, seeds: tuple[int, ...]) -> str:
         for m in METHODS:
             rows.append(row(f"{m}{' (ours)' if m == 'variants' else ''}, per instance", measure(gan, {"method": m}, seeds, Path(tmp), refs)))
             print(rows[-1], flush=True)
+        # candidate: our variant stack of the activation layer the activations baseline clusters
+        layer = default_activation_layer(load_generator(resolve_gan(gan).path).feature_names)
+        rows.append(row(f"variants, features={layer} (candidate), per instance",
+                        measure(gan, {"features": layer}, seeds, Path(tmp), refs)))
+        print(rows[-1], flush=True)
         for m in METHODS:  # whole image: one fg/bg mask per image (AP is per class, so it means nothing here)
             r = measure(gan, {"method": m, "detector": "none"}, seeds, Path(tmp), refs)
             rows.append(row(f"{m}, whole image fg/bg", r))
