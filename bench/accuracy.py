@@ -124,6 +124,7 @@ def ablation_list(gan: str) -> list[tuple[str, dict]]:
         *[(f"normalize={n}", {"normalize": n}) for n in ("raw", "standardize", "l2") if n != defaults["normalize"]],
         *[(f"features={f}", {"features": f}) for f in feats],
         ("repeats=3 (vote)", {"repeats": 3}),
+        *[(f"box_margin={m}", {"box_margin": m}) for m in (0.15, 0.3, 0.5, 0.75) if m != defaults["box_margin"]],
         *[(f"instance_rule={r}", {"instance_rule": r}) for r in ("combined", "inside", "border", "center")
           if r != defaults["instance_rule"]],
         # the single-setting winners joined (run with --only combined; skipped otherwise)
@@ -139,7 +140,7 @@ def ablations(gan: str, seeds: tuple[int, ...], only: str | None) -> str:
     with tempfile.TemporaryDirectory() as tmp:
         refs: dict = {}
         for name, ov in ablation_list(gan):
-            if (only and only not in name) or (not only and name.startswith("combined:")):
+            if name != "shipped defaults" and ((only and only not in name) or (not only and name.startswith("combined:"))):
                 continue
             rows.append(row(name, measure(gan, ov, seeds, Path(tmp), refs)))
             print(rows[-1], flush=True)
