@@ -151,12 +151,27 @@ def render_dataset(n: int, size: int, first_seed: int = 1_000_000, world: str = 
     return torch.from_numpy(arr).permute(0, 3, 1, 2).contiguous()
 
 
-def fast_cuda(device: torch.device) -> None:
-    """TF32 matmuls and convolutions on CUDA: GAN training does not need fp32's last bits."""
-    if device.type == "cuda":
+def begin_training(threads: int, device: str, out: str, seed: int) -> tuple[torch.device, Path]:
+    """What every toy trainer does first: threads, device (TF32 on CUDA: GAN training does not need
+    fp32's last bits), the output folder and the seed."""
+    if threads:
+        torch.set_num_threads(threads)
+    dev = torch.device(device)
+    if dev.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
         torch.backends.cudnn.benchmark = True
+    path = Path(out)
+    path.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    return dev, path
+
+
+def optimisers(g_params, D: nn.Module, lr: float, r1_every: int) -> tuple[torch.optim.Adam, torch.optim.Adam]:
+    """Adam for G and D; D's lr and beta2 are scaled for lazy R1 every `r1_every` steps."""
+    c = r1_every / (r1_every + 1)
+    return (torch.optim.Adam(g_params, lr=lr, betas=(0.0, 0.99)),
+            torch.optim.Adam(D.parameters(), lr=lr * c, betas=(0.0, 0.99**c)))
 
 
 def make_generator_config(cfg: TrainConfig) -> GeneratorConfig:
@@ -203,20 +218,12 @@ def train(cfg: TrainConfig) -> Path:
     """Run (or resume) training; returns the exported generator path."""
     if cfg.iters < 1 or cfg.batch < 2 or cfg.resolution < 8 or cfg.resolution & (cfg.resolution - 1):
         raise ValueError("iters >= 1, batch >= 2 and a power-of-two resolution >= 8 are required")
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    device = torch.device(cfg.device)
-    fast_cuda(device)
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(cfg.seed)
+    device, out = begin_training(cfg.threads, cfg.device, cfg.out, cfg.seed)
     gcfg = make_generator_config(cfg)
     G = Generator(gcfg).to(device)
     D = Discriminator(replace(gcfg, channel_base=cfg.d_channel_base)).to(device)
     G_ema = copy.deepcopy(G).eval().requires_grad_(False)
-    c = cfg.r1_every / (cfg.r1_every + 1)
-    opt_G = torch.optim.Adam(G.parameters(), lr=cfg.lr, betas=(0.0, 0.99))
-    opt_D = torch.optim.Adam(D.parameters(), lr=cfg.lr * c, betas=(0.0, 0.99**c))
+    opt_G, opt_D = optimisers(G.parameters(), D, cfg.lr, cfg.r1_every)
     state_path = out / "train-state.pt"
     it = 0
     if state_path.exists():

@@ -22,7 +22,7 @@ from ..checkpoints import load_generator, save_native
 from ..generator import Generator
 from ..io import atomic_torch_save
 from .render import CLASSES
-from .train_gan import Discriminator, _mixed_ws, fast_cuda, r1_penalty, render_dataset
+from .train_gan import Discriminator, _mixed_ws, optimisers, r1_penalty, render_dataset, begin_training
 
 log = logging.getLogger(__name__)
 
@@ -79,19 +79,11 @@ def _trainable_label_rows(G: Generator) -> list[torch.nn.Parameter]:
 
 def train_labels(cfg: LabelTrainConfig) -> Path:
     """Train (or resume) label heads; writes OUT/generator.pt with label channels and their names."""
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    device = torch.device(cfg.device)
-    fast_cuda(device)
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(cfg.seed)
+    device, out = begin_training(cfg.threads, cfg.device, cfg.out, cfg.seed)
     G = with_label_heads(load_generator(cfg.gan), len(CLASSES)).to(device)
     params = _trainable_label_rows(G)
     D = Discriminator(replace(G.cfg, channel_base=cfg.d_channel_base)).to(device)
-    c = cfg.r1_every / (cfg.r1_every + 1)
-    opt_G = torch.optim.Adam(params, lr=cfg.lr, betas=(0.0, 0.99))
-    opt_D = torch.optim.Adam(D.parameters(), lr=cfg.lr * c, betas=(0.0, 0.99**c))
+    opt_G, opt_D = optimisers(params, D, cfg.lr, cfg.r1_every)
     state_path, it = out / "label-state.pt", 0
     if state_path.exists():
         st = torch.load(state_path, map_location=device, weights_only=True)
