@@ -88,6 +88,8 @@ def main() -> None:
     ap.add_argument("--test", type=int, default=500, help="held-out renderer scenes")
     ap.add_argument("--gan", default="toy-flat")
     ap.add_argument("--quick", action="store_true", help="8 images, 1 epoch, 8 test scenes: checks the code path")
+    ap.add_argument("--work", type=Path, default=None,
+                    help="keep runs and finished rows here, so a rerun with the same arguments resumes (default: a temp dir)")
     args = ap.parse_args()
     if args.quick:
         args.m, args.epochs, args.test = 8, 1, 8
@@ -99,8 +101,10 @@ def main() -> None:
     world = meta.get("world", "classic")  # test and renderer scenes come from the world the GAN learned
     imgsz = max(64, int(np.ceil(size / 32) * 32))  # the toy detectors' training size; 32 px scenes upscaled
     rows, t0 = [], time.perf_counter()
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
+    with tempfile.TemporaryDirectory() as scratch:
+        tmp = args.work or Path(scratch)
+        tmp = tmp / f"{args.gan}-m{args.m}-e{args.epochs}-t{args.test}" if args.work else tmp
+        (tmp / "rows").mkdir(parents=True, exist_ok=True)
         gt_path = write_scenes(range(TEST_SEEDS, TEST_SEEDS + args.test), tmp / "test", size, world=world)
         gt = json.loads(gt_path.read_text())
         sources: list[tuple[str, Path, dict | None]] = []
@@ -116,12 +120,18 @@ def main() -> None:
             atomic_write_json(tmp / "variants" / "gan-labels.json", data)
             sources.append(("GAN labels", tmp / "variants", data))
         for name, folder, data in sources:
+            done = tmp / "rows" / f"{name.split()[0]}.json"
+            if done.exists():  # finished by an earlier, interrupted invocation
+                rows.append(json.loads(done.read_text()))
+                print(rows[-1], flush=True)
+                continue
             data = data or json.loads((folder / "annotations.json").read_text())
             yaml_path = export_yolo(data, folder, tmp / "yolo" / name.split()[0])
             weights, dt = train_recipe(yaml_path, tmp / "train" / name.split()[0], args.epochs, imgsz)
             r = score(predict(weights, tmp / "test", gt), gt)
             r.update(name=name, instances=len(data["annotations"]), train_s=dt)
             rows.append(r)
+            atomic_write_json(done, r)
             print(r, flush=True)
     ceiling = rows[0]["miou"]
     lines = ["| label source | mask AP | AP50 | box AP | IoU fg | mIoU | trimap mIoU (3 px) | mIoU / renderer | "
