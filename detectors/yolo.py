@@ -39,6 +39,7 @@ class YoloDetector:
         sz = train_args.get("imgsz")
         self.train_imgsz = sz if isinstance(sz, int) and sz > 0 else 32  # images smaller than this are upscaled
         self.agnostic_nms = agnostic_nms  # one box per object even when two classes both fire on it
+        self._predict([np.zeros((self.train_imgsz, self.train_imgsz, 3), np.uint8)])  # set up the predictor now
 
     def _predict(self, images: Sequence[np.ndarray]) -> list:
         bgr = [np.ascontiguousarray(im[..., ::-1]) for im in images]  # Ultralytics reads arrays as BGR

@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 import platform
 import sys
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable
 
@@ -133,10 +134,11 @@ def run(cfg: RunConfig, out: Path, on_seed: Callable[[int, bool], None] | None =
 
     One process writes a folder at a time (a lock), and every record carries the identity of
     its config, so a resume never mixes configs. `timings`, when given, accumulates seconds per
-    stage (generate, detect, cluster, export). `detector` replaces the one cfg.detector names.
+    stage (load, generate, detect, cluster, export; export overlaps the next chunk). `detector` replaces the one cfg.detector names.
     """
     gan: ResolvedGan = resolve_gan(cfg.gan, cache, download_progress, validate=validate_checkpoint)
     device = pick_device(cfg.device)
+    clock = Stopwatch(timings, device)
     G = prepare_generator(load_checked(gan, device), cfg, device)
     if cfg.features not in G.feature_names or cfg.features == "labels":
         valid = [n for n in G.feature_names if n != "labels"]
@@ -149,6 +151,7 @@ def run(cfg: RunConfig, out: Path, on_seed: Callable[[int, bool], None] | None =
         detector, categories = _detector(cfg, device)
     else:
         categories = list(cfg.classes) or detector.class_names
+    clock.lap("load")  # generator and detector: once per run, not per image
     rd = RunDir(out)
     rd.prepare()
     with rd.lock():
@@ -246,6 +249,15 @@ def write_results(rd: RunDir, cid: str, results: list[SeedResult], on_seed: Call
 def _run_seeds(G: Generator, cfg: RunConfig, device: torch.device, rd: RunDir, cid: str, detector: Detector | None,
                categories: list[str], on_seed: Callable[[int, bool], None] | None,
                timings: dict[str, float] | None) -> None:
-    for chunk in chunks_to_do(rd, cfg, cid, on_seed):
-        write_results(rd, cid, process_chunk(G, detector, cfg, device, chunk, categories, timings), on_seed,
-                      timings, device)
+    """Chunks in order; a chunk's files are written on a second thread while the next one is
+    computed (PNG encoding releases the GIL). At most one write is pending, and it is waited for
+    before this returns or raises, so an interruption loses no finished seed."""
+    with ThreadPoolExecutor(1, thread_name_prefix="instseg-writer") as writer:
+        pending: Future | None = None
+        for chunk in chunks_to_do(rd, cfg, cid, on_seed):
+            results = process_chunk(G, detector, cfg, device, chunk, categories, timings)
+            if pending is not None:
+                pending.result()  # re-raises a failed write here
+            pending = writer.submit(write_results, rd, cid, results, on_seed, timings, device)
+        if pending is not None:
+            pending.result()

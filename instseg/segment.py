@@ -3,6 +3,7 @@ instance records. `segment_image` owns an image end to end: it takes the detecti
 instance records (box, label, scores and mask together), merged and filtered."""
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -108,6 +109,8 @@ def box_mask(lab: Tensor, conf: Tensor, box: np.ndarray, crop: tuple[int, int, i
 class Stopwatch:
     """Adds wall time per stage to a dict (synchronising CUDA so GPU work is counted where it runs)."""
 
+    _lock = threading.Lock()  # the writer thread adds its export time to the same dict
+
     def __init__(self, totals: dict[str, float] | None, device: torch.device):
         self.totals, self.device, self.t = totals, device, time.perf_counter()
 
@@ -117,7 +120,8 @@ class Stopwatch:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         now = time.perf_counter()
-        self.totals[stage] = self.totals.get(stage, 0.0) + now - self.t
+        with self._lock:
+            self.totals[stage] = self.totals.get(stage, 0.0) + now - self.t
         self.t = now
 
 

@@ -436,3 +436,25 @@ def test_a_resume_removes_temp_files_a_killed_writer_left(tiny_ckpt, tmp_path):
         d.write_bytes(b"half")
     assert _invoke(_base(tiny_ckpt, out) + ["--num-images", "2"]).exit_code == 0
     assert not any(d.exists() for d in debris) and not list(out.rglob("*.tmp"))
+
+
+def test_a_failure_in_the_next_chunk_still_writes_the_chunk_before(tiny_ckpt, tmp_path, monkeypatch):
+    """Files are written on a second thread while the next chunk is computed: a crash there must
+    not lose the pending write, and the dataset holds every seed finished before it."""
+    from instseg import runner
+
+    real, calls = runner.process_chunk, []
+
+    def fail_second(*a, **k):
+        calls.append(1)
+        if len(calls) == 2:
+            raise OSError(errno.EIO, "Input/output error")
+        return real(*a, **k)
+
+    monkeypatch.setattr(runner, "process_chunk", fail_second)
+    out = tmp_path / "run"
+    _one_line_error(_invoke(_base(tiny_ckpt, out) + ["--num-images", "4", "--batch", "2"]), "Input/output error")
+    assert sorted(int(f.stem) for f in (out / "records").glob("*.json")) == [0, 1]
+    assert json.loads((out / "annotations.json").read_text())["images"][1]["seed"] == 1
+    monkeypatch.undo()
+    assert _invoke(_base(tiny_ckpt, out) + ["--num-images", "4", "--batch", "2"]).exit_code == 0
