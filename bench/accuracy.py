@@ -127,6 +127,11 @@ def ablation_list(gan: str) -> list[tuple[str, dict]]:
         *[(f"box_margin={m}", {"box_margin": m}) for m in (0.15, 0.3, 0.5, 0.75) if m != defaults["box_margin"]],
         *[(f"instance_rule={r}", {"instance_rule": r}) for r in ("combined", "inside", "border", "center")
           if r != defaults["instance_rule"]],
+        # normalisation with the activation-layer stack, against the activations baseline given the same
+        # normalisation (fair: it helps both); run with --only normalize
+        *[(f"features={feats[-1]} + normalize={n}", {"features": feats[-1], "normalize": n}) for n in ("standardize", "l2")],
+        *[(f"activations baseline, normalize={n}", {"method": "activations", "normalize": n})
+          for n in ("raw", "standardize", "l2")],
         # the single-setting winners joined (run with --only combined; skipped otherwise)
         ("combined: k=2 + l2", {"k": 2, "normalize": "l2"}),
         ("combined: k=2 + standardize", {"k": 2, "normalize": "standardize"}),
@@ -140,7 +145,8 @@ def ablations(gan: str, seeds: tuple[int, ...], only: str | None) -> str:
     with tempfile.TemporaryDirectory() as tmp:
         refs: dict = {}
         for name, ov in ablation_list(gan):
-            if name != "shipped defaults" and ((only and only not in name) or (not only and name.startswith("combined:"))):
+            if name != "shipped defaults" and ((only and only not in name) or (not only and ("combined:" in name or " + " in name
+                                                                                            or "baseline" in name))):
                 continue
             rows.append(row(name, measure(gan, ov, seeds, Path(tmp), refs)))
             print(rows[-1], flush=True)

@@ -158,7 +158,7 @@ def _variants_method(G: Generator, seed: int, ws: Tensor, image: Tensor, boxes: 
         ws_sets = [ws]
         feature = "rgb" if cfg.method == "kmeans-rgb" else (
             cfg.features if cfg.features != "rgb" else default_activation_layer(G.feature_names))
-        normalize, shared = "raw", 0
+        normalize, shared = cfg.normalize, 0
         settings = {"variants": 1, "repeats": 1, "features": feature, "normalize": normalize}
     stacks: list[list[Tensor]] = [[] for _ in regions]
     for r, ws_var in enumerate(ws_sets):

@@ -78,3 +78,18 @@ def test_box_k_reclusters_only_the_boxes_and_is_recorded(tiny_ckpt):
                        same.instances[0].mask)
     with pytest.raises(UserError, match="box-k"):
         RunConfig(box_k=1)
+
+
+def test_single_image_baselines_honour_and_record_the_normalisation(tiny_ckpt):
+    from dataclasses import replace
+
+    from instseg.checkpoints import load_generator
+    from instseg.segment import segment_image
+
+    G = load_generator(tiny_ckpt)
+    cfg = RunConfig(gan=str(tiny_ckpt), method="activations", k=3, work_res=32, min_area=0)
+    raw = segment_image(G, 7, cfg, torch.device("cpu"))
+    l2 = segment_image(G, 7, replace(cfg, normalize="l2"), torch.device("cpu"))
+    assert raw.settings["normalize"] == "raw" and l2.settings["normalize"] == "l2"
+    assert raw.settings["variants"] == 1
+    assert not torch.equal(raw.confidence, l2.confidence)  # l2 clusters other features
