@@ -34,3 +34,24 @@ def test_export_labels_load_in_ultralytics_and_train_one_epoch(tmp_path):
     model.train(data=str(data_yaml), epochs=1, imgsz=64, batch=4, device="cpu", workers=0, amp=False,
                 pretrained=False, plots=False, val=False, project=str(tmp_path / "train"), name="t", verbose=False)
     assert (tmp_path / "train" / "t" / "weights" / "last.pt").exists()
+
+
+def test_the_stock_yolo_cli_trains_on_an_instseg_export(tmp_path):
+    """The README's recipe, verbatim apart from size: `instseg run --format yolo`, then `yolo segment train`."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from click.testing import CliRunner
+
+    from instseg.cli import main
+
+    r = CliRunner().invoke(main, ["run", "--num-images", "6", "--out", str(tmp_path / "run"), "--format", "yolo"])
+    assert r.exit_code == 0, r.output
+    yolo = Path(sys.executable).with_name("yolo")
+    p = subprocess.run([str(yolo), "segment", "train", f"data={tmp_path / 'run' / 'yolo' / 'data.yaml'}",
+                        "model=yolov8n-seg.yaml", "epochs=1", "imgsz=64", "batch=4", "workers=0", "pretrained=False",
+                        "plots=False", "val=False", "device=cpu", f"project={tmp_path / 'train'}", "name=t"],
+                       capture_output=True, text=True, timeout=300, cwd=tmp_path, env={**os.environ, "YOLO_OFFLINE": "1"})
+    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
+    assert (tmp_path / "train" / "t" / "weights" / "last.pt").exists()
