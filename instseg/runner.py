@@ -56,7 +56,8 @@ def _identity(cfg_dict: dict) -> dict:
 def _diff(old: dict, cfg: RunConfig, gan_sha: str) -> list[str]:
     """Fields in which an earlier run.json differs from this config and generator."""
     a, b = _identity(old.get("config") or {}), _identity(cfg.to_dict())
-    a.setdefault("category", "foreground")  # runs from before the field existed
+    for k, v in _identity(RunConfig().to_dict()).items():  # a field added later: its default is the old behaviour
+        a.setdefault(k, v)
     diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
     gen = old.get("generator")
     if not isinstance(gen, dict) or gen.get("sha256") != gan_sha:
@@ -159,6 +160,9 @@ def run(cfg: RunConfig, out: Path, on_seed: Callable[[int, bool], None] | None =
             log.info("removed temp files left by a killed run in %s", out)
         gan_sha = sha256_file(gan.path)
         cid = config_id({**_identity(cfg.to_dict()), "generator_sha256": gan_sha})
+        old = rd.read_run()
+        if old and isinstance(old.get("config_id"), str) and not _diff(old, cfg, gan_sha):
+            cid = old["config_id"]  # the same config, begun by a version with fewer fields: resume its records
         old_seeds = rd.begin(cid, lambda old: _diff(old, cfg, gan_sha))
         seen = set(old_seeds)
         seeds = old_seeds + [s for s in cfg.seeds if s not in seen]

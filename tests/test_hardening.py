@@ -458,3 +458,32 @@ def test_a_failure_in_the_next_chunk_still_writes_the_chunk_before(tiny_ckpt, tm
     assert json.loads((out / "annotations.json").read_text())["images"][1]["seed"] == 1
     monkeypatch.undo()
     assert _invoke(_base(tiny_ckpt, out) + ["--num-images", "4", "--batch", "2"]).exit_code == 0
+
+
+def _as_if_made_before_box_k(out):
+    """Rewrite a run folder as a version without the `box_k` field wrote it (another config id)."""
+    info = json.loads((out / "run.json").read_text())
+    del info["config"]["box_k"]
+    info["config_id"] = "made-before-box-k"
+    (out / "run.json").write_text(json.dumps(info))
+    for f in (out / "records").glob("*.json"):
+        rec = json.loads(f.read_text())
+        f.write_text(json.dumps({**rec, "config_id": "made-before-box-k"}))
+
+
+def test_a_run_begun_before_a_field_existed_resumes_when_its_default_is_kept(tiny_ckpt, tmp_path):
+    out = tmp_path / "run"
+    assert _invoke(_base(tiny_ckpt, out) + ["--num-images", "2"]).exit_code == 0
+    _as_if_made_before_box_k(out)
+    before = {p.name: p.stat().st_mtime_ns for p in (out / "images").iterdir()}
+    assert _invoke(_base(tiny_ckpt, out) + ["--num-images", "3"]).exit_code == 0
+    assert all((out / "images" / n).stat().st_mtime_ns == t for n, t in before.items())  # not redone
+    assert [i["seed"] for i in json.loads((out / "annotations.json").read_text())["images"]] == [0, 1, 2]
+    assert json.loads((out / "records" / "2.json").read_text())["config_id"] == "made-before-box-k"
+
+
+def test_a_run_begun_before_a_field_existed_refuses_another_value_of_it(tiny_ckpt, tmp_path):
+    out = tmp_path / "run"
+    assert _invoke(_base(tiny_ckpt, out) + ["--num-images", "2"]).exit_code == 0
+    _as_if_made_before_box_k(out)
+    _one_line_error(_invoke(_base(tiny_ckpt, out) + ["--num-images", "3", "--box-k", "2"]), "box_k")
