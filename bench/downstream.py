@@ -43,14 +43,14 @@ TRAIN_SCENES = 5_000_000  # the renderer row's training scenes
 METHODS = ("variants", "grabcut", "kmeans-rgb", "activations")
 
 
-def train_recipe(data_yaml: Path, out: Path, epochs: int, imgsz: int) -> tuple[Path, float]:
+def train_recipe(data_yaml: Path, out: Path, epochs: int, imgsz: int, seed: int = 0) -> tuple[Path, float]:
     """The one recipe every row gets; the same as `yolo segment train data=... model=yolov8n-seg.yaml
-    epochs=E imgsz=S batch=32 seed=0 deterministic=True pretrained=False`."""
+    epochs=E imgsz=S batch=32 seed=SEED deterministic=True pretrained=False`."""
     from ultralytics import YOLO
 
     t = time.perf_counter()
     model = YOLO("yolov8n-seg.yaml")
-    model.train(data=str(data_yaml), epochs=epochs, imgsz=imgsz, batch=32, seed=0, deterministic=True,
+    model.train(data=str(data_yaml), epochs=epochs, imgsz=imgsz, batch=32, seed=seed, deterministic=True,
                 pretrained=False, device="cpu", workers=0, amp=False, plots=False, val=False,
                 project=str(out), name="train", exist_ok=True, verbose=False)
     return out / "train" / "weights" / "last.pt", time.perf_counter() - t
@@ -88,11 +88,14 @@ def main() -> None:
     ap.add_argument("--test", type=int, default=500, help="held-out renderer scenes")
     ap.add_argument("--gan", default="toy-flat")
     ap.add_argument("--quick", action="store_true", help="8 images, 1 epoch, 8 test scenes: checks the code path")
+    ap.add_argument("--train-seeds", default="0",
+                    help="comma-separated training seeds; each row trains once per seed and reports the mean and range")
     ap.add_argument("--work", type=Path, default=None,
                     help="keep runs and finished rows here, so a rerun with the same arguments resumes (default: a temp dir)")
     args = ap.parse_args()
     if args.quick:
         args.m, args.epochs, args.test = 8, 1, 8
+    train_seeds = [int(v) for v in args.train_seeds.split(",")]
     os.environ["YOLO_OFFLINE"] = "1"
     gan = resolve_gan(args.gan)
     G = load_generator(gan.path)
@@ -120,32 +123,46 @@ def main() -> None:
             atomic_write_json(tmp / "variants" / "gan-labels.json", data)
             sources.append(("GAN labels", tmp / "variants", data))
         for name, folder, data in sources:
-            done = tmp / "rows" / f"{name.split()[0]}.json"
-            if done.exists():  # finished by an earlier, interrupted invocation
-                rows.append(json.loads(done.read_text()))
-                print(rows[-1], flush=True)
-                continue
-            data = data or json.loads((folder / "annotations.json").read_text())
-            yaml_path = export_yolo(data, folder, tmp / "yolo" / name.split()[0])
-            weights, dt = train_recipe(yaml_path, tmp / "train" / name.split()[0], args.epochs, imgsz)
-            r = score(predict(weights, tmp / "test", gt), gt)
-            r.update(name=name, instances=len(data["annotations"]), train_s=dt)
-            rows.append(r)
-            atomic_write_json(done, r)
-            print(r, flush=True)
-    ceiling = rows[0]["miou"]
+            key = name.split()[0]
+            per_seed = []
+            for seed in train_seeds:
+                done = tmp / "rows" / (f"{key}.json" if seed == 0 else f"{key}-s{seed}.json")
+                if done.exists():  # finished by an earlier, interrupted invocation
+                    per_seed.append(json.loads(done.read_text()))
+                    print(per_seed[-1], flush=True)
+                    continue
+                data = data or json.loads((folder / "annotations.json").read_text())
+                yaml_path = export_yolo(data, folder, tmp / "yolo" / key)
+                weights, dt = train_recipe(yaml_path, tmp / "train" / f"{key}-s{seed}", args.epochs, imgsz, seed)
+                r = score(predict(weights, tmp / "test", gt), gt)
+                r.update(name=name, instances=len(data["annotations"]), train_s=dt, seed=seed)
+                per_seed.append(r)
+                atomic_write_json(done, r)
+                print(r, flush=True)
+            rows.append(per_seed)
+    ceiling = float(np.mean([r["miou"] for r in rows[0]]))
     lines = ["| label source | mask AP | AP50 | box AP | IoU fg | mIoU | trimap mIoU (3 px) | mIoU / renderer | "
              "train instances | train time |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    for r in rows:
-        lines.append(f"| {r['name']} | {r['ap']:.3f} | {r['ap50']:.3f} | {r['box_ap']:.3f} | {r['iou_fg']:.3f} | "
-                     f"{r['miou']:.3f} | {r['trimap_miou']:.3f} | {r['miou'] / ceiling:.0%} | {r['instances']} | "
-                     f"{r['train_s'] / 60:.1f} min |")
+
+    def cell(runs: list[dict], key: str) -> str:
+        v = [r[key] for r in runs]
+        return f"{np.mean(v):.3f}" + (f" ({min(v):.3f}-{max(v):.3f})" if len(v) > 1 and key in ("ap", "miou") else "")
+
+    for runs in rows:
+        lines.append(f"| {runs[0]['name']} | " + " | ".join(cell(runs, k) for k in ("ap", "ap50", "box_ap", "iou_fg", "miou",
+                                                                                    "trimap_miou"))
+                     + f" | {np.mean([r['miou'] for r in runs]) / ceiling:.0%} | {runs[0]['instances']} | "
+                     f"{np.mean([r['train_s'] for r in runs]) / 60:.1f} min |")
     if not G.cfg.label_channels:
         lines.append("| GAN labels | n/a: this generator draws no label channels | | | | | | | | |")
     body = (f"Generator `{args.gan}` ({size} px, {world} world); M = {args.m} training images per row, YOLOv8n-seg from its yaml, "
-            f"{args.epochs} epochs at imgsz {imgsz}, batch 32, seed 0; test: {args.test} renderer scenes "
+            f"{args.epochs} epochs at imgsz {imgsz}, batch 32, training seeds {args.train_seeds}"
+            + (" (cells: mean, and for mask AP and mIoU the range over seeds)" if len(train_seeds) > 1 else "")
+            + f"; test: {args.test} renderer scenes "
             f"(seeds {TEST_SEEDS}+) with exact masks. AP from all predictions (conf >= 0.001); IoU from those with "
-            f"conf >= {SEMANTIC_CONF}. Wall time {(time.perf_counter() - t0) / 60:.0f} min."
+            f"conf >= {SEMANTIC_CONF}. Training time, all rows and seeds: "
+            f"{sum(r['train_s'] for runs in rows for r in runs) / 60:.0f} min; this invocation's wall time "
+            f"{(time.perf_counter() - t0) / 60:.0f} min (rows finished earlier are read back from --work)."
             + (" **--quick: a code-path check, not a result.**" if args.quick else "") + "\n\n" + "\n".join(lines))
     write_section("downstream", "Downstream: a segmenter trained on each label source, tested on renderer scenes",
                   body, torch.device("cpu"))
