@@ -122,10 +122,10 @@ def main() -> None:
             data["images"] = json.loads((tmp / "variants" / "annotations.json").read_text())["images"]
             atomic_write_json(tmp / "variants" / "gan-labels.json", data)
             sources.append(("GAN labels", tmp / "variants", data))
-        for name, folder, data in sources:
-            key = name.split()[0]
-            per_seed = []
-            for seed in train_seeds:
+        rows = [[] for _ in sources]
+        for seed in train_seeds:  # seed-major: an interrupted table has every row for the seeds it finished
+            for per_seed, (name, folder, data) in zip(rows, sources):
+                key = name.split()[0]
                 done = tmp / "rows" / (f"{key}.json" if seed == 0 else f"{key}-s{seed}.json")
                 if done.exists():  # finished by an earlier, interrupted invocation
                     per_seed.append(json.loads(done.read_text()))
@@ -139,7 +139,6 @@ def main() -> None:
                 per_seed.append(r)
                 atomic_write_json(done, r)
                 print(r, flush=True)
-            rows.append(per_seed)
     ceiling = float(np.mean([r["miou"] for r in rows[0]]))
     lines = ["| label source | mask AP | AP50 | box AP | IoU fg | mIoU | trimap mIoU (3 px) | mIoU / renderer | "
              "train instances | train time |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
