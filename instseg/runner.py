@@ -135,7 +135,8 @@ def run(cfg: RunConfig, out: Path, on_seed: Callable[[int, bool], None] | None =
 
     One process writes a folder at a time (a lock), and every record carries the identity of
     its config, so a resume never mixes configs. `timings`, when given, accumulates seconds per
-    stage (load, generate, detect, cluster, export; export overlaps the next chunk). `detector` replaces the one cfg.detector names.
+    stage (load, source, detect, generate (the variants), cluster, export; export overlaps the
+    next chunk). `detector` replaces the one cfg.detector names.
     """
     gan: ResolvedGan = resolve_gan(cfg.gan, cache, download_progress, validate=validate_checkpoint)
     device = pick_device(cfg.device)
@@ -202,7 +203,7 @@ def process_chunk(G: Generator, detector: Detector | None, cfg: RunConfig, devic
     if detector is not None:  # the chunk's source images and detections, each in one batched call
         clock = Stopwatch(timings, device)
         batch_images = source_images(G, chunk, cfg.truncation_psi, device, cfg.batch)
-        clock.lap("generate")
+        clock.lap("source")  # the chunk's source images, for the detector
         for seed, img, d in zip(chunk, batch_images, detector(list(to_uint8(batch_images)))):
             images[seed] = img
             found[seed] = d.keep(np.array([i for i, lab in enumerate(d.labels) if lab in categories], dtype=int))
