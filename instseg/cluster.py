@@ -35,14 +35,15 @@ def kmeans(x: Tensor, k: int, iters: int = 100, tol: float = 1e-4, seed: int = 0
 
 
 def kmeans_batch(xs: list[Tensor], k: int, iters: int = 100, tol: float = 1e-4,
-                 seeds: list[int] | None = None) -> list[tuple[Tensor, Tensor]]:
+                 seeds: list[int] | None = None, padded: bool | None = None) -> list[tuple[Tensor, Tensor]]:
     """k-means on several point sets [P_r, D] at once: padded to [R, P, D] and masked, so each
     Lloyd step of every set is one batched matmul. Each set stops (is frozen) on its own when
     its centres move less than tol times its mean variance (scikit-learn's criterion), so a set
-    gets the same result as it would alone."""
+    gets the same result as it would alone. `padded` defaults to off on a CPU, where padding
+    costs more than batching saves and each set runs its own loop."""
     seeds = seeds if seeds is not None else [0] * len(xs)
     dev = xs[0].device
-    if dev.type == "cpu":  # padding costs more than batching saves on a CPU; same results
+    if not (dev.type != "cpu" if padded is None else padded):
         return [_kmeans_one(x.float().contiguous(), k, iters, tol, s) for x, s in zip(xs, seeds)]
     R, P, D = len(xs), max(x.shape[0] for x in xs), xs[0].shape[1]
     if R == 1:
@@ -61,8 +62,11 @@ def kmeans_batch(xs: list[Tensor], k: int, iters: int = 100, tol: float = 1e-4,
 
     active = torch.ones(R, dtype=torch.bool, device=dev)
     for _ in range(iters):
-        counts, new = _centre_sums(X, M, nearest(C), k)
-        new = new / counts.clamp_min(1)[..., None]  # [R, k, D]
+        onehot = torch.nn.functional.one_hot(nearest(C), k).to(X.dtype)  # [R, P, k]; deterministic on GPUs
+        if M is not None:
+            onehot = onehot * M
+        counts = onehot.sum(1)  # [R, k]
+        new = onehot.transpose(1, 2) @ X / counts.clamp_min(1)[..., None]  # [R, k, D]
         empties = (counts == 0).any(1) & active
         for r in (empties.nonzero()[:, 0].tolist() if bool(empties.any()) else []):  # rare: re-seed empty clusters
             x = xs[r].float()
@@ -79,12 +83,12 @@ def kmeans_batch(xs: list[Tensor], k: int, iters: int = 100, tol: float = 1e-4,
 
 
 def _kmeans_one(x: Tensor, k: int, iters: int, tol: float, seed: int) -> tuple[Tensor, Tensor]:
-    """One point set [P, D] on a CPU: the batched loop's arithmetic with a few ops per step (it is
-    op-overhead bound at toy sizes), so the labels and centres are the same."""
+    """One point set [P, D] on a CPU: the padded loop's steps with few ops each (at toy sizes the
+    time goes to per-op overhead) and index_add centre sums (3x a one-hot matmul on a CPU)."""
     c = kmeans_pp(x, k, torch.Generator(device=x.device).manual_seed(seed))
     thresh = float(tol * _mean_variance(x))
     for _ in range(iters):
-        labels = nearest_centre(x, c)
+        labels = _nearest_centre(x, c)
         counts = torch.bincount(labels, minlength=k).to(x.dtype)
         new = torch.zeros_like(c).index_add_(0, labels, x) / counts.clamp_min(1)[:, None]
         if bool((counts == 0).any()):  # rare: re-seed empty clusters with the farthest points
@@ -95,10 +99,10 @@ def _kmeans_one(x: Tensor, k: int, iters: int, tol: float, seed: int) -> tuple[T
         c = new
         if shift <= thresh:
             break
-    return nearest_centre(x, c), c
+    return _nearest_centre(x, c), c
 
 
-def nearest_centre(x: Tensor, centers: Tensor) -> Tensor:
+def _nearest_centre(x: Tensor, centers: Tensor) -> Tensor:
     """The label of each row of x [P, D]: its nearest centre of [k, D]."""
     return torch.addmm(centers.square().sum(-1)[None], x.float(), centers.t(), alpha=-2).argmin(-1)
 
@@ -109,24 +113,6 @@ def _mean_variance(x: Tensor) -> Tensor:
     if n < 2:
         return torch.zeros((), device=x.device)
     return (x.square().sum(0) - x.sum(0).square() / n).sum().clamp_min(0) / ((n - 1) * x.shape[1])
-
-
-def _centre_sums(X: Tensor, M: Tensor | None, labels: Tensor, k: int) -> tuple[Tensor, Tensor]:
-    """Per-cluster point counts [R, k] and coordinate sums [R, k, D] (padding rows masked out by M).
-    A one-hot matmul on GPUs (deterministic there, unlike atomic index_add); index_add on CPUs, 3x faster."""
-    R, P, D = X.shape
-    if X.is_cuda:
-        onehot = torch.nn.functional.one_hot(labels, k).to(X.dtype)  # [R, P, k]
-        if M is not None:
-            onehot = onehot * M
-        return onehot.sum(1), onehot.transpose(1, 2) @ X
-    idx = labels + torch.arange(R, device=X.device)[:, None] * k  # [R, P] -> bucket r*k + label
-    if M is not None:
-        idx = torch.where(M[..., 0] > 0, idx, R * k)  # padding goes to a spare bucket
-    idx = idx.reshape(-1)
-    sums = torch.zeros(R * k + 1, D, dtype=X.dtype, device=X.device).index_add_(0, idx, X.reshape(-1, D))
-    counts = torch.bincount(idx, minlength=R * k + 1).to(X.dtype)
-    return counts[:-1].view(R, k), sums[:-1].view(R, k, D)
 
 
 def kmeans_seed(image_seed: int, region: int, repeat: int) -> int:

@@ -100,3 +100,17 @@ def test_registries_match_the_config_choices():
     assert set(segment.METHODS) == set(config.METHODS)
     assert set(instances.RULES) == set(config.INSTANCE_RULES)
     assert set(foreground.RULES) == set(config.FOREGROUND_RULES)
+
+
+def test_padded_kmeans_gives_each_set_what_its_own_loop_gives():
+    """The padded, batched path (GPUs) against the per-set CPU loop, on sets of different sizes."""
+    from instseg.cluster import kmeans_batch
+
+    rng = np.random.default_rng(0)
+    xs = [torch.tensor(np.concatenate([rng.normal(c, 0.3, (n, 6)) for c in (0, 3, 6)]), dtype=torch.float32)
+          for n in (40, 90, 17)]
+    seeds = [3, 4, 5]
+    for (lp, cp), (lo, co) in zip(kmeans_batch(xs, 3, seeds=seeds, padded=True),
+                                  kmeans_batch(xs, 3, seeds=seeds, padded=False)):
+        assert torch.equal(lp, lo)
+        assert torch.allclose(cp, co, atol=1e-5)
