@@ -123,6 +123,7 @@ def main() -> None:
             atomic_write_json(tmp / "variants" / "gan-labels.json", data)
             sources.append(("GAN labels", tmp / "variants", data))
         rows = [[] for _ in sources]
+        exported: dict[str, tuple[Path, int]] = {}
         for seed in train_seeds:  # seed-major: an interrupted table has every row for the seeds it finished
             for per_seed, (name, folder, data) in zip(rows, sources):
                 key = name.split()[0]
@@ -131,11 +132,13 @@ def main() -> None:
                     per_seed.append(json.loads(done.read_text()))
                     print(per_seed[-1], flush=True)
                     continue
-                data = data or json.loads((folder / "annotations.json").read_text())
-                yaml_path = export_yolo(data, folder, tmp / "yolo" / key)
+                if key not in exported:  # one export per label source, whatever the number of seeds
+                    data = data or json.loads((folder / "annotations.json").read_text())
+                    exported[key] = (export_yolo(data, folder, tmp / "yolo" / key), len(data["annotations"]))
+                yaml_path, n_instances = exported[key]
                 weights, dt = train_recipe(yaml_path, tmp / "train" / f"{key}-s{seed}", args.epochs, imgsz, seed)
                 r = score(predict(weights, tmp / "test", gt), gt)
-                r.update(name=name, instances=len(data["annotations"]), train_s=dt, seed=seed)
+                r.update(name=name, instances=n_instances, train_s=dt, seed=seed)
                 per_seed.append(r)
                 atomic_write_json(done, r)
                 print(r, flush=True)
