@@ -89,12 +89,28 @@ def upsample2d(x: Tensor, f: Tensor) -> Tensor:
 
 
 def modulated_conv2d(
-    x: Tensor, weight: Tensor, styles: Tensor, demodulate: bool = True, up: bool = False, f: Tensor | None = None
+    x: Tensor, weight: Tensor, styles: Tensor, demodulate: bool = True, up: bool = False, f: Tensor | None = None,
+    fused: bool = False,
 ) -> Tensor:
     """Modulated (and optionally demodulated) conv. x [B, I, H, W], weight [O, I, k, k], styles [B, I].
 
     With `up`, a stride-2 transposed conv followed by the FIR blur gives a 2x larger output.
+    `fused` folds styles and demodulation into per-row weights and runs one grouped conv: the
+    same result up to rounding, without two elementwise passes over x (for inference).
     """
+    if fused:
+        B, I, H, W = x.shape
+        O, k = weight.shape[0], weight.shape[-1]
+        w = weight[None] * styles[:, None, :, None, None]  # [B, O, I, k, k]
+        if demodulate:
+            w = w * torch.rsqrt(w.square().sum([2, 3, 4]) + 1e-8)[:, :, None, None, None]
+        x = x.reshape(1, B * I, H, W)
+        if up:
+            x = F.conv_transpose2d(x, w.transpose(1, 2).reshape(B * I, O, k, k), stride=2, groups=B)
+            x = upfirdn2d(x, f, pad=(1, 1, 1, 1), gain=4.0)
+        else:
+            x = F.conv2d(x, w.reshape(B * O, I, k, k), padding=k // 2, groups=B)
+        return x.reshape(B, O, *x.shape[2:])
     x = x * styles[:, :, None, None]
     if up:
         assert f is not None
@@ -106,6 +122,11 @@ def modulated_conv2d(
         d = torch.rsqrt(styles.square() @ weight.square().sum(dim=[2, 3]).t() + 1e-8)  # [B, O]
         x = x * d[:, :, None, None]
     return x
+
+
+def _inference(x: Tensor) -> bool:
+    """Fused, in-place inference ops: no autograd, and (as StyleGAN2 does) per-row weights only in fp32."""
+    return not torch.is_grad_enabled() and (x.dtype == torch.float32 or x.shape[0] == 1)
 
 
 def lrelu(x: Tensor) -> Tensor:
@@ -168,12 +189,20 @@ class SynthesisLayer(nn.Module):
         self.conv_clamp = conv_clamp
 
     def forward(self, x: Tensor, w: Tensor, noise_mode: str, f: Tensor) -> Tensor:
-        x = modulated_conv2d(x, self.weight, self.affine(w), demodulate=True, up=self.up, f=f)
+        fast = _inference(x)  # then in place: at 256 px and up these passes are memory-bound
+        x = modulated_conv2d(x, self.weight, self.affine(w), demodulate=True, up=self.up, f=f, fused=fast)
         if noise_mode == "const":
-            x = x + self.noise_const * self.noise_strength
+            noise = self.noise_const * self.noise_strength
         elif noise_mode == "random":
-            x = x + torch.randn_like(x[:, :1]) * self.noise_strength
-        x = lrelu(x + self.bias[None, :, None, None])
+            noise = torch.randn_like(x[:, :1]) * self.noise_strength
+        else:
+            noise = None
+        if fast:
+            if noise is not None:
+                x.add_(noise)
+            x = F.leaky_relu_(x.add_(self.bias[:, None, None]), 0.2).mul_(math.sqrt(2))
+            return x if self.conv_clamp is None else x.clamp_(-self.conv_clamp, self.conv_clamp)
+        x = lrelu((x if noise is None else x + noise) + self.bias[None, :, None, None])
         if self.conv_clamp is not None:
             x = x.clamp(-self.conv_clamp, self.conv_clamp)
         return x
@@ -189,7 +218,8 @@ class ToRGB(nn.Module):
         self.conv_clamp = conv_clamp
 
     def forward(self, x: Tensor, w: Tensor) -> Tensor:
-        x = modulated_conv2d(x, self.weight, self.affine(w) * self.weight_gain, demodulate=False)
+        x = modulated_conv2d(x, self.weight, self.affine(w) * self.weight_gain, demodulate=False,
+                             fused=_inference(x))
         x = x + self.bias[None, :, None, None]
         if self.conv_clamp is not None:
             x = x.clamp(-self.conv_clamp, self.conv_clamp)

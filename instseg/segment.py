@@ -16,7 +16,7 @@ from torch import Tensor
 from .baselines import default_activation_layer, grabcut
 from .cluster import kmeans_batch, kmeans_seed, majority_vote, margin
 from .config import RunConfig
-from .features import Region, pixel_features, variant_stacks, work_size
+from .features import Region, pixel_features, synthesis_rows, variant_stacks, work_size
 from .foreground import RULES
 from .generator import Generator, to_uint8, z_from_seed
 from .instances import box_crop, box_in_crop, instance_clusters, merge_instances
@@ -130,7 +130,8 @@ def source_images(G: Generator, seeds: list[int], truncation_psi: float, device:
                   batch: int) -> Tensor:
     """The source images of several seeds, generated in batches: [B, C, H, W]."""
     ws = torch.cat([source_ws(G, s, truncation_psi, device) for s in seeds])
-    return torch.cat([G.synthesis(chunk, noise_mode="const")[0] for chunk in ws.split(batch)])
+    rows = synthesis_rows(G, batch, device)
+    return torch.cat([G.synthesis(chunk, noise_mode="const")[0] for chunk in ws.split(rows)])
 
 
 # ---------------------------------------------------------------------------------------

@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from instseg.generator import Generator, fir_kernel, modulated_conv2d, upsample2d, z_from_seed
+from instseg.features import synthesis_rows
+from instseg.generator import Generator, GeneratorConfig, fir_kernel, modulated_conv2d, upsample2d, z_from_seed
 from conftest import tiny_config, randomise
 
 
@@ -20,33 +21,61 @@ def _conv_ref(x, w, pad):
     return y
 
 
-def test_modulated_demodulated_conv_matches_hand_computation():
+@pytest.mark.parametrize("fused", [False, True])
+def test_modulated_demodulated_conv_matches_hand_computation(fused):
     rng = np.random.default_rng(0)
-    x, w, s = rng.normal(size=(3, 5, 5)), rng.normal(size=(4, 3, 3, 3)), rng.normal(size=3)
-    wm = w * s[None, :, None, None]  # modulate the input channels
-    wm = wm / np.sqrt((wm**2).sum(axis=(1, 2, 3), keepdims=True) + 1e-8)  # demodulate per output
-    ref = _conv_ref(x, wm, 1)
-    got = modulated_conv2d(torch.tensor(x[None]).float(), torch.tensor(w).float(), torch.tensor(s[None]).float())
-    np.testing.assert_allclose(got[0].numpy(), ref, rtol=1e-4, atol=1e-4)
+    x, w, s = rng.normal(size=(2, 3, 5, 5)), rng.normal(size=(4, 3, 3, 3)), rng.normal(size=(2, 3))
+    got = modulated_conv2d(torch.tensor(x).float(), torch.tensor(w).float(), torch.tensor(s).float(), fused=fused)
+    for b in range(2):  # each row with its own styles
+        wm = w * s[b][None, :, None, None]  # modulate the input channels
+        wm = wm / np.sqrt((wm**2).sum(axis=(1, 2, 3), keepdims=True) + 1e-8)  # demodulate per output
+        np.testing.assert_allclose(got[b].numpy(), _conv_ref(x[b], wm, 1), rtol=1e-4, atol=1e-4)
 
 
-def test_upsampling_conv_matches_transposed_conv_plus_fir():
+@pytest.mark.parametrize("fused", [False, True])
+def test_upsampling_conv_matches_transposed_conv_plus_fir(fused):
     rng = np.random.default_rng(1)
-    x, w, s = rng.normal(size=(2, 4, 4)), rng.normal(size=(3, 2, 3, 3)), rng.normal(size=2)
-    wm = w * s[None, :, None, None]
-    wm = wm / np.sqrt((wm**2).sum(axis=(1, 2, 3), keepdims=True) + 1e-8)
-    # transposed conv, stride 2, by its definition: each input pixel scatters a kernel copy
-    t = np.zeros((3, 9, 9))
-    for c in range(2):
-        for i in range(4):
-            for j in range(4):
-                t[:, 2 * i:2 * i + 3, 2 * j:2 * j + 3] += x[c, i, j] * wm[:, c]
+    x, w, s = rng.normal(size=(2, 2, 4, 4)), rng.normal(size=(3, 2, 3, 3)), rng.normal(size=(2, 2))
+    got = modulated_conv2d(torch.tensor(x).float(), torch.tensor(w).float(), torch.tensor(s).float(),
+                           up=True, f=fir_kernel(), fused=fused)
+    assert got.shape == (2, 3, 8, 8)
     f = np.outer([1, 3, 3, 1], [1, 3, 3, 1]) / 64.0 * 4  # FIR with gain up**2
-    ref = np.stack([_conv_ref(t[o:o + 1], f[::-1, ::-1][None, None], 1)[0] for o in range(3)])
-    got = modulated_conv2d(torch.tensor(x[None]).float(), torch.tensor(w).float(), torch.tensor(s[None]).float(),
-                           up=True, f=fir_kernel())
-    assert got.shape == (1, 3, 8, 8)
-    np.testing.assert_allclose(got[0].numpy(), ref, rtol=1e-4, atol=1e-4)
+    for b in range(2):
+        wm = w * s[b][None, :, None, None]
+        wm = wm / np.sqrt((wm**2).sum(axis=(1, 2, 3), keepdims=True) + 1e-8)
+        # transposed conv, stride 2, by its definition: each input pixel scatters a kernel copy
+        t = np.zeros((3, 9, 9))
+        for c in range(2):
+            for i in range(4):
+                for j in range(4):
+                    t[:, 2 * i:2 * i + 3, 2 * j:2 * j + 3] += x[b, c, i, j] * wm[:, c]
+        ref = np.stack([_conv_ref(t[o:o + 1], f[::-1, ::-1][None, None], 1)[0] for o in range(3)])
+        np.testing.assert_allclose(got[b].numpy(), ref, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("noise_mode", ["const", "none"])
+def test_inference_path_matches_the_training_path(noise_mode):
+    """Without autograd the layers fuse modulation into grouped convs and work in place: same outputs."""
+    torch.manual_seed(0)
+    G = randomise(Generator(tiny_config(resolution=32, conv_clamp=0.5)))
+    ws = G.mapping(torch.randn(3, 8)).detach()
+    names = ("b8.conv1", "b16.conv0", "b32.conv1", "rgb")
+    with torch.no_grad():
+        img_a, fa = G.synthesis(ws, noise_mode, names)
+    img_b, fb = G.synthesis(ws, noise_mode, names)  # grad enabled: the unfused path
+    assert img_b.requires_grad and not img_a.requires_grad
+    torch.testing.assert_close(img_a, img_b.detach(), atol=1e-5, rtol=1e-4)
+    for n in names:
+        torch.testing.assert_close(fa[n], fb[n].detach(), atol=1e-5, rtol=1e-4)
+    assert (fa["b32.conv1"].abs() == 0.5).any()  # the clamp was exercised
+
+
+def test_cpu_synthesis_rows_shrink_only_for_big_generators():
+    big = Generator(GeneratorConfig(resolution=256))
+    small = Generator(tiny_config(resolution=32))
+    assert synthesis_rows(big, 8, "cpu") == 1  # 128 channels x 256^2 x 4 B = 32 MiB per row
+    assert synthesis_rows(big, 8, "cuda") == 8
+    assert synthesis_rows(small, 8, "cpu") == 8
 
 
 def test_upsample2d_preserves_constant_images():
