@@ -58,15 +58,28 @@ def source_ws(G: Generator, seed: int, truncation_psi: float, device: torch.devi
     return G.mapping(z, truncation_psi)  # [1, num_ws, w_dim]
 
 
+def joined_features(stack: Tensor, normalize: str, joined: Tensor | None) -> Tensor:
+    """Pixel features of a stack [N, C, h, w], with `joined` [1, C', h, w] (the source's activations)
+    standardised and scaled so that both parts carry the same expected squared distance."""
+    x = pixel_features(stack, normalize)
+    if joined is None:
+        return x
+    y = pixel_features(joined, "standardize")
+    return torch.cat([x, y * (x.shape[1] / y.shape[1]) ** 0.5], 1)
+
+
 def cluster_regions(stacks: list[list[Tensor]], k: int, iters: int, tol: float, normalize: str,
-                    image_seed: int, first_region: int = 0) -> list[tuple[Tensor, Tensor]]:
+                    image_seed: int, first_region: int = 0,
+                    joined: list[Tensor | None] | None = None) -> list[tuple[Tensor, Tensor]]:
     """stacks[region][repeat] = [N, C, h, w] -> per region (labels [h, w], margin [h, w]).
 
     Every region and repeat of the image goes into one batched k-means; repeats are merged by
-    a per-pixel majority vote. Seeds come from (image seed, first_region + region, repeat) via SeedSequence."""
+    a per-pixel majority vote. Seeds come from (image seed, first_region + region, repeat) via SeedSequence.
+    `joined[region]`, when given, is appended to every repeat's features (`joined_features`)."""
     if not stacks:
         return []
-    feats = [[pixel_features(st, normalize) for st in reps] for reps in stacks]
+    joined = joined or [None] * len(stacks)
+    feats = [[joined_features(st, normalize, j) for st in reps] for reps, j in zip(stacks, joined)]
     flat = [x for reps in feats for x in reps]
     seeds = [kmeans_seed(image_seed, first_region + i, r) for i, reps in enumerate(feats) for r in range(len(reps))]
     results = iter(kmeans_batch(flat, k, iters, tol, seeds))
@@ -154,7 +167,7 @@ def _variants_method(G: Generator, seed: int, ws: Tensor, image: Tensor, boxes: 
                    for r in range(cfg.repeats)]
         feature, normalize, shared = cfg.features, cfg.normalize, min(cfg.mix_from)
         settings = {"variants": cfg.variants, "mix_from": list(cfg.mix_from), "repeats": cfg.repeats,
-                    "features": feature, "normalize": normalize}
+                    "features": feature, "normalize": normalize, "join_features": cfg.join_features}
     else:  # single-image baselines: the "stack" is the source image alone (N = 1)
         ws_sets = [ws]
         feature = "rgb" if cfg.method == "kmeans-rgb" else (
@@ -168,13 +181,17 @@ def _variants_method(G: Generator, seed: int, ws: Tensor, image: Tensor, boxes: 
         if r == 0:
             preview_out.append(stacks[0][0][:4] if feature == "rgb"
                                else variant_stacks(G, ws_var[:4], "rgb", [(None, whole_hw)], cfg.batch, shared)[0])
+    joined: list[Tensor | None] = [None] * len(regions)
+    if cfg.method == "variants" and cfg.join_features != "none" and len(regions) > 1:  # box crops only
+        joined[1:] = variant_stacks(G, ws, cfg.join_features, regions[1:], cfg.batch)
     clock.lap("generate")
     box_k = cfg.box_k or cfg.k
     if box_k == cfg.k:
-        clustered = cluster_regions(stacks, cfg.k, cfg.kmeans_iters, cfg.kmeans_tol, normalize, seed)
+        clustered = cluster_regions(stacks, cfg.k, cfg.kmeans_iters, cfg.kmeans_tol, normalize, seed, joined=joined)
     else:  # a box crop holds one object and its surroundings: it may want fewer clusters than the whole image
         clustered = cluster_regions(stacks[:1], cfg.k, cfg.kmeans_iters, cfg.kmeans_tol, normalize, seed)
-        clustered += cluster_regions(stacks[1:], box_k, cfg.kmeans_iters, cfg.kmeans_tol, normalize, seed, 1)
+        clustered += cluster_regions(stacks[1:], box_k, cfg.kmeans_iters, cfg.kmeans_tol, normalize, seed, 1,
+                                     joined=joined[1:])
     labels, conf = clustered[0]
     fg = RULES[cfg.foreground](labels, cfg.k)
     masks = [box_mask(lab, c, box, crop, (H, W), box_k, cfg.instance_rule)

@@ -65,6 +65,8 @@ def test_same_dir_with_a_different_config_is_refused(tiny_ckpt, tmp_path):
     (["--k", "1"], "'--k': 1 is not in the range 2<=x<=32"),
     (["--variants", "1"], "'--variants': 1 is not in the range"),
     (["--features", "b99.conv1"], "is not a layer"),
+    (["--join-features", "rgb"], "is not a synthesis layer"),
+    (["--join-features", "b99.conv1"], "is not a synthesis layer"),
     (["--mix-from", "40"], "must be below"),
     (["--device", "cuda:7"], "cuda"),
 ])

@@ -364,7 +364,7 @@ _JUNK = ["", "-1", "0", "nan", "inf", "1e309", "9" * 30, "abc", "../..", "/dev/n
          "yolo:", "none:x", "cuda:99", "\x00x", "é", "[1,2]", "{}", "k=", "=1"]
 _SUBCOMMANDS = {
     "run": ["--seeds", "--num-images", "--k", "--variants", "--mix-from", "--conf", "--box-margin", "--work-res",
-            "--features", "--detector", "--classes", "--device", "--batch", "--set", "--truncation-psi", "--max-det"],
+            "--features", "--join-features", "--detector", "--classes", "--device", "--batch", "--set", "--truncation-psi", "--max-det"],
     "eval": ["--trimap-width"],
     "export": ["--out"],
     "show": ["--max-images", "--out"],

@@ -9,7 +9,7 @@ from instseg import coco
 from instseg.cluster import kmeans, majority_vote
 from instseg.features import pixel_features
 from instseg.foreground import border_rule, center_rule
-from instseg.segment import cluster_stacks
+from instseg.segment import cluster_regions, cluster_stacks, joined_features
 
 
 def test_donut_mask_round_trips_through_rle_json_and_pycocotools(tmp_path):
@@ -42,6 +42,21 @@ def test_hand_built_stack_splits_exactly_along_the_regions(normalize):
     truth = (torch.arange(12)[None] >= 6).expand(12, 12)
     assert torch.equal(labels == labels[0, 0], ~truth)
     assert conf.min() > 0.5
+
+
+def test_joined_source_activations_decide_when_the_stack_carries_no_split():
+    """A stack with one colour everywhere plus joined activations with a top/bottom split: the
+    clusters follow the joined part, which weighs as much as the stack (both standardised)."""
+    g = torch.Generator().manual_seed(0)
+    stack = torch.rand(8, 3, 1, 1, generator=g).expand(8, 3, 12, 12) + 0.01 * torch.randn(8, 3, 12, 12, generator=g)
+    act = torch.where(torch.arange(12)[:, None] < 4, torch.randn(16, 1, 1, generator=g), torch.randn(16, 1, 1, generator=g))
+    act = (act + 0.01 * torch.randn(16, 12, 12, generator=g))[None]
+    feats = joined_features(stack, "raw", act)
+    assert feats.shape == (144, 8 * 3 + 16)
+    (labels, _), = cluster_regions([[stack]], 2, 100, 1e-4, "raw", 0, joined=[act])
+    top = torch.arange(12)[:, None].expand(12, 12) < 4
+    assert torch.equal(labels == labels[0, 0], top)
+    assert torch.equal(joined_features(stack, "raw", None), pixel_features(stack, "raw"))
 
 
 def test_torch_kmeans_agrees_with_sklearn_up_to_permutation():
