@@ -31,12 +31,18 @@ from instseg.checkpoints import load_generator, native_meta  # noqa: E402
 from instseg.config import build_config  # noqa: E402
 from instseg.evaluate import evaluate, instance_scores  # noqa: E402
 from instseg.io import atomic_write_json  # noqa: E402
+from instseg.rundir import config_id  # noqa: E402
 from instseg.runner import run  # noqa: E402
 from instseg.toy.dataset import write_scenes  # noqa: E402
 from instseg.toy.labels import sample_labels  # noqa: E402
 from instseg.visualize import load_rgb  # noqa: E402
 from instseg.yolo_export import export_yolo  # noqa: E402
 from instseg.zoo import resolve_gan  # noqa: E402
+
+def config_tag(cfg: dict) -> str:
+    """A short hash of a run's config: names its folder and cached rows under --work."""
+    return config_id(cfg)[:8]
+
 
 TEST_SEEDS = 4_000_000  # renderer scenes used nowhere else
 TRAIN_SCENES = 5_000_000  # the renderer row's training scenes
@@ -110,26 +116,30 @@ def main() -> None:
         (tmp / "rows").mkdir(parents=True, exist_ok=True)
         gt_path = write_scenes(range(TEST_SEEDS, TEST_SEEDS + args.test), tmp / "test", size, world=world)
         gt = json.loads(gt_path.read_text())
-        sources: list[tuple[str, Path, dict | None]] = []
+        sources: list[tuple[str, str, Path, dict | None]] = []  # name, key of its cached rows, image folder, labels
         scenes = write_scenes(range(TRAIN_SCENES, TRAIN_SCENES + args.m), tmp / "renderer", size, world=world)
-        sources.append(("renderer (exact masks)", tmp / "renderer", json.loads(scenes.read_text())))
-        for m in METHODS:
-            cfg = build_config(args.gan, {"seeds": tuple(range(args.m)), "method": m, "device": "cpu"})
-            run(cfg, tmp / m)
-            sources.append((f"{m}{' (ours)' if m == 'variants' else ''}", tmp / m, None))
+        sources.append(("renderer (exact masks)", "renderer", tmp / "renderer", json.loads(scenes.read_text())))
+        runs = [(f"{m}{' (ours)' if m == 'variants' else ''}", {"method": m}) for m in METHODS]
+        if build_config(args.gan, {}).join_features != "none":
+            runs.insert(1, ("variants, join_features=none (the variant stack alone)", {"join_features": "none"}))
+        for name, ov in runs:
+            if ov.get("method", "variants") != "variants":
+                ov = {**ov, "join_features": "none"}  # a field the baselines ignore: keep their runs comparable
+            cfg = build_config(args.gan, {"seeds": tuple(range(args.m)), "device": "cpu", **ov})
+            folder = tmp / f"{cfg.method}-{config_tag(cfg.to_dict())}"  # a changed config gets a new run and rows
+            run(cfg, folder)
+            sources.append((name, folder.name, folder, None))
         if G.cfg.label_channels:
             data = sample_labels(G, range(args.m), meta.get("label_names"))
-            data["images"] = json.loads((tmp / "variants" / "annotations.json").read_text())["images"]
-            atomic_write_json(tmp / "variants" / "gan-labels.json", data)
-            sources.append(("GAN labels", tmp / "variants", data))
+            data["images"] = json.loads((sources[1][2] / "annotations.json").read_text())["images"]  # ours' images
+            sources.append(("GAN labels", "GAN", sources[1][2], data))
         rows = [[] for _ in sources]
         exported: dict[str, tuple[Path, int]] = {}
         for seed in train_seeds:  # seed-major: an interrupted table has every row for the seeds it finished
-            for per_seed, (name, folder, data) in zip(rows, sources):
-                key = name.split()[0]
+            for per_seed, (name, key, folder, data) in zip(rows, sources):
                 done = tmp / "rows" / (f"{key}.json" if seed == 0 else f"{key}-s{seed}.json")
                 if done.exists():  # finished by an earlier, interrupted invocation
-                    per_seed.append(json.loads(done.read_text()))
+                    per_seed.append({**json.loads(done.read_text()), "name": name})
                     print(per_seed[-1], flush=True)
                     continue
                 if key not in exported:  # one export per label source, whatever the number of seeds

@@ -32,6 +32,7 @@ def test_downstream_quick_gives_the_table_shape(tmp_path):
     header, rows = table[0], table[1:]
     assert "mask AP" in header and "trimap mIoU" in header and "train instances" in header
     names = [r.split("|")[1].strip() for r in rows]
-    assert names[:5] == ["renderer (exact masks)", "variants (ours)", "grabcut", "kmeans-rgb", "activations"]
+    assert names[:6] == ["renderer (exact masks)", "variants (ours)", "variants, join_features=none (the variant stack alone)",
+                         "grabcut", "kmeans-rgb", "activations"]  # toy-flat joins activations in box crops
     assert names[-1] == "GAN labels"
-    assert all(len(r.split("|")) == len(header.split("|")) for r in rows[:5])
+    assert all(len(r.split("|")) == len(header.split("|")) for r in rows[:6])
