@@ -55,9 +55,8 @@ def variant_stacks(G: Generator, ws: Tensor, feature: str, regions: list[tuple[R
 
     Returns one [N, C, h, w] stack per region. Only [batch, C, H, W] is ever held at full
     resolution (fewer rows on a CPU: `synthesis_rows`), so memory stays bounded for 1024x1024
-    generators and many boxes. Synthesis
-    stops at the block that makes `feature`; blocks that read only the first `shared_ws` ws
-    (the same in every variant) run once per batch.
+    generators and many boxes. Synthesis stops at the block that makes `feature`; blocks that
+    read only the first `shared_ws` ws (the same in every variant) run once per batch.
     """
     parts: list[list[Tensor]] = [[] for _ in regions]
     for chunk in ws.split(synthesis_rows(G, batch, ws.device)):
