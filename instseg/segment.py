@@ -58,14 +58,19 @@ def source_ws(G: Generator, seed: int, truncation_psi: float, device: torch.devi
     return G.mapping(z, truncation_psi)  # [1, num_ws, w_dim]
 
 
+def _unit_spread(x: Tensor) -> Tensor:
+    """Scale pixel features [P, D] to a mean squared distance of 1 from their mean."""
+    return x / (x - x.mean(0)).square().sum(1).mean().clamp_min(1e-12).sqrt()
+
+
 def joined_features(stack: Tensor, normalize: str, joined: Tensor | None) -> Tensor:
-    """Pixel features of a stack [N, C, h, w], with `joined` [1, C', h, w] (the source's activations)
-    standardised and scaled so that both parts carry the same expected squared distance."""
+    """Pixel features of a stack [N, C, h, w], with `joined` [1, C', h, w] (the source's activations,
+    standardised per pixel) appended; each part is scaled to the same spread over the region's
+    pixels, so both weigh equally in the distances."""
     x = pixel_features(stack, normalize)
     if joined is None:
         return x
-    y = pixel_features(joined, "standardize")
-    return torch.cat([x, y * (x.shape[1] / y.shape[1]) ** 0.5], 1)
+    return torch.cat([_unit_spread(x), _unit_spread(pixel_features(joined, "standardize"))], 1)
 
 
 def cluster_regions(stacks: list[list[Tensor]], k: int, iters: int, tol: float, normalize: str,

@@ -46,13 +46,15 @@ def test_hand_built_stack_splits_exactly_along_the_regions(normalize):
 
 def test_joined_source_activations_decide_when_the_stack_carries_no_split():
     """A stack with one colour everywhere plus joined activations with a top/bottom split: the
-    clusters follow the joined part, which weighs as much as the stack (both standardised)."""
+    clusters follow the joined part. Each part is scaled to the same spread, so neither dominates."""
     g = torch.Generator().manual_seed(0)
     stack = torch.rand(8, 3, 1, 1, generator=g).expand(8, 3, 12, 12) + 0.01 * torch.randn(8, 3, 12, 12, generator=g)
     act = torch.where(torch.arange(12)[:, None] < 4, torch.randn(16, 1, 1, generator=g), torch.randn(16, 1, 1, generator=g))
     act = (act + 0.01 * torch.randn(16, 12, 12, generator=g))[None]
     feats = joined_features(stack, "raw", act)
     assert feats.shape == (144, 8 * 3 + 16)
+    for part in (feats[:, :24], feats[:, 24:]):  # mean squared distance from the mean: 1 for both
+        assert abs(float((part - part.mean(0)).square().sum(1).mean()) - 1) < 1e-4
     (labels, _), = cluster_regions([[stack]], 2, 100, 1e-4, "raw", 0, joined=[act])
     top = torch.arange(12)[:, None].expand(12, 12) < 4
     assert torch.equal(labels == labels[0, 0], top)
