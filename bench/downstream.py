@@ -39,11 +39,6 @@ from instseg.visualize import load_rgb  # noqa: E402
 from instseg.yolo_export import export_yolo  # noqa: E402
 from instseg.zoo import resolve_gan  # noqa: E402
 
-def config_tag(cfg: dict) -> str:
-    """A short hash of a run's config: names its folder and cached rows under --work."""
-    return config_id(cfg)[:8]
-
-
 TEST_SEEDS = 4_000_000  # renderer scenes used nowhere else
 TRAIN_SCENES = 5_000_000  # the renderer row's training scenes
 METHODS = ("variants", "grabcut", "kmeans-rgb", "activations")
@@ -126,7 +121,7 @@ def main() -> None:
             if ov.get("method", "variants") != "variants":
                 ov = {**ov, "join_features": "none"}  # a field the baselines ignore: keep their runs comparable
             cfg = build_config(args.gan, {"seeds": tuple(range(args.m)), "device": "cpu", **ov})
-            folder = tmp / f"{cfg.method}-{config_tag(cfg.to_dict())}"  # a changed config gets a new run and rows
+            folder = tmp / f"{cfg.method}-{config_id(cfg.to_dict())[:8]}"  # a changed config: a new run and rows
             run(cfg, folder)
             sources.append((name, folder.name, folder, None))
         if G.cfg.label_channels:
