@@ -10,7 +10,7 @@ from torch import Tensor
 def _sqdist(x: Tensor, c: Tensor, x2: Tensor | None = None) -> Tensor:
     """Squared distances [P, k]; `x2` = x.square().sum(1, keepdim=True) when the caller has it."""
     x2 = x.square().sum(1, keepdim=True) if x2 is None else x2
-    return (x2 - 2 * x @ c.t() + c.square().sum(1)[None]).clamp_min(0)
+    return (x2 - 2 * (x @ c.t()) + c.square().sum(1)[None]).clamp_min(0)  # not (2 * x) @ c: a copy of x
 
 
 def kmeans_pp(x: Tensor, k: int, gen: torch.Generator) -> Tensor:
@@ -84,14 +84,21 @@ def kmeans_batch(xs: list[Tensor], k: int, iters: int = 100, tol: float = 1e-4,
 
 def _kmeans_one(x: Tensor, k: int, iters: int, tol: float, seed: int) -> tuple[Tensor, Tensor]:
     """One point set [P, D] on a CPU: the padded loop's steps with few ops each (at toy sizes the
-    time goes to per-op overhead) and index_add centre sums (3x a one-hot matmul on a CPU)."""
+    time goes to per-op overhead) and index_add centre sums (3x a one-hot matmul on a CPU).
+    Labels that repeat the last step's mean the centres are fixed (the padded loop's next step
+    would move them by exactly 0), so it returns them without the confirming step."""
     c = kmeans_pp(x, k, torch.Generator(device=x.device).manual_seed(seed))
     thresh = float(tol * _mean_variance(x))
+    labels, reseeded = None, False
     for _ in range(iters):
-        labels = _nearest_centre(x, c)
+        step = _nearest_centre(x, c)
+        if labels is not None and not reseeded and torch.equal(step, labels):
+            return labels, c
+        labels = step
         counts = torch.bincount(labels, minlength=k).to(x.dtype)
         new = torch.zeros_like(c).index_add_(0, labels, x) / counts.clamp_min(1)[:, None]
-        if bool((counts == 0).any()):  # rare: re-seed empty clusters with the farthest points
+        reseeded = bool((counts == 0).any())
+        if reseeded:  # rare: re-seed empty clusters with the farthest points
             empty = (counts == 0).nonzero()[:, 0]
             far = _sqdist(x, new).min(1).values.topk(min(len(empty), x.shape[0])).indices
             new[empty[: len(far)]] = x[far]
