@@ -135,8 +135,8 @@ def run(cfg: RunConfig, out: Path, on_seed: Callable[[int, bool], None] | None =
 
     One process writes a folder at a time (a lock), and every record carries the identity of
     its config, so a resume never mixes configs. `timings`, when given, accumulates seconds per
-    stage (load, source, detect, generate (the variants), cluster, export; export overlaps the
-    next chunk). `detector` replaces the one cfg.detector names.
+    stage (load, source, detect, generate (the variants), cluster, export; on a GPU export
+    overlaps the next chunk). `detector` replaces the one cfg.detector names.
     """
     gan: ResolvedGan = resolve_gan(cfg.gan, cache, download_progress, validate=validate_checkpoint)
     device = pick_device(cfg.device)
@@ -255,18 +255,29 @@ def write_results(rd: RunDir, cid: str, results: list[SeedResult], on_seed: Call
             on_seed(seed, False)
 
 
+def overlap_writes(device: torch.device) -> bool:
+    """Whether files are written on a second thread while the next chunk is computed."""
+    return device.type != "cpu"
+
+
 def _run_seeds(G: Generator, cfg: RunConfig, device: torch.device, rd: RunDir, cid: str, detector: Detector | None,
                categories: list[str], on_seed: Callable[[int, bool], None] | None,
                timings: dict[str, float] | None) -> None:
-    """Chunks in order; a chunk's files are written on a second thread while the next one is
-    computed (PNG encoding releases the GIL). At most one write is pending, and it is waited for
-    before this returns or raises, so an interruption loses no finished seed."""
+    """Chunks in order. On a GPU a chunk's files are written on a second thread while the next one
+    is computed (PNG encoding releases the GIL); at most one write is pending, and it is waited for
+    before this returns or raises, so an interruption loses no finished seed. On a CPU torch's
+    threads already use every core, so the files are written in line (a writer thread only
+    contended with them: toy ratio 1.262 -> 1.246, means of six runs)."""
+    overlap = overlap_writes(device)
     with ThreadPoolExecutor(1, thread_name_prefix="instseg-writer") as writer:
         pending: Future | None = None
         for chunk in chunks_to_do(rd, cfg, cid, on_seed):
             results = process_chunk(G, detector, cfg, device, chunk, categories, timings)
             if pending is not None:
                 pending.result()  # re-raises a failed write here
-            pending = writer.submit(write_results, rd, cid, results, on_seed, timings, device)
+            if overlap:
+                pending = writer.submit(write_results, rd, cid, results, on_seed, timings, device)
+            else:
+                write_results(rd, cid, results, on_seed, timings, device)
         if pending is not None:
             pending.result()

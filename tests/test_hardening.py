@@ -422,6 +422,41 @@ def test_a_full_disk_during_run_gives_one_line_and_no_half_files(tiny_ckpt, tmp_
     assert _invoke(_base(tiny_ckpt, out) + ["--num-images", "2"]).exit_code == 0
 
 
+@pytest.mark.parametrize("overlap", [False, True])
+def test_inline_and_threaded_writes_give_the_same_files_and_keep_what_finished(tiny_ckpt, tmp_path, monkeypatch,
+                                                                             overlap):
+    """CPUs write in line, GPUs on a writer thread: both paths give the same dataset, and a write
+    that fails part way surfaces as one line with the finished chunks kept."""
+    from instseg import runner
+    from instseg.rundir import RunDir
+
+    def args(out):
+        return _base(tiny_ckpt, out) + ["--num-images", "5", "--batch", "2"]
+
+    ref, out = tmp_path / "ref", tmp_path / "run"
+    monkeypatch.setattr(runner, "overlap_writes", lambda device: not overlap)
+    assert _invoke(args(ref)).exit_code == 0
+    monkeypatch.setattr(runner, "overlap_writes", lambda device: overlap)
+    assert _invoke(args(out)).exit_code == 0
+    for sub in ("images", "parts", "variants"):
+        for f in sorted((ref / sub).iterdir()):
+            assert f.read_bytes() == (out / sub / f.name).read_bytes(), f
+    a, b = (json.loads((d / "annotations.json").read_text()) for d in (ref, out))
+    assert a["annotations"] == b["annotations"] and a["images"] == b["images"]
+
+    write_seed = RunDir.write_seed
+
+    def fail_on_seed_3(self, seed, *a, **k):
+        if seed == 3:
+            _disk_full()
+        return write_seed(self, seed, *a, **k)
+
+    monkeypatch.setattr(RunDir, "write_seed", fail_on_seed_3)
+    fresh = tmp_path / "fails"
+    _one_line_error(_invoke(args(fresh)), "No space left on device")
+    assert sorted(int(f.stem) for f in (fresh / "records").glob("*.json")) == [0, 1, 2]
+
+
 def test_a_full_disk_during_convert_gives_one_line(tiny_ckpt, tmp_path, monkeypatch):
     monkeypatch.setattr(torch, "save", _disk_full)
     _one_line_error(_invoke(["convert", tiny_ckpt, tmp_path / "x.pt"]), "No space left on device")

@@ -124,9 +124,9 @@ def test_padded_kmeans_gives_each_set_what_its_own_loop_gives():
     from instseg.cluster import kmeans_batch
 
     rng = np.random.default_rng(0)
-    xs = [torch.tensor(np.concatenate([rng.normal(c, 0.3, (n, 6)) for c in (0, 3, 6)]), dtype=torch.float32)
-          for n in (40, 90, 17)]
-    seeds = [3, 4, 5]
+    xs = [torch.tensor(np.concatenate([rng.normal(c, sd, (n, 6)) for c in (0, 3, 6)]), dtype=torch.float32)
+          for n, sd in ((40, 0.3), (90, 0.3), (17, 0.3), (300, 2.0))]  # the last takes many steps
+    seeds = [3, 4, 5, 6]
     for (lp, cp), (lo, co) in zip(kmeans_batch(xs, 3, seeds=seeds, padded=True),
                                   kmeans_batch(xs, 3, seeds=seeds, padded=False)):
         assert torch.equal(lp, lo)
