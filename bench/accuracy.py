@@ -187,6 +187,7 @@ def ablation_list(gan: str) -> list[tuple[str, dict]]:
         *[(f"box_margin={m}", {"box_margin": m}) for m in (0.15, 0.3, 0.5, 0.75) if m != defaults["box_margin"]],
         *[(f"instance_rule={r}", {"instance_rule": r}) for r in ("combined", "inside", "border", "center")
           if r != defaults["instance_rule"]],
+        *[(f"mask_score={m}", {"mask_score": m}) for m in ("margin", "margin_inside") if m != defaults["mask_score"]],
         # normalisation with the activation-layer stack, against the activations baseline given the same
         # normalisation (fair: it helps both); run with --only normalize
         *[(f"features={feats[-1]} + normalize={n}", {"features": feats[-1], "normalize": n}) for n in ("standardize", "l2")],

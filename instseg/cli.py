@@ -244,6 +244,8 @@ def convert(src: str, dst: str, half: bool) -> None:
 @_run_option("--conf", "Detector score threshold.", metavar="P")
 @_run_option("--max-det", "Detections per image.", metavar="N")
 @_run_option("--instance-rule", "Which clusters of a box crop form the instance.", type=click.Choice(C.INSTANCE_RULES))
+@_run_option("--mask-score", "An instance's mask confidence: the mean k-means margin over its pixels, or that times "
+             "the share of its pixels inside the box.", type=click.Choice(C.MASK_SCORES))
 @_run_option("--box-margin", "Crop around a box, as a fraction of its size per side.", metavar="F")
 @click.option("--format", "formats", type=click.Choice(["coco", "yolo"]), multiple=True, default=("coco",),
               show_default=True, help="Also write the Ultralytics YOLO-seg layout to DIR/yolo with 'yolo'.")

@@ -17,6 +17,7 @@ NORMALIZATIONS = ("raw", "standardize", "l2")
 PRECISIONS = ("fp32", "fp16", "bf16")
 FOREGROUND_RULES = ("border", "center")
 INSTANCE_RULES = ("combined", "inside", "border", "center")
+MASK_SCORES = ("margin", "margin_inside")
 METHODS = ("variants", "grabcut", "kmeans-rgb", "activations")
 
 
@@ -56,6 +57,7 @@ class RunConfig:
     max_det: int = 20  # detections per image
     box_margin: float = 0.15  # crop = box grown by this fraction of its size on each side
     instance_rule: str = "inside"  # which crop clusters form the instance: inside | combined | border | center
+    mask_score: str = "margin_inside"  # an instance's confidence: margin (mean k-means margin over the mask) | margin_inside (x its share inside the box)
     nms_iou: float = 0.5  # mask-NMS: drop an instance overlapping a better one by more than this IoU
     min_area: int = 16  # instances smaller than this many pixels are dropped
     batch: int = 8  # rows per generator call, at most (CPUs: fewer for large generators); seeds per chunk
@@ -75,7 +77,8 @@ class RunConfig:
                 lo, hi = BOUNDS[f.name]
                 raise UserError(f"{_flag(f.name)} must lie in {_num(lo)}..{_num(hi)}, got {v}")
         for name, allowed in (("method", METHODS), ("normalize", NORMALIZATIONS), ("foreground", FOREGROUND_RULES),
-                              ("instance_rule", INSTANCE_RULES), ("precision", PRECISIONS)):
+                              ("instance_rule", INSTANCE_RULES), ("mask_score", MASK_SCORES),
+                              ("precision", PRECISIONS)):
             if getattr(self, name) not in allowed:
                 raise UserError(f"{_flag(name)} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
         if self.box_k == 1:

@@ -38,6 +38,16 @@ def _box_stats(labels: Tensor, box: Tensor, k: int) -> tuple[Tensor, Tensor, Ten
     return xs, ys, flat, size, inside_frac
 
 
+def inside_share(mask: Tensor, box: Tensor) -> float:
+    """The share of a crop mask's [h, w] pixels whose centres lie inside the box (xyxy, crop pixels)."""
+    h, w = mask.shape
+    ys = torch.arange(h, device=mask.device)[:, None] + 0.5
+    xs = torch.arange(w, device=mask.device)[None] + 0.5
+    inside = (xs >= box[0]) & (xs <= box[2]) & (ys >= box[1]) & (ys <= box[3])
+    n = int(mask.sum())
+    return int((mask & inside).sum()) / n if n else 0.0
+
+
 def inside_rule(labels: Tensor, box: Tensor, k: int, inside_min: float = 0.7) -> Tensor:
     """Clusters with most of their mass inside the box."""
     _, _, _, size, inside_frac = _box_stats(labels, box, k)

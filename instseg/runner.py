@@ -25,6 +25,8 @@ from .zoo import Progress, ResolvedGan, resolve_gan, sha256_file
 log = logging.getLogger(__name__)
 # Fields that do not change the result: a resumed run may change them freely.
 _FREE_FIELDS = ("seeds", "device", "batch", "compile")
+# Fields added after their default changed the output: what a run.json without them ran with.
+_LEGACY = {"mask_score": "margin"}
 
 
 def pick_device(spec: str) -> torch.device:
@@ -56,7 +58,7 @@ def _identity(cfg_dict: dict) -> dict:
 def _diff(old: dict, cfg: RunConfig, gan_sha: str) -> list[str]:
     """Fields in which an earlier run.json differs from this config and generator."""
     a, b = _identity(old.get("config") or {}), _identity(cfg.to_dict())
-    for k, v in _identity(RunConfig().to_dict()).items():  # a field added later: its default is the old behaviour
+    for k, v in {**_identity(RunConfig().to_dict()), **_LEGACY}.items():  # a field added later: the old behaviour
         a.setdefault(k, v)
     diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
     gen = old.get("generator")

@@ -19,7 +19,7 @@ from .config import RunConfig
 from .features import Region, pixel_features, synthesis_rows, variant_stacks, work_size
 from .foreground import RULES
 from .generator import Generator, to_uint8, z_from_seed
-from .instances import box_crop, box_in_crop, instance_clusters, merge_instances
+from .instances import box_crop, box_in_crop, inside_share, instance_clusters, merge_instances
 from .mixing import mix_ws, variant_rng
 
 
@@ -113,15 +113,23 @@ def upsample_labels(labels: Tensor, k: int, hw: tuple[int, int]) -> Tensor:
 
 
 def box_mask(lab: Tensor, conf: Tensor, box: np.ndarray, crop: tuple[int, int, int, int],
-             image_hw: tuple[int, int], k: int, rule: str) -> tuple[Tensor, float]:
-    """A box crop's clustering -> (instance mask [H, W] pasted back into the image, mask confidence)."""
-    chosen = instance_clusters(lab, box_in_crop(box, crop, tuple(lab.shape)), k, rule)
+             image_hw: tuple[int, int], k: int, rule: str, score: str = "margin") -> tuple[Tensor, float]:
+    """A box crop's clustering -> (instance mask [H, W] pasted back into the image, mask confidence).
+
+    The confidence is the mean k-means margin over the mask's pixels; with score 'margin_inside'
+    it is multiplied by the share of those pixels inside the box (a mask that spills out of its
+    box is more often the wrong cluster)."""
+    work_box = box_in_crop(box, crop, tuple(lab.shape))
+    chosen = instance_clusters(lab, work_box, k, rule)
     cx0, cy0, cx1, cy1 = crop
     full = upsample_labels(lab, k, (cy1 - cy0, cx1 - cx0))
     mask = torch.zeros(image_hw, dtype=torch.bool, device=lab.device)
     mask[cy0:cy1, cx0:cx1] = chosen[full]
-    sel = conf[chosen[lab]]
-    return mask, float(sel.mean()) if sel.numel() else 0.0
+    sel = chosen[lab]
+    confidence = float(conf[sel].mean()) if bool(sel.any()) else 0.0
+    if score == "margin_inside":
+        confidence *= inside_share(sel, work_box)
+    return mask, confidence
 
 
 class Stopwatch:
@@ -199,10 +207,10 @@ def _variants_method(G: Generator, seed: int, ws: Tensor, image: Tensor, boxes: 
                                      joined=joined[1:])
     labels, conf = clustered[0]
     fg = RULES[cfg.foreground](labels, cfg.k)
-    masks = [box_mask(lab, c, box, crop, (H, W), box_k, cfg.instance_rule)
+    masks = [box_mask(lab, c, box, crop, (H, W), box_k, cfg.instance_rule, cfg.mask_score)
              for (lab, c), box, crop in zip(clustered[1:], boxes, crops)]
     settings.update(k=cfg.k, box_k=box_k, foreground=cfg.foreground, instance_rule=cfg.instance_rule,
-                    box_margin=cfg.box_margin)
+                    mask_score=cfg.mask_score, box_margin=cfg.box_margin)
     return labels, fg, conf, masks, settings
 
 

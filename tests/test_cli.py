@@ -59,6 +59,19 @@ def test_same_dir_with_a_different_config_is_refused(tiny_ckpt, tmp_path):
     assert r.exit_code == 2 and "different config (k)" in r.output
 
 
+def test_a_run_json_from_before_mask_score_counts_as_margin(tiny_ckpt, tmp_path):
+    """run.json files written before --mask-score existed ran with 'margin': a resume with the new
+    default is refused, one that asks for margin goes on."""
+    out = tmp_path / "run"
+    assert _run(_base(tiny_ckpt, out) + ["--num-images", "1", "--mask-score", "margin"]).exit_code == 0
+    meta = json.loads((out / "run.json").read_text())
+    del meta["config"]["mask_score"]
+    (out / "run.json").write_text(json.dumps(meta))
+    r = CliRunner().invoke(main, _base(tiny_ckpt, out) + ["--num-images", "1"])
+    assert r.exit_code == 2 and "different config (mask_score)" in r.output
+    assert _run(_base(tiny_ckpt, out) + ["--num-images", "1", "--mask-score", "margin"]).exit_code == 0
+
+
 @pytest.mark.parametrize("extra,msg", [
     (["--seeds", "5-2"], "end is below the start"),
     (["--seeds", "abc"], "bad seed spec"),

@@ -131,3 +131,16 @@ def test_padded_kmeans_gives_each_set_what_its_own_loop_gives():
                                   kmeans_batch(xs, 3, seeds=seeds, padded=False)):
         assert torch.equal(lp, lo)
         assert torch.allclose(cp, co, atol=1e-5)
+
+
+def test_margin_inside_scales_the_confidence_by_the_share_inside_the_box():
+    from instseg.segment import box_mask
+
+    lab = torch.zeros(10, 10, dtype=torch.long)
+    lab[2:8, 2:10] = 1  # cluster 1: columns 2-9, the box covers columns 2-5 only
+    conf = torch.full((10, 10), 0.5)
+    box, crop = np.array([2, 2, 6, 8], np.float32), (0, 0, 10, 10)
+    m_plain, c_plain = box_mask(lab, conf, box, crop, (10, 10), 2, "center", "margin")
+    m_in, c_in = box_mask(lab, conf, box, crop, (10, 10), 2, "center", "margin_inside")
+    assert torch.equal(m_plain, m_in) and torch.equal(m_in, lab.bool())
+    assert c_plain == pytest.approx(0.5) and c_in == pytest.approx(0.5 * 24 / 48)
