@@ -188,6 +188,9 @@ def ablation_list(gan: str) -> list[tuple[str, dict]]:
         *[(f"instance_rule={r}", {"instance_rule": r}) for r in ("combined", "inside", "border", "center")
           if r != defaults["instance_rule"]],
         *[(f"mask_score={m}", {"mask_score": m}) for m in ("margin", "margin_inside") if m != defaults["mask_score"]],
+        # the mask score applies to every k-means method: the strongest baseline with each (run with --only mask_score)
+        *[(f"activations baseline, normalize=standardize, mask_score={m}",
+           {"method": "activations", "normalize": "standardize", "mask_score": m}) for m in ("margin", "margin_inside")],
         # normalisation with the activation-layer stack, against the activations baseline given the same
         # normalisation (fair: it helps both); run with --only normalize
         *[(f"features={feats[-1]} + normalize={n}", {"features": feats[-1], "normalize": n}) for n in ("standardize", "l2")],
