@@ -57,7 +57,7 @@ class RunConfig:
     max_det: int = 20  # detections per image
     box_margin: float = 0.15  # crop = box grown by this fraction of its size on each side
     instance_rule: str = "inside"  # which crop clusters form the instance: inside | combined | border | center
-    mask_score: str = "margin_inside"  # an instance's confidence: margin (mean k-means margin over the mask) | margin_inside (x its share inside the box)
+    mask_score: str = "margin_inside"  # margin: mean k-means margin over the mask; margin_inside: x its share in the box
     nms_iou: float = 0.5  # mask-NMS: drop an instance overlapping a better one by more than this IoU
     min_area: int = 16  # instances smaller than this many pixels are dropped
     batch: int = 8  # rows per generator call, at most (CPUs: fewer for large generators); seeds per chunk

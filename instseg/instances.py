@@ -27,11 +27,15 @@ def box_in_crop(box: np.ndarray, crop: tuple[int, int, int, int], work_hw: tuple
     return torch.tensor([(box[0] - cx0) * sx, (box[1] - cy0) * sy, (box[2] - cx0) * sx, (box[3] - cy0) * sy])
 
 
+def _in_box(hw: tuple[int, int], box: Tensor, device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
+    """Pixel-centre coordinates xs [1, w], ys [h, 1] and whether each centre lies in the box: [h, w]."""
+    ys = torch.arange(hw[0], device=device)[:, None] + 0.5
+    xs = torch.arange(hw[1], device=device)[None] + 0.5
+    return xs, ys, (xs >= box[0]) & (xs <= box[2]) & (ys >= box[1]) & (ys <= box[3])
+
+
 def _box_stats(labels: Tensor, box: Tensor, k: int) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-    h, w = labels.shape
-    ys = torch.arange(h, device=labels.device)[:, None] + 0.5
-    xs = torch.arange(w, device=labels.device)[None] + 0.5
-    inside = (xs >= box[0]) & (xs <= box[2]) & (ys >= box[1]) & (ys <= box[3])  # [h, w]
+    xs, ys, inside = _in_box(tuple(labels.shape), box, labels.device)
     flat = labels.flatten()
     size = torch.bincount(flat, minlength=k).float()
     inside_frac = torch.bincount(flat[inside.flatten()], minlength=k).float() / size.clamp_min(1)
@@ -40,10 +44,7 @@ def _box_stats(labels: Tensor, box: Tensor, k: int) -> tuple[Tensor, Tensor, Ten
 
 def inside_share(mask: Tensor, box: Tensor) -> float:
     """The share of a crop mask's [h, w] pixels whose centres lie inside the box (xyxy, crop pixels)."""
-    h, w = mask.shape
-    ys = torch.arange(h, device=mask.device)[:, None] + 0.5
-    xs = torch.arange(w, device=mask.device)[None] + 0.5
-    inside = (xs >= box[0]) & (xs <= box[2]) & (ys >= box[1]) & (ys <= box[3])
+    inside = _in_box(tuple(mask.shape), box, mask.device)[2]
     n = int(mask.sum())
     return int((mask & inside).sum()) / n if n else 0.0
 
