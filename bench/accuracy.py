@@ -58,8 +58,7 @@ class LabelBoxes:
     """A stand-in detector that returns the tight boxes of each image's exact label instances
     (score 1). It finds an image's seed by the nearest source image, so any chunking works."""
 
-    def __init__(self, gan: str, seeds: tuple[int, ...], labels: dict, truncation_psi: float):
-        G = load_generator(resolve_gan(gan).path)
+    def __init__(self, G, seeds: tuple[int, ...], labels: dict, truncation_psi: float):
         self.seeds = list(seeds)
         self.images = to_uint8(source_images(G, self.seeds, truncation_psi, torch.device("cpu"), 16)).astype(np.int16)
         names = {c["id"]: c["name"] for c in labels["categories"]}
@@ -122,6 +121,14 @@ def ref_names(gan: str) -> list[str]:
     return (["labels"] if load_generator(resolve_gan(gan).path).cfg.label_channels else []) + ["yolo"]
 
 
+def extra_settings(gan: str) -> list[tuple[str, dict]]:
+    """The strongest baseline setting on the tuning seeds (ablations-normalize), and ours on its variant stack alone."""
+    extra = [("activations, normalize=standardize", {"method": "activations", "normalize": "standardize"})]
+    if build_config(gan, {}).join_features != "none":
+        extra.append(("variants, join_features=none (the variant stack alone)", {"join_features": "none"}))
+    return extra
+
+
 def accuracy(gan: str, seeds: tuple[int, ...]) -> str:
     rows = header(ref_names(gan))
     with tempfile.TemporaryDirectory() as tmp:
@@ -129,12 +136,8 @@ def accuracy(gan: str, seeds: tuple[int, ...]) -> str:
         for m in METHODS:
             rows.append(row(f"{m}{' (ours)' if m == 'variants' else ''}, per instance", measure(gan, {"method": m}, seeds, Path(tmp), refs)))
             print(rows[-1], flush=True)
-        # the strongest baseline setting on the tuning seeds (ablations-normalize), and ours on its variant stack alone
-        extra = [("activations, normalize=standardize, per instance", {"method": "activations", "normalize": "standardize"})]
-        if build_config(gan, {}).join_features != "none":
-            extra.append(("variants, join_features=none (the variant stack alone), per instance", {"join_features": "none"}))
-        for name, ov in extra:
-            rows.append(row(name, measure(gan, ov, seeds, Path(tmp), refs)))
+        for name, ov in extra_settings(gan):
+            rows.append(row(f"{name}, per instance", measure(gan, ov, seeds, Path(tmp), refs)))
             print(rows[-1], flush=True)
         for m in METHODS:  # whole image: one fg/bg mask per image (AP is per class, so it means nothing here)
             r = measure(gan, {"method": m, "detector": "none"}, seeds, Path(tmp), refs)
@@ -154,12 +157,9 @@ def label_boxes(gan: str, seeds: tuple[int, ...]) -> str:
     if not G.cfg.label_channels:
         raise SystemExit(f"{gan} draws no label channels")
     refs = {"labels": sample_labels(G, seeds, native_meta(resolve_gan(gan).path).get("label_names"), cfg.truncation_psi)}
-    boxes = LabelBoxes(gan, seeds, refs["labels"], cfg.truncation_psi)
+    boxes = LabelBoxes(G, seeds, refs["labels"], cfg.truncation_psi)
     rows = header(["labels"])
-    settings = [(f"{m}{' (ours)' if m == 'variants' else ''}", {"method": m}) for m in METHODS]
-    settings.append(("activations, normalize=standardize", {"method": "activations", "normalize": "standardize"}))
-    if cfg.join_features != "none":
-        settings.append(("variants, join_features=none (the variant stack alone)", {"join_features": "none"}))
+    settings = [(f"{m}{' (ours)' if m == 'variants' else ''}", {"method": m}) for m in METHODS] + extra_settings(gan)
     # tight boxes leave less background in the crop: three clusters, not the preset's two (tuned on loose detector boxes)
     settings += [("variants (ours), box_k=3", {"box_k": 3}),
                  ("activations, normalize=standardize, box_k=3", {"method": "activations", "normalize": "standardize",
