@@ -13,6 +13,7 @@ import torch
 sys.path.append(str(Path(__file__).resolve().parents[1]))  # for bench.common; an installed instseg wins
 from bench.common import timeit, write_section  # noqa: E402
 from instseg.generator import Generator, GeneratorConfig  # noqa: E402
+from instseg.runner import keep_freed_memory  # noqa: E402
 
 
 def main() -> None:
@@ -22,6 +23,8 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=2)
     args = ap.parse_args()
     device = torch.device(args.device)
+    if device.type == "cpu":
+        keep_freed_memory()  # as `instseg run` does
     torch.manual_seed(0)
     G = Generator(GeneratorConfig(resolution=256)).eval().requires_grad_(False).to(device)
     params = sum(p.numel() for p in G.parameters()) / 1e6

@@ -34,13 +34,14 @@ class _Worker:
 
         from .checkpoints import generator_from_bytes
         from .config import RunConfig
-        from .runner import _detector, pick_device
+        from .runner import _detector, keep_freed_memory, pick_device
 
         self.cfg = RunConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in cfg.items()})
         gpus = _ray().get_gpu_ids()
         self.device = pick_device("cuda" if gpus else "cpu")
         if self.device.type == "cpu":
             torch.set_num_threads(1)  # one CPU slot per actor
+            keep_freed_memory()
         self.G = generator_from_bytes(ckpt, "generator", self.device, out_hw)
         self.detector, _ = _detector(self.cfg, self.device)
         self.categories = categories

@@ -3,6 +3,7 @@ import errno
 import io
 import json
 import os
+import platform
 import random
 import subprocess
 import sys
@@ -522,3 +523,28 @@ def test_a_run_begun_before_a_field_existed_refuses_another_value_of_it(tiny_ckp
     assert _invoke(_base(tiny_ckpt, out) + ["--num-images", "2"]).exit_code == 0
     _as_if_made_before_box_k(out)
     _one_line_error(_invoke(_base(tiny_ckpt, out) + ["--num-images", "3", "--box-k", "2"]), "box_k")
+
+
+_REALLOC = r"""
+import resource, sys, torch
+from instseg.runner import keep_freed_memory
+applied = keep_freed_memory() if sys.argv[1] == "keep" else False
+torch.ones(16 << 20).sum()  # 64 MiB, freed again
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+torch.ones(16 << 20).sum()
+print(applied, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+"""
+
+
+@pytest.mark.skipif(sys.platform != "linux" or platform.libc_ver()[0] != "glibc", reason="glibc malloc only")
+def test_keep_freed_memory_reuses_a_freed_block_instead_of_faulting_it_in_again(monkeypatch):
+    def faults(mode, env):
+        out = subprocess.run([sys.executable, "-c", _REALLOC, mode], capture_output=True, text=True, check=True,
+                             env=env).stdout.split()
+        return out[0] == "True", int(out[1])
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+    applied, kept = faults("keep", env)
+    _, default = faults("default", env)
+    assert applied and default > 10_000 and kept < 1_000  # 64 MiB is 16,384 pages
+    assert faults("keep", {**env, "MALLOC_TRIM_THRESHOLD_": "131072"})[0] is False  # the user's setting wins

@@ -27,6 +27,7 @@ from torch import Tensor, nn
 from ..checkpoints import save_native
 from ..generator import Generator, GeneratorConfig, lrelu
 from ..io import atomic_torch_save
+from ..runner import keep_freed_memory
 from .render import CLASSES, class_coverage, render_antialiased, render_seed, sample_scene
 
 log = logging.getLogger(__name__)
@@ -161,6 +162,8 @@ def begin_training(threads: int, device: str, out: str, seed: int) -> tuple[torc
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
         torch.backends.cudnn.benchmark = True
+    else:
+        keep_freed_memory()
     path = Path(out)
     path.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
