@@ -53,7 +53,7 @@ class TrainConfig:
     r1_gamma: float = 0.3
     r1_every: int = 4
     mix_prob: float = 0.9
-    ema_kimg: float = 2.0  # EMA half-life in thousands of images, ramped up by ema_rampup
+    ema_kimg: float = 10.0  # EMA half-life in thousands of images (StyleGAN2: 10; ADA: batch * 10 / 32), ramped up by ema_rampup
     ema_rampup: float = 0.05
     checkpoint_every: int = 250
     threads: int = 0  # torch CPU threads; 0 keeps torch's default
