@@ -36,3 +36,10 @@ def test_downstream_quick_gives_the_table_shape(tmp_path):
                          "grabcut", "kmeans-rgb", "activations"]  # toy-flat joins activations in box crops
     assert names[-1] == "GAN labels"
     assert all(len(r.split("|")) == len(header.split("|")) for r in rows[:6])
+
+
+def test_toy_checkpoints_scores_each_generator_file(tmp_path):
+    gan = ROOT / "instseg" / "toy" / "weights" / "toy-flat.pt"
+    md = _bench(["bench/toy_checkpoints.py", str(gan), str(gan), "--samples", "16"], tmp_path)
+    rows = [line for line in md.splitlines() if line.startswith("| toy-flat.pt")]
+    assert len(rows) == 2 and rows[0] == rows[1]  # the same file scores the same: seeds are fixed

@@ -1,0 +1,55 @@
+"""Pick a toy-flat training checkpoint: the GAN-side figures of bench/toy.py for several generator files.
+
+    python bench/toy_checkpoints.py A.pt B.pt ... [--seeds 300000] [--samples 2000]
+
+FD-YOLO against renderer scenes, the share of samples with a detection at conf >= 0.5, and the
+largest class-share gap. The default seeds (300000+) are for choosing a checkpoint and are disjoint
+from the ones bench/toy.py reports (100000+, 200000+), so a choice made here is scored fairly there.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.append(str(Path(__file__).resolve().parents[1]))  # for bench.common; an installed instseg wins
+from bench.common import write_section  # noqa: E402
+from bench.toy import EVAL_SEEDS, class_shares, frechet, gan_images, yolo_features  # noqa: E402
+from detectors.yolo import YoloDetector, packaged_weights  # noqa: E402
+from instseg.checkpoints import load_generator  # noqa: E402
+from instseg.toy.render import render_seed  # noqa: E402
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("gans", nargs="+", type=Path, help="native generator files of the flat world")
+    ap.add_argument("--seeds", type=int, default=300_000, help="first GAN seed scored")
+    ap.add_argument("--samples", type=int, default=2000, help="GAN samples and renderer scenes per figure")
+    ap.add_argument("--psi", type=float, default=0.7, help="truncation of the GAN samples")
+    args = ap.parse_args()
+    det = YoloDetector(str(packaged_weights("toy-flat")), conf=0.25, max_det=50)
+    names = list(det.class_names)
+    real = np.stack([render_seed(s, 32, "flat")[0] for s in range(EVAL_SEEDS + 10_000, EVAL_SEEDS + 10_000 + args.samples)])
+    f_real, real_share = yolo_features(det, real), class_shares(det(list(real)), names)
+    rows = ["| generator | iterations | FD-YOLO | samples with a detection at conf >= 0.5 | largest class-share gap (points) |",
+            "|---|---:|---:|---:|---:|"]
+    for path in args.gans:
+        G = load_generator(path)
+        meta = torch.load(path, weights_only=True).get("meta", {})
+        samples = gan_images(G, list(range(args.seeds, args.seeds + args.samples)), args.psi)
+        dets = det(list(samples))
+        confident = np.mean([len(d.scores) and d.scores.max() >= 0.5 for d in dets])
+        gap = 100 * np.abs(class_shares(dets, names) - real_share).max()
+        rows.append(f"| {path.name} | {meta.get('iterations')} | {frechet(f_real, yolo_features(det, samples)):.1f} | "
+                    f"{confident:.1%} | {gap:.1f} |")
+        print(rows[-1], flush=True)
+    body = (f"GAN seeds {args.seeds}+ (for choosing; bench/toy.py reports on 100000+ and 200000+), n={args.samples}, "
+            f"psi {args.psi}; renderer scenes {EVAL_SEEDS + 10_000}+.\n\n" + "\n".join(rows))
+    write_section("toy-checkpoints", "Choosing a toy-flat checkpoint", body, torch.device("cpu"))
+
+
+if __name__ == "__main__":
+    main()
