@@ -499,6 +499,9 @@ def _check_device(device: str) -> str:
               help="Channels at resolution r: min(C // r, 128).")
 @click.option("--batch", type=click.IntRange(2, 1024), default=32, show_default=True, metavar="B", help="Batch size.")
 @click.option("--r1-gamma", type=FiniteFloat(0, 1000), default=0.3, show_default=True, metavar="G", help="R1 weight.")
+@click.option("--ema-kimg", type=FiniteFloat(0.001, 1e6), default=10.0, show_default=True, metavar="K",
+              help="Half-life of the exported (EMA) generator's weights, in thousands of images (batch * 10 / 32 "
+                   "is StyleGAN2-ADA's rule).")
 @click.option("--device", default="cpu", show_default=True, metavar="DEV", help="cpu or cuda[:N].")
 @click.option("--threads", type=click.IntRange(0, 1024), default=0, show_default=True, metavar="T",
               help="CPU threads (0: torch's).")
