@@ -13,7 +13,7 @@ import torch
 sys.path.append(str(Path(__file__).resolve().parents[1]))  # for bench.common; an installed instseg wins
 from bench.common import timeit, write_section  # noqa: E402
 from instseg.generator import Generator, GeneratorConfig  # noqa: E402
-from instseg.runner import keep_freed_memory  # noqa: E402
+from instseg.allocator import keep_freed_memory  # noqa: E402
 
 
 def main() -> None:

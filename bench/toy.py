@@ -136,6 +136,17 @@ def label_agreement(G, det: YoloDetector, seeds: list[int], psi: float) -> tuple
     return float(np.mean(ious)) if ious else float("nan"), float(np.mean(same)) if same else float("nan"), len(ious)
 
 
+def gan_side(G, det: YoloDetector, seeds: list[int], psi: float, f_real: np.ndarray, real_share: np.ndarray
+             ) -> tuple[float, float, float]:
+    """GAN samples of `seeds` against renderer features and class shares: (share with a detection at
+    conf >= 0.5, largest class-share gap in points, FD-YOLO)."""
+    samples = gan_images(G, seeds, psi)
+    dets = det(list(samples))
+    confident = float(np.mean([len(d.scores) and d.scores.max() >= 0.5 for d in dets]))
+    gap = 100 * float(np.abs(class_shares(dets, list(det.class_names)) - real_share).max())
+    return confident, gap, frechet(f_real, yolo_features(det, samples))
+
+
 def class_shares(dets, names: list[str], conf: float = 0.5) -> np.ndarray:
     """Share of each class among the detections at `conf` or more."""
     counts = np.zeros(len(names))
@@ -181,11 +192,8 @@ def main() -> None:
     f_real, f_real2, f_gan = yolo_features(det, real), yolo_features(det, real2), yolo_features(det, samples)
     fd, fd_floor = frechet(f_real, f_gan), frechet(f_real, f_real2)
     # a second, disjoint set of GAN seeds: how much the GAN-side figures move with the sample drawn
-    samples2 = gan_images(G, list(range(SECOND_SEEDS, SECOND_SEEDS + args.samples)), args.psi)
-    dets2 = det(list(samples2))
-    confident2 = np.mean([len(d.scores) and d.scores.max() >= 0.5 for d in dets2])
-    gap2 = 100 * np.abs(class_shares(dets2, names) - real_share).max()
-    fd2 = frechet(f_real, yolo_features(det, samples2))
+    confident2, gap2, fd2 = gan_side(G, det, list(range(SECOND_SEEDS, SECOND_SEEDS + args.samples)), args.psi,
+                                     f_real, real_share)
     if args.psi == 0.7:
         sheet(G, ROOT / "docs" / ("toy-world.png" if args.gan == "toy-flat" else f"{args.gan}-world.png"), world)
     agree = ""

@@ -17,7 +17,7 @@ import torch
 
 sys.path.append(str(Path(__file__).resolve().parents[1]))  # for bench.common; an installed instseg wins
 from bench.common import write_section  # noqa: E402
-from bench.toy import EVAL_SEEDS, class_shares, frechet, gan_images, yolo_features  # noqa: E402
+from bench.toy import EVAL_SEEDS, class_shares, gan_side, yolo_features  # noqa: E402
 from detectors.yolo import YoloDetector, packaged_weights  # noqa: E402
 from instseg.checkpoints import load_generator  # noqa: E402
 from instseg.toy.render import render_seed  # noqa: E402
@@ -39,12 +39,9 @@ def main() -> None:
     for path in args.gans:
         G = load_generator(path)
         meta = torch.load(path, weights_only=True).get("meta", {})
-        samples = gan_images(G, list(range(args.seeds, args.seeds + args.samples)), args.psi)
-        dets = det(list(samples))
-        confident = np.mean([len(d.scores) and d.scores.max() >= 0.5 for d in dets])
-        gap = 100 * np.abs(class_shares(dets, names) - real_share).max()
-        rows.append(f"| {path.name} | {meta.get('iterations')} | {frechet(f_real, yolo_features(det, samples)):.1f} | "
-                    f"{confident:.1%} | {gap:.1f} |")
+        confident, gap, fd = gan_side(G, det, list(range(args.seeds, args.seeds + args.samples)), args.psi,
+                                      f_real, real_share)
+        rows.append(f"| {path.name} | {meta.get('iterations')} | {fd:.1f} | {confident:.1%} | {gap:.1f} |")
         print(rows[-1], flush=True)
     body = (f"GAN seeds {args.seeds}+ (for choosing; bench/toy.py reports on 100000+ and 200000+), n={args.samples}, "
             f"psi {args.psi}; renderer scenes {EVAL_SEEDS + 10_000}+.\n\n" + "\n".join(rows))

@@ -32,9 +32,10 @@ class _Worker:
     def __init__(self, ckpt: bytes, out_hw: tuple[int, int] | None, cfg: dict, categories: list[str]):
         import torch
 
+        from .allocator import keep_freed_memory
         from .checkpoints import generator_from_bytes
         from .config import RunConfig
-        from .runner import _detector, keep_freed_memory, pick_device
+        from .runner import _detector, pick_device
 
         self.cfg = RunConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in cfg.items()})
         gpus = _ray().get_gpu_ids()

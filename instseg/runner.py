@@ -1,9 +1,7 @@
 """`instseg run`: drive the pipeline over seeds and write the dataset (the I/O edge)."""
 from __future__ import annotations
 
-import ctypes
 import logging
-import os
 import platform
 import sys
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -16,6 +14,7 @@ from detectors import Detections, Detector, DetectorError, check_classes, load_d
 
 from . import __version__
 from . import coco
+from .allocator import keep_freed_memory
 from .checkpoints import load_generator
 from .config import RunConfig
 from .errors import UserError
@@ -44,32 +43,6 @@ def pick_device(spec: str) -> torch.device:
     if dev.type == "cuda" and (not torch.cuda.is_available() or (dev.index or 0) >= torch.cuda.device_count()):
         raise UserError(f"--device {spec}: no such CUDA device on this machine")
     return dev
-
-
-_MALLOC_ENV = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_MAX_", "MALLOC_TOP_PAD_")
-
-
-def keep_freed_memory() -> bool:
-    """Have glibc keep freed memory for reuse instead of handing it back to the OS at once.
-
-    Synthesis frees and re-allocates tens to hundreds of MB per batch. With glibc's defaults large
-    blocks are mmap'd and unmapped again, so every new tensor page-faults afresh: on a CPU the toy
-    variants ran 1.7x and config-f 1024 1.8x slower (bench/pipeline.py, bench/memory.py). Skipped
-    when the user set MALLOC_* or preloads another allocator. Returns whether it was applied.
-    """
-    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc" or "alloc" in os.environ.get("LD_PRELOAD", ""):
-        return False
-    if any(k in os.environ for k in _MALLOC_ENV):
-        return False
-    try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):
-        return False
-    # M_MMAP_MAX (-4) = 0: every block comes from the heap, where freed blocks are reused;
-    # M_TRIM_THRESHOLD (-1): up to 1 GiB free at the heap's top stays with the process.
-    ok = mallopt(-4, 0) == 1 and mallopt(-1, 1 << 30) == 1
-    log.debug("glibc malloc keeps freed memory: %s", ok)
-    return ok
 
 
 def _versions() -> dict[str, str]:

@@ -530,7 +530,7 @@ import resource, sys, torch
 from instseg.checkpoints import load_generator
 from instseg.features import variant_stacks
 from instseg.mixing import mix_ws, variant_rng
-from instseg.runner import keep_freed_memory
+from instseg.allocator import keep_freed_memory
 from instseg.segment import source_ws
 from instseg.zoo import resolve_gan
 applied = keep_freed_memory() if sys.argv[1] == "keep" else False

@@ -27,7 +27,7 @@ from torch import Tensor, nn
 from ..checkpoints import save_native
 from ..generator import Generator, GeneratorConfig, lrelu
 from ..io import atomic_torch_save
-from ..runner import keep_freed_memory
+from ..allocator import keep_freed_memory
 from .render import CLASSES, class_coverage, render_antialiased, render_seed, sample_scene
 
 log = logging.getLogger(__name__)
