@@ -121,12 +121,31 @@ def ref_names(gan: str) -> list[str]:
     return (["labels"] if load_generator(resolve_gan(gan).path).cfg.label_channels else []) + ["yolo"]
 
 
+def judge(gan: str) -> str:
+    """The detector trained on renderer scenes only: the judge of the GAN side and the pseudo ground truth."""
+    return f"yolo:{gan}"
+
+
 def extra_settings(gan: str) -> list[tuple[str, dict]]:
-    """The strongest baseline setting on the tuning seeds (ablations-normalize), and ours on its variant stack alone."""
+    """The strongest baseline setting on the tuning seeds (ablations-normalize), ours on its variant stack alone,
+    and, when the preset's detector is not the renderer-trained one, ours and that baseline with the latter's boxes."""
     extra = [("activations, normalize=standardize", {"method": "activations", "normalize": "standardize"})]
-    if build_config(gan, {}).join_features != "none":
+    cfg = build_config(gan, {})
+    if cfg.join_features != "none":
         extra.append(("variants, join_features=none (the variant stack alone)", {"join_features": "none"}))
+    if cfg.detector != judge(gan):
+        extra += [(f"variants (ours), detector={judge(gan)}", {"detector": judge(gan)}),
+                  (f"activations, normalize=standardize, detector={judge(gan)}",
+                   {"method": "activations", "normalize": "standardize", "detector": judge(gan)})]
     return extra
+
+
+def instance_share(gan: str, seeds: tuple[int, ...], tmp: Path, detector: str, conf: float = 0.5) -> float:
+    """The share of images that `instseg run --conf 0.5` gives at least one instance (ours, that detector)."""
+    out = tmp / f"share{len(list(tmp.iterdir()))}"
+    run(build_config(gan, {"seeds": seeds, "conf": conf, "detector": detector}), out)
+    anns = json.loads((out / "annotations.json").read_text())["annotations"]
+    return len({a["image_id"] for a in anns}) / len(seeds)
 
 
 def accuracy(gan: str, seeds: tuple[int, ...]) -> str:
@@ -144,11 +163,16 @@ def accuracy(gan: str, seeds: tuple[int, ...]) -> str:
             rows.append(row(f"{m}, whole image fg/bg", r))
             print(rows[-1], flush=True)
         n_gt = {k: len(v["annotations"]) for k, v in refs.items()}
-    return (f"{gan}, {len(seeds)} held-out seeds ({seeds[0]}-{seeds[-1]}), shipped defaults, boxes from the toy "
-            f"YOLOv8n-seg (conf 0.25). References: " + ", ".join(f"{k} ({v} instances)" for k, v in n_gt.items())
-            + ". `labels` = the generator's own label channels (exact), `yolo` = the toy detector's masks "
-            "(pseudo ground truth). IoU over all pixels of all images (fg = union of instances); AP = COCO mask AP "
-            "(not meaningful for the whole-image rows, whose one category is 'foreground').\n\n" + "\n".join(rows))
+        shipped = build_config(gan, {}).detector
+        shares = {d: instance_share(gan, seeds, Path(tmp), d) for d in dict.fromkeys([shipped, judge(gan)])}
+    share_line = "; ".join(f"{v:.1%} with `--detector {d}`" for d, v in shares.items())
+    return (f"{gan}, {len(seeds)} held-out seeds ({seeds[0]}-{seeds[-1]}), shipped defaults, boxes from `{shipped}` "
+            f"(conf 0.25). References: " + ", ".join(f"{k} ({v} instances)" for k, v in n_gt.items())
+            + f". `labels` = the generator's own label channels (exact), `yolo` = the masks of `{judge(gan)}` (trained "
+            "on renderer scenes only; pseudo ground truth). IoU over all pixels of all images (fg = union of "
+            "instances); AP = COCO mask AP (not meaningful for the whole-image rows, whose one category is "
+            "'foreground').\n\n" + "\n".join(rows)
+            + f"\n\nImages that `instseg run --conf 0.5` (ours) gives at least one instance: {share_line}.")
 
 
 def label_boxes(gan: str, seeds: tuple[int, ...]) -> str:
@@ -160,10 +184,11 @@ def label_boxes(gan: str, seeds: tuple[int, ...]) -> str:
     boxes = LabelBoxes(G, seeds, refs["labels"], cfg.truncation_psi)
     rows = header(["labels"])
     settings = [(f"{m}{' (ours)' if m == 'variants' else ''}", {"method": m}) for m in METHODS] + extra_settings(gan)
-    # tight boxes leave less background in the crop: three clusters, not the preset's two (tuned on loose detector boxes)
-    settings += [("variants (ours), box_k=3", {"box_k": 3}),
-                 ("activations, normalize=standardize, box_k=3", {"method": "activations", "normalize": "standardize",
-                                                                  "box_k": 3})]
+    # the number of clusters per box depends on how tight the boxes are: the other choice of two and three
+    alt = 2 if (cfg.box_k or cfg.k) == 3 else 3
+    settings += [(f"variants (ours), box_k={alt}", {"box_k": alt}),
+                 (f"activations, normalize=standardize, box_k={alt}", {"method": "activations", "normalize": "standardize",
+                                                                      "box_k": alt})]
     with tempfile.TemporaryDirectory() as tmp:
         for name, ov in settings:
             rows.append(row(f"{name}, label boxes", measure(gan, ov, seeds, Path(tmp), refs, detector=boxes)))
@@ -188,6 +213,7 @@ def ablation_list(gan: str) -> list[tuple[str, dict]]:
         *[(f"join_features={f}", {"join_features": f}) for f in ["none", *feats, feats[-1].replace("conv1", "conv0")]
           if f != defaults["join_features"]],
         ("repeats=3 (vote)", {"repeats": 3}),
+        *[(f"box_k={b}", {"box_k": b}) for b in (2, 3, 4) if b != (defaults["box_k"] or defaults["k"])],
         *[(f"box_margin={m}", {"box_margin": m}) for m in (0.15, 0.3, 0.5, 0.75) if m != defaults["box_margin"]],
         *[(f"instance_rule={r}", {"instance_rule": r}) for r in ("combined", "inside", "border", "center")
           if r != defaults["instance_rule"]],

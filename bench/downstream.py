@@ -5,8 +5,8 @@ the same held-out renderer scenes with exact masks.
     python bench/downstream.py --quick       # the same code on a handful of images and 1 epoch
 
 Rows: `renderer` (M renderer scenes, exact masks: the ceiling), then M GAN samples labelled by
-`instseg run --method variants|grabcut|kmeans-rgb|activations` (all with the same detector boxes,
-all through `instseg export --format yolo`), then `GAN labels` (the generator's own label
+`instseg run --method variants|grabcut|kmeans-rgb|activations` and the activations standardised (all
+with the preset's detector boxes, all through `instseg export --format yolo`), then `GAN labels` (the generator's own label
 channels, when it has them). Training: `yolo segment train` settings, from the yaml, no
 pretrained weights; the same epochs, image size, seed and augmentation for every row.
 """
@@ -115,6 +115,7 @@ def main() -> None:
         scenes = write_scenes(range(TRAIN_SCENES, TRAIN_SCENES + args.m), tmp / "renderer", size, world=world)
         sources.append(("renderer (exact masks)", "renderer", tmp / "renderer", json.loads(scenes.read_text())))
         runs = [(f"{m}{' (ours)' if m == 'variants' else ''}", {"method": m}) for m in METHODS]
+        runs.append(("activations, normalize=standardize", {"method": "activations", "normalize": "standardize"}))
         if build_config(args.gan, {}).join_features != "none":
             runs.insert(1, ("variants, join_features=none (the variant stack alone)", {"join_features": "none"}))
         for name, ov in runs:

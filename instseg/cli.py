@@ -554,7 +554,13 @@ def toy_train_labels(gan: str, out: str, iters: int, world: str, device: str, th
 @click.option("--size", type=click.IntRange(16, 1024), default=64, show_default=True, metavar="PX",
               help="Rendered scene size (smaller scenes are upscaled to --imgsz in training).")
 @click.option("--device", default="cpu", show_default=True, metavar="DEV", help="cpu or a CUDA index.")
-def toy_train_detector(out: str, scenes: int, epochs: int, imgsz: int, world: str, size: int, device: str) -> None:
+@click.option("--gan", default=None, metavar="NAME|PATH",
+              help="A generator with label channels named as the world's classes: its samples, with their exact "
+                   "labels, join the scenes (a detector for that generator's images).")
+@click.option("--gan-samples", type=click.IntRange(0, 1_000_000), default=4000, show_default=True, metavar="N",
+              help="With --gan: how many of its samples (seeds 6000000 on, used by nothing else).")
+def toy_train_detector(out: str, scenes: int, epochs: int, imgsz: int, world: str, size: int, device: str,
+                       gan: str | None, gan_samples: int) -> None:
     """Train the toy YOLOv8n-seg from its yaml on rendered scenes; writes DIR/toy-shapes-yolo.pt."""
     from .toy.train_detector import train
 
@@ -562,7 +568,7 @@ def toy_train_detector(out: str, scenes: int, epochs: int, imgsz: int, world: st
         raise UserError(f"--imgsz must be a multiple of 32, got {imgsz}")
     if device not in ("cpu",) and not device.isdigit():
         raise UserError(f"--device {device!r}: use cpu or a CUDA index such as 0")
-    click.echo(f"wrote {train(Path(out), scenes, epochs, imgsz, size=size, device=device, world=world)}")
+    click.echo(f"wrote {train(Path(out), scenes, epochs, imgsz, size=size, device=device, world=world, gan=gan, gan_samples=gan_samples)}")
 
 
 if __name__ == "__main__":

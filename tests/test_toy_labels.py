@@ -1,6 +1,7 @@
 import json
 
 import numpy as np
+import pytest
 import torch
 from click.testing import CliRunner
 from pycocotools.coco import COCO
@@ -140,3 +141,44 @@ def test_render_dataset_in_processes_matches_one_process():
 
     a = render_dataset(512, 16, world="flat", labels=True, workers=2)
     assert torch.equal(a, render_dataset(512, 16, world="flat", labels=True, workers=1))
+
+
+def test_gan_samples_for_the_detector_are_the_run_images_with_their_exact_labels(tmp_path):
+    from PIL import Image
+
+    from instseg.toy.dataset import interleave, write_gan_samples
+
+    G = _label_copies_red(tmp_path / "g.pt")
+    data = write_gan_samples(G, [3, 7], tmp_path / "gan", ["blob"], min_area=1)
+    for seed in (3, 7):
+        with torch.no_grad():
+            img = G.synthesis(source_ws(G, seed, 0.7, torch.device("cpu")))[0][0]
+        written = np.asarray(Image.open(tmp_path / "gan" / "images" / f"{seed}.png")).astype(int)
+        expect = ((img.permute(1, 2, 0).numpy() + 1) * 127.5).clip(0, 255)
+        assert np.abs(written - expect).max() <= 1.0  # the image `instseg run` would make, to rounding
+        union = np.zeros(img.shape[1:], bool)
+        for a in data["annotations"]:
+            if a["image_id"] == seed + 1:
+                union |= COCO_mask(a)
+        assert np.array_equal(union, img[0].numpy() > 0)  # its exact label: red > 0
+    scenes = {"images": [{"id": i} for i in (10, 11, 12)], "annotations": [{"image_id": 10}],
+              "categories": [{"id": 1, "name": "blob"}]}
+    both = interleave(scenes, data, "both")
+    assert [im["id"] for im in both["images"]] == [10, 4, 11, 8, 12]  # alternating: a split by order holds both
+    assert [a["id"] for a in both["annotations"]] == list(range(1, len(both["annotations"]) + 1))
+    with pytest.raises(ValueError):
+        interleave(scenes, {**data, "categories": [{"id": 1, "name": "other"}]}, "x")
+
+
+def test_train_detector_refuses_a_generator_whose_labels_are_not_the_world_classes(tmp_path):
+    _label_copies_red(tmp_path / "g.pt")
+    r = CliRunner().invoke(main, ["toy", "train-detector", "--out", str(tmp_path / "d"), "--world", "flat", "--size", "32",
+                                  "--scenes", "2", "--epochs", "1", "--gan", str(tmp_path / "g.pt")])
+    assert r.exit_code == 2 and "label channels named square, triangle, disc" in r.output
+    assert not (tmp_path / "d").exists()  # refused before anything is rendered
+
+
+def COCO_mask(ann):
+    from instseg.coco import decode_rle
+
+    return decode_rle(ann["segmentation"]).astype(bool)

@@ -66,3 +66,18 @@ def test_toy_flat_ships_a_generator_that_draws_its_labels_and_a_detector_at_its_
         d = det([img])[0]
         found += bool(len(d.scores)) and {p.classes[c] for c in classes} >= set(d.labels)
     assert found >= 9
+
+
+def test_toy_flat_runs_a_detector_that_knows_its_generator_and_keeps_the_renderer_one_as_judge():
+    """The preset's detector was also trained on the generator's samples (seeds 6000000+): it finds the faint
+    GAN objects the renderer-only detector misses. The renderer-only one stays, as the judge of realism."""
+    from detectors.yolo import packaged_weights
+    from instseg.generator import to_uint8
+    from instseg.segment import source_images
+
+    p = presets()["toy-flat"]
+    assert p.detector == "yolo:toy-flat-gan" and packaged_weights("toy-flat") is not None
+    G = load_generator(resolve_gan("toy-flat").path)
+    images = list(to_uint8(source_images(G, list(range(20)), 0.7, torch.device("cpu"), 20)))
+    found = {d: sum(len(x.scores) > 0 for x in load_detector(d, conf=0.5)(images)) for d in (p.detector, "yolo:toy-flat")}
+    assert found[p.detector] >= 19 and found[p.detector] > found["yolo:toy-flat"]

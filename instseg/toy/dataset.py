@@ -4,9 +4,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable, Iterable
 
+import torch
+
 from .. import coco
+from ..generator import Generator, to_uint8
 from ..io import atomic_save_png, atomic_write_json
 from ..rundir import image_file, image_id
+from ..segment import source_images
+from .labels import sample_labels
 from .render import CLASSES, render_seed
 
 
@@ -29,3 +34,28 @@ def write_scenes(seeds: Iterable[int], out: Path, size: int = 64, on_seed: Calla
             on_seed(seed)
     atomic_write_json(out / "annotations.json", coco.dataset(images, anns, list(CLASSES), f"toy scenes {size}px, {world}"))
     return out / "annotations.json"
+
+
+def write_gan_samples(G: Generator, seeds: Iterable[int], out: Path, names: list[str], truncation_psi: float = 0.7,
+                      min_area: int = 4, batch: int = 64) -> dict:
+    """Write a label-drawing generator's samples to `out`/images/<seed>.png (as `instseg run` makes its
+    source images) and return the COCO dict of their exact labels (the label channels)."""
+    out = Path(out)
+    (out / "images").mkdir(parents=True, exist_ok=True)
+    seeds = list(seeds)
+    for i in range(0, len(seeds), batch):
+        chunk = seeds[i:i + batch]
+        for seed, img in zip(chunk, to_uint8(source_images(G, chunk, truncation_psi, torch.device("cpu"), batch))):
+            atomic_save_png(out / image_file(seed), img)
+    return sample_labels(G, seeds, names, truncation_psi, min_area=min_area)
+
+
+def interleave(a: dict, b: dict, description: str) -> dict:
+    """One COCO dict from two with the same categories, their images alternating (so a split by
+    image order, as the YOLO export makes, holds both sources)."""
+    if [c["name"] for c in a["categories"]] != [c["name"] for c in b["categories"]]:
+        raise ValueError("the two datasets have different categories")
+    images = [im for pair in zip(a["images"], b["images"]) for im in pair]
+    n = min(len(a["images"]), len(b["images"]))
+    images += a["images"][n:] + b["images"][n:]
+    return coco.dataset(images, a["annotations"] + b["annotations"], [c["name"] for c in a["categories"]], description)

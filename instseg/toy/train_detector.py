@@ -1,6 +1,8 @@
-"""Train the toy YOLOv8n-seg from its yaml (no pretrained weights) on rendered scenes.
+"""Train the toy YOLOv8n-seg from its yaml (no pretrained weights) on rendered scenes, and
+optionally on a label-drawing generator's samples with their exact labels.
 
     python -m instseg.toy.train_detector --out toy-train/detector --scenes 4000 --epochs 30
+    python -m instseg.toy.train_detector --world flat --size 32 --gan toy-flat --gan-samples 4000 ...
 """
 from __future__ import annotations
 
@@ -11,24 +13,37 @@ import os
 import shutil
 from pathlib import Path
 
+from ..io import atomic_write_json
 from ..yolo_export import export_yolo
-from .dataset import write_scenes
+from .dataset import interleave, write_gan_samples, write_scenes
 
 log = logging.getLogger(__name__)
 FIRST_SEED = 2_000_000  # training scenes; evaluation uses seeds from 3_000_000 on
+GAN_SEED = 6_000_000  # training samples of a generator: no run, table or benchmark uses these seeds
 
 
 def train(out: Path, scenes: int = 4000, epochs: int = 30, imgsz: int = 64, batch: int = 64, size: int = 64,
-          device: str = "cpu", world: str = "classic", name: str = "toy-shapes-yolo.pt") -> Path:
-    """Render scenes, export them as YOLO-seg, train; returns the best weights path."""
+          device: str = "cpu", world: str = "classic", name: str = "toy-shapes-yolo.pt", gan: str | None = None,
+          gan_samples: int = 0, truncation_psi: float = 0.7) -> Path:
+    """Render scenes (and, with `gan`, write that generator's samples with their exact labels), export
+    them as YOLO-seg, train; returns the best weights path."""
     os.environ["YOLO_OFFLINE"] = "1"
     from ultralytics import YOLO
 
     out = Path(out)
+    G = _label_generator(gan) if gan is not None and gan_samples > 0 else None  # refused before any rendering
     data_dir = out / "scenes"
     if not (data_dir / "annotations.json").exists():
         write_scenes(range(FIRST_SEED, FIRST_SEED + scenes), data_dir, size, world=world)
-    data_yaml = export_yolo(json.loads((data_dir / "annotations.json").read_text()), data_dir, out / "yolo")
+    data = json.loads((data_dir / "annotations.json").read_text())
+    if G is not None:
+        data = interleave(data, _gan_samples(G, gan_samples, out / "gan", truncation_psi, data),
+                          f"{data['info']['description']} + {gan_samples} samples of {gan} with their label channels")
+        for entry in data["images"]:  # one image root for both sources
+            src = out / "gan" / entry["file_name"]
+            if src.exists() and not (data_dir / entry["file_name"]).exists():
+                os.link(src, data_dir / entry["file_name"])
+    data_yaml = export_yolo(data, data_dir, out / "yolo")
     model = YOLO("yolov8n-seg.yaml")
     model.train(data=str(data_yaml), epochs=epochs, imgsz=imgsz, batch=batch, device=device, workers=0,
                 amp=False, pretrained=False, plots=False, project=str(out.resolve()), name="run", exist_ok=True,
@@ -36,6 +51,34 @@ def train(out: Path, scenes: int = 4000, epochs: int = 30, imgsz: int = 64, batc
     best = out / "run" / "weights" / "best.pt"
     shutil.copy2(best, out / name)
     return out / name
+
+
+def _label_generator(gan: str):
+    """The generator named by `gan`; it must draw label channels named as the toy classes."""
+    from ..checkpoints import load_generator, native_meta
+    from ..errors import UserError
+    from ..zoo import resolve_gan
+    from .render import CLASSES
+
+    path = resolve_gan(gan).path
+    G = load_generator(path)
+    names = native_meta(path).get("label_names") or [] if G.cfg.label_channels else []
+    if list(names) != list(CLASSES):
+        raise UserError(f"--gan {gan}: needs label channels named {', '.join(CLASSES)} (it has {', '.join(names) or 'none'})")
+    return G
+
+
+def _gan_samples(G, n: int, folder: Path, truncation_psi: float, scenes: dict) -> dict:
+    """The generator's samples (seeds GAN_SEED..) with their exact labels, cached in `folder`."""
+    cached = folder / "annotations.json"
+    if cached.exists():
+        data = json.loads(cached.read_text())
+        if len(data["images"]) == n:
+            return data
+    classes = [c["name"] for c in scenes["categories"]]
+    data = write_gan_samples(G, range(GAN_SEED, GAN_SEED + n), folder, classes, truncation_psi)
+    atomic_write_json(cached, data)
+    return data
 
 
 if __name__ == "__main__":
@@ -48,5 +91,9 @@ if __name__ == "__main__":
     ap.add_argument("--size", type=int, default=64, help="rendered scene size")
     ap.add_argument("--world", default="classic")
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--gan", default=None, help="a generator with label channels: its samples join the scenes")
+    ap.add_argument("--gan-samples", type=int, default=0)
+    ap.add_argument("--name", default="toy-shapes-yolo.pt")
     a = ap.parse_args()
-    print(train(Path(a.out), a.scenes, a.epochs, a.imgsz, size=a.size, device=a.device, world=a.world))
+    print(train(Path(a.out), a.scenes, a.epochs, a.imgsz, size=a.size, device=a.device, world=a.world, name=a.name,
+                gan=a.gan, gan_samples=a.gan_samples))
