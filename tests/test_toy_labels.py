@@ -146,6 +146,7 @@ def test_render_dataset_in_processes_matches_one_process():
 def test_gan_samples_for_the_detector_are_the_run_images_with_their_exact_labels(tmp_path):
     from PIL import Image
 
+    from instseg.coco import decode_rle
     from instseg.toy.dataset import interleave, write_gan_samples
 
     G = _label_copies_red(tmp_path / "g.pt")
@@ -159,7 +160,7 @@ def test_gan_samples_for_the_detector_are_the_run_images_with_their_exact_labels
         union = np.zeros(img.shape[1:], bool)
         for a in data["annotations"]:
             if a["image_id"] == seed + 1:
-                union |= COCO_mask(a)
+                union |= decode_rle(a["segmentation"]).astype(bool)
         assert np.array_equal(union, img[0].numpy() > 0)  # its exact label: red > 0
     scenes = {"images": [{"id": i} for i in (10, 11, 12)], "annotations": [{"image_id": 10}],
               "categories": [{"id": 1, "name": "blob"}]}
@@ -176,9 +177,3 @@ def test_train_detector_refuses_a_generator_whose_labels_are_not_the_world_class
                                   "--scenes", "2", "--epochs", "1", "--gan", str(tmp_path / "g.pt")])
     assert r.exit_code == 2 and "label channels named square, triangle, disc" in r.output
     assert not (tmp_path / "d").exists()  # refused before anything is rendered
-
-
-def COCO_mask(ann):
-    from instseg.coco import decode_rle
-
-    return decode_rle(ann["segmentation"]).astype(bool)

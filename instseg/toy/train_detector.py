@@ -16,6 +16,7 @@ from pathlib import Path
 from ..io import atomic_write_json
 from ..yolo_export import export_yolo
 from .dataset import interleave, write_gan_samples, write_scenes
+from .render import CLASSES
 
 log = logging.getLogger(__name__)
 FIRST_SEED = 2_000_000  # training scenes; evaluation uses seeds from 3_000_000 on
@@ -36,13 +37,9 @@ def train(out: Path, scenes: int = 4000, epochs: int = 30, imgsz: int = 64, batc
     if not (data_dir / "annotations.json").exists():
         write_scenes(range(FIRST_SEED, FIRST_SEED + scenes), data_dir, size, world=world)
     data = json.loads((data_dir / "annotations.json").read_text())
-    if G is not None:
-        data = interleave(data, _gan_samples(G, gan_samples, out / "gan", truncation_psi, data),
+    if G is not None:  # the samples' images go beside the scenes': one image root for both sources
+        data = interleave(data, _gan_samples(G, gan_samples, data_dir, out / "gan-samples.json", truncation_psi),
                           f"{data['info']['description']} + {gan_samples} samples of {gan} with their label channels")
-        for entry in data["images"]:  # one image root for both sources
-            src = out / "gan" / entry["file_name"]
-            if src.exists() and not (data_dir / entry["file_name"]).exists():
-                os.link(src, data_dir / entry["file_name"])
     data_yaml = export_yolo(data, data_dir, out / "yolo")
     model = YOLO("yolov8n-seg.yaml")
     model.train(data=str(data_yaml), epochs=epochs, imgsz=imgsz, batch=batch, device=device, workers=0,
@@ -58,25 +55,23 @@ def _label_generator(gan: str):
     from ..checkpoints import load_generator, native_meta
     from ..errors import UserError
     from ..zoo import resolve_gan
-    from .render import CLASSES
 
     path = resolve_gan(gan).path
     G = load_generator(path)
-    names = native_meta(path).get("label_names") or [] if G.cfg.label_channels else []
+    names = (native_meta(path).get("label_names") or []) if G.cfg.label_channels else []
     if list(names) != list(CLASSES):
         raise UserError(f"--gan {gan}: needs label channels named {', '.join(CLASSES)} (it has {', '.join(names) or 'none'})")
     return G
 
 
-def _gan_samples(G, n: int, folder: Path, truncation_psi: float, scenes: dict) -> dict:
-    """The generator's samples (seeds GAN_SEED..) with their exact labels, cached in `folder`."""
-    cached = folder / "annotations.json"
+def _gan_samples(G, n: int, folder: Path, cached: Path, truncation_psi: float) -> dict:
+    """The generator's samples (seeds GAN_SEED..) written to `folder`/images, and their exact labels
+    (cached in `cached`, so a rerun does not write them again)."""
     if cached.exists():
         data = json.loads(cached.read_text())
         if len(data["images"]) == n:
             return data
-    classes = [c["name"] for c in scenes["categories"]]
-    data = write_gan_samples(G, range(GAN_SEED, GAN_SEED + n), folder, classes, truncation_psi)
+    data = write_gan_samples(G, range(GAN_SEED, GAN_SEED + n), folder, list(CLASSES), truncation_psi)
     atomic_write_json(cached, data)
     return data
 
