@@ -20,7 +20,7 @@ from .config import RunConfig
 from .errors import UserError
 from .generator import Generator, to_uint8
 from .rundir import RunDir, config_id, image_id
-from .segment import Stopwatch, segment_image, source_images
+from .segment import Stopwatch, segment_image, source_ws, synthesize
 from .zoo import Progress, ResolvedGan, resolve_gan, sha256_file
 
 log = logging.getLogger(__name__)
@@ -209,18 +209,20 @@ def process_chunk(G: Generator, detector: Detector | None, cfg: RunConfig, devic
     so the dataset does not depend on how many workers ran."""
     found: dict[int, Detections] = {}
     images: dict[int, torch.Tensor] = {}
+    latents: dict[int, torch.Tensor] = {}
     if detector is not None:  # the chunk's source images and detections, each in one batched call
         clock = Stopwatch(timings, device)
-        batch_images = source_images(G, chunk, cfg.truncation_psi, device, cfg.batch)
+        ws = torch.cat([source_ws(G, s, cfg.truncation_psi, device) for s in chunk])
+        batch_images = synthesize(G, ws, cfg.batch)
         clock.lap("source")  # the chunk's source images, for the detector
-        for seed, img, d in zip(chunk, batch_images, detector(list(to_uint8(batch_images)))):
-            images[seed] = img
+        for j, (seed, img, d) in enumerate(zip(chunk, batch_images, detector(list(to_uint8(batch_images))))):
+            images[seed], latents[seed] = img, ws[j:j + 1]
             found[seed] = d.keep(np.array([i for i, lab in enumerate(d.labels) if lab in categories], dtype=int))
         clock.lap("detect")
     out = []
     for seed in chunk:
         det = found.get(seed)
-        seg = segment_image(G, seed, cfg, device, det, images.get(seed), timings=timings)
+        seg = segment_image(G, seed, cfg, device, det, images.get(seed), timings=timings, ws=latents.get(seed))
         clock = Stopwatch(timings, device)
         iid = image_id(seed)
         if detector is None:

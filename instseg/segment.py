@@ -152,12 +152,17 @@ class Stopwatch:
 
 
 @torch.no_grad()
+def synthesize(G: Generator, ws: Tensor, batch: int) -> Tensor:
+    """Images of ws [B, num_ws, w_dim], generated in batches: [B, C, H, W]."""
+    rows = synthesis_rows(G, batch, ws.device)
+    return torch.cat([G.synthesis(chunk, noise_mode="const")[0] for chunk in ws.split(rows)])
+
+
+@torch.no_grad()
 def source_images(G: Generator, seeds: list[int], truncation_psi: float, device: torch.device,
                   batch: int) -> Tensor:
     """The source images of several seeds, generated in batches: [B, C, H, W]."""
-    ws = torch.cat([source_ws(G, s, truncation_psi, device) for s in seeds])
-    rows = synthesis_rows(G, batch, device)
-    return torch.cat([G.synthesis(chunk, noise_mode="const")[0] for chunk in ws.split(rows)])
+    return synthesize(G, torch.cat([source_ws(G, s, truncation_psi, device) for s in seeds]), batch)
 
 
 # ---------------------------------------------------------------------------------------
@@ -236,16 +241,19 @@ METHODS: dict[str, Method] = {"variants": _variants_method, "kmeans-rgb": _varia
 
 @torch.no_grad()
 def segment_image(G: Generator, seed: int, cfg: RunConfig, device: torch.device, detections=None,
-                  image: Tensor | None = None, timings: dict[str, float] | None = None) -> ImageSegmentation:
+                  image: Tensor | None = None, timings: dict[str, float] | None = None,
+                  ws: Tensor | None = None) -> ImageSegmentation:
     """One seed end to end: the whole-image mask and, given `detections` (boxes, scores, labels),
     the merged instance records (mask-NMS, disjoint, at least cfg.min_area pixels, best first).
 
-    `image` is the seed's source image when the caller already made it (for the detector).
+    `image` and `ws` ([1, num_ws, w_dim]) are the seed's source image and latents when the caller
+    already made them (for the detector).
     All regions (the whole image and every box crop) are cut from the same variant pass.
     `timings`, when given, accumulates seconds per stage: generate, cluster.
     """
     clock = Stopwatch(timings, device)
-    ws = source_ws(G, seed, cfg.truncation_psi, device)
+    if ws is None:
+        ws = source_ws(G, seed, cfg.truncation_psi, device)
     if image is None:
         image = G.synthesis(ws, noise_mode="const")[0][0]
     H, W = image.shape[-2:]

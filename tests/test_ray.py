@@ -29,8 +29,11 @@ def _dataset(d):
 
 @pytest.fixture(scope="module")
 def one_process(tiny_ckpt, tmp_path_factory):
+    """One process with one thread, as each CPU actor runs: float32 convolutions sum in another
+    order with other thread counts, which moves scores in their 7th digit."""
     out = tmp_path_factory.mktemp("one") / "run"
-    subprocess.run(_cmd(tiny_ckpt, out), check=True, capture_output=True, cwd=out.parent)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    subprocess.run(_cmd(tiny_ckpt, out), check=True, capture_output=True, cwd=out.parent, env=env)
     return _dataset(out)
 
 
