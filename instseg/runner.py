@@ -20,7 +20,7 @@ from .config import RunConfig
 from .errors import UserError
 from .generator import Generator, to_uint8
 from .rundir import RunDir, config_id, image_id
-from .segment import Stopwatch, segment_image, source_ws, synthesize
+from .segment import Stopwatch, segment_image, source_latents, synthesize
 from .zoo import Progress, ResolvedGan, resolve_gan, sha256_file
 
 log = logging.getLogger(__name__)
@@ -212,7 +212,7 @@ def process_chunk(G: Generator, detector: Detector | None, cfg: RunConfig, devic
     latents: dict[int, torch.Tensor] = {}
     if detector is not None:  # the chunk's source images and detections, each in one batched call
         clock = Stopwatch(timings, device)
-        ws = torch.cat([source_ws(G, s, cfg.truncation_psi, device) for s in chunk])
+        ws = source_latents(G, chunk, cfg.truncation_psi, device)
         batch_images = synthesize(G, ws, cfg.batch)
         clock.lap("source")  # the chunk's source images, for the detector
         for j, (seed, img, d) in enumerate(zip(chunk, batch_images, detector(list(to_uint8(batch_images))))):

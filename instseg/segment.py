@@ -158,11 +158,16 @@ def synthesize(G: Generator, ws: Tensor, batch: int) -> Tensor:
     return torch.cat([G.synthesis(chunk, noise_mode="const")[0] for chunk in ws.split(rows)])
 
 
+def source_latents(G: Generator, seeds: list[int], truncation_psi: float, device: torch.device) -> Tensor:
+    """The source ws of several seeds, each mapped alone (so a seed's ws never depend on its batch)."""
+    return torch.cat([source_ws(G, s, truncation_psi, device) for s in seeds])
+
+
 @torch.no_grad()
 def source_images(G: Generator, seeds: list[int], truncation_psi: float, device: torch.device,
                   batch: int) -> Tensor:
     """The source images of several seeds, generated in batches: [B, C, H, W]."""
-    return synthesize(G, torch.cat([source_ws(G, s, truncation_psi, device) for s in seeds]), batch)
+    return synthesize(G, source_latents(G, seeds, truncation_psi, device), batch)
 
 
 # ---------------------------------------------------------------------------------------
