@@ -498,21 +498,39 @@ def _check_device(device: str) -> str:
 @click.option("--channel-base", type=click.IntRange(16, 1 << 20), default=2048, show_default=True, metavar="C",
               help="Channels at resolution r: min(C // r, 128).")
 @click.option("--batch", type=click.IntRange(2, 1024), default=32, show_default=True, metavar="B", help="Batch size.")
-@click.option("--r1-gamma", type=FiniteFloat(0, 1000), default=0.3, show_default=True, metavar="G", help="R1 weight.")
+@click.option("--r1-gamma", type=FiniteFloat(0, 1000), default=None, metavar="G",
+              help="R1 weight  [default: StyleGAN2-ADA's heuristic, 0.0002 * resolution^2 / batch]")
+@click.option("--d-channel-base", type=click.IntRange(16, 1 << 20), default=2048, show_default=True, metavar="C",
+              help="The discriminators' channel base (as wide as G by default).")
+@click.option("--split-d/--one-d", default=True, show_default=True,
+              help="An image-only D plus a joint (image, labels) D that cannot push the RGB; or one joint D.")
+@click.option("--blur-d/--box-d", default=False, show_default=True,
+              help="Binomial-filtered downsampling in D, or 2x2 box.")
+@click.option("--dataset-size", type=click.IntRange(0, 10_000_000), default=0, show_default=True, metavar="N",
+              help="0: fresh renderer scenes for every batch; N: a fixed set of N scenes.")
 @click.option("--ema-kimg", type=FiniteFloat(0.001, 1e6), default=10.0, show_default=True, metavar="K",
               help="Half-life of the exported (EMA) generator's weights, in thousands of images (batch * 10 / 32 "
                    "is StyleGAN2-ADA's rule).")
+@click.option("--snapshot-every", type=click.IntRange(0, 10_000_000), default=0, show_default=True, metavar="N",
+              help="Also keep DIR/snapshots/generator-<iter>.pt every N iterations (0: none).")
+@click.option("--resume-from", type=click.Path(exists=True, file_okay=False), default=None, metavar="STATE",
+              help="A state folder (such as bench/toy-state) to start from when DIR/state does not exist yet.")
 @click.option("--device", default="cpu", show_default=True, metavar="DEV", help="cpu or cuda[:N].")
 @click.option("--threads", type=click.IntRange(0, 1024), default=0, show_default=True, metavar="T",
               help="CPU threads (0: torch's).")
+@click.option("--workers", type=click.IntRange(0, 1024), default=0, show_default=True, metavar="W",
+              help="Processes rendering scenes (0: one per CPU core; 1: in the trainer).")
 @click.option("--minutes", type=FiniteFloat(0, 1e6), default=0.0, show_default=True, metavar="M",
               help="Stop with a checkpoint after M minutes of training (0: no limit); run again to resume.")
-def toy_train_gan(resolution: str, device: str, **kw: Any) -> None:
-    """Train (or resume) the toy StyleGAN2; writes DIR/generator.pt in the native format."""
+def toy_train_gan(resolution: str, device: str, resume_from: str | None, **kw: Any) -> None:
+    """Train (or resume) the toy StyleGAN2; writes DIR/generator.pt in the native format and DIR/state."""
     from .toy.train_gan import TrainConfig, train
 
     logging.getLogger("instseg").setLevel(logging.INFO)
-    path = train(TrainConfig(resolution=int(resolution), device=_check_device(device), **kw))
+    try:
+        path = train(TrainConfig(resolution=int(resolution), device=_check_device(device), **kw), resume_from)
+    except ValueError as e:
+        raise UserError(str(e)) from None
     if not path.exists():
         raise UserError(f"training ended without writing {path}")
     click.echo(f"wrote {path}")

@@ -1,4 +1,5 @@
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -105,39 +106,101 @@ def test_label_heads_train_without_touching_the_image_and_resume(tmp_path):
     assert torch.allclose(img2, img, atol=1e-6) and not torch.equal(f2["labels"], before)
 
 
+def _tiny(tmp_path, **kw):
+    from instseg.toy.train_gan import TrainConfig
+
+    return TrainConfig(**{"out": str(tmp_path / "t"), "resolution": 16, "channel_base": 128, "channel_max": 16,
+                          "d_channel_base": 128, "z_dim": 16, "w_dim": 16, "batch": 4, "iters": 2,
+                          "checkpoint_every": 2, "r1_every": 2, "workers": 1, **kw})
+
+
+def _iter(folder) -> int:
+    return json.loads((folder / "state" / "state.json").read_text())["iter"]
+
+
 def test_train_gan_with_label_channels_writes_and_resumes(tmp_path):
     from instseg.checkpoints import native_meta
-    from instseg.toy.train_gan import TrainConfig, train
+    from instseg.toy.train_gan import train
 
-    cfg = TrainConfig(out=str(tmp_path / "t"), resolution=16, channel_base=128, channel_max=16, d_channel_base=128,
-                      z_dim=16, w_dim=16, dataset_size=8, batch=4, iters=2, checkpoint_every=2, r1_every=2)
+    cfg = _tiny(tmp_path)
     path = train(cfg)
     G = load_generator(path)
     assert G.cfg.label_channels == 3 and native_meta(path)["label_names"] == ["square", "triangle", "disc"]
-    assert torch.load(tmp_path / "t" / "train-state.pt", weights_only=True)["iter"] == 2
-    train(TrainConfig(**{**cfg.__dict__, "iters": 4}))
-    assert torch.load(tmp_path / "t" / "train-state.pt", weights_only=True)["iter"] == 4
+    assert _iter(tmp_path / "t") == 2
+    assert sorted(p.name for p in (tmp_path / "t" / "state").iterdir()) == [
+        "D.pt", "D_joint.pt", "G.pt", "G_ema.pt", "opt.pt", "state.json"]
+    train(replace(cfg, iters=4))
+    assert _iter(tmp_path / "t") == 4
 
 
-def test_train_gan_time_budget_checkpoints_and_a_slim_state_resumes(tmp_path):
-    """--minutes stops early with a checkpoint; a state without optimisers or RNG (what a GPU lease
-    brings back) resumes with fresh Adam moments."""
-    from instseg.toy.train_gan import TrainConfig, train
+def test_split_critics_keep_the_label_gradient_out_of_the_rgb(tmp_path):
+    """With the split, G's RGB gets no gradient from the joint D; with one joint D it does."""
+    from instseg.generator import Generator
+    from instseg.toy.train_gan import Critics, make_generator_config
 
-    cfg = TrainConfig(out=str(tmp_path / "t"), resolution=16, channel_base=128, channel_max=16, d_channel_base=128,
-                      z_dim=16, w_dim=16, dataset_size=8, batch=4, iters=1000, checkpoint_every=1000, r1_every=2,
-                      minutes=1e-6, workers=1)
+    for split in (True, False):
+        cfg = _tiny(tmp_path, split_d=split)
+        gcfg = make_generator_config(cfg)
+        critics = Critics(cfg, gcfg, torch.device("cpu"))
+        G = Generator(gcfg)
+        img, f = G.synthesis(G.mapping(torch.randn(4, 16)), features=("labels",))
+        img.retain_grad()
+        scores = critics.scores(torch.cat([img, f["labels"]], 1), detach_image=True)
+        scores[-1].sum().backward()  # the joint D's logits
+        assert (img.grad is None or not img.grad.any()) == split
+
+
+def test_train_gan_fresh_scenes_follow_the_iteration(tmp_path):
+    """Fresh scenes: batch i holds seeds TRAIN_SEEDS + i * batch.., in the trainer or from worker processes."""
+    from instseg.toy.trainkit import TRAIN_SEEDS, SceneStream, render_rows
+
+    inline, pooled = SceneStream(4, 16, "flat", True, 3, 1), SceneStream(4, 16, "flat", True, 3, 2)
+    try:
+        for i in (3, 4, 5):
+            want = torch.from_numpy(render_rows(TRAIN_SEEDS + 4 * i, 4, 16, "flat", True)).permute(0, 3, 1, 2)
+            assert torch.equal(inline(), want) and torch.equal(pooled(), want)
+    finally:
+        pooled.close()
+
+
+def test_mbstd_accepts_any_batch():
+    from instseg.toy.trainkit import Discriminator, mbstd_group
+
+    assert [mbstd_group(b) for b in (2, 3, 4, 6, 7, 8)] == [2, 3, 4, 3, 1, 4]
+    from instseg.generator import GeneratorConfig
+
+    D = Discriminator(GeneratorConfig(resolution=16, channel_base=128, channel_max=16), blur=True)
+    assert D(torch.randn(6, 3, 16, 16)).shape == (6,)
+
+
+def test_r1_gamma_defaults_to_the_ada_heuristic(tmp_path):
+    assert _tiny(tmp_path, resolution=32, batch=32).gamma == pytest.approx(0.0064)
+    assert _tiny(tmp_path, r1_gamma=1.0).gamma == 1.0
+
+
+def test_train_gan_time_budget_checkpoints_and_a_weights_only_state_resumes(tmp_path):
+    """--minutes stops early with a checkpoint; a state without opt.pt (the committed, weights-only state)
+    resumes with fresh Adam moments, from another folder through resume_from."""
+    import shutil
+
+    from instseg.toy.train_gan import train
+
+    cfg = _tiny(tmp_path, iters=1000, checkpoint_every=1000, minutes=1e-6)
     train(cfg)
-    state = tmp_path / "t" / "train-state.pt"
-    st = torch.load(state, weights_only=True)
-    assert 1 <= st["iter"] < 1000  # stopped by the budget, not by iters
-    torch.save({k: st[k] for k in ("G", "D", "G_ema", "iter", "config")}, state)
-    train(TrainConfig(**{**cfg.__dict__, "minutes": 0.0, "iters": st["iter"] + 2}))
-    assert torch.load(state, weights_only=True)["iter"] == st["iter"] + 2
+    it = _iter(tmp_path / "t")
+    assert 1 <= it < 1000  # stopped by the budget, not by iters
+    committed = tmp_path / "committed"
+    shutil.copytree(tmp_path / "t" / "state", committed)
+    (committed / "opt.pt").unlink()
+    train(replace(cfg, out=str(tmp_path / "u"), minutes=0.0, iters=it + 2), resume_from=str(committed))
+    assert _iter(tmp_path / "u") == it + 2
+    with pytest.raises(ValueError, match="split_d"):
+        train(replace(cfg, out=str(tmp_path / "v"), split_d=False, minutes=0.0, iters=it + 2),
+              resume_from=str(committed))
 
 
 def test_render_dataset_in_processes_matches_one_process():
-    from instseg.toy.train_gan import render_dataset
+    from instseg.toy.trainkit import render_dataset
 
     a = render_dataset(512, 16, world="flat", labels=True, workers=2)
     assert torch.equal(a, render_dataset(512, 16, world="flat", labels=True, workers=1))

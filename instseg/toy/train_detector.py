@@ -6,7 +6,6 @@ optionally on a label-drawing generator's samples with their exact labels.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
@@ -75,20 +74,3 @@ def _gan_samples(G, n: int, folder: Path, cached: Path, truncation_psi: float) -
     atomic_write_json(cached, data)
     return data
 
-
-if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO)
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--out", default="toy-train/detector")
-    ap.add_argument("--scenes", type=int, default=4000)
-    ap.add_argument("--epochs", type=int, default=30)
-    ap.add_argument("--imgsz", type=int, default=64)
-    ap.add_argument("--size", type=int, default=64, help="rendered scene size")
-    ap.add_argument("--world", default="classic")
-    ap.add_argument("--device", default="cpu")
-    ap.add_argument("--gan", default=None, help="a generator with label channels: its samples join the scenes")
-    ap.add_argument("--gan-samples", type=int, default=0)
-    ap.add_argument("--name", default="toy-shapes-yolo.pt")
-    a = ap.parse_args()
-    print(train(Path(a.out), a.scenes, a.epochs, a.imgsz, size=a.size, device=a.device, world=a.world, name=a.name,
-                gan=a.gan, gan_samples=a.gan_samples))

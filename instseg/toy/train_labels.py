@@ -22,7 +22,7 @@ from ..checkpoints import load_generator, save_native
 from ..generator import Generator
 from ..io import atomic_torch_save
 from .render import CLASSES
-from .train_gan import Discriminator, _mixed_ws, optimisers, r1_penalty, render_dataset, begin_training
+from .trainkit import Discriminator, begin_training, mixed_ws, optimisers, r1_penalty, render_dataset
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +83,7 @@ def train_labels(cfg: LabelTrainConfig) -> Path:
     G = with_label_heads(load_generator(cfg.gan), len(CLASSES)).to(device)
     params = _trainable_label_rows(G)
     D = Discriminator(replace(G.cfg, channel_base=cfg.d_channel_base)).to(device)
-    opt_G, opt_D = optimisers(params, D, cfg.lr, cfg.r1_every)
+    opt_G, opt_D = optimisers(params, D.parameters(), cfg.lr, cfg.r1_every)
     state_path, it = out / "label-state.pt", 0
     if state_path.exists():
         st = torch.load(state_path, map_location=device, weights_only=True)
@@ -97,7 +97,7 @@ def train_labels(cfg: LabelTrainConfig) -> Path:
     while it < cfg.iters:
         real = data[torch.randint(len(data), (cfg.batch,))].to(device).float() / 127.5 - 1
         G.eval()
-        img, f = G.synthesis(_mixed_ws(G, cfg.batch, 0.0, device), noise_mode="random", features=("labels",))
+        img, f = G.synthesis(mixed_ws(G, cfg.batch, 0.0, device), noise_mode="random", features=("labels",))
         loss_G = F.softplus(-D(torch.cat([img.detach(), f["labels"]], 1))).mean()
         opt_G.zero_grad(set_to_none=True)
         loss_G.backward()
