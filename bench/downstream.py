@@ -31,7 +31,7 @@ from instseg.checkpoints import load_generator, native_meta  # noqa: E402
 from instseg.config import build_config  # noqa: E402
 from instseg.evaluate import evaluate, instance_scores  # noqa: E402
 from instseg.io import atomic_write_json  # noqa: E402
-from instseg.rundir import config_id  # noqa: E402
+from instseg.identity import config_id  # noqa: E402
 from instseg.runner import run  # noqa: E402
 from instseg.toy.dataset import write_scenes  # noqa: E402
 from instseg.toy.labels import sample_labels  # noqa: E402
@@ -122,7 +122,7 @@ def main() -> None:
             if ov.get("method", "variants") != "variants":
                 ov = {**ov, "join_features": "none"}  # a field the baselines ignore: keep their runs comparable
             cfg = build_config(args.gan, {"seeds": tuple(range(args.m)), "device": "cpu", **ov})
-            folder = tmp / f"{cfg.method}-{config_id(cfg.to_dict())[:8]}"  # a changed config: a new run and rows
+            folder = tmp / f"{cfg.method}-{config_id(cfg.to_dict(), None)[:8]}"  # a changed config: a new run and rows
             run(cfg, folder)
             sources.append((name, folder.name, folder, None))
         if G.cfg.label_channels:

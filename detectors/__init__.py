@@ -66,5 +66,7 @@ def check_classes(requested: Sequence[str], available: Sequence[str]) -> None:
     for c in requested:
         if c not in available:
             near = difflib.get_close_matches(c, list(available), n=3, cutoff=0.5)
-            hint = f"; nearest: {', '.join(near)}" if near else f"; valid: {', '.join(list(available)[:12])}..."
+            names = list(available)
+            hint = (f"; nearest: {', '.join(near)}" if near else
+                    f"; valid: {', '.join(names[:12])}{'...' if len(names) > 12 else ''}")
             raise DetectorError(f"unknown class {c!r} for this detector{hint}")

@@ -18,21 +18,112 @@ def packaged_weights(name: str) -> Path | None:
     return p if p.exists() else None
 
 
+# Classes a YOLO file may name beyond torch's own weights-only allow-list: model classes only.
+_MODEL_MODULES = ("ultralytics.nn.", "torch.nn.modules.")
+_EXTRA_CLASSES = ("ultralytics.utils.IterableSimpleNamespace", "types.SimpleNamespace")
+
+
+def _allowed_global(name: str) -> type | None:
+    """The class a checkpoint global names, when it is a module class of torch or Ultralytics; else None."""
+    import importlib
+
+    import torch
+
+    module, _, attr = name.rpartition(".")
+    if not (module.startswith(_MODEL_MODULES) or name in _EXTRA_CLASSES):
+        return None
+    try:
+        obj = getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError):
+        return None
+    if not isinstance(obj, type) or not (issubclass(obj, torch.nn.Module) or name in _EXTRA_CLASSES):
+        return None
+    return obj
+
+
+def check_yolo_bytes(data: bytes, what: str) -> None:
+    """Load a YOLO checkpoint through torch's weights-only unpickler, allowing only model classes.
+
+    Ultralytics unpickles with weights_only=False, so this runs first: a file naming any other global
+    (a function such as os.system, or any non-module class) is refused, and nothing in it runs."""
+    import io
+
+    import torch
+
+    try:
+        unsafe = torch.serialization.get_unsafe_globals_in_checkpoint(io.BytesIO(data))
+    except Exception as e:  # not a torch zip file, truncated ...
+        raise DetectorError(f"cannot load YOLO weights {what}: not a PyTorch checkpoint "
+                            f"({str(e).splitlines()[0][:120] if str(e) else type(e).__name__})") from None
+    classes = []
+    for g in sorted(unsafe):
+        cls = _allowed_global(g)
+        if cls is None:
+            raise DetectorError(f"refusing YOLO weights {what}: the file names {g}, which is not a model class")
+        classes.append(cls)
+    try:
+        with torch.serialization.safe_globals(classes):
+            ckpt = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise DetectorError(f"refusing YOLO weights {what}: {str(e).splitlines()[0][:200]}") from None
+    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("model") or ckpt.get("ema"), torch.nn.Module):
+        raise DetectorError(f"cannot load YOLO weights {what}: no model in the file")
+
+
+def resolve_weights(weights: str, cache: Path | None = None) -> Path:
+    """Where a yolo:ARG spec's file is: packaged toy weights, a path, or a bare model name in our cache.
+
+    A bare name (no folder part) is looked up in the cache's detectors/ folder, never in the working
+    directory; on a connected machine Ultralytics' release file of that name is downloaded there."""
+    packaged = packaged_weights(weights)
+    if packaged is not None:
+        return packaged
+    if "/" in weights or os.sep in weights or weights.startswith("~"):
+        path = Path(weights).expanduser()
+        if not path.is_file():
+            raise DetectorError(f"YOLO weights {weights!r} not found")
+        return path
+    from instseg.zoo import default_cache
+
+    path = (cache or default_cache()) / "detectors" / weights
+    if path.is_file():
+        return path
+    if os.environ.get("YOLO_OFFLINE"):
+        raise DetectorError(f"YOLO weights {weights!r} are not in the cache and YOLO_OFFLINE is set; put the file at "
+                            f"{path} or pass yolo:./{weights} for a file in this folder")
+    from ultralytics.utils.downloads import attempt_download_asset
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        got = Path(attempt_download_asset(str(path)))
+    except Exception as e:
+        raise DetectorError(f"cannot download YOLO weights {weights!r}: {str(e).splitlines()[0][:160]}") from None
+    if not got.is_file():
+        raise DetectorError(f"cannot download YOLO weights {weights!r}; put the file at {path}")
+    return got
+
+
 class YoloDetector:
     def __init__(self, weights: str, device: str = "cpu", conf: float = 0.25, max_det: int = 20,
                  imgsz: int | None = None, agnostic_nms: bool = False):
-        path = packaged_weights(weights) or Path(weights).expanduser()
-        if not path.exists():
-            if os.environ.get("YOLO_OFFLINE") or "/" in weights or os.sep in weights:
-                raise DetectorError(f"YOLO weights {weights!r} not found locally"
-                                    + (" and YOLO_OFFLINE is set" if os.environ.get("YOLO_OFFLINE") else ""))
-            path = Path(weights)  # a model name: Ultralytics downloads it on a connected machine
+        import tempfile
+
+        path = resolve_weights(weights)
+        try:
+            data = path.read_bytes()
+        except OSError as e:
+            raise DetectorError(f"cannot read YOLO weights {weights!r}: {e.strerror or e}") from None
+        check_yolo_bytes(data, repr(weights))
         from ultralytics import YOLO
 
-        try:
-            self.model = YOLO(str(path))
-        except Exception as e:  # Ultralytics raises many types for missing or bad files
-            raise DetectorError(f"cannot load YOLO weights {weights!r}: {str(e).splitlines()[0][:200]}") from None
+        # Ultralytics reads the bytes just checked (a private copy), not a file that could change meanwhile
+        with tempfile.TemporaryDirectory(prefix="instseg-yolo-") as tmp:
+            copy = Path(tmp) / (path.stem + ".pt")
+            copy.write_bytes(data)
+            try:
+                self.model = YOLO(str(copy))
+            except Exception as e:  # Ultralytics raises many types for bad files
+                raise DetectorError(f"cannot load YOLO weights {weights!r}: {str(e).splitlines()[0][:200]}") from None
         self.class_names = [self.model.names[i] for i in sorted(self.model.names)]
         self.device, self.conf, self.max_det, self.imgsz = device, conf, max_det, imgsz
         train_args = (getattr(self.model, "ckpt", None) or {}).get("train_args") or {}

@@ -26,6 +26,19 @@ def _close_bars() -> None:
             bar.close()
 
 
+def _raise_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def _terminate_as_interrupt() -> None:
+    """SIGTERM (a scheduler's stop, `kill`) unwinds like Ctrl-C, so writers finish or clean up."""
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _raise_interrupt)
+
+
 class _Group(click.Group):
     """Reports bad input and environment as one line with exit code 2, never a traceback."""
 
@@ -33,6 +46,7 @@ class _Group(click.Group):
              standalone_mode: bool = True, **extra: Any) -> Any:
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+        _terminate_as_interrupt()
         try:
             rv = super().main(args, prog_name, complete_var, False, **extra)
         except click.ClickException as e:  # usage errors: one line, not click's usage block
@@ -55,7 +69,8 @@ class _Group(click.Group):
             where = f" ({e.filename})" if getattr(e, "filename", None) else ""
             self._fail(ctx, f"{e.strerror or e}{where}")
         except MemoryError:
-            self._fail(ctx, "out of memory; use fewer --variants, a smaller --batch or a lower --work-res")
+            advice = {"run": "; use fewer --variants, a smaller --batch or a lower --work-res"}
+            self._fail(ctx, "out of memory" + advice.get(ctx.invoked_subcommand or "", ""))
         except KeyboardInterrupt:
             _close_bars()
             click.echo("Interrupted; run the same command again to resume.", err=True)
@@ -310,12 +325,17 @@ def _export_yolo(run_dir: Path, out: Path) -> Path:
 @main.command()
 @click.argument("dirs", metavar="DIR...", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False))
 @click.option("--out", "out", required=True, type=OutPath(file_okay=False), metavar="OUT",
-              help="A new folder for the merged dataset.")
-def merge(dirs: tuple[str, ...], out: str) -> None:
+              help="A new folder for the merged dataset (or one that holds this run already).")
+@click.option("--allow-partial", is_flag=True,
+              help="Merge what the shards finished and list the seeds left out, instead of refusing.")
+def merge(dirs: tuple[str, ...], out: str, allow_partial: bool) -> None:
     """Merge shard folders of one run (same config and generator) into one dataset."""
-    from .merge import merge as merge_dirs
+    from .merge import describe_missing, merge as merge_dirs
 
-    path = merge_dirs([Path(d) for d in dirs], Path(out))
+    path, missing = merge_dirs([Path(d) for d in dirs], Path(out), allow_partial)
+    if missing:
+        click.echo(f"Warning: left out {sum(map(len, missing.values()))} unfinished seed(s): "
+                   f"{describe_missing(missing)}", err=True)
     click.echo(f"wrote {path}")
 
 

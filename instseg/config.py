@@ -70,12 +70,16 @@ class RunConfig:
             v = getattr(self, f.name)
             want = {"int": int, "float": (int, float), "str": str, "bool": bool}.get(str(f.type))
             if want and ((isinstance(v, bool) and want is not bool) or not isinstance(v, want)):
-                raise UserError(f"{_flag(f.name)} must be {str(f.type)}, got {v!r}")
+                raise UserError(f"{_flag(f.name)} must be {str(f.type)}, got {short(v)}")
             if isinstance(v, float) and not math.isfinite(v):
                 raise UserError(f"{_flag(f.name)} must be a finite number, got {v}")
             if f.name in BOUNDS and not BOUNDS[f.name][0] <= v <= BOUNDS[f.name][1]:
                 lo, hi = BOUNDS[f.name]
                 raise UserError(f"{_flag(f.name)} must lie in {_num(lo)}..{_num(hi)}, got {v}")
+        for name, typ in (("seeds", int), ("mix_from", int), ("classes", str)):
+            v = getattr(self, name)
+            if not isinstance(v, tuple) or not all(isinstance(x, typ) and not isinstance(x, bool) for x in v):
+                raise UserError(f"{_flag(name)} must be a list of {typ.__name__} values, got {short(v)}")
         for name, allowed in (("method", METHODS), ("normalize", NORMALIZATIONS), ("foreground", FOREGROUND_RULES),
                               ("instance_rule", INSTANCE_RULES), ("mask_score", MASK_SCORES),
                               ("precision", PRECISIONS)):
@@ -87,6 +91,8 @@ class RunConfig:
             raise UserError(f"--mix-from needs crossover indices >= 1, got {self.mix_from}")
         if not self.seeds:
             raise UserError("no seeds to run")
+        if len(set(self.seeds)) != len(self.seeds):
+            raise UserError("seeds repeat values; each seed is one image")
         if len(self.seeds) > MAX_SEEDS or min(self.seeds) < 0 or max(self.seeds) > MAX_SEED:
             raise UserError(f"seeds must be at most {MAX_SEEDS:,} values in 0..{MAX_SEED}")
         if not self.category.strip() or not self.gan or not self.device:
@@ -147,14 +153,69 @@ def check_keys(data: dict[str, Any], where: str) -> None:
             raise UserError(f"unknown config key {k!r} in {where}{hint}")
 
 
+MAX_YAML_BYTES = 1 << 20  # a --config file or a --set value larger than this is refused
+
+
+class _Yaml12Loader(yaml.SafeLoader):
+    """YAML with the 1.2 core schema's plain scalars (010 is 10; no, on, 0x10, 1:30 and dates stay
+    strings), no aliases (an alias bomb expands to gigabytes) and no duplicate keys."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            raise yaml.composer.ComposerError(None, None, "aliases (*name) are not allowed",
+                                              self.peek_event().start_mark)
+        return super().compose_node(parent, index)
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> dict:
+        keys = [self.construct_object(k, deep=True) for k, _ in node.value]
+        dup = next((k for i, k in enumerate(keys) if k in keys[:i]), None) if all(
+            isinstance(k, (str, int, float, bool, type(None))) for k in keys) else None
+        if dup is not None:
+            raise yaml.constructor.ConstructorError(None, None, f"duplicate key {str(dup)[:40]!r}", node.start_mark)
+        return super().construct_mapping(node, deep)
+
+
+_CORE = ("tag:yaml.org,2002:bool", "tag:yaml.org,2002:int", "tag:yaml.org,2002:float", "tag:yaml.org,2002:timestamp")
+_Yaml12Loader.yaml_implicit_resolvers = {
+    k: [(tag, rx) for tag, rx in v if tag not in _CORE] for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+_Yaml12Loader.add_implicit_resolver(_CORE[0], re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
+_Yaml12Loader.add_implicit_resolver(_CORE[1], re.compile(r"^[-+]?[0-9]+$"), list("-+0123456789"))
+_Yaml12Loader.add_implicit_resolver(
+    _CORE[2], re.compile(r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?|[-+]?\.(?:inf|Inf|INF)"
+                         r"|\.(?:nan|NaN|NAN))$"), list("-+0123456789."))
+_Yaml12Loader.add_constructor(_CORE[1], lambda loader, node: int(loader.construct_scalar(node), 10))
+
+
+def read_yaml(text: str, where: str) -> Any:
+    """Parse YAML text with the strict loader; one-line errors that never echo an expanded value."""
+    if len(text) > MAX_YAML_BYTES:
+        raise UserError(f"{where} is larger than {MAX_YAML_BYTES >> 20} MB; refusing to read it")
+    try:
+        return yaml.load(text, Loader=_Yaml12Loader)  # noqa: S506 (a SafeLoader subclass)
+    except yaml.YAMLError as e:
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise UserError(f"{where} is not valid YAML ({str(problem)[:120]})") from None
+    except RecursionError:
+        raise UserError(f"{where} nests too deeply") from None
+
+
+def short(v: Any, n: int = 60) -> str:
+    """repr(v), cut to n characters (errors never echo a huge value)."""
+    r = repr(v)
+    return r if len(r) <= n else r[: n - 3] + "..."
+
+
 def load_config_file(path: str | Path) -> dict[str, Any]:
     """A YAML mapping of RunConfig fields (the `run:` part of a preset, for a custom checkpoint)."""
     try:
-        data = yaml.safe_load(Path(path).read_text())
+        raw = Path(path).read_bytes()[: MAX_YAML_BYTES + 1]
     except OSError as e:
         raise UserError(f"cannot read --config {path}: {e.strerror or e}") from None
-    except yaml.YAMLError as e:
-        raise UserError(f"--config {path} is not valid YAML ({str(e).splitlines()[0]})") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise UserError(f"--config {path} is not UTF-8 text") from None
+    data = read_yaml(text, f"--config {path}")
     data = {} if data is None else data
     check_keys(data, f"--config {path}")
     return data
@@ -166,30 +227,34 @@ def parse_set(items: tuple[str, ...] | list[str]) -> dict[str, Any]:
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            raise UserError(f"--set {item!r}: use key=value, e.g. --set nms_iou=0.6")
-        try:
-            out[key.strip()] = yaml.safe_load(value) if value.strip() else ""
-        except yaml.YAMLError:
-            raise UserError(f"--set {item!r}: cannot read the value") from None
+            raise UserError(f"--set {short(item)}: use key=value, e.g. --set nms_iou=0.6")
+        out[key.strip()] = read_yaml(value, f"--set {key.strip()[:40]}") if value.strip() else ""
     check_keys(out, "--set")
     return out
+
+
+def _int_list(v: Any, k: str) -> tuple[int, ...]:
+    what = "seed" if k == "seeds" else "crossover"
+    if isinstance(v, str) or (isinstance(v, int) and not isinstance(v, bool)):
+        return parse_seeds(str(v), what)
+    if isinstance(v, (list, tuple)) and all(isinstance(x, int) and not isinstance(x, bool) for x in v):
+        return tuple(v)
+    raise UserError(f"{_flag(k)} must be integers, a list of integers or a range such as 0-99, got {short(v)}")
 
 
 def _coerce(merged: dict[str, Any]) -> dict[str, Any]:
     """YAML and --set values to the field types (lists -> tuples, '0-9' strings -> seed tuples)."""
     for k in ("seeds", "mix_from"):
-        v = merged.get(k)
-        if isinstance(v, (str, int)) and not isinstance(v, bool):
-            merged[k] = parse_seeds(str(v), "seed" if k == "seeds" else "crossover")
-        elif isinstance(v, list):
-            if not all(isinstance(x, int) and not isinstance(x, bool) for x in v):
-                raise UserError(f"{_flag(k)} must be a list of integers")
-            merged[k] = tuple(v)
-    c = merged.get("classes")
-    if isinstance(c, str):
-        merged["classes"] = tuple(x.strip() for x in c.split(",") if x.strip())
-    elif isinstance(c, list):
-        merged["classes"] = tuple(str(x) for x in c)
+        if k in merged:
+            merged[k] = _int_list(merged[k], k)
+    if "classes" in merged:
+        c = merged["classes"]
+        if isinstance(c, str):
+            merged["classes"] = tuple(x.strip() for x in c.split(",") if x.strip())
+        elif isinstance(c, (list, tuple)) and all(isinstance(x, str) for x in c):
+            merged["classes"] = tuple(c)
+        else:
+            raise UserError(f"--classes must be class names (a,b or a list), got {short(c)}")
     for k in ("truncation_psi", "kmeans_tol", "conf", "box_margin", "nms_iou"):
         if isinstance(merged.get(k), int) and not isinstance(merged.get(k), bool):
             merged[k] = float(merged[k])

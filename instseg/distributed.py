@@ -56,6 +56,23 @@ class _Worker:
         return process_chunk(self.G, self.detector, self.cfg, self.device, chunk, self.categories)
 
 
+def check_reachable(address: str, timeout: float = 5.0) -> None:
+    """A bounded TCP connect to a cluster ADDRESS (host:port or ray://host:port) before Ray is started:
+    ray.init waits minutes on an address where nothing listens, deaf to SIGINT."""
+    import socket
+
+    if address in ("local", "auto"):
+        return
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise UserError(f"--ray {address!r}: use local, auto or HOST:PORT")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as e:
+        raise UserError(f"--ray {address}: nothing answers there ({e.strerror or type(e).__name__}); "
+                        "start the cluster with `ray start --head` or check the address") from None
+
+
 def run_on_ray(address: str, workers: int, ckpt: bytes, out_hw: tuple[int, int] | None, cfg_dict: dict,
                categories: list[str], chunks: list[list[int]], write: Callable[[list], None],
                max_in_flight: int = 2) -> None:

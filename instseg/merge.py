@@ -2,16 +2,19 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import shutil
 from pathlib import Path
 
 from .errors import UserError
-from .rundir import RunDir
+from .identity import config_id, differences
+from .io import atomic_write_json
+from .locks import held_by
+from .rundir import SUBDIRS, RunDir
 
-# run.json fields that may differ between shards of one dataset
-_FREE = ("seeds", "device", "batch")
+log = logging.getLogger(__name__)
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -28,6 +31,12 @@ def shard_seeds(seeds: tuple[int, ...], index: int, count: int) -> tuple[int, ..
 
 
 def _read(d: Path) -> tuple[dict, dict]:
+    pid = held_by(d / ".lock")
+    if pid is not None:
+        raise UserError(f"{d} is still being written (pid {pid}); merge it once its run has finished")
+    for sub in SUBDIRS:
+        if (d / sub).is_symlink():
+            raise UserError(f"{d / sub} is a symbolic link; merge reads only real folders of a shard")
     run = RunDir(d).read_run()
     if run is None:
         raise UserError(f"{d} has no readable run.json; is it an instseg run dir?")
@@ -40,63 +49,87 @@ def _read(d: Path) -> tuple[dict, dict]:
     return run, ann
 
 
-def _identity(run: dict) -> dict:
-    cfg = {k: v for k, v in (run.get("config") or {}).items() if k not in _FREE}
-    return {"config": cfg, "generator_sha256": (run.get("generator") or {}).get("sha256")}
+def _seeds(run: dict, ann: dict) -> list[int]:
+    """The seeds a shard asked for: its run.json's, and any its annotations.json lists."""
+    seeds = [s for s in run.get("seeds") or [] if isinstance(s, int) and not isinstance(s, bool)]
+    listed = {im.get("seed") for im in ann.get("images") or [] if isinstance(im, dict)}
+    return seeds + sorted(s for s in listed - set(seeds) if isinstance(s, int) and not isinstance(s, bool))
 
 
-def merge(dirs: list[Path], out: Path) -> Path:
-    """Assemble shard folders made with one config and generator into `out`; returns annotations.json.
+def merge(dirs: list[Path], out: Path, allow_partial: bool = False) -> tuple[Path, dict[str, list[int]]]:
+    """Assemble shard folders made with one config and generator into `out`.
 
-    Files are hard-linked where possible (copied otherwise). A seed found in several shards
-    is the same image (same config, deterministic), so it is taken once."""
+    Returns annotations.json and the seeds left out per shard. A seed a shard asked for but did not
+    finish (a missing or broken file or record, an interrupted run) is refused unless `allow_partial`.
+    A seed found in several shards is the same image (same config, deterministic), so it is taken
+    once. PNGs are hard-linked where possible; records are rewritten with the merged config id. An
+    `out` that already holds this run keeps its seeds."""
     if not dirs:
         raise UserError("give at least one shard folder to merge")
     runs = [(Path(d), *_read(Path(d))) for d in dirs]
     ref_dir, ref, ref_ann = runs[0]
+    ref_cfg, sha = ref.get("config") or {}, (ref.get("generator") or {}).get("sha256")
     for d, run, ann in runs[1:]:
-        a, b = _identity(ref), _identity(run)
-        diff = sorted(k for k in set(a["config"]) | set(b["config"]) if a["config"].get(k) != b["config"].get(k))
-        if a["generator_sha256"] != b["generator_sha256"]:
-            diff.append("generator weights")
+        diff = differences(run, ref_cfg, sha)
         if ann.get("licenses") != ref_ann.get("licenses"):
             diff.append("licence")
         if diff:
             raise UserError(f"{d} was made with a different config than {ref_dir} ({', '.join(diff)}); "
                             "only shards of one run can be merged")
-    cid = ref.get("config_id")
+    cid = config_id(ref_cfg, sha)
     rd = RunDir(out)
-    if any(Path(d).resolve() == rd.root.resolve() for d, _, _ in runs):
+    if any(d.resolve() == rd.root.resolve() for d, _, _ in runs):
         raise UserError("--out must be a new folder, not one of the shards")
+    plan: list[tuple[RunDir, int]] = []
+    missing: dict[str, list[int]] = {}
+    taken: set[int] = set()
+    for d, run, ann in runs:
+        src, scid = RunDir(d), run.get("config_id")
+        for s in _seeds(run, ann):
+            if s in taken:
+                continue
+            if src.done(s, scid):
+                plan.append((src, s))
+                taken.add(s)
+            else:
+                missing.setdefault(str(d), []).append(s)
+    missing = {d: [s for s in v if s not in taken] for d, v in missing.items()}
+    missing = {d: v for d, v in missing.items() if v}
+    if missing and not allow_partial:
+        raise UserError(f"{sum(map(len, missing.values()))} seed(s) are not finished in their shards ({describe_missing(missing)}); "
+                        "rerun those shards' commands, or pass --allow-partial to merge without them")
     rd.prepare()
     with rd.lock():
         rd.clean_stale_temps()
-        rd.begin(cid, lambda old: [] if _identity(old) == _identity(ref) else ["config"])
-        seeds: list[int] = []
-        seen: set[int] = set()
-        for d, run, _ in runs:
-            src = RunDir(d)
-            for s in run.get("seeds", []):
-                if not isinstance(s, int) or s in seen or not src.done(s, cid):
-                    continue
-                for sub in ("images", "parts", "variants", "records"):
-                    _link(src.path(sub, s), rd.path(sub, s))
-                seen.add(s)
-                seeds.append(s)
-        rd.write_run({**ref, "seeds": seeds, "merged_from": [str(d) for d, _, _ in runs],
+        kept = [s for s in rd.begin(cid, lambda old: differences(old, ref_cfg, sha)) if rd.done(s)]
+        seeds = kept + [s for _, s in plan if s not in set(kept)]
+        for src, s in plan:
+            if s in kept:
+                continue
+            for sub in ("images", "parts", "variants"):
+                _link(src.path(sub, s), rd.path(sub, s))
+            atomic_write_json(rd.path("records", s), {**src.record(s), "config_id": cid})
+        rd.write_run({**ref, "config_id": cid, "seeds": seeds, "merged_from": [str(d) for d, _, _ in runs],
+                      "missing": missing,
                       "command": ["instseg", "merge", *[str(d) for d, _, _ in runs], "--out", str(out)]})
         cats = [c["name"] for c in sorted(ref_ann.get("categories", []), key=lambda c: c["id"])]
         licences = ref_ann.get("licenses") or []
         info = {k: v for k, v in (ref_ann.get("info") or {}).items() if k not in ("date_created", "version", "description")}
         info["merged_from"] = [str(d) for d, _, _ in runs]
         desc = (ref_ann.get("info") or {}).get("description", "instseg dataset")
-        return rd.assemble(seeds, cats, desc, licences[0] if licences else None, info)
+        return rd.assemble(seeds, cats, desc, licences[0] if licences else None, info), missing
+
+
+def describe_missing(missing: dict[str, list[int]]) -> str:
+    """The seeds a merge leaves out, per shard, on one line."""
+    return "; ".join(f"{d}: seeds {', '.join(map(str, v[:8]))}{' ...' if len(v) > 8 else ''}"
+                     for d, v in missing.items())
 
 
 def _link(src: Path, dst: Path) -> None:
-    if dst.exists():
+    if dst.exists() or dst.is_symlink():
         dst.unlink()
     try:
         os.link(src, dst)
     except OSError:
-        shutil.copy2(src, dst)
+        shutil.copyfile(src, dst)

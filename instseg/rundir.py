@@ -12,8 +12,6 @@ Layout of DIR:
 """
 from __future__ import annotations
 
-import errno
-import hashlib
 import json
 import logging
 import os
@@ -26,6 +24,7 @@ import numpy as np
 from . import coco
 from .errors import UserError
 from .io import atomic_path, atomic_save_png, atomic_write_json
+from .locks import Busy, clean_stale_temps, lock_file
 
 log = logging.getLogger(__name__)
 SUBDIRS = ("images", "parts", "variants", "records")
@@ -39,11 +38,6 @@ def image_id(seed: int) -> int:
 def image_file(seed: int) -> str:
     """COCO file_name of a seed's image, relative to the run folder."""
     return f"images/{seed}.png"
-
-
-def config_id(identity: dict[str, Any]) -> str:
-    """A short stable hash of what determines a run's result (config fields and generator hash)."""
-    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def check_inside(root: Path, relative: str) -> Path:
@@ -78,50 +72,47 @@ class RunDir:
         return self.root / "annotations.json"
 
     def prepare(self) -> None:
-        """Create the folders; a one-line error when `root` cannot be written."""
+        """Create the folders; a one-line error when `root` cannot be written, is not ours, or links out."""
         try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            self.check_ours()
             for sub in SUBDIRS:
-                (self.root / sub).mkdir(parents=True, exist_ok=True)
+                if (self.root / sub).is_symlink():
+                    raise UserError(f"{self.root / sub} is a symbolic link; instseg writes only into real "
+                                    "folders inside --out")
+                (self.root / sub).mkdir(exist_ok=True)
             with atomic_path(self.root / ".write-test") as tmp:
                 tmp.write_bytes(b"")
             (self.root / ".write-test").unlink()
         except OSError as e:
             raise UserError(f"cannot write to --out {self.root}: {e.strerror or e}") from None
 
+    def check_ours(self) -> None:
+        """Refuse a folder holding a dataset that instseg did not write (its run.json, or records, say so)."""
+        present = [n for n in ("run.json", "annotations.json", "images", "records")
+                   if (self.root / n).is_symlink() or (self.root / n).is_file()
+                   or ((self.root / n).is_dir() and any((self.root / n).iterdir()))]
+        if not present or self.read_run() is not None or self.record_ids() - {None}:
+            return
+        raise UserError(f"{self.root} holds {', '.join(present)} that instseg did not write (no instseg run.json "
+                        "or records); use a new or empty --out")
+
     # lock -------------------------------------------------------------------------------
     @contextmanager
     def lock(self) -> Iterator[None]:
         """Hold the folder's writer lock; a second writer gets a one-line refusal at once."""
-        import fcntl
-
         self.root.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.root / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError as e:
-                if e.errno not in (errno.EAGAIN, errno.EACCES):
-                    raise
-                holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
-                raise UserError(f"{self.root} is being written by another instseg process (pid {holder}); "
-                                "wait for it to finish or use another --out") from None
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, str(os.getpid()).encode(), 0)
-            yield
-        finally:
-            os.close(fd)  # closing releases the flock
+            with lock_file(self.root / ".lock", blocking=False):
+                yield
+        except Busy as e:
+            raise UserError(f"{self.root} is being written by another instseg process (pid {e.holder}); "
+                            "wait for it to finish or use another --out") from None
 
     def clean_stale_temps(self) -> int:
         """Remove temp files a killed writer left (call with the lock held: no writer is active)."""
-        n = 0
-        for folder in [self.root, *(self.root / sub for sub in SUBDIRS)]:
-            for p in folder.glob(".*.tmp"):
-                try:
-                    p.unlink()
-                    n += 1
-                except OSError:
-                    pass
-        return n
+        return sum(clean_stale_temps(folder) for folder in [self.root, *(self.root / sub for sub in SUBDIRS)]
+                   if folder.is_dir() and not folder.is_symlink())
 
     # run.json ---------------------------------------------------------------------------
     def read_run(self) -> dict | None:
@@ -181,17 +172,21 @@ class RunDir:
 
     def record(self, seed: int) -> dict | None:
         """A seed's record, or None when missing, truncated or malformed."""
-        rec = _read_json(self.path("records", seed))
+        path = self.path("records", seed)
+        rec = None if path.is_symlink() else _read_json(path)
         if not (isinstance(rec, dict) and isinstance(rec.get("image"), dict) and isinstance(rec.get("annotations"), list)):
             return None
         return rec
 
     def done(self, seed: int, cid: str | None = None) -> bool:
-        """A seed is done when its record is valid (and of config `cid`) and all its files exist."""
+        """A seed is done when its record is valid (and of config `cid`) and its PNGs are regular files
+        that decode, the image at the size its record gives."""
         rec = self.record(seed)
         if rec is None or (cid is not None and rec.get("config_id", cid) != cid):
             return False
-        return all(_nonempty(self.path(sub, seed)) for sub in ("images", "parts", "variants"))
+        size = (rec["image"].get("width"), rec["image"].get("height"))
+        return (_decodes(self.path("images", seed), size) and _decodes(self.path("parts", seed))
+                and _decodes(self.path("variants", seed)))
 
     def write_seed(self, seed: int, image: np.ndarray, parts: np.ndarray, preview: np.ndarray,
                    anns: list[dict], cid: str) -> None:
@@ -268,8 +263,19 @@ def _read_json(path: Path) -> Any:
         return None
 
 
-def _nonempty(path: Path) -> bool:
+def _decodes(path: Path, size: tuple | None = None) -> bool:
+    """Whether `path` is a regular file (not a link) holding a whole image, of `size` (w, h) when given."""
+    import stat
+
+    from PIL import Image
+
     try:
-        return path.stat().st_size > 0
-    except OSError:
+        if not stat.S_ISREG(os.lstat(path).st_mode):
+            return False
+        with Image.open(path) as im:
+            if size is not None and im.size != tuple(size):
+                return False
+            im.load()
+        return True
+    except Exception:  # truncated, not an image, unreadable: the seed is redone
         return False

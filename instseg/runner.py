@@ -19,17 +19,12 @@ from .checkpoints import load_generator
 from .config import RunConfig
 from .errors import UserError
 from .generator import Generator, to_uint8
-from .rundir import RunDir, config_id, image_id
+from .identity import config_id, differences
+from .rundir import RunDir, image_id
 from .segment import Stopwatch, segment_image, source_latents, synthesize
 from .zoo import Progress, ResolvedGan, resolve_gan, sha256_file
 
 log = logging.getLogger(__name__)
-# Fields that do not change the result: a resumed run may change them freely.
-_FREE_FIELDS = ("seeds", "device", "batch", "compile")
-# Fields added after their default changed the output: what a run.json without them ran with.
-_LEGACY = {"mask_score": "margin"}
-
-
 def pick_device(spec: str) -> torch.device:
     """'auto' -> CUDA when present, else CPU; 'cuda:N' is checked against the machine."""
     if spec == "auto":
@@ -40,6 +35,8 @@ def pick_device(spec: str) -> torch.device:
         raise UserError(f"--device {spec!r} is not a device; use auto, cpu, cuda or cuda:N") from None
     if dev.type not in ("cpu", "cuda"):
         raise UserError(f"--device {spec}: only cpu and cuda are supported")
+    if dev.type == "cpu" and dev.index is not None:
+        raise UserError(f"--device {spec}: cpu takes no index; use cpu")
     if dev.type == "cuda" and (not torch.cuda.is_available() or (dev.index or 0) >= torch.cuda.device_count()):
         raise UserError(f"--device {spec}: no such CUDA device on this machine")
     return dev
@@ -50,22 +47,6 @@ def _versions() -> dict[str, str]:
 
     return {"instseg": __version__, "python": platform.python_version(), "torch": torch.__version__,
             "numpy": np.__version__, "pillow": PIL.__version__}
-
-
-def _identity(cfg_dict: dict) -> dict:
-    return {k: v for k, v in cfg_dict.items() if k not in _FREE_FIELDS}
-
-
-def _diff(old: dict, cfg: RunConfig, gan_sha: str) -> list[str]:
-    """Fields in which an earlier run.json differs from this config and generator."""
-    a, b = _identity(old.get("config") or {}), _identity(cfg.to_dict())
-    for k, v in {**_identity(RunConfig().to_dict()), **_LEGACY}.items():  # a field added later: the old behaviour
-        a.setdefault(k, v)
-    diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
-    gen = old.get("generator")
-    if not isinstance(gen, dict) or gen.get("sha256") != gan_sha:
-        diff.append("generator weights")
-    return diff
 
 
 def dataset_provenance(gan: ResolvedGan, gan_sha: str) -> tuple[dict, dict]:
@@ -158,6 +139,12 @@ def run(cfg: RunConfig, out: Path, on_seed: Callable[[int, bool], None] | None =
         raise UserError(f"--mix-from {max(cfg.mix_from)} must be below the generator's num_ws={G.num_ws}")
     if ray is not None and detector is not None:
         raise UserError("--ray runs the detector that --detector names; an injected detector cannot travel")
+    if ray is None and workers != 1:
+        raise UserError(f"--workers {workers} needs --ray (local, auto or a cluster address)")
+    if ray is not None:
+        from .distributed import check_reachable
+
+        check_reachable(ray)
     if detector is None:  # before run.json: a bad --classes must not leave a run behind
         detector, categories = _detector(cfg, device)
     else:
@@ -169,13 +156,17 @@ def run(cfg: RunConfig, out: Path, on_seed: Callable[[int, bool], None] | None =
         if rd.clean_stale_temps():
             log.info("removed temp files left by a killed run in %s", out)
         gan_sha = sha256_file(gan.path)
-        cid = config_id({**_identity(cfg.to_dict()), "generator_sha256": gan_sha})
+        cid = config_id(cfg.to_dict(), gan_sha)
         old = rd.read_run()
-        if old and isinstance(old.get("config_id"), str) and not _diff(old, cfg, gan_sha):
+        if old and isinstance(old.get("config_id"), str) and not differences(old, cfg.to_dict(), gan_sha):
             cid = old["config_id"]  # the same config, begun by a version with fewer fields: resume its records
-        old_seeds = rd.begin(cid, lambda old: _diff(old, cfg, gan_sha))
+        old_seeds = rd.begin(cid, lambda old: differences(old, cfg.to_dict(), gan_sha))
         seen = set(old_seeds)
         seeds = old_seeds + [s for s in cfg.seeds if s not in seen]
+        extra = len(set(old_seeds) - set(cfg.seeds))
+        if extra:
+            log.warning("%s already holds %d seed(s) beyond the %d asked for; annotations.json lists all %d",
+                        out, extra, len(cfg.seeds), len(seeds))
         rd.write_run({
             "config": cfg.to_dict(), "config_id": cid, "seeds": seeds, "device": str(device),
             "versions": _versions(), "command": sys.argv,

@@ -19,6 +19,7 @@ import yaml
 
 from .errors import DownloadError, UserError
 from .io import atomic_path, atomic_write_bytes
+from .locks import clean_stale_temps, lock_file
 
 log = logging.getLogger(__name__)
 FORMATS = ("native", "tf", "ada", "rosinality")
@@ -132,16 +133,6 @@ def _fetch(url: str, tmp: Path, progress: Progress | None, timeout: float) -> No
             raise OSError("empty response")
 
 
-def _clean_stale_temps(dest: Path) -> None:
-    """Remove temp files that killed downloads of `dest` left behind (the caller holds the lock)."""
-    for p in dest.parent.glob(f".{dest.name}.*.tmp"):
-        try:
-            p.unlink()
-            log.info("removed a stale partial download %s", p)
-        except OSError:
-            pass
-
-
 def download(urls: str | tuple[str, ...] | list[str], dest: Path, sha256: str | None = None,
              progress: Progress | None = None, validate: Validate | None = None, timeout: float = 30.0) -> Path:
     """Fetch the first of `urls` that serves a good copy into `dest`, atomically.
@@ -150,45 +141,40 @@ def download(urls: str | tuple[str, ...] | list[str], dest: Path, sha256: str | 
     `validate` (a transfer cut short with no Content-Length) falls through to the next. Nothing
     is left in the cache on failure; the error names every URL tried and where to put the file.
     """
-    import fcntl
-
     urls = (urls,) if isinstance(urls, str) else tuple(urls)
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
-        lock_fd = os.open(dest.parent / f".{dest.name}.lock", os.O_RDWR | os.O_CREAT, 0o644)  # noqa: SIM115
+        lock = lock_file(dest.parent / f".{dest.name}.lock")  # one downloader per file; others wait
+        with lock:
+            return _download_locked(urls, dest, sha256, progress, validate, timeout)
     except OSError as e:
         raise DownloadError(f"cannot write the cache folder {dest.parent}: {e.strerror or e}") from None
-    lock_path = dest.parent / f".{dest.name}.lock"
+
+
+def _download_locked(urls: tuple[str, ...], dest: Path, sha256: str | None, progress: Progress | None,
+                     validate: Validate | None, timeout: float) -> Path:
+    if dest.exists():
+        return dest
+    clean_stale_temps(dest.parent, f".{dest.name}.*.tmp")
     failures = []
-    try:
-        fcntl.flock(lock_fd, fcntl.LOCK_EX)  # one downloader per file; others wait, then find it cached
-        if dest.exists():
-            return dest
-        _clean_stale_temps(dest)
-        for url in urls:
-            log.info("downloading %s -> %s", url, dest)
-            try:
-                with atomic_path(dest) as tmp:
-                    _fetch(url, tmp, progress, timeout)
-                    digest = sha256_file(tmp)
-                    if sha256 and digest != sha256:
-                        raise OSError(f"sha256 {digest[:12]}.. is not the expected {sha256[:12]}..")
-                    if validate:
-                        validate(tmp)
-                atomic_write_bytes(_sidecar(dest), (digest + "\n").encode())
-                return dest
-            except OSError as e:
-                if getattr(e, "errno", None) in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES):
-                    raise DownloadError(f"cannot write {dest}: {e.strerror}") from None
-                failures.append(f"{url} ({getattr(e, 'reason', None) or e})")
-            except (http.client.HTTPException, ValueError, UserError) as e:
-                failures.append(f"{url} ({type(e).__name__}: {str(e)[:120]})")
-    finally:
+    for url in urls:
+        log.info("downloading %s -> %s", url, dest)
         try:
-            lock_path.unlink()  # leave nothing behind; a waiter that still holds the old inode finds dest
-        except OSError:
-            pass
-        os.close(lock_fd)
+            with atomic_path(dest) as tmp:
+                _fetch(url, tmp, progress, timeout)
+                digest = sha256_file(tmp)
+                if sha256 and digest != sha256:
+                    raise OSError(f"sha256 {digest[:12]}.. is not the expected {sha256[:12]}..")
+                if validate:
+                    validate(tmp)
+            atomic_write_bytes(_sidecar(dest), (digest + "\n").encode())
+            return dest
+        except OSError as e:
+            if getattr(e, "errno", None) in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES):
+                raise DownloadError(f"cannot write {dest}: {e.strerror}") from None
+            failures.append(f"{url} ({getattr(e, 'reason', None) or e})")
+        except (http.client.HTTPException, ValueError, UserError) as e:
+            failures.append(f"{url} ({type(e).__name__}: {str(e)[:120]})")
     tried = "; ".join(failures) or "no URL"
     raise DownloadError(f"download failed, tried {tried}; put the file by hand at {dest}")
 
