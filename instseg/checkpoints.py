@@ -58,9 +58,7 @@ def native_meta(path: str | os.PathLike) -> dict:
 
 
 def _from_native(obj: dict) -> Generator:
-    G = Generator(GeneratorConfig(**obj["config"]))
-    G.load_state_dict(obj["state_dict"])
-    return G
+    return _build(GeneratorConfig(**obj["config"]), obj["state_dict"], "native checkpoint")
 
 
 # ---------------------------------------------------------------------------------------
@@ -158,8 +156,12 @@ def _config(z_dim: int, w_dim: int, img_ch: int, chans: dict[int, int], n_map: i
 
 
 def _build(cfg: GeneratorConfig, sd: dict[str, Tensor], source: str) -> Generator:
-    G = Generator(cfg)
-    own = G.state_dict()
+    """A Generator of `cfg` holding `sd`, checked key by key and shape by shape before any memory is
+    allocated (on the meta device), so a file with a huge config and few weights is refused cheaply."""
+    if not isinstance(sd, dict) or not all(isinstance(v, Tensor) for v in sd.values()):
+        raise CheckpointError(f"{source}: the weights are not a mapping of tensors; {SUPPORTED}")
+    with torch.device("meta"):
+        own = Generator(cfg).state_dict()
     missing = sorted(set(own) - set(sd))
     extra = sorted(set(sd) - set(own))
     if missing or extra:
@@ -168,6 +170,7 @@ def _build(cfg: GeneratorConfig, sd: dict[str, Tensor], source: str) -> Generato
     for k, v in sd.items():
         if tuple(v.shape) != tuple(own[k].shape):
             raise CheckpointError(f"{source}: {k} has shape {tuple(v.shape)}, expected {tuple(own[k].shape)}")
+    G = Generator(cfg)
     G.load_state_dict({k: v.float() for k, v in sd.items()})
     return G
 
@@ -381,6 +384,8 @@ def generator_from_bytes(data: bytes, name: str = "checkpoint", device: str | to
                          out_hw: tuple[int, int] | None = None) -> Generator:
     """`load_generator` for a checkpoint already in memory (e.g. shipped to Ray workers)."""
     G, _ = detect_and_load(data, name)
+    if out_hw is not None and max(out_hw) != G.cfg.resolution:
+        raise CheckpointError(f"{name} is a {G.cfg.resolution}px generator; a {out_hw[1]}x{out_hw[0]} one is needed")
     if out_hw is not None and out_hw != G.out_hw:
         cropped = Generator(dataclasses.replace(G.cfg, out_height=out_hw[0], out_width=out_hw[1]))
         cropped.load_state_dict(G.state_dict())

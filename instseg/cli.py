@@ -211,6 +211,7 @@ def convert(src: str, dst: str, half: bool) -> None:
     meta = {"converted_from": src, "source_format": fmt, "licence": gan.licence.name}
     if fmt == "native":  # keep e.g. the training record of a native file
         meta = {**torch_meta(gan.path), **meta}
+    Path(dst).parent.mkdir(parents=True, exist_ok=True)
     save_native(G, dst, meta=meta, half=half)
     click.echo(f"{src} ({fmt}, {G.cfg.resolution}px, {G.num_ws} ws) -> {dst}")
 

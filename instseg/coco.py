@@ -7,6 +7,8 @@ from typing import Any
 import numpy as np
 from pycocotools import mask as mask_utils
 
+from .errors import short
+
 
 def encode_rle(mask: np.ndarray) -> dict[str, Any]:
     """[H, W] bool -> compressed RLE with a JSON-ready (str) counts field."""
@@ -24,8 +26,12 @@ def to_rle(seg: Any, height: int, width: int) -> dict[str, Any]:
     Raises ValueError for anything else."""
     if isinstance(seg, list):  # polygons: [[x0, y0, x1, y1, ...], ...]
         if not seg or not all(isinstance(p, list) and len(p) >= 6 and len(p) % 2 == 0 and
-                              all(isinstance(v, (int, float)) and np.isfinite(v) for v in p) for p in seg):
+                              all(isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v)
+                                  for v in p) for p in seg):
             raise ValueError("polygons must be lists of at least 3 finite (x, y) pairs")
+        # pycocotools rasterises the polygon's whole extent: a far vertex costs gigabytes or a crash
+        if not all(-width <= x <= 2 * width and -height <= y <= 2 * height for p in seg for x, y in zip(p[::2], p[1::2])):
+            raise ValueError(f"a polygon vertex lies far outside the {width}x{height} image")
         return mask_utils.merge(mask_utils.frPyObjects(seg, height, width))
     if not isinstance(seg, dict) or "counts" not in seg or "size" not in seg:
         raise ValueError("a segmentation is a polygon list or an RLE dict with counts and size")
@@ -68,6 +74,9 @@ def _rle_length(counts: str) -> int:
     return total
 
 
+MAX_PIXELS = 1 << 26  # largest image (height * width) a COCO file read here may claim: 8192 x 8192
+
+
 def read_coco(path: Any, what: str = "COCO file") -> dict[str, Any]:
     """Read and check a COCO instances file: one-line ValueError-free UserErrors for bad input."""
     import json
@@ -84,6 +93,14 @@ def read_coco(path: Any, what: str = "COCO file") -> dict[str, Any]:
     problem = check_coco(data)
     if problem:
         raise UserError(f"{what} {path} is not a COCO instances file: {problem}")
+    ids = [a["id"] for a in data["annotations"]]
+    if len(set(ids)) != len(ids):
+        import logging
+
+        logging.getLogger(__name__).warning("%s %s repeats annotation ids (%d of %d unique); renumbered 1..%d",
+                                            what, path, len(set(ids)), len(ids), len(ids))
+        for i, a in enumerate(data["annotations"], 1):
+            a["id"] = i
     return data
 
 
@@ -103,6 +120,10 @@ def check_coco(data: Any) -> str | None:
         if not (isinstance(im, dict) and _is_int(im.get("id")) and isinstance(im.get("file_name"), str)
                 and _is_int(im.get("height")) and _is_int(im.get("width")) and im["height"] > 0 and im["width"] > 0):
             return "an image entry lacks an integer id, height, width or a file_name"
+        if im["id"] in sizes:
+            return f"image id {im['id']} appears twice"
+        if im["height"] * im["width"] > MAX_PIXELS:
+            return f"image {im['id']} claims {im['width']}x{im['height']} pixels, beyond the limit of {MAX_PIXELS:,}"
         sizes[im["id"]] = (im["height"], im["width"])
     cats = set()
     for c in data["categories"]:
@@ -112,10 +133,14 @@ def check_coco(data: Any) -> str | None:
     for a in data["annotations"]:
         if not isinstance(a, dict):
             return "an annotation is not an object"
-        if a.get("image_id") not in sizes or not _is_int(a.get("image_id")):
-            return f"annotation {a.get('id')} refers to unknown image_id {a.get('image_id')!r}"
-        if a.get("category_id") not in cats or not _is_int(a.get("category_id")):
-            return f"annotation {a.get('id')} refers to unknown category_id {a.get('category_id')!r}"
+        if not _is_int(a.get("id")):
+            return f"an annotation lacks an integer id (got {short(a.get('id'))})"
+        if not _is_int(a.get("image_id")) or a["image_id"] not in sizes:
+            return f"annotation {a['id']} refers to unknown image_id {short(a.get('image_id'))}"
+        if not _is_int(a.get("category_id")) or a["category_id"] not in cats:
+            return f"annotation {a['id']} refers to unknown category_id {short(a.get('category_id'))}"
+        if "iscrowd" in a and a["iscrowd"] not in (0, 1):
+            return f"annotation {a['id']} has iscrowd {short(a['iscrowd'])}; use 0 or 1"
         if "score" in a and (isinstance(a["score"], bool) or not isinstance(a["score"], (int, float))
                              or not np.isfinite(a["score"])):
             return f"annotation {a.get('id')} has a score that is not a finite number: {a['score']!r}"
@@ -123,7 +148,13 @@ def check_coco(data: Any) -> str | None:
             a["segmentation"] = to_rle(a.get("segmentation"), *sizes[a["image_id"]])
         except (ValueError, TypeError, OverflowError) as e:
             return f"annotation {a.get('id')} has a bad segmentation ({e})"
+        if "area" not in a:
+            a["area"] = float(mask_utils.area(a["segmentation"]))
+        elif isinstance(a["area"], bool) or not isinstance(a["area"], (int, float)) or not np.isfinite(a["area"]) \
+                or a["area"] < 0:
+            return f"annotation {a['id']} has an area that is not a non-negative number: {short(a['area'])}"
     return None
+
 
 
 def mask_bbox(mask: np.ndarray) -> list[float]:

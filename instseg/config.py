@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from .errors import UserError
+from .errors import UserError, short
 
 NORMALIZATIONS = ("raw", "standardize", "l2")
 PRECISIONS = ("fp32", "fp16", "bf16")
@@ -197,12 +197,6 @@ def read_yaml(text: str, where: str) -> Any:
         raise UserError(f"{where} is not valid YAML ({str(problem)[:120]})") from None
     except RecursionError:
         raise UserError(f"{where} nests too deeply") from None
-
-
-def short(v: Any, n: int = 60) -> str:
-    """repr(v), cut to n characters (errors never echo a huge value)."""
-    r = repr(v)
-    return r if len(r) <= n else r[: n - 3] + "..."
 
 
 def load_config_file(path: str | Path) -> dict[str, Any]:

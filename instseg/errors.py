@@ -11,3 +11,9 @@ class CheckpointError(UserError):
 
 class DownloadError(UserError):
     """A download that failed; the message names the URL and where to put the file by hand."""
+
+
+def short(value: object, n: int = 60) -> str:
+    """repr(value) cut to n characters: an error never echoes a huge value."""
+    r = repr(value)
+    return r if len(r) <= n else r[: n - 3] + "..."

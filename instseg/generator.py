@@ -38,8 +38,13 @@ class GeneratorConfig:
 
     def __post_init__(self) -> None:
         r = self.resolution
-        if r < 4 or r & (r - 1):
-            raise ValueError(f"resolution must be a power of two >= 4, got {r}")
+        if r < 4 or r & (r - 1) or r > 8192:
+            raise ValueError(f"resolution must be a power of two in 4..8192, got {r}")
+        for name, hi in (("z_dim", 8192), ("w_dim", 8192), ("img_channels", 16), ("label_channels", 256),
+                         ("channel_max", 8192), ("mapping_layers", 64)):
+            v = getattr(self, name)
+            if not isinstance(v, int) or not (0 if name == "label_channels" else 1) <= v <= hi:
+                raise ValueError(f"{name} must be an integer in 0..{hi}, got {v!r}")
         for name in ("out_height", "out_width"):
             v = getattr(self, name)
             if v is not None and not 0 < v <= r:

@@ -103,9 +103,10 @@ def prepare_generator(G: Generator, cfg: RunConfig, device: torch.device) -> Gen
     return G
 
 
-def validate_checkpoint(path: Path) -> None:
-    """Download check: the file must load as a generator (a cut-short transfer does not)."""
-    load_generator(path, "cpu")
+def validate_checkpoint(path: Path, out_hw: tuple[int, int] | None = None) -> None:
+    """Download check: the file must load as a generator (a cut-short transfer does not), of the
+    preset's output size when given."""
+    load_generator(path, "cpu", out_hw)
 
 
 def run(cfg: RunConfig, out: Path, on_seed: Callable[[int, bool], None] | None = None,

@@ -66,6 +66,9 @@ def run_rows(run_dir: Path, max_images: int = 8, data: dict | None = None) -> li
             panels.append(_fit(load_rgb(run_dir, f"variants/{seed}.png"), h))
         if isinstance(seed, int) and rd.path("parts", seed).exists():
             with Image.open(rd.path("parts", seed)) as p:
+                if p.mode not in ("L", "P"):  # a cluster map is one channel of cluster indices
+                    raise UserError(f"{rd.path('parts', seed)} is not a cluster map (mode {p.mode}); "
+                                    "delete it and rerun the run's command to redo it")
                 panels.append(_fit(colorize(np.asarray(p)), h))
         masks = [decode_rle(a["segmentation"]) for a in by_image.get(img["id"], [])]
         masks = [m for m in masks if m.shape == image.shape[:2]]

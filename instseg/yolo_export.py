@@ -11,6 +11,7 @@ import yaml
 
 from .coco import decode_rle
 from .errors import UserError
+from .locks import Busy, clean_stale_temps, lock_file
 from .rundir import check_inside
 
 
@@ -50,12 +51,19 @@ def export_yolo(coco: dict, image_root: Path, out: Path, val_fraction: float = 0
     out = Path(out)
     _check_replaceable(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
     try:
-        _write(coco, Path(image_root), tmp, out, val_fraction, link)
-        _swap(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        with lock_file(out.parent / f".{out.name}.lock", blocking=False):
+            # trees a killed export left: its temp folder, or the old export of an interrupted swap
+            for pattern in (f".{out.name}.*.tmp", f".{out.name}.old-*"):
+                clean_stale_temps(out.parent, pattern)
+            tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+            try:
+                _write(coco, Path(image_root), tmp, out, val_fraction, link)
+                _swap(tmp, out)
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
+    except Busy as e:
+        raise UserError(f"{out} is being exported by another instseg process (pid {e.holder})") from None
     return out / "data.yaml"
 
 

@@ -115,7 +115,7 @@ def sha256_file(path: Path) -> str:
 
 
 Progress = Callable[[int, "int | None"], None]  # (bytes so far, total or None)
-Validate = Callable[[Path], None]  # raises UserError when a downloaded file is not a usable checkpoint
+Validate = Callable[..., None]  # (path[, (height, width)]) raises UserError when a file is not a usable checkpoint
 
 
 def _fetch(url: str, tmp: Path, progress: Progress | None, timeout: float) -> None:
@@ -183,14 +183,21 @@ def _sidecar(path: Path) -> Path:
     return path.with_name(path.name + ".sha256")
 
 
-def verify(path: Path, sha256: str | None) -> None:
-    """Check a cached file against its known or recorded checksum."""
+def verify(path: Path, sha256: str | None, validate: Validate | None = None) -> None:
+    """Check a cached file against its known or recorded checksum; a file placed by hand is validated
+    first, and its checksum recorded only when it passes."""
     expected = sha256 or (_sidecar(path).read_text().strip() if _sidecar(path).exists() else None)
     if expected is None:  # placed by hand: record it now, check it from then on
+        if validate:
+            try:
+                validate(path)
+            except UserError as e:
+                raise UserError(f"cached file {path} does not fit ({e}); delete it to download it again") from None
         atomic_write_bytes(_sidecar(path), (sha256_file(path) + "\n").encode())
         return
     if sha256_file(path) != expected:
-        raise UserError(f"cached file {path} does not match its sha256 {expected}; delete it to download it again")
+        raise UserError(f"cached file {path} does not match its sha256 {expected}; delete it (and "
+                        f"{_sidecar(path).name} if you placed another file by hand)")
 
 
 @dataclass(frozen=True)
@@ -227,9 +234,11 @@ def resolve_gan(spec: str, cache: Path | None = None, progress: Progress | None 
             if not path.exists():
                 raise UserError(f"packaged weights for {spec} are missing at {path}; reinstall instseg")
             return ResolvedGan(path, spec, p)
+        fits = (lambda f: validate(f, (p.height, p.width))) if validate else None
         if not path.exists():
-            download(p.urls, path, p.sha256, progress, validate)
-        verify(path, p.sha256)
+            _sidecar(path).unlink(missing_ok=True)  # left by a file that was deleted
+            download(p.urls, path, p.sha256, progress, fits)
+        verify(path, p.sha256, fits)
         return ResolvedGan(path, spec, p, cached=True)
     if "://" in spec:
         scheme = urllib.parse.urlparse(spec).scheme
@@ -237,8 +246,9 @@ def resolve_gan(spec: str, cache: Path | None = None, progress: Progress | None 
             raise UserError(f"{flag} {spec}: unsupported URL scheme {scheme!r} (use http, https or file)")
         path = url_path(spec, cache)
         if not path.exists():
+            _sidecar(path).unlink(missing_ok=True)
             download(spec, path, None, progress, validate)
-        verify(path, None)
+        verify(path, None, validate)
         return ResolvedGan(path, spec, None, cached=True)
     path = Path(spec).expanduser()
     if path.is_file():

@@ -27,7 +27,7 @@ def test_unknown_class_names_the_nearest():
 
 def test_missing_yolo_weights_offline_is_one_line(monkeypatch):
     monkeypatch.setenv("YOLO_OFFLINE", "1")
-    with pytest.raises(DetectorError, match="not found locally"):
+    with pytest.raises(DetectorError, match="not in the cache and YOLO_OFFLINE is set"):
         load_detector("yolo:yolov8x-not-here.pt")
 
 

@@ -75,10 +75,10 @@ def server():
     srv.shutdown()
 
 
-def _loads(path):
+def _loads(path, out_hw=None):
     from instseg.checkpoints import load_generator
 
-    load_generator(path)
+    load_generator(path, out_hw=out_hw)
 
 
 @pytest.fixture
