@@ -75,11 +75,12 @@ class RunDir:
         """Create the folders; a one-line error when `root` cannot be written, is not ours, or links out."""
         try:
             self.root.mkdir(parents=True, exist_ok=True)
-            self.check_ours()
             for sub in SUBDIRS:
                 if (self.root / sub).is_symlink():
                     raise UserError(f"{self.root / sub} is a symbolic link; instseg writes only into real "
                                     "folders inside --out")
+            self.check_ours()
+            for sub in SUBDIRS:
                 (self.root / sub).mkdir(exist_ok=True)
             with atomic_path(self.root / ".write-test") as tmp:
                 tmp.write_bytes(b"")

@@ -363,6 +363,20 @@ def test_a_mapping_network_wider_than_w_is_supported(fmt, tmp_path):
 
 _JUNK = ["", "-1", "0", "nan", "inf", "1e309", "9" * 30, "abc", "../..", "/dev/null", "0-", "-", ",", "3,3", "1.5",
          "yolo:", "none:x", "cuda:99", "\x00x", "é", "[1,2]", "{}", "k=", "=1"]
+_FIELDS = ["seeds", "mix_from", "classes", "k", "variants", "conf", "device", "truncation_psi", "detector", "batch",
+           "features", "method", "compile", "nope"]
+_VALUES = ["010", "0x10", "1:30", "2020-01-01", "yes", "no", "null", "~", "[3,1,3]", "{a: 1}", "[&a [1], *a]", "1.5",
+           "True", "-3", "[[1]]", "'x'", "!!python/object:os.system", "cpu:1", "&a x", "[1, *b]", "9" * 40, "'\u0000'"]
+
+
+def _junk_set(rng):
+    return f"{rng.choice(_FIELDS)}={rng.choice(_VALUES + _JUNK)}"
+
+
+def _junk_config(rng, path):
+    body = "\n".join(f"{rng.choice(_FIELDS)}: {rng.choice(_VALUES + _JUNK)}" for _ in range(rng.randint(1, 3)))
+    path.write_bytes(rng.choice([body.encode(), body.encode() + b"\xff", b"- 1\n- 2", os.urandom(20)]))
+    return path
 _SUBCOMMANDS = {
     "run": ["--seeds", "--num-images", "--k", "--variants", "--mix-from", "--conf", "--box-margin", "--work-res",
             "--features", "--join-features", "--detector", "--classes", "--device", "--batch", "--set", "--truncation-psi", "--max-det"],
@@ -382,7 +396,8 @@ def test_junk_arguments_and_files_never_give_a_traceback(done_run, tiny_ckpt, tm
     rng = random.Random(1234)
     junk_file = tmp_path / "junk.json"
     junk_file.write_bytes(os.urandom(40))
-    for trial in range(120):
+    (tmp_path / "elsewhere").mkdir()
+    for trial in range(160):
         sub = rng.choice(list(_SUBCOMMANDS))
         out = tmp_path / f"o{trial}"
         base = {"run": ["run", "--gan", str(tiny_ckpt), "--out", str(out), "--variants", "3", "--num-images", "1"],
@@ -399,7 +414,15 @@ def test_junk_arguments_and_files_never_give_a_traceback(done_run, tiny_ckpt, tm
         for _ in range(rng.randint(1, 3)):
             if _SUBCOMMANDS[sub]:
                 args += [rng.choice(_SUBCOMMANDS[sub]), rng.choice(_JUNK)]
+        if sub == "run":
+            args += ["--set", _junk_set(rng)] if rng.random() < 0.5 else []
+            args += ["--config", str(_junk_config(rng, tmp_path / f"c{trial}.yaml"))] if rng.random() < 0.3 else []
+            if rng.random() < 0.2:  # a symlinked folder or lock inside --out
+                out.mkdir(exist_ok=True)
+                (out / rng.choice(["images", "records", "parts", "variants", ".lock"])).symlink_to(tmp_path / "elsewhere")
         r = CliRunner().invoke(main, args)
+        assert not (tmp_path / "elsewhere").exists() or not any((tmp_path / "elsewhere").iterdir()), args
+        assert len(r.output) < 5000, (args, r.output[:300])
         assert r.exit_code in (0, 2), (args, r.output, r.exception)
         assert "Traceback" not in r.output, (args, r.output)
         if r.exit_code == 2:
