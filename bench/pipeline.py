@@ -28,7 +28,7 @@ from instseg.config import build_config  # noqa: E402
 from instseg.features import variant_stacks, work_size  # noqa: E402
 from instseg.generator import Generator, GeneratorConfig  # noqa: E402
 from instseg.mixing import mix_ws, variant_rng  # noqa: E402
-from instseg.runner import run  # noqa: E402
+from instseg.runner import prepare_generator, run  # noqa: E402
 from instseg.segment import source_ws  # noqa: E402
 from instseg.zoo import resolve_gan  # noqa: E402
 
@@ -45,7 +45,7 @@ class FixedBoxes:
 
 
 def variants_only(gan: Path, cfg, device: torch.device) -> float:
-    G = load_generator(gan, device)
+    G = prepare_generator(load_generator(gan, device), cfg, device)
     t = time.perf_counter()
     with torch.no_grad():
         for s in cfg.seeds:
@@ -67,13 +67,14 @@ def main() -> None:
     ap.add_argument("--method", default="variants", choices=["variants", "grabcut", "kmeans-rgb", "activations"])
     ap.add_argument("--json", action="store_true", help="print one JSON line instead of writing BENCHMARKS.md")
     ap.add_argument("--repeats", type=int, default=3, help="timed repeats of each measurement; medians are reported")
+    ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"], help="generator arithmetic")
     args = ap.parse_args()
     device = torch.device(args.device)
     with tempfile.TemporaryDirectory() as tmp:
         if args.world == "toy":
             n = args.images or 16
             cfg = build_config("toy-shapes", {"seeds": tuple(range(10_000, 10_000 + n)), "device": args.device,
-                                              "method": args.method})
+                                              "method": args.method, "precision": args.precision})
             gan, detector, what = resolve_gan("toy-shapes").path, None, "toy-shapes 64x64 with its YOLOv8n-seg"
         else:
             n = args.images or 4
@@ -81,7 +82,7 @@ def main() -> None:
             gan = Path(tmp) / "f256.pt"
             save_native(Generator(GeneratorConfig(resolution=256)), gan)
             cfg = build_config(str(gan), {"seeds": tuple(range(n)), "mix_from": (6, 7, 8, 9), "variants": 32,
-                                          "method": args.method,
+                                          "method": args.method, "precision": args.precision,
                                           "device": args.device, "detector": "fixed", "classes": ("object",)})
             detector, what = FixedBoxes(), "config-f 256x256, random weights, 2 fixed overlapping boxes"
         # warm-up on a throwaway seed so one-off start-up costs stay out of the figures
@@ -102,7 +103,8 @@ def main() -> None:
     load = timings.pop("load", 0.0)  # loading the generator and detector: once per run, not per image
     steady = total - load
     if args.json:
-        print(json.dumps({"world": args.world, "method": cfg.method, "images": n, "images_per_s": n / steady,
+        print(json.dumps({"world": args.world, "method": cfg.method, "precision": cfg.precision, "images": n,
+                          "images_per_s": n / steady,
                           "ratio_end_to_end_over_variants": None if gen_alone is None else steady / gen_alone,
                           "ratio_with_loading": None if gen_alone is None else total / gen_alone, "load_s": load,
                           "ratio_end_to_end_over_generate_stage": steady / timings["generate"] if "generate" in timings

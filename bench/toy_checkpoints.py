@@ -29,6 +29,7 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=300_000, help="first GAN seed scored")
     ap.add_argument("--samples", type=int, default=2000, help="GAN samples and renderer scenes per figure")
     ap.add_argument("--psi", type=float, default=0.7, help="truncation of the GAN samples")
+    ap.add_argument("--no-write", action="store_true", help="print the rows only; leave BENCHMARKS.md as it is")
     args = ap.parse_args()
     det = YoloDetector(str(packaged_weights("toy-flat")), conf=0.25, max_det=50)
     names = list(det.class_names)
@@ -43,6 +44,8 @@ def main() -> None:
                                       f_real, real_share)
         rows.append(f"| {path.name} | {meta.get('iterations')} | {fd:.1f} | {confident:.1%} | {gap:.1f} |")
         print(rows[-1], flush=True)
+    if args.no_write:
+        return
     body = (f"GAN seeds {args.seeds}+ (for choosing; bench/toy.py reports on 100000+ and 200000+), n={args.samples}, "
             f"psi {args.psi}; renderer scenes {EVAL_SEEDS + 10_000}+.\n\n" + "\n".join(rows))
     write_section("toy-checkpoints", "Choosing a toy-flat checkpoint", body, torch.device("cpu"))

@@ -240,3 +240,28 @@ def test_train_detector_refuses_a_generator_whose_labels_are_not_the_world_class
                                   "--scenes", "2", "--epochs", "1", "--gan", str(tmp_path / "g.pt")])
     assert r.exit_code == 2 and "label channels named square, triangle, disc" in r.output
     assert not (tmp_path / "d").exists()  # refused before anything is rendered
+
+
+def test_the_committed_training_state_resumes_with_the_default_recipe(tmp_path):
+    """bench/toy-state (what bench/device.sh resumes on a GPU) matches TrainConfig's defaults, and each file
+    stays under the 16 MB a device call brings back."""
+    from pathlib import Path
+
+    from instseg.toy.train_gan import NETS, train
+
+    state = Path(__file__).resolve().parents[1] / "bench" / "toy-state"
+    if not state.is_dir():
+        pytest.skip("bench/toy-state is not in this checkout")
+    assert all((state / f"{k}.pt").stat().st_size < 16 << 20 for k in NETS)
+    it = json.loads((state / "state.json").read_text())["iter"]
+    train(_tiny(tmp_path, **{k: v for k, v in _defaults().items()}, iters=it + 1, workers=1),
+          resume_from=str(state))
+    assert _iter(tmp_path / "t") == it + 1
+
+
+def _defaults():
+    from instseg.toy.train_gan import TrainConfig
+
+    d = TrainConfig()
+    return {k: getattr(d, k) for k in ("resolution", "channel_base", "channel_max", "d_channel_base", "z_dim", "w_dim",
+                                       "batch", "checkpoint_every")}

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# The one prepared GPU call: every GPU measurement, then toy GAN training from the committed state.
+#
+#   bench/device.sh OUTDIR [TRAIN_MINUTES]      (default 3; total well under 8 minutes on an H100/H200)
+#
+# Needs torch with CUDA and our tree (PYTHONPATH=.). Wheels for what the machine lacks (pycocotools,
+# ultralytics for the FD judge) are installed from .whl/ when it is there: bench/device-wheels.sh
+# fetches them on a connected machine. Each step is bounded and independent: one failing leaves the rest.
+# OUTDIR receives at most 7 files (the device tool brings back 8): steps.log (every step's output, the
+# JSON lines included), BENCHMARKS.md as the benches rewrote it, and toy-state/ (the new weights-only
+# training state, one file per network: commit it to bench/toy-state).
+# DEVICE=cpu ONLY=train bench/device.sh /tmp/d 0.2 smoke-tests the training part on a CPU.
+set -uo pipefail
+OUT=${1:?usage: bench/device.sh OUTDIR [TRAIN_MINUTES]}
+MIN=${2:-3}
+DEV=${DEVICE:-cuda}
+ONLY=${ONLY:-all}
+cd "$(dirname "$0")/.."
+mkdir -p "$OUT"
+export PYTHONPATH=${PYTHONPATH:+$PYTHONPATH:}. YOLO_OFFLINE=1 PYTHONUNBUFFERED=1
+if compgen -G ".whl/*.whl" > /dev/null; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+    && export PYTHONPATH=/tmp/site:$PYTHONPATH
+fi
+LOG=$OUT/steps.log
+step() {  # step NAME SECONDS CMD...: one bounded step, its output appended to steps.log
+  local name=$1 limit=$2; shift 2
+  echo "== $name ($(date +%T))" | tee -a "$LOG"
+  timeout "$limit" "$@" > /tmp/step.out 2>&1; local rc=$?
+  cat /tmp/step.out >> "$LOG"; echo "rc=$rc" >> "$LOG"
+  tail -n 3 /tmp/step.out
+}
+step gpu 20 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
+if [ "$ONLY" != train ]; then
+  for p in fp32 bf16 fp16; do
+    step "pipeline-f256-$p" 100 python3 bench/pipeline.py f256 --device "$DEV" --precision "$p" --images 16 --json
+  done
+  step generator 60 python3 bench/generator.py --device "$DEV"
+  step memory-1024 60 python3 bench/memory.py --device "$DEV"
+fi
+TRAIN=$(mktemp -d)
+step toy-train "$(awk "BEGIN{print int($MIN * 60 + 90)}")" python3 -m instseg.cli toy train-gan --device "$DEV" --out "$TRAIN" \
+  --resume-from bench/toy-state --minutes "$MIN" --iters 10000000 --workers 12
+mkdir -p "$OUT/toy-state"
+for f in "$TRAIN"/state/*; do [ "$(basename "$f")" = opt.pt ] || cp "$f" "$OUT/toy-state/"; done
+for psi in 1.0 0.7; do
+  step "toy-fd-psi$psi" 120 python3 bench/toy_checkpoints.py "$TRAIN/generator.pt" --seeds 400000 \
+    --samples 1000 --psi "$psi" --no-write
+done
+cp BENCHMARKS.md "$OUT/"
+echo "done $(date +%T)"
