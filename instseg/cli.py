@@ -182,13 +182,16 @@ def models(as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps({"cache": str(cache), "presets": rows}, indent=1))
         return
-    click.echo(f"{'name':12} {'size':>9} {'segments':22} {'licence':15} {'cached':8} source")
+    table = [("name", "size", "segments", "licence", "cached", "source")]
     for r in rows:
         what = f"{','.join(r['classes'])} (detector)" if r["classes"] else f"{r['category']} (whole image)"
-        lic = "MIT" if r["licence"]["commercial"] else "non-commercial"
-        cached = "packaged" if not r["urls"] else ("yes" if r["cached"] else "no")
-        click.echo(f"{r['name']:12} {r['resolution'][1]}x{r['resolution'][0]:<4} {what:22} {lic:15} {cached:8} "
-                   f"{r['urls'][0] if r['urls'] else 'shipped with instseg'}")
+        table.append((r["name"], f"{r['resolution'][1]}x{r['resolution'][0]}", what,
+                      "MIT" if r["licence"]["commercial"] else "non-commercial",
+                      "packaged" if not r["urls"] else ("yes" if r["cached"] else "no"),
+                      r["urls"][0] if r["urls"] else "shipped with instseg"))
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]) - 1)]
+    for row in table:  # every column as wide as its widest cell; the source last, unpadded
+        click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths)) + "  " + row[-1])
     click.echo(f"cache: {cache} (set INSTSEG_CACHE to move it). Non-commercial: datasets made with these "
                "generators may only be used for non-commercial research.")
 
@@ -300,10 +303,16 @@ def run(gan: str, out: str, num_images: int | None, seeds: tuple[int, ...] | Non
     bars: list[Any] = []  # opened at the first image, after the generator is resolved
 
     def on_seed(seed: int, skipped: bool) -> None:
-        if not bars:
-            bars.append(tqdm(total=len(cfg.seeds), unit="img", desc="instseg run"))
-        bars[0].set_postfix_str(f"seed {seed}{' (done before)' if skipped else ''}")
-        bars[0].update()
+        if not bars:  # smoothing 0: the rate is images made / time, not a burst as a chunk is written
+            bars.append(tqdm(total=len(cfg.seeds), unit="img", desc="instseg run", smoothing=0))
+        bar = bars[0]
+        if skipped:  # done in an earlier run: counted, but not in the rate
+            bar.initial += 1
+            bar.n += 1
+            bar.set_postfix_str(f"seed {seed} (done before)")
+            return
+        bar.set_postfix_str(f"seed {seed}", refresh=False)
+        bar.update()
 
     try:
         path = run_pipeline(cfg, Path(out), on_seed, _tqdm_download(), ray=ray_address, workers=workers)
@@ -467,7 +476,7 @@ def toy_render(out: str, seeds: tuple[int, ...], size: int, world: str, yolo: bo
 
 
 @toy.command("labels")
-@click.option("--gan", default="toy-shapes", show_default=True, metavar="NAME|PATH",
+@click.option("--gan", default="toy-flat", show_default=True, metavar="NAME|PATH",
               help="A generator with label channels (native format records their names).")
 @click.option("--seeds", type=SeedList(), required=True, metavar="LIST", help="Sample seeds, as for `instseg run`.")
 @click.option("--truncation-psi", type=FiniteFloat(-2, 2), default=0.7, show_default=True, metavar="PSI",

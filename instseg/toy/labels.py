@@ -38,7 +38,8 @@ def sample_labels(G: Generator, seeds: Iterable[int], names: list[str] | None = 
     """A COCO dict of the generator's own labels for `seeds`; categories are `names` (one per channel)."""
     names = list(names or [])
     if not G.cfg.label_channels:
-        raise UserError("this generator draws no label channels; train one with `instseg toy train-gan --labels`")
+        raise UserError("this generator draws no label channels; use --gan toy-flat, or train one with "
+                        "`instseg toy train-gan --labels`")
     if len(names) != G.cfg.label_channels:
         names = [f"class{i}" for i in range(G.cfg.label_channels)]
     H, W = G.out_hw
