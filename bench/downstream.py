@@ -35,7 +35,7 @@ from instseg.identity import config_id  # noqa: E402
 from instseg.runner import run  # noqa: E402
 from instseg.toy.dataset import write_scenes  # noqa: E402
 from instseg.toy.labels import sample_labels  # noqa: E402
-from instseg.visualize import load_rgb  # noqa: E402
+from instseg.visualize import load_image  # noqa: E402
 from instseg.yolo_export import export_yolo  # noqa: E402
 from instseg.zoo import resolve_gan  # noqa: E402
 
@@ -63,7 +63,7 @@ def predict(weights: Path, test_dir: Path, gt: dict) -> dict:
     names = [c["name"] for c in sorted(gt["categories"], key=lambda c: c["id"])]
     anns = []
     for im in gt["images"]:
-        det, masks = seg.segment([load_rgb(test_dir, im["file_name"])])[0]
+        det, masks = seg.segment([load_image(test_dir, im["file_name"])])[0]
         for label, score, m in zip(det.labels, det.scores, masks):
             if m.any() and label in names:
                 anns.append(coco.annotation(m, im["id"], names.index(label) + 1, float(score)))

@@ -351,13 +351,26 @@ def merge(dirs: tuple[str, ...], out: str, allow_partial: bool) -> None:
 
 @main.command()
 @click.argument("run_dir", metavar="DIR", type=click.Path(exists=True, file_okay=False))
-@click.option("--format", "fmt", type=click.Choice(["yolo"]), default="yolo", show_default=True,
-              help="Layout to write.")
+@click.option("--format", "fmt", type=click.Choice(["yolo", "coco"]), default="yolo", show_default=True,
+              help="yolo: Ultralytics YOLO-seg (images/, labels/, data.yaml); coco: the standard split tree "
+                   "(annotations/instances_<split>.json, images/<split>/).")
+@click.option("--split", "split", default=None, metavar="train=F,val=F[,test=F]",
+              help="Shares of the splits, by seed (the same seed always lands in the same split; each split with "
+                   "a share keeps an image where it can).  [default: yolo train=0.9,val=0.1; coco "
+                   "train=0.8,val=0.1,test=0.1]")
 @click.option("--out", "out", default=None, type=OutPath(file_okay=False), metavar="DIR2",
-              help="Where to write it; an earlier export there is replaced whole.  [default: DIR/yolo]")
-def export(run_dir: str, fmt: str, out: str | None) -> None:
-    """Convert a run's COCO dataset to the Ultralytics YOLO-seg layout (polygons + data.yaml)."""
-    click.echo(f"wrote {_export_yolo(Path(run_dir), Path(out) if out else Path(run_dir) / 'yolo')}")
+              help="Where to write it; an earlier export there is replaced whole.  [default: DIR/yolo or DIR/coco]")
+def export(run_dir: str, fmt: str, split: str | None, out: str | None) -> None:
+    """Export a run's COCO dataset as YOLO-seg or as the standard COCO split tree (hard links where possible)."""
+    from .coco import read_coco
+    from .export import export_coco, parse_split
+    from .yolo_export import export_yolo
+
+    shares = parse_split(split or ("train=0.9,val=0.1" if fmt == "yolo" else "train=0.8,val=0.1,test=0.1"))
+    data = read_coco(Path(run_dir) / "annotations.json", "annotations")
+    dest = Path(out) if out else Path(run_dir) / fmt
+    path = (export_yolo if fmt == "yolo" else export_coco)(data, Path(run_dir), dest, shares)
+    click.echo(f"wrote {path}")
 
 
 @main.command()

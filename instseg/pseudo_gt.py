@@ -9,7 +9,7 @@ import numpy as np
 from . import coco
 from .coco import read_coco
 from .rundir import RunDir
-from .visualize import load_rgb
+from .visualize import load_image
 
 
 def pseudo_gt(run_dir: Path, segmenter, on_image: Callable[[int], None] | None = None, data: dict | None = None) -> dict:
@@ -25,7 +25,7 @@ def pseudo_gt(run_dir: Path, segmenter, on_image: Callable[[int], None] | None =
     whole = info["config"].get("detector") == "none" if info else names == ["foreground"]
     anns = []
     for im in run["images"]:
-        img = load_rgb(Path(run_dir), im["file_name"])
+        img = load_image(Path(run_dir), im["file_name"])
         det, masks = segmenter.segment([img])[0]
         for label, score, m in zip(det.labels, det.scores, masks):
             if not m.any() or (not whole and label not in names):

@@ -3,7 +3,8 @@ annotations.json. Everyone else asks this module where things are.
 
 Layout of DIR:
   run.json            config, generator provenance, seeds, config identity
-  images/<seed>.png   source images (COCO file_name "images/<seed>.png", image id seed + 1)
+  images/<seed>.png   source images (COCO file_name "<seed>.png", relative to images/ as COCO readers
+                      expect; image id seed + 1)
   parts/<seed>.png    whole-image cluster map
   variants/<seed>.png a strip of style variants
   records/<seed>.json the seed's COCO image entry and annotations; written last, so it marks the seed done
@@ -35,9 +36,24 @@ def image_id(seed: int) -> int:
     return seed + 1
 
 
+IMAGES = "images"  # the COCO image root of a run folder: file_names are relative to it
+_LEGACY_PREFIX = IMAGES + "/"  # runs made before that named files relative to the run folder
+
+
 def image_file(seed: int) -> str:
-    """COCO file_name of a seed's image, relative to the run folder."""
-    return f"images/{seed}.png"
+    """COCO file_name of a seed's image, relative to the run's images/ folder."""
+    return f"{seed}.png"
+
+
+def current_name(file_name: str) -> str:
+    """A file_name as this version writes it (a legacy 'images/<seed>.png' loses its prefix)."""
+    return file_name[len(_LEGACY_PREFIX):] if isinstance(file_name, str) and file_name.startswith(_LEGACY_PREFIX) \
+        else file_name
+
+
+def image_path(root: str | os.PathLike, file_name: str) -> Path:
+    """Where a COCO image of the dataset folder `root` lies: root/images/<file_name>, never outside it."""
+    return check_inside(Path(root) / IMAGES, current_name(file_name))
 
 
 def check_inside(root: Path, relative: str) -> Path:
@@ -225,6 +241,7 @@ class RunDir:
 
 
 def _with_licence(entry: dict, licence: dict | None) -> dict:
+    entry = {**entry, "file_name": current_name(entry.get("file_name"))}
     return {**entry, "license": licence["id"]} if licence else entry
 
 

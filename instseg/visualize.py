@@ -8,7 +8,7 @@ from PIL import Image
 
 from .coco import decode_rle, read_coco
 from .errors import UserError
-from .rundir import RunDir, check_inside
+from .rundir import RunDir, image_path
 
 PALETTE = np.array([[230, 25, 75], [60, 180, 75], [255, 225, 25], [0, 130, 200], [245, 130, 48], [145, 30, 180],
                     [70, 240, 240], [240, 50, 230], [210, 245, 60], [250, 190, 212], [0, 128, 128], [170, 110, 40]],
@@ -38,14 +38,18 @@ def _fit(a: np.ndarray, h: int) -> np.ndarray:
     return np.asarray(Image.fromarray(a).resize((w, h), Image.NEAREST))
 
 
-def load_rgb(root: Path, file_name: str) -> np.ndarray:
-    """An image of a dataset folder as [H, W, 3] uint8; a one-line error when missing or unreadable."""
-    path = check_inside(root, file_name)
+def load_image(root: Path, file_name: str) -> np.ndarray:
+    """A COCO image of a dataset folder (root/images/<file_name>) as [H, W, 3] uint8."""
+    return load_rgb(image_path(root, file_name))
+
+
+def load_rgb(path: Path) -> np.ndarray:
+    """An image file as [H, W, 3] uint8; a one-line error when missing or unreadable."""
     try:
         with Image.open(path) as im:
             return np.asarray(im.convert("RGB"))
     except (OSError, ValueError, Image.DecompressionBombError) as e:
-        raise UserError(f"cannot read image {file_name} of {root} ({type(e).__name__}); rerun to redo it") from None
+        raise UserError(f"cannot read image {path} ({type(e).__name__}); rerun to redo it") from None
 
 
 def run_rows(run_dir: Path, max_images: int = 8, data: dict | None = None) -> list[tuple[int, list[np.ndarray]]]:
@@ -58,12 +62,12 @@ def run_rows(run_dir: Path, max_images: int = 8, data: dict | None = None) -> li
     rows = []
     for img in data["images"][:max_images]:
         seed = img.get("seed", img["id"])
-        image = load_rgb(run_dir, img["file_name"])
+        image = load_image(run_dir, img["file_name"])
         h = image.shape[0]
         panels = [image]
         rd = RunDir(run_dir)
         if isinstance(seed, int) and rd.path("variants", seed).exists():
-            panels.append(_fit(load_rgb(run_dir, f"variants/{seed}.png"), h))
+            panels.append(_fit(load_rgb(rd.path("variants", seed)), h))
         if isinstance(seed, int) and rd.path("parts", seed).exists():
             with Image.open(rd.path("parts", seed)) as p:
                 if p.mode not in ("L", "P"):  # a cluster map is one channel of cluster indices

@@ -1,9 +1,6 @@
 """COCO run dir -> the Ultralytics YOLO-seg layout (images/, labels/ with polygons, data.yaml)."""
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -11,8 +8,7 @@ import yaml
 
 from .coco import decode_rle
 from .errors import UserError
-from .locks import Busy, clean_stale_temps, lock_file
-from .rundir import check_inside
+from .export import assign_splits, link_or_copy, replace_tree, source_image
 
 
 def mask_polygon(mask: np.ndarray) -> np.ndarray | None:
@@ -41,86 +37,44 @@ def label_lines(anns: list[dict], cat_index: dict[int, int], width: int, height:
     return lines
 
 
-def export_yolo(coco: dict, image_root: Path, out: Path, val_fraction: float = 0.1, link: bool = True) -> Path:
-    """Write `out`/images/{train,val}, `out`/labels/{train,val} and `out`/data.yaml; returns data.yaml.
+def export_yolo(coco: dict, root: Path, out: Path, shares: dict[str, float] | None = None, link: bool = True) -> Path:
+    """Write `out`/images/<split>, `out`/labels/<split> and `out`/data.yaml; returns data.yaml.
 
-    The export is built in a temp folder beside `out` and swapped in whole, so nothing of an
-    earlier export survives and a failed export leaves the old one as it was. The split is by
-    image order: the last `val_fraction` of images (at least one) is val.
-    """
-    out = Path(out)
-    _check_replaceable(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        with lock_file(out.parent / f".{out.name}.lock", blocking=False):
-            # trees a killed export left: its temp folder, or the old export of an interrupted swap
-            for pattern in (f".{out.name}.*.tmp", f".{out.name}.old-*"):
-                clean_stale_temps(out.parent, pattern)
-            tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-            try:
-                _write(coco, Path(image_root), tmp, out, val_fraction, link)
-                _swap(tmp, out)
-            finally:
-                shutil.rmtree(tmp, ignore_errors=True)
-    except Busy as e:
-        raise UserError(f"{out} is being exported by another instseg process (pid {e.holder})") from None
-    return out / "data.yaml"
+    `shares` splits the images by seed (export.assign_splits; default train 0.9, val 0.1). The export is
+    built in a temp folder beside `out` and swapped in whole."""
+    shares = shares or {"train": 0.9, "val": 0.1}
+    replace_tree(out, "YOLO", lambda names: names <= _EXPORT_ENTRIES and "data.yaml" in names,
+                 lambda tmp: _write(coco, Path(root), tmp, Path(out), shares, link))
+    return Path(out) / "data.yaml"
 
 
-def _write(coco: dict, image_root: Path, tmp: Path, final: Path, val_fraction: float, link: bool) -> None:
+def _write(coco: dict, root: Path, tmp: Path, final: Path, shares: dict[str, float], link: bool) -> None:
     cats = sorted(coco["categories"], key=lambda c: c["id"])
     cat_index = {c["id"]: i for i, c in enumerate(cats)}
     by_image: dict[int, list[dict]] = {}
     for a in coco["annotations"]:
         by_image.setdefault(a["image_id"], []).append(a)
-    images = coco["images"]
-    n_val = max(1, round(len(images) * val_fraction)) if len(images) > 1 else 0
-    for split in ("train", "val"):
+    stems: set[str] = set()
+    sources = {im["id"]: source_image(root, im) for im in coco["images"]}  # every file checked before any is written
+    splits = assign_splits(coco["images"], shares)
+    for split, images in splits.items():
         for sub in ("images", "labels"):
             (tmp / sub / split).mkdir(parents=True, exist_ok=True)
-    stems = set()
-    for i, im in enumerate(images):
-        split = "val" if i >= len(images) - n_val else "train"
-        src = check_inside(image_root, im["file_name"])
-        if not src.is_file() or src.stat().st_size == 0:
-            raise UserError(f"image {im['file_name']} of {image_root} is missing or empty; rerun the run to redo it")
-        stem = Path(im["file_name"]).stem
-        if stem in stems:
-            raise UserError(f"two images share the name {stem!r}; YOLO labels are matched to images by name")
-        stems.add(stem)
-        dst = tmp / "images" / split / f"{stem}{src.suffix}"
-        try:
-            if not link:
-                raise OSError
-            os.link(src, dst)
-        except OSError:
-            shutil.copy2(src, dst)
-        lines = label_lines(by_image.get(im["id"], []), cat_index, im["width"], im["height"])
-        (tmp / "labels" / split / f"{stem}.txt").write_text("\n".join(lines) + ("\n" if lines else ""))
-    data = {"path": str(final.resolve()), "train": "images/train", "val": "images/val" if n_val else "images/train",
-            "names": {i: c["name"] for i, c in enumerate(cats)}}
+        for im in images:
+            src = sources[im["id"]]
+            stem = Path(im["file_name"]).stem
+            if stem in stems:
+                raise UserError(f"two images share the name {stem!r}; YOLO labels are matched to images by name")
+            stems.add(stem)
+            link_or_copy(src, tmp / "images" / split / f"{stem}{src.suffix}", link)
+            lines = label_lines(by_image.get(im["id"], []), cat_index, im["width"], im["height"])
+            (tmp / "labels" / split / f"{stem}.txt").write_text("\n".join(lines) + ("\n" if lines else ""))
+    data = {"path": str(final.resolve()), "train": "images/train",
+            "val": "images/val" if splits.get("val") else "images/train"}
+    if splits.get("test"):
+        data["test"] = "images/test"
+    data["names"] = {i: c["name"] for i, c in enumerate(cats)}
     (tmp / "data.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
 
 
 _EXPORT_ENTRIES = {"images", "labels", "data.yaml", "labels.cache"}
-
-
-def _check_replaceable(out: Path) -> None:
-    """Only an earlier export (or an empty folder) may be replaced, never an unrelated folder."""
-    if out.is_file():
-        raise UserError(f"--out {out} is a file; give a folder")
-    if out.is_dir():
-        names = {p.name for p in out.iterdir()}
-        if names and not (names <= _EXPORT_ENTRIES and "data.yaml" in names):
-            raise UserError(f"--out {out} holds files that are not a YOLO export; give an empty or new folder")
-
-
-def _swap(new: Path, out: Path) -> None:
-    """Put `new` at `out`, replacing an earlier export: two renames, the old tree removed last."""
-    old = None
-    if out.exists():
-        old = out.with_name(f".{out.name}.old-{os.getpid()}")
-        os.replace(out, old)
-    os.replace(new, out)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)

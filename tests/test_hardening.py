@@ -130,7 +130,7 @@ def test_resume_redoes_a_seed_whose_files_are_gone(tiny_ckpt, tmp_path):
     assert _invoke(_base(tiny_ckpt, out) + ["--num-images", "6"]).exit_code == 0
     assert (out / "images" / "5.png").stat().st_size > 0 and (out / "parts" / "2.png").stat().st_size > 0
     c = COCO(str(out / "annotations.json"))
-    assert all((out / im["file_name"]).stat().st_size > 0 for im in c.dataset["images"])
+    assert all((out / "images" / im["file_name"]).stat().st_size > 0 for im in c.dataset["images"])
 
 
 def test_export_refuses_file_names_outside_the_run(done_run, tmp_path):

@@ -23,7 +23,7 @@ def _dataset(d):
     data = json.loads((d / "annotations.json").read_text())
     images = sorted((im["id"], im["file_name"]) for im in data["images"])
     anns = [(a["id"], a["image_id"], a["segmentation"]["counts"], round(a["score"], 6)) for a in data["annotations"]]
-    pixels = {f: (d / f).read_bytes() for _, f in images}
+    pixels = {f: (d / "images" / f).read_bytes() for _, f in images}
     return images, anns, pixels
 
 

@@ -20,7 +20,7 @@ def _dataset(d):
     data = json.loads((d / "annotations.json").read_text())
     images = sorted((im["id"], im["file_name"]) for im in data["images"])
     anns = sorted((a["image_id"], a["category_id"], a["segmentation"]["counts"]) for a in data["annotations"])
-    pixels = {im[1]: (d / im[1]).read_bytes() for im in images}
+    pixels = {im[1]: (d / "images" / im[1]).read_bytes() for im in images}
     return images, anns, pixels, data["licenses"]
 
 

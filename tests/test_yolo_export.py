@@ -19,7 +19,7 @@ def test_export_labels_load_in_ultralytics_and_train_one_epoch(tmp_path):
     os.environ["YOLO_OFFLINE"] = "1"
     ann = write_scenes(range(3_900_000, 3_900_012), tmp_path / "scenes", size=64)
     data = json.loads(ann.read_text())
-    data_yaml = export_yolo(data, tmp_path / "scenes", tmp_path / "yolo", val_fraction=0.25)
+    data_yaml = export_yolo(data, tmp_path / "scenes", tmp_path / "yolo", {"train": 0.75, "val": 0.25})
     cfg = yaml.safe_load(data_yaml.read_text())
     assert cfg["names"] == {0: "square", 1: "triangle", 2: "disc"}
     n_labels = sum(len(p.read_text().splitlines()) for p in (tmp_path / "yolo" / "labels").rglob("*.txt"))

@@ -9,7 +9,7 @@ import torch
 from .. import coco
 from ..generator import Generator, to_uint8
 from ..io import atomic_save_png, atomic_write_json
-from ..rundir import image_file, image_id
+from ..rundir import IMAGES, image_file, image_id
 from ..segment import source_images
 from .labels import sample_labels
 from .render import CLASSES, render_seed
@@ -24,7 +24,7 @@ def write_scenes(seeds: Iterable[int], out: Path, size: int = 64, on_seed: Calla
     images, anns = [], []
     for seed in seeds:
         img, inst, classes = render_seed(seed, size, world)
-        atomic_save_png(out / image_file(seed), img)
+        atomic_save_png(out / IMAGES / image_file(seed), img)
         images.append(coco.image_entry(image_id(seed), image_file(seed), size, size, seed=seed))
         for i, cls in enumerate(classes):
             mask = inst == i + 1
@@ -46,7 +46,7 @@ def write_gan_samples(G: Generator, seeds: Iterable[int], out: Path, names: list
     for i in range(0, len(seeds), batch):
         chunk = seeds[i:i + batch]
         for seed, img in zip(chunk, to_uint8(source_images(G, chunk, truncation_psi, torch.device("cpu"), batch))):
-            atomic_save_png(out / image_file(seed), img)
+            atomic_save_png(out / IMAGES / image_file(seed), img)
     return sample_labels(G, seeds, names, truncation_psi, min_area=min_area)
 
 

@@ -2,7 +2,7 @@
 
 Per class, the label channel thresholded at 0 (labels are trained in [-1, 1]) and split into
 connected components gives the instances. Images and ids follow the run-folder rules
-(image id = seed + 1, file_name images/<seed>.png), so `instseg eval --gt` pairs the file with
+(image id = seed + 1, file_name <seed>.png), so `instseg eval --gt` pairs the file with
 an `instseg run` over the same seeds.
 """
 from __future__ import annotations
