@@ -393,6 +393,18 @@ def show(run_dir: str, out: str, max_images: int) -> None:
     click.echo(f"wrote {out} ({len(rows)} images)")
 
 
+@main.command()
+@click.argument("run_dir", metavar="DIR", type=click.Path(exists=True, file_okay=False))
+@click.option("--out", "out", required=True, type=OutPath(dir_okay=False), metavar="HTML",
+              help="Where to write the page (one self-contained file; open it from disk).")
+def report(run_dir: str, out: str) -> None:
+    """A page to look at a run: a gallery of overlays (least confident first), counts, histograms, empty images,
+    variant strips and provenance."""
+    from .report import write
+
+    click.echo(f"wrote {write(Path(run_dir), Path(out))}")
+
+
 @main.command("eval")
 @click.option("--pred", required=True, type=click.Path(exists=True, dir_okay=False), metavar="A.json",
               help="Predicted COCO file (annotations carry score).")

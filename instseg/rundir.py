@@ -22,9 +22,10 @@ from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
-from . import coco
+from . import __version__, coco
 from .errors import UserError
-from .io import atomic_path, atomic_save_png, atomic_write_json
+from .card import card
+from .io import atomic_path, atomic_save_png, atomic_write_bytes, atomic_write_json
 from .locks import Busy, clean_stale_temps, lock_file
 
 log = logging.getLogger(__name__)
@@ -226,6 +227,7 @@ class RunDir:
                 f.write(f'"{key}": {json.dumps(head[key])},\n')
             images, anns = _JsonList(f, "images"), _JsonList(f, "annotations", close=False)
             next_id = 1
+            counts: dict[int, list[int]] = {}  # category id -> [instances, images holding one]
             for s in seeds:
                 rec = self.record(s)
                 if rec is None:
@@ -234,9 +236,15 @@ class RunDir:
                 for a in rec["annotations"]:
                     anns.add({**{k: v for k, v in a.items() if k != "id"}, "id": next_id})
                     next_id += 1
+                    counts.setdefault(a.get("category_id"), [0, 0])[0] += 1
+                for c in {a.get("category_id") for a in rec["annotations"]}:
+                    counts[c][1] += 1
             images.close()
             anns.finish()
             f.write(f',\n"categories": {json.dumps(head["categories"])}\n}}\n')
+        per_class = {name: tuple(counts.get(i + 1, (0, 0))) for i, name in enumerate(categories)}
+        text = card(self.read_run(), head["info"], licence, categories, images.n, per_class, __version__)
+        atomic_write_bytes(self.root / "README.md", text.encode())
         return self.annotations
 
 

@@ -1,0 +1,66 @@
+"""The dataset card: a README.md in every run folder, rewritten each time annotations.json is."""
+from __future__ import annotations
+
+from typing import Any
+
+# Settings of the method worth a reader's eye (the rest are in run.json).
+_SETTINGS = ("method", "variants", "mix_from", "truncation_psi", "features", "k", "box_k", "normalize", "repeats",
+             "detector", "classes", "conf", "box_margin", "instance_rule", "mask_score", "nms_iou", "min_area")
+
+
+def card(run: dict | None, info: dict, licence: dict | None, categories: list[str], images: int,
+         per_class: dict[str, tuple[int, int]], version: str) -> str:
+    """Markdown for a run folder. `per_class` maps a class to (instances, images holding one)."""
+    info = info or {}
+    gen = info.get("generator") or (run or {}).get("config", {}).get("gan", "?")
+    lic = (licence or {}).get("name") or info.get("licence") or "unknown"
+    lines = [f"# instseg dataset: {gen}", ""]
+    if info.get("licence_note"):
+        lines += [f"> **Non-commercial.** {info['licence_note']} Licence: {lic}"
+                  + (f" ({info.get('licence_url')})" if info.get("licence_url") else "") + ".", ""]
+    else:
+        lines += [f"Licence of the generator, and so of these images: {lic}.", ""]
+    total = sum(n for n, _ in per_class.values())
+    lines += [
+        f"Synthetic images made by the generator `{gen}` and labelled with no human labels and no network trained "
+        "(StyleGAN2 style mixing, then k-means on each pixel's variant stack; see instseg's docs/method.md).", "",
+        f"- images: {images}, instances: {total}",
+        f"- generator sha256: `{info.get('generator_sha256', '?')}`",
+        f"- made with: {info.get('made_with', f'instseg {version}')}",
+    ]
+    if run and run.get("command"):
+        lines.append(f"- command: `{' '.join(map(str, run['command']))}`")
+    if info.get("merged_from"):
+        lines.append(f"- merged from {len(info['merged_from'])} shard folders")
+    lines += ["", "| class | instances | images with one |", "|---|---:|---:|"]
+    lines += [f"| {c} | {per_class.get(c, (0, 0))[0]} | {per_class.get(c, (0, 0))[1]} |" for c in categories]
+    cfg = (run or {}).get("config") or {}
+    if cfg:
+        lines += ["", "## Method settings", ""]
+        lines += [f"- `{k}`: {_value(cfg[k])}" for k in _SETTINGS if k in cfg]
+    lines += ["", "## Files", "",
+              "- `images/<seed>.png`: the images; COCO `file_name`s are relative to `images/`",
+              "- `annotations.json`: COCO instances, compressed RLE masks, `score` per instance",
+              "- `parts/`, `variants/`, `records/`, `run.json`: cluster maps, style variants, per-seed records, "
+              "provenance",
+              "", "## Load it", "", "```python",
+              "from pycocotools.coco import COCO",
+              "coco = COCO('annotations.json')  # masks: coco.annToMask(coco.loadAnns(ids)[0])",
+              "",
+              "from torchvision.datasets import CocoDetection, wrap_dataset_for_transforms_v2",
+              "ds = wrap_dataset_for_transforms_v2(CocoDetection('images', 'annotations.json'),",
+              "                                    target_keys=('boxes', 'labels', 'masks'))",
+              "",
+              "import fiftyone as fo",
+              "ds = fo.Dataset.from_dir(dataset_type=fo.types.COCODetectionDataset, data_path='images',",
+              "                         labels_path='annotations.json', label_types=['segmentations'])",
+              "```", "",
+              "For Ultralytics: `instseg export . --format yolo --split train=0.8,val=0.2`, then "
+              "`yolo segment train data=yolo/data.yaml`. For the standard split tree: "
+              "`instseg export . --format coco` (`coco/annotations/instances_<split>.json`, `coco/images/<split>/`).",
+              ""]
+    return "\n".join(lines)
+
+
+def _value(v: Any) -> str:
+    return ",".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v)
