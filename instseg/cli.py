@@ -333,6 +333,70 @@ def _export_yolo(run_dir: Path, out: Path) -> Path:
 
 
 @main.command()
+@click.argument("images", metavar="IMAGES...", nargs=-1, required=True)
+@click.option("--gan", default="toy-flat", show_default=True, metavar="NAME|PATH|URL",
+              help="Generator to project the images into (a preset, a checkpoint path or a URL).")
+@click.option("--out", "out", required=True, type=OutPath(file_okay=False), metavar="DIR",
+              help="Output folder; re-running the same command there resumes.")
+@click.option("--fit", type=click.Choice(["crop", "pad", "resize"]), default="crop", show_default=True,
+              help="How an image enters the generator's square frame: centre crop, pad with its mean colour, or "
+                   "stretch. Masks and boxes are mapped back to the image's own pixels.")
+@click.option("--steps", type=click.IntRange(1, 100_000), default=300, show_default=True, metavar="N",
+              help="Projection steps (Adam on W+ from w_avg, noise fixed).")
+@click.option("--lr", type=FiniteFloat(1e-6, 10), default=0.05, show_default=True, metavar="LR",
+              help="Projection learning rate.")
+@click.option("--loss", type=click.Choice(["pixel", "multiscale"]), default="pixel", show_default=True,
+              help="Projection loss: pixel MSE, or that plus L1 at 1/2 and 1/4 scale.")
+@click.option("--min-psnr", type=FiniteFloat(0, 100), default=20.0, show_default=True, metavar="DB",
+              help="Images reconstructed below this PSNR are marked low_fidelity in their record and in COCO.")
+@click.option("--project-batch", type=click.IntRange(1, 4096), default=16, show_default=True, metavar="B",
+              help="Images projected together.")
+@click.option("--copy", is_flag=True, help="Copy the images into DIR/images (default: hard links where possible).")
+@click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False), default=None, metavar="FILE",
+              help="YAML mapping of RunConfig fields over the preset's.")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Set any RunConfig field; repeatable.")
+@_run_option("--detector", "Box detector, run on each fitted image: none, yolo:PATH|NAME or frcnn[:PATH].",
+             preset=True, metavar="SPEC")
+@_run_option("--classes", "Detector classes to keep.", preset=True, metavar="A,B")
+@_run_option("--conf", "Detector score threshold.", metavar="P")
+@_run_option("--variants", "Style-mixed variants per image.", metavar="N")
+@_run_option("--mix-from", "Crossover(s): ws[c:] of the projected latent replaced per variant.", preset=True,
+             metavar="C[,C..]")
+@_run_option("--k", "k-means clusters.", metavar="K")
+@_run_option("--box-k", "k-means clusters inside a box's crop (0: --k).", preset=True, metavar="K")
+@_run_option("--box-margin", "Crop around a box, as a fraction of its size per side.", metavar="F")
+@_run_option("--method", "variants: ours; or a single-image baseline.", type=click.Choice(C.METHODS))
+@_run_option("--device", "Where to compute: auto, cpu, cuda or cuda:N.", metavar="DEV")
+def label(images: tuple[str, ...], gan: str, out: str, fit: str, steps: int, lr: float, loss: str, min_psnr: float,
+          project_batch: int, copy: bool, config_file: str | None, sets: tuple[str, ...], mix_from: str | None,
+          **flags: Any) -> None:
+    """Label real IMAGES (files, folders or globs): project each into the generator's W+, then segment it by
+    style mixing, as `run` does for samples. Writes a COCO dataset whose file_names are the images'."""
+    from tqdm import tqdm
+
+    from .labeler import LabelConfig, label_images
+
+    overrides = dict(flags)
+    if mix_from is not None:
+        overrides["mix_from"] = C.parse_ints(mix_from)
+    cfg = C.build_config(gan, overrides, C.load_config_file(config_file) if config_file else None, C.parse_set(sets))
+    lcfg = LabelConfig(fit=fit, steps=steps, lr=lr, loss=loss, min_psnr=min_psnr, batch=project_batch, copy=copy)
+    bars: list[Any] = []
+
+    def on_image(key: int, skipped: bool) -> None:
+        if not bars:
+            bars.append(tqdm(unit="img", desc="instseg label", smoothing=0))
+        bars[0].update()
+
+    try:
+        path = label_images(list(images), cfg, lcfg, Path(out), on_image)
+    finally:
+        for b in bars:
+            b.close()
+    click.echo(f"wrote {path}")
+
+
+@main.command()
 @click.argument("dirs", metavar="DIR...", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False))
 @click.option("--out", "out", required=True, type=OutPath(file_okay=False), metavar="OUT",
               help="A new folder for the merged dataset (or one that holds this run already).")

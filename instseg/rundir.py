@@ -203,17 +203,25 @@ class RunDir:
         if rec is None or (cid is not None and rec.get("config_id", cid) != cid):
             return False
         size = (rec["image"].get("width"), rec["image"].get("height"))
-        return (_decodes(self.path("images", seed), size) and _decodes(self.path("parts", seed))
-                and _decodes(self.path("variants", seed)))
+        try:
+            image = image_path(self.root, rec["image"].get("file_name"))
+        except UserError:
+            return False
+        return _decodes(image, size) and _decodes(self.path("parts", seed)) and _decodes(self.path("variants", seed))
 
     def write_seed(self, seed: int, image: np.ndarray, parts: np.ndarray, preview: np.ndarray,
                    anns: list[dict], cid: str) -> None:
         """Images first, the record last: a record's presence marks the seed as complete."""
         atomic_save_png(self.path("images", seed), image)
+        h, w = image.shape[:2]
+        self.write_record(seed, coco.image_entry(image_id(seed), image_file(seed), h, w, seed=seed), parts, preview,
+                          anns, cid)
+
+    def write_record(self, seed: int, entry: dict, parts: np.ndarray, preview: np.ndarray, anns: list[dict],
+                     cid: str) -> None:
+        """The previews, then the record (its image is in place already): the record marks the seed done."""
         atomic_save_png(self.path("parts", seed), parts.astype(np.uint8), compress_level=1)  # previews: speed first
         atomic_save_png(self.path("variants", seed), preview, compress_level=1)
-        h, w = image.shape[:2]
-        entry = coco.image_entry(image_id(seed), image_file(seed), h, w, seed=seed)
         atomic_write_json(self.path("records", seed), {"image": entry, "annotations": anns, "config_id": cid})
 
     # assembly ---------------------------------------------------------------------------

@@ -103,6 +103,19 @@ def prepare_generator(G: Generator, cfg: RunConfig, device: torch.device) -> Gen
     return G
 
 
+def check_generator(G: Generator, cfg: RunConfig) -> None:
+    """The layers and crossovers the config names must exist in this generator."""
+    if cfg.features not in G.feature_names or cfg.features == "labels":
+        valid = [n for n in G.feature_names if n != "labels"]
+        raise UserError(f"--features {cfg.features!r} is not a layer of this generator; valid: {', '.join(valid)}")
+    if cfg.join_features != "none" and (cfg.join_features not in G.feature_names or cfg.join_features in ("labels", "rgb")):
+        valid = [n for n in G.feature_names if n not in ("labels", "rgb")]
+        raise UserError(f"--join-features {cfg.join_features!r} is not a synthesis layer of this generator; "
+                        f"valid: none, {', '.join(valid)}")
+    if max(cfg.mix_from) >= G.num_ws:
+        raise UserError(f"--mix-from {max(cfg.mix_from)} must be below the generator's num_ws={G.num_ws}")
+
+
 def validate_checkpoint(path: Path, out_hw: tuple[int, int] | None = None) -> None:
     """Download check: the file must load as a generator (a cut-short transfer does not), of the
     preset's output size when given."""
@@ -129,15 +142,7 @@ def run(cfg: RunConfig, out: Path, on_seed: Callable[[int, bool], None] | None =
         keep_freed_memory()
     clock = Stopwatch(timings, device)
     G = prepare_generator(load_checked(gan, device), cfg, device)
-    if cfg.features not in G.feature_names or cfg.features == "labels":
-        valid = [n for n in G.feature_names if n != "labels"]
-        raise UserError(f"--features {cfg.features!r} is not a layer of this generator; valid: {', '.join(valid)}")
-    if cfg.join_features != "none" and (cfg.join_features not in G.feature_names or cfg.join_features in ("labels", "rgb")):
-        valid = [n for n in G.feature_names if n not in ("labels", "rgb")]
-        raise UserError(f"--join-features {cfg.join_features!r} is not a synthesis layer of this generator; "
-                        f"valid: none, {', '.join(valid)}")
-    if max(cfg.mix_from) >= G.num_ws:
-        raise UserError(f"--mix-from {max(cfg.mix_from)} must be below the generator's num_ws={G.num_ws}")
+    check_generator(G, cfg)
     if ray is not None and detector is not None:
         raise UserError("--ray runs the detector that --detector names; an injected detector cannot travel")
     if ray is None and workers != 1:

@@ -1,0 +1,87 @@
+"""The toy GAN recipes side by side: snapshots of two training folders scored at the same images shown.
+
+    python bench/toy_ab.py OLD_DIR NEW_DIR [--every 500] [--samples 1000]
+
+Each folder is `instseg toy train-gan --snapshot-every N`'s output. Per snapshot: FD-YOLO at psi 1.0 and
+0.7 against renderer scenes, the share of psi-1.0 samples with a detection at conf >= 0.5, and the largest
+class-share gap, all with the renderer-only judge (yolo:toy-flat) on GAN seeds 500000+ (used by no other
+bench) and renderer scenes EVAL_SEEDS + 20000+.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.append(str(Path(__file__).resolve().parents[1]))  # for bench.common; an installed instseg wins
+from bench.common import write_section  # noqa: E402
+from bench.toy import EVAL_SEEDS, class_shares, gan_side, yolo_features  # noqa: E402
+from detectors.yolo import YoloDetector, packaged_weights  # noqa: E402
+from instseg.checkpoints import load_generator  # noqa: E402
+from instseg.toy.render import render_seed  # noqa: E402
+
+GAN_SEEDS = 500_000
+
+
+def snapshots(folder: Path, every: int) -> dict[int, Path]:
+    out = {}
+    for p in sorted((folder / "snapshots").glob("generator-*.pt")):
+        it = int(p.stem.split("-")[1])
+        if it % every == 0:
+            out[it] = p
+    return out
+
+
+def recipe(folder: Path) -> str:
+    cfg = json.loads((folder / "state" / "state.json").read_text())["config"]
+    gamma = cfg["r1_gamma"] if cfg["r1_gamma"] is not None else 0.0002 * cfg["resolution"] ** 2 / cfg["batch"]
+    scenes = f"{cfg['dataset_size']} fixed scenes" if cfg["dataset_size"] else "fresh scenes"
+    d = "image D + joint D" if cfg["split_d"] else "one joint D"
+    return f"R1 gamma {gamma:.4g}, {d}, D channel base {cfg['d_channel_base']}, {scenes}, batch {cfg['batch']}"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("old", type=Path)
+    ap.add_argument("new", type=Path)
+    ap.add_argument("--every", type=int, default=500, help="score snapshots at multiples of this iteration")
+    ap.add_argument("--samples", type=int, default=1000, help="GAN samples and renderer scenes per figure")
+    args = ap.parse_args()
+    torch.set_num_threads(2)
+    det = YoloDetector(str(packaged_weights("toy-flat")), conf=0.25, max_det=50)
+    real = np.stack([render_seed(s, 32, "flat")[0]
+                     for s in range(EVAL_SEEDS + 20_000, EVAL_SEEDS + 20_000 + args.samples)])
+    f_real, real_share = yolo_features(det, real), class_shares(det(list(real)), list(det.class_names))
+    seeds = list(range(GAN_SEEDS, GAN_SEEDS + args.samples))
+    runs = {name: snapshots(folder, args.every) for name, folder in (("old", args.old), ("new", args.new))}
+    rows = ["| iterations (x32 images) | old FD psi 1.0 | new FD psi 1.0 | old FD psi 0.7 | new FD psi 0.7 | "
+            "old detected | new detected | old class gap | new class gap |", "|---:|" + "---:|" * 8]
+    for it in sorted(set(runs["old"]) | set(runs["new"])):
+        cells: dict[str, list[str]] = {"fd1": [], "fd07": [], "det": [], "gap": []}
+        for name in ("old", "new"):
+            if it not in runs[name]:
+                for v in cells.values():
+                    v.append("")
+                continue
+            G = load_generator(runs[name][it])
+            det1, gap1, fd1 = gan_side(G, det, seeds, 1.0, f_real, real_share)
+            _, _, fd07 = gan_side(G, det, seeds, 0.7, f_real, real_share)
+            cells["fd1"].append(f"{fd1:.1f}")
+            cells["fd07"].append(f"{fd07:.1f}")
+            cells["det"].append(f"{det1:.1%}")
+            cells["gap"].append(f"{gap1:.1f}")
+        rows.append(f"| {it} | " + " | ".join(c for k in ("fd1", "fd07", "det", "gap") for c in cells[k]) + " |")
+        print(rows[-1], flush=True)
+    body = (f"old: {recipe(args.old)}. new: {recipe(args.new)}. Both from scratch on this CPU, one thread each "
+            f"(niced, side by side), the same batch, EMA and seed. Judge: the renderer-only yolo:toy-flat; GAN seeds "
+            f"{GAN_SEEDS}+, renderer scenes {EVAL_SEEDS + 20_000}+, n={args.samples}; detected and class gap at "
+            "psi 1.0.\n\n" + "\n".join(rows))
+    write_section("toy-ab", "Toy GAN recipes, old against new, on CPU (issue 24)", body, torch.device("cpu"))
+
+
+if __name__ == "__main__":
+    main()

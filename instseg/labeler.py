@@ -1,0 +1,140 @@
+"""`instseg label`: segment a user's real images by projecting each into the generator's W+ and running
+the style-mixing method on the projected latents (the I/O edge; projection and segmentation stay pure)."""
+from __future__ import annotations
+
+import logging
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from . import coco
+from .config import RunConfig
+from .errors import UserError
+from .generator import to_uint8
+from .identity import config_id, differences
+from .project import LOSSES, project
+from .real import FITS, Fit, collect, exif_turned, file_digest, place, read_rgb
+from .rundir import IMAGES, RunDir, image_id
+from .runner import (_detector, _versions, check_generator, dataset_provenance, load_checked, pick_device,
+                     prepare_generator, validate_checkpoint)
+from .segment import segment_image
+from .zoo import resolve_gan, sha256_file
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LabelConfig:
+    fit: str = "crop"  # crop | pad | resize: how an image enters the generator's square frame
+    steps: int = 300  # projection steps
+    lr: float = 0.05  # projection learning rate (Adam, cosine decay over the last quarter)
+    loss: str = "pixel"  # pixel | multiscale (pixel MSE plus L1 at 1/2 and 1/4 scale)
+    min_psnr: float = 20.0  # below this reconstruction PSNR (dB) an image is flagged low_fidelity
+    batch: int = 16  # images projected together
+    copy: bool = False  # copy the user's files into images/ (default: hard links where possible)
+
+    def __post_init__(self) -> None:
+        if self.fit not in FITS:
+            raise UserError(f"--fit must be one of {', '.join(FITS)}, got {self.fit!r}")
+        if self.loss not in LOSSES:
+            raise UserError(f"--loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
+        if not (1 <= self.steps <= 100_000 and 0 < self.lr <= 10 and 1 <= self.batch <= 4096):
+            raise UserError("--steps must lie in 1..100000, --lr in (0, 10] and --batch in 1..4096")
+
+
+def label_images(specs: list[str], cfg: RunConfig, lcfg: LabelConfig, out: Path,
+                 on_image: Callable[[int, bool], None] | None = None, cache: Path | None = None) -> Path:
+    """Label the images `specs` names (files, folders, globs) into the dataset folder `out`; returns
+    annotations.json. Re-running the same command resumes; other images or settings are refused."""
+    files = collect(specs)
+    rgbs = {f: read_rgb(f) for f in files}  # every file checked whole before anything is written
+    digests = [file_digest(f) for f in files]
+    cfg = RunConfig(**{**cfg.__dict__, "seeds": tuple(range(len(files)))})
+    gan = resolve_gan(cfg.gan, cache, validate=validate_checkpoint)
+    device = pick_device(cfg.device)
+    G = prepare_generator(load_checked(gan, device), cfg, device)
+    check_generator(G, cfg)
+    if G.cfg.out_height is not None and G.cfg.out_height != G.cfg.resolution:
+        raise UserError("label needs a square generator (this one crops its output)")
+    detector, categories = _detector(cfg, device)
+    gan_sha = sha256_file(gan.path)
+    label_settings = {k: v for k, v in asdict(lcfg).items() if k != "copy"}
+    full = {**cfg.to_dict(), "label": label_settings, "inputs": digests}
+    cid = config_id(full, gan_sha)
+    rd = RunDir(out)
+    rd.prepare()
+    with rd.lock():
+        rd.clean_stale_temps()
+
+        def diff(old: dict) -> list[str]:
+            return ["the images" if k == "inputs" else k for k in differences(old, full, gan_sha)]
+
+        rd.begin(cid, diff)
+        rd.write_run({"config": full, "config_id": cid, "seeds": list(cfg.seeds), "device": str(device),
+                      "versions": _versions(), "command": sys.argv, "inputs": [str(f) for f in files],
+                      "generator": {"source": gan.source, "path": str(gan.path), "sha256": gan_sha,
+                                    "config": G.cfg.to_dict(), "licence": gan.licence.name}})
+        todo = []
+        for i in cfg.seeds:
+            if rd.done(i, cid):
+                if on_image:
+                    on_image(i, True)
+            else:
+                todo.append(i)
+        licence, info = dataset_provenance(gan, gan_sha)
+        info["real_images"] = (f"projected into the generator's W+ ({lcfg.steps} steps, {lcfg.loss} loss, fit "
+                               f"{lcfg.fit}); images below {lcfg.min_psnr} dB PSNR are marked low_fidelity")
+        try:
+            for start in range(0, len(todo), lcfg.batch):
+                chunk = todo[start:start + lcfg.batch]
+                _label_chunk(G, detector, categories, cfg, lcfg, device, rd, cid,
+                             [(i, files[i], rgbs[files[i]]) for i in chunk], on_image)
+        finally:
+            what = "--detector none" if detector is None else f"--detector {cfg.detector}"
+            rd.assemble(cfg.seeds, categories, f"instseg label with {cfg.gan}: real images, {what}", licence, info)
+    return rd.annotations
+
+
+def _label_chunk(G, detector, categories: list[str], cfg: RunConfig, lcfg: LabelConfig, device: torch.device,
+                 rd: RunDir, cid: str, items: list[tuple[int, Path, np.ndarray]],
+                 on_image: Callable[[int, bool], None] | None) -> None:
+    size = G.cfg.resolution
+    fits = [Fit(lcfg.fit, rgb.shape[0], rgb.shape[1], size) for _, _, rgb in items]
+    targets = torch.stack([f.to_frame(rgb) for f, (_, _, rgb) in zip(fits, items)]).to(device)
+    with torch.enable_grad():
+        proj = project(G, targets, lcfg.steps, lcfg.lr, lcfg.loss)
+    frames = list(to_uint8(targets))
+    found = detector(frames) if detector is not None else [None] * len(items)
+    for j, ((key, path, rgb), fit, det) in enumerate(zip(items, fits, found)):
+        if det is not None:
+            det = det.keep(np.array([i for i, lab in enumerate(det.labels) if lab in categories], dtype=int))
+        seg = segment_image(G, key, cfg, device, det, targets[j], ws=proj.ws[j:j + 1])
+        iid = image_id(key)
+        if detector is None:
+            masks = [] if seg.foreground is None else [(fit.to_image(seg.foreground), None)]
+            anns = [coco.annotation(m, iid, 1, seg.fg_confidence) for m, _ in masks if m.any()]
+        else:
+            anns = [coco.annotation(m, iid, categories.index(inst.label) + 1, inst.score, det_score=inst.det_score,
+                                    det_box=fit.box_to_image(inst.box), mask_confidence=inst.mask_confidence)
+                    for inst in seg.instances if (m := fit.to_image(inst.mask)).any()]
+        upright = not exif_turned(path)
+        name = path.name if upright else path.name + ".png"
+        place(path, rd.root / IMAGES / name, rgb, upright, lcfg.copy)
+        psnr, loss = float(proj.psnr[j]), float(proj.loss[j])
+        entry = coco.image_entry(iid, name, rgb.shape[0], rgb.shape[1], source=str(path), fit=lcfg.fit,
+                                 projection_psnr=round(psnr, 3), projection_loss=round(loss, 6),
+                                 low_fidelity=psnr < lcfg.min_psnr)
+        if psnr < lcfg.min_psnr:
+            log.warning("%s reconstructs at %.1f dB PSNR (below %.1f): marked low_fidelity", path, psnr, lcfg.min_psnr)
+        shown = torch.nn.functional.interpolate(targets[j:j + 1], size=seg.preview.shape[-2:], mode="bilinear",
+                                                align_corners=False)
+        preview = np.concatenate([to_uint8(shown)[0], *to_uint8(seg.preview)], axis=1)  # the image, then variants
+        rd.write_record(key, entry, seg.label_map.cpu().numpy().astype(np.uint8), preview, anns, cid)
+        if not rd.settings_recorded:
+            rd.record_settings(seg.settings)
+        if on_image:
+            on_image(key, False)
