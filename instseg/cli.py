@@ -347,6 +347,8 @@ def _export_yolo(run_dir: Path, out: Path) -> Path:
               help="Projection learning rate.")
 @click.option("--loss", type=click.Choice(["pixel", "multiscale"]), default="pixel", show_default=True,
               help="Projection loss: pixel MSE, or that plus L1 at 1/2 and 1/4 scale.")
+@click.option("--space", type=click.Choice(["w+", "w"]), default="w+", show_default=True,
+              help="Projection space: a w per layer (W+), or one w shared by all layers (W).")
 @click.option("--min-psnr", type=FiniteFloat(0, 100), default=20.0, show_default=True, metavar="DB",
               help="Images reconstructed below this PSNR are marked low_fidelity in their record and in COCO.")
 @click.option("--project-batch", type=click.IntRange(1, 4096), default=16, show_default=True, metavar="B",
@@ -367,7 +369,8 @@ def _export_yolo(run_dir: Path, out: Path) -> Path:
 @_run_option("--box-margin", "Crop around a box, as a fraction of its size per side.", metavar="F")
 @_run_option("--method", "variants: ours; or a single-image baseline.", type=click.Choice(C.METHODS))
 @_run_option("--device", "Where to compute: auto, cpu, cuda or cuda:N.", metavar="DEV")
-def label(images: tuple[str, ...], gan: str, out: str, fit: str, steps: int, lr: float, loss: str, min_psnr: float,
+def label(images: tuple[str, ...], gan: str, out: str, fit: str, steps: int, lr: float, loss: str, space: str,
+          min_psnr: float,
           project_batch: int, copy: bool, config_file: str | None, sets: tuple[str, ...], mix_from: str | None,
           **flags: Any) -> None:
     """Label real IMAGES (files, folders or globs): project each into the generator's W+, then segment it by
@@ -380,7 +383,8 @@ def label(images: tuple[str, ...], gan: str, out: str, fit: str, steps: int, lr:
     if mix_from is not None:
         overrides["mix_from"] = C.parse_ints(mix_from)
     cfg = C.build_config(gan, overrides, C.load_config_file(config_file) if config_file else None, C.parse_set(sets))
-    lcfg = LabelConfig(fit=fit, steps=steps, lr=lr, loss=loss, min_psnr=min_psnr, batch=project_batch, copy=copy)
+    lcfg = LabelConfig(fit=fit, steps=steps, lr=lr, loss=loss, space=space, min_psnr=min_psnr, batch=project_batch,
+                       copy=copy)
     bars: list[Any] = []
 
     def on_image(key: int, skipped: bool) -> None:

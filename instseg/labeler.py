@@ -16,7 +16,7 @@ from .config import RunConfig
 from .errors import UserError
 from .generator import to_uint8
 from .identity import config_id, differences
-from .project import LOSSES, project
+from .project import LOSSES, SPACES, project
 from .real import FITS, Fit, collect, exif_turned, file_digest, place, read_rgb
 from .rundir import IMAGES, RunDir, image_id
 from .runner import (_detector, _versions, check_generator, dataset_provenance, load_checked, pick_device,
@@ -33,6 +33,7 @@ class LabelConfig:
     steps: int = 300  # projection steps
     lr: float = 0.05  # projection learning rate (Adam, cosine decay over the last quarter)
     loss: str = "pixel"  # pixel | multiscale (pixel MSE plus L1 at 1/2 and 1/4 scale)
+    space: str = "w+"  # w+: a w per layer; w: one w shared by all layers
     min_psnr: float = 20.0  # below this reconstruction PSNR (dB) an image is flagged low_fidelity
     batch: int = 16  # images projected together
     copy: bool = False  # copy the user's files into images/ (default: hard links where possible)
@@ -40,8 +41,8 @@ class LabelConfig:
     def __post_init__(self) -> None:
         if self.fit not in FITS:
             raise UserError(f"--fit must be one of {', '.join(FITS)}, got {self.fit!r}")
-        if self.loss not in LOSSES:
-            raise UserError(f"--loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
+        if self.loss not in LOSSES or self.space not in SPACES:
+            raise UserError(f"--loss must be one of {', '.join(LOSSES)} and --space one of {', '.join(SPACES)}")
         if not (1 <= self.steps <= 100_000 and 0 < self.lr <= 10 and 1 <= self.batch <= 4096):
             raise UserError("--steps must lie in 1..100000, --lr in (0, 10] and --batch in 1..4096")
 
@@ -106,7 +107,7 @@ def _label_chunk(G, detector, categories: list[str], cfg: RunConfig, lcfg: Label
     fits = [Fit(lcfg.fit, rgb.shape[0], rgb.shape[1], size) for _, _, rgb in items]
     targets = torch.stack([f.to_frame(rgb) for f, (_, _, rgb) in zip(fits, items)]).to(device)
     with torch.enable_grad():
-        proj = project(G, targets, lcfg.steps, lcfg.lr, lcfg.loss)
+        proj = project(G, targets, lcfg.steps, lcfg.lr, lcfg.loss, lcfg.space)
     frames = list(to_uint8(targets))
     found = detector(frames) if detector is not None else [None] * len(items)
     for j, ((key, path, rgb), fit, det) in enumerate(zip(items, fits, found)):

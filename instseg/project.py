@@ -10,6 +10,7 @@ from torch import Tensor
 from .generator import Generator
 
 LOSSES = ("pixel", "multiscale")
+SPACES = ("w+", "w")
 
 
 @dataclass
@@ -35,29 +36,33 @@ def psnr(x: Tensor, y: Tensor) -> Tensor:
     return 10 * torch.log10(4.0 / mse)
 
 
-def project(G: Generator, targets: Tensor, steps: int = 300, lr: float = 0.05, loss: str = "multiscale") -> Projection:
-    """Fit W+ latents to target images [B, C, H, W] in [-1, 1] (the generator's size), all in one batch.
+def project(G: Generator, targets: Tensor, steps: int = 300, lr: float = 0.05, loss: str = "pixel",
+            space: str = "w+") -> Projection:
+    """Fit latents to target images [B, C, H, W] in [-1, 1] (the generator's size), all in one batch.
 
-    Starts from w_avg with noise fixed; Adam on every w of every image. Each image's loss reaches only its
-    own latent, and Adam's moments are per element, so an image's result does not depend on its batch.
+    `space` w+ fits every w of every image; w fits one w per image, shared by all layers (StyleGAN2's own
+    projector), which stays nearer the latents the generator draws. Starts from w_avg with noise fixed.
+    Each image's loss reaches only its own latent and Adam's moments are per element, so a batch changes
+    an image's result only through float summation order.
     """
-    if loss not in LOSSES:
-        raise ValueError(f"loss must be one of {', '.join(LOSSES)}, got {loss!r}")
+    if loss not in LOSSES or space not in SPACES:
+        raise ValueError(f"loss must be one of {LOSSES} and space one of {SPACES}, got {loss!r}, {space!r}")
     B = targets.shape[0]
     w_avg = G.mapping_net.w_avg.detach().float()
-    ws = w_avg[None, None].repeat(B, G.num_ws, 1).clone().requires_grad_(True)  # [B, num_ws, w_dim]
-    opt = torch.optim.Adam([ws], lr=lr, betas=(0.9, 0.999))
+    w = w_avg[None, None].repeat(B, G.num_ws if space == "w+" else 1, 1).clone().requires_grad_(True)
+    opt = torch.optim.Adam([w], lr=lr, betas=(0.9, 0.999))
     G.requires_grad_(False)
     targets = targets.float()
     for i in range(steps):
         for g in opt.param_groups:  # cosine decay over the last quarter
             t = max(0.0, (i / max(steps - 1, 1) - 0.75) / 0.25)
             g["lr"] = lr * 0.5 * (1 + torch.cos(torch.tensor(t * torch.pi)).item())
-        img = G.synthesis(ws, noise_mode="const")[0]
+        img = G.synthesis(w.expand(B, G.num_ws, -1), noise_mode="const")[0]
         per_image = image_loss(img, targets, loss)
         opt.zero_grad(set_to_none=True)
         per_image.sum().backward()
         opt.step()
     with torch.no_grad():
+        ws = w.detach().expand(B, G.num_ws, -1).contiguous()  # [B, num_ws, w_dim]
         img = G.synthesis(ws, noise_mode="const")[0]
-        return Projection(ws.detach(), psnr(img, targets), image_loss(img, targets, loss))
+        return Projection(ws, psnr(img, targets), image_loss(img, targets, loss))

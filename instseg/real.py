@@ -79,7 +79,7 @@ def read_rgb(path: Path) -> np.ndarray:
         raise
     except Image.DecompressionBombError:
         raise UserError(f"{path} is larger than the decoder allows (a decompression bomb?)") from None
-    except (OSError, ValueError, SyntaxError) as e:
+    except Exception as e:  # PIL (and plugins patched in by others) raise many types for a bad file
         raise UserError(f"{path} is not a readable image ({str(e).splitlines()[0][:100] if str(e) else type(e).__name__})") from None
 
 

@@ -48,7 +48,7 @@ def load_rgb(path: Path) -> np.ndarray:
     try:
         with Image.open(path) as im:
             return np.asarray(im.convert("RGB"))
-    except (OSError, ValueError, Image.DecompressionBombError) as e:
+    except Exception as e:  # PIL (and plugins patched in by others) raise many types for a bad file
         raise UserError(f"cannot read image {path} ({type(e).__name__}); rerun to redo it") from None
 
 
