@@ -19,8 +19,8 @@ from .identity import config_id, differences
 from .project import LOSSES, SPACES, project
 from .real import FITS, Fit, collect, exif_turned, file_digest, place, read_rgb
 from .rundir import IMAGES, RunDir, image_id
-from .runner import (_detector, _versions, check_generator, dataset_provenance, load_checked, pick_device,
-                     prepare_generator, validate_checkpoint)
+from .runner import (_detector, _versions, check_generator, chunks_to_do, dataset_provenance, generator_record,
+                     load_checked, pick_device, prepare_generator, validate_checkpoint)
 from .segment import segment_image
 from .zoo import resolve_gan, sha256_file
 
@@ -77,21 +77,13 @@ def label_images(specs: list[str], cfg: RunConfig, lcfg: LabelConfig, out: Path,
         rd.begin(cid, diff)
         rd.write_run({"config": full, "config_id": cid, "seeds": list(cfg.seeds), "device": str(device),
                       "versions": _versions(), "command": sys.argv, "inputs": [str(f) for f in files],
-                      "generator": {"source": gan.source, "path": str(gan.path), "sha256": gan_sha,
-                                    "config": G.cfg.to_dict(), "licence": gan.licence.name}})
-        todo = []
-        for i in cfg.seeds:
-            if rd.done(i, cid):
-                if on_image:
-                    on_image(i, True)
-            else:
-                todo.append(i)
+                      "generator": generator_record(gan, gan_sha, G)})
+        chunks = chunks_to_do(rd, cfg, cid, on_image, lcfg.batch)
         licence, info = dataset_provenance(gan, gan_sha)
         info["real_images"] = (f"projected into the generator's W+ ({lcfg.steps} steps, {lcfg.loss} loss, fit "
                                f"{lcfg.fit}); images below {lcfg.min_psnr} dB PSNR are marked low_fidelity")
         try:
-            for start in range(0, len(todo), lcfg.batch):
-                chunk = todo[start:start + lcfg.batch]
+            for chunk in chunks:
                 _label_chunk(G, detector, categories, cfg, lcfg, device, rd, cid,
                              [(i, files[i], rgbs[files[i]]) for i in chunk], on_image)
         finally:

@@ -49,6 +49,12 @@ def _versions() -> dict[str, str]:
             "numpy": np.__version__, "pillow": PIL.__version__}
 
 
+def generator_record(gan: ResolvedGan, gan_sha: str, G: Generator) -> dict:
+    """run.json's account of the generator."""
+    return {"source": gan.source, "path": str(gan.path), "sha256": gan_sha, "config": G.cfg.to_dict(),
+            "licence": gan.licence.name}
+
+
 def dataset_provenance(gan: ResolvedGan, gan_sha: str) -> tuple[dict, dict]:
     """The COCO licence entry and the `info` fields that carry the generator's source and terms."""
     lic = gan.licence
@@ -176,8 +182,7 @@ def run(cfg: RunConfig, out: Path, on_seed: Callable[[int, bool], None] | None =
         rd.write_run({
             "config": cfg.to_dict(), "config_id": cid, "seeds": seeds, "device": str(device),
             "versions": _versions(), "command": sys.argv,
-            "generator": {"source": gan.source, "path": str(gan.path), "sha256": gan_sha, "config": G.cfg.to_dict(),
-                          "licence": gan.licence.name},
+            "generator": generator_record(gan, gan_sha, G),
         })
         what = "--detector none" if detector is None else f"--detector {cfg.detector}, classes {', '.join(categories)}"
         licence, info = dataset_provenance(gan, gan_sha)
@@ -235,8 +240,10 @@ def process_chunk(G: Generator, detector: Detector | None, cfg: RunConfig, devic
     return out
 
 
-def chunks_to_do(rd: RunDir, cfg: RunConfig, cid: str, on_seed: Callable[[int, bool], None] | None) -> list[list[int]]:
-    """The seeds not done yet, in generator-batch chunks (the same chunks whoever runs them)."""
+def chunks_to_do(rd: RunDir, cfg: RunConfig, cid: str, on_seed: Callable[[int, bool], None] | None,
+                 size: int | None = None) -> list[list[int]]:
+    """The seeds not done yet, in chunks of `size` (default: the generator batch; the same chunks whoever runs them)."""
+    size = size or cfg.batch
     todo = []
     for seed in cfg.seeds:
         if rd.done(seed, cid):
@@ -244,7 +251,7 @@ def chunks_to_do(rd: RunDir, cfg: RunConfig, cid: str, on_seed: Callable[[int, b
                 on_seed(seed, True)
         else:
             todo.append(seed)
-    return [todo[i:i + cfg.batch] for i in range(0, len(todo), cfg.batch)]
+    return [todo[i:i + size] for i in range(0, len(todo), size)]
 
 
 def write_results(rd: RunDir, cid: str, results: list[SeedResult], on_seed: Callable[[int, bool], None] | None,
