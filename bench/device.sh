@@ -3,7 +3,8 @@
 #
 #   bench/device.sh OUTDIR [TRAIN_MINUTES]      (default 3; total well under 8 minutes on an H100/H200)
 #
-# Needs torch with CUDA and our tree (PYTHONPATH=.). Wheels for what the machine lacks (pycocotools,
+# Steps: f256 pipeline at fp32/bf16/fp16, generator, 1024 memory, real-image labelling (projection time
+# per image), then training. Needs torch with CUDA and our tree (PYTHONPATH=.). Wheels for what the machine lacks (pycocotools,
 # ultralytics for the FD judge) are installed from .whl/ when it is there: bench/device-wheels.sh
 # fetches them on a connected machine. Each step is bounded and independent: one failing leaves the rest.
 # OUTDIR receives at most 7 files (the device tool brings back 8): steps.log (every step's output, the
@@ -37,6 +38,7 @@ if [ "$ONLY" != train ]; then
   done
   step generator 60 python3 bench/generator.py --device "$DEV"
   step memory-1024 60 python3 bench/memory.py --device "$DEV"
+  step real-images 150 python3 bench/real.py --device "$DEV" --images 60 --quick
 fi
 TRAIN=$(mktemp -d)
 step toy-train "$(awk "BEGIN{print int($MIN * 60 + 90)}")" python3 -m instseg.cli toy train-gan --device "$DEV" --out "$TRAIN" \

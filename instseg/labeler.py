@@ -118,7 +118,7 @@ def _label_chunk(G, detector, categories: list[str], cfg: RunConfig, lcfg: Label
         name = path.name if upright else path.name + ".png"
         place(path, rd.root / IMAGES / name, rgb, upright, lcfg.copy)
         psnr, loss = float(proj.psnr[j]), float(proj.loss[j])
-        entry = coco.image_entry(iid, name, rgb.shape[0], rgb.shape[1], source=str(path), fit=lcfg.fit,
+        entry = coco.image_entry(iid, name, rgb.shape[0], rgb.shape[1], seed=key, source=str(path), fit=lcfg.fit,
                                  projection_psnr=round(psnr, 3), projection_loss=round(loss, 6),
                                  low_fidelity=psnr < lcfg.min_psnr)
         if psnr < lcfg.min_psnr:
