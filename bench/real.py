@@ -28,10 +28,28 @@ from bench.toy import EVAL_SEEDS  # noqa: E402
 from instseg import coco  # noqa: E402
 from instseg.config import build_config  # noqa: E402
 from instseg.evaluate import evaluate  # noqa: E402
+from instseg import labeler  # noqa: E402
 from instseg.labeler import LabelConfig, label_images  # noqa: E402
 from instseg.toy.render import CLASSES, render_seed  # noqa: E402
 
 FIRST = EVAL_SEEDS + 30_000
+
+
+_projections: dict = {}
+_project = labeler.project
+
+
+def _cached_project(G, targets, steps, lr, loss, space):
+    """The projection of a batch, computed once per setting: the methods and crossovers share it."""
+    key = (targets.numpy().tobytes(), steps, lr, loss, space)
+    if key not in _projections:
+        t = time.perf_counter()
+        _projections[key] = (_project(G, targets, steps, lr, loss, space), time.perf_counter() - t)
+    return _projections[key][0]
+
+
+def projection_seconds(steps: int, loss: str, space: str) -> float:
+    return sum(dt for (_, s, _, lo, sp), (_, dt) in _projections.items() if (s, lo, sp) == (steps, loss, space))
 
 
 def scenes(folder: Path, n: int, size: int) -> dict:
@@ -52,9 +70,11 @@ def scenes(folder: Path, n: int, size: int) -> dict:
 
 def score(folder: Path, gt: dict, out: Path, overrides: dict, lcfg: LabelConfig, device: str) -> dict:
     cfg = build_config("toy-flat", {**overrides, "device": device})
+    before = projection_seconds(lcfg.steps, lcfg.loss, lcfg.space)
     t = time.perf_counter()
     label_images([str(folder)], cfg, lcfg, out)
-    dt = (time.perf_counter() - t) / len(gt["images"])
+    reused = projection_seconds(lcfg.steps, lcfg.loss, lcfg.space) if before else 0.0  # count it as if made here
+    dt = (time.perf_counter() - t + reused) / len(gt["images"])
     pred = json.loads((out / "annotations.json").read_text())
     res = evaluate(pred, json.loads(json.dumps(gt)))
     res["psnr"] = float(np.mean([im["projection_psnr"] for im in pred["images"]]))
@@ -75,6 +95,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="ours and the baselines only, no ablations")
     args = ap.parse_args()
     torch.manual_seed(0)
+    labeler.project = _cached_project  # one projection per (steps, loss, space), shared by methods and crossovers
     head = ["| setting | mIoU | IoU fg | trimap mIoU | mask AP | AP50 | instances | PSNR dB | s/img |",
             "|---|" + "---:|" * 8]
     base = LabelConfig()
@@ -98,7 +119,8 @@ def main() -> None:
             print(rows[-1], flush=True)
     body = (f"{args.images} renderer scenes of the flat world at {args.size}px (seeds {FIRST}+) labelled as real "
             f"images with `instseg label --gan toy-flat` (fit crop, {base.steps} steps, lr {base.lr}, {base.loss} "
-            f"loss, W+; boxes from the preset's detector on each image); exact instance masks as reference.\n\n"
+            f"loss, W+; boxes from the preset's detector on each image); exact instance masks as reference. Every row "
+            "projects (its PSNR is the projection's; s/img counts the projection, which rows of one setting share).\n\n"
             + "\n".join(rows))
     dev = torch.device(args.device)
     write_section(f"real-images-{dev.type}", f"Real images: projection, then style mixing ({dev.type})", body, dev)
