@@ -103,7 +103,8 @@ def main() -> None:
                ("GrabCut (same image, same boxes)", {"method": "grabcut"}, base),
                ("k-means RGB (same image, same boxes)", {"method": "kmeans-rgb"}, base),
                ("k-means on the projected latent's activations", {"method": "activations"}, base)]
-    ablations = [(f"ours, steps {s}", {}, LabelConfig(steps=s)) for s in (100, 600)]
+    ablations = [("ours, joined with the image's own pixels (join_features=image)", {"join_features": "image"}, base)]
+    ablations += [(f"ours, steps {s}", {}, LabelConfig(steps=s)) for s in (100, 600)]
     ablations += [("ours, loss multiscale", {}, LabelConfig(loss="multiscale")),
                   ("ours, space w (one w for all layers)", {}, LabelConfig(space="w"))]
     ablations += [(f"ours, mix_from {m}", {"mix_from": m}, base) for m in ((2,), (3,), (5, 6))]

@@ -248,9 +248,9 @@ def convert(src: str, dst: str, half: bool) -> None:
              metavar="K")
 @_run_option("--features", "Clustered features: 'rgb' or a synthesis layer such as b32.conv1.",
              metavar="rgb|LAYER")
-@_run_option("--join-features", "Box crops also cluster on the source image's activations of this layer "
+@_run_option("--join-features", "Box crops also cluster on the source image's activations of this layer, or on its own pixels (image) "
              "(standardised, weighted equally with the variant stack); none: the variant stack alone.", preset=True,
-             metavar="none|LAYER")
+             metavar="none|image|LAYER")
 @_run_option("--normalize", "Per-pixel normalisation of the N*C values (the baselines: of their single image's C values).", type=click.Choice(C.NORMALIZATIONS))
 @_run_option("--repeats", "k-means repeats with fresh variants, merged by majority vote.", metavar="R")
 @_run_option("--foreground", "Whole-image foreground rule.", preset=True, type=click.Choice(C.FOREGROUND_RULES))

@@ -41,7 +41,8 @@ class RunConfig:
     mix_from: tuple[int, ...] = (4, 5)  # crossover c: ws[:c] kept, ws[c:] from a fresh z (one c drawn per variant)
     truncation_psi: float = 0.7
     features: str = "rgb"  # "rgb" or a synthesis layer name such as "b32.conv1"
-    join_features: str = "none"  # box crops also cluster on the source's activations of this layer (standardised)
+    join_features: str = "none"  # box crops also cluster on the source's activations of this layer, or on its
+    # own pixels ("image": for `label`, the real photo's), standardised and weighted as much as the variant stack
     work_res: int = 128  # longest side at which pixels are clustered (capped by the image)
     normalize: str = "raw"  # per-pixel normalisation over the N*C values: raw | standardize | l2
     k: int = 3  # clusters (whole image)

@@ -114,10 +114,11 @@ def check_generator(G: Generator, cfg: RunConfig) -> None:
     if cfg.features not in G.feature_names or cfg.features == "labels":
         valid = [n for n in G.feature_names if n != "labels"]
         raise UserError(f"--features {cfg.features!r} is not a layer of this generator; valid: {', '.join(valid)}")
-    if cfg.join_features != "none" and (cfg.join_features not in G.feature_names or cfg.join_features in ("labels", "rgb")):
+    if cfg.join_features not in ("none", "image") and (cfg.join_features not in G.feature_names
+                                                        or cfg.join_features in ("labels", "rgb")):
         valid = [n for n in G.feature_names if n not in ("labels", "rgb")]
         raise UserError(f"--join-features {cfg.join_features!r} is not a synthesis layer of this generator; "
-                        f"valid: none, {', '.join(valid)}")
+                        f"valid: none, image, {', '.join(valid)}")
     if max(cfg.mix_from) >= G.num_ws:
         raise UserError(f"--mix-from {max(cfg.mix_from)} must be below the generator's num_ws={G.num_ws}")
 

@@ -16,7 +16,7 @@ from torch import Tensor
 from .baselines import default_activation_layer, grabcut
 from .cluster import kmeans_batch, kmeans_seed, majority_vote, margin
 from .config import RunConfig
-from .features import Region, pixel_features, synthesis_rows, variant_stacks, work_size
+from .features import Region, crop_region, pixel_features, resize, synthesis_rows, variant_stacks, work_size
 from .foreground import RULES
 from .generator import Generator, to_uint8, z_from_seed
 from .instances import box_crop, box_in_crop, inside_share, instance_clusters, merge_instances
@@ -205,7 +205,9 @@ def _variants_method(G: Generator, seed: int, ws: Tensor, image: Tensor, boxes: 
             preview_out.append(stacks[0][0][:4] if feature == "rgb"
                                else variant_stacks(G, ws_var[:4], "rgb", [(None, whole_hw)], cfg.batch, shared)[0])
     joined: list[Tensor | None] = [None] * len(regions)
-    if cfg.method == "variants" and cfg.join_features != "none" and len(regions) > 1:  # box crops only
+    if cfg.method == "variants" and cfg.join_features == "image" and len(regions) > 1:  # the image's own pixels
+        joined[1:] = [resize(crop_region(image[None].float(), reg), hw) for reg, hw in regions[1:]]
+    elif cfg.method == "variants" and cfg.join_features != "none" and len(regions) > 1:  # box crops only
         joined[1:] = variant_stacks(G, ws, cfg.join_features, regions[1:], cfg.batch)
     clock.lap("generate")
     box_k = cfg.box_k or cfg.k

@@ -180,3 +180,13 @@ def test_a_generator_without_the_named_features_is_refused(tmp_path):
     folder = _scenes(tmp_path / "imgs", seeds=[3_300_600])
     _one_line_error(_label([folder], tmp_path / "o", "--set", "features=b1024.conv1"), "not a layer")
     assert not (tmp_path / "o" / "run.json").exists()
+
+
+def test_box_crops_can_join_the_images_own_pixels(tmp_path):
+    """join_features=image clusters each box crop on the variant stack and the photo's own pixels."""
+    folder = _scenes(tmp_path / "imgs", seeds=[3_300_700, 3_300_701])
+    r = _label([folder], tmp_path / "o", "--set", "join_features=image")
+    assert r.exit_code == 0, r.output
+    run = json.loads((tmp_path / "o" / "run.json").read_text())
+    assert run["config"]["join_features"] == "image" and run["method_settings"]["join_features"] == "image"
+    assert json.loads((tmp_path / "o" / "annotations.json").read_text())["annotations"]
