@@ -50,8 +50,10 @@ def main() -> None:
     ap.add_argument("new", type=Path)
     ap.add_argument("--every", type=int, default=500, help="score snapshots at multiples of this iteration")
     ap.add_argument("--samples", type=int, default=1000, help="GAN samples and renderer scenes per figure")
+    ap.add_argument("--cache", type=Path, default=None, help="JSON of figures already measured (reused, then extended)")
     args = ap.parse_args()
-    torch.set_num_threads(2)
+    torch.set_num_threads(1)
+    cache = json.loads(args.cache.read_text()) if args.cache and args.cache.exists() else {}
     det = YoloDetector(str(packaged_weights("toy-flat")), conf=0.25, max_det=50)
     real = np.stack([render_seed(s, 32, "flat")[0]
                      for s in range(EVAL_SEEDS + 20_000, EVAL_SEEDS + 20_000 + args.samples)])
@@ -67,9 +69,14 @@ def main() -> None:
                 for v in cells.values():
                     v.append("")
                 continue
-            G = load_generator(runs[name][it])
-            det1, gap1, fd1 = gan_side(G, det, seeds, 1.0, f_real, real_share)
-            _, _, fd07 = gan_side(G, det, seeds, 0.7, f_real, real_share)
+            key = f"{runs[name][it]}:{args.samples}"
+            if key not in cache:
+                G = load_generator(runs[name][it])
+                cache[key] = [*gan_side(G, det, seeds, 1.0, f_real, real_share), gan_side(G, det, seeds, 0.7, f_real,
+                                                                                           real_share)[2]]
+                if args.cache:
+                    args.cache.write_text(json.dumps(cache))
+            det1, gap1, fd1, fd07 = cache[key]
             cells["fd1"].append(f"{fd1:.1f}")
             cells["fd07"].append(f"{fd07:.1f}")
             cells["det"].append(f"{det1:.1%}")

@@ -623,6 +623,8 @@ def _check_device(device: str) -> str:
 @click.option("--batch", type=click.IntRange(2, 1024), default=32, show_default=True, metavar="B", help="Batch size.")
 @click.option("--r1-gamma", type=FiniteFloat(0, 1000), default=None, metavar="G",
               help="R1 weight  [default: StyleGAN2-ADA's heuristic, 0.0002 * resolution^2 / batch]")
+@click.option("--r1-gamma-joint", type=FiniteFloat(0, 1000), default=None, metavar="G",
+              help="The joint (image, labels) D's R1 weight  [default: the same as --r1-gamma]")
 @click.option("--d-channel-base", type=click.IntRange(16, 1 << 20), default=2048, show_default=True, metavar="C",
               help="The discriminators' channel base (as wide as G by default).")
 @click.option("--split-d/--one-d", default=True, show_default=True,

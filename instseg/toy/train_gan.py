@@ -59,6 +59,7 @@ class TrainConfig:
     iters: int = 20000
     lr: float = 0.002
     r1_gamma: float | None = None  # None: ADA's heuristic, 0.0002 * resolution^2 / batch
+    r1_gamma_joint: float | None = None  # the joint D's R1 weight; None: the same as r1_gamma
     r1_every: int = 4
     mix_prob: float = 0.9
     ema_kimg: float = 10.0  # EMA half-life in thousands of images, ramped up by ema_rampup
@@ -125,10 +126,11 @@ class Critics:
         return [self.nets["D"](img), self.nets["D_joint"](torch.cat([img.detach() if detach_image else img,
                                                                       x[:, self.ic:]], 1))]
 
-    def r1(self, real: Tensor, gamma: float) -> Tensor:
+    def r1(self, real: Tensor, gamma: float, gamma_joint: float) -> Tensor:
         if not self.split:
             return r1_penalty(self.nets["D"], real, gamma)
-        return r1_penalty(self.nets["D"], real[:, :self.ic], gamma) + r1_penalty(self.nets["D_joint"], real, gamma)
+        return (r1_penalty(self.nets["D"], real[:, :self.ic], gamma)
+                + r1_penalty(self.nets["D_joint"], real, gamma_joint))
 
 
 def _load_state(folder: Path, modules: dict, opts: dict, cfg: TrainConfig, device: torch.device) -> int:
@@ -189,6 +191,7 @@ def train(cfg: TrainConfig, resume_from: str | None = None) -> Path:
                              cfg.workers or os.cpu_count() or 1)
         next_real = stream
     ic, gamma = gcfg.img_channels, cfg.gamma
+    gamma_joint = gamma if cfg.r1_gamma_joint is None else cfg.r1_gamma_joint
     log.info("training from iteration %d: R1 gamma %.4g, %s", it, gamma,
              "image D + joint D" if critics.split else "one D")
     t0, start, stretch = time.time(), it, {"device": str(device), "from_iter": it}
@@ -215,7 +218,7 @@ def train(cfg: TrainConfig, resume_from: str | None = None) -> Path:
             loss_D = sum(F.softplus(s).mean() for s in critics.scores(fake, detach_image=False))
             loss_D = loss_D + sum(F.softplus(-s).mean() for s in critics.scores(real, detach_image=False))
             if it % cfg.r1_every == 0:
-                loss_D = loss_D + critics.r1(real, gamma) * cfg.r1_every
+                loss_D = loss_D + critics.r1(real, gamma, gamma_joint) * cfg.r1_every
             opt_D.zero_grad(set_to_none=True)
             loss_D.backward()
             opt_D.step()
