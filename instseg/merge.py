@@ -102,9 +102,10 @@ def merge(dirs: list[Path], out: Path, allow_partial: bool = False) -> tuple[Pat
     with rd.lock():
         rd.clean_stale_temps()
         kept = [s for s in rd.begin(cid, lambda old: differences(old, ref_cfg, sha)) if rd.done(s)]
-        seeds = kept + [s for _, s in plan if s not in set(kept)]
+        had = set(kept)
+        seeds = kept + [s for _, s in plan if s not in had]
         for src, s in plan:
-            if s in kept:
+            if s in had:
                 continue
             for sub in ("images", "parts", "variants"):
                 _link(src.path(sub, s), rd.path(sub, s))
