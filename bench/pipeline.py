@@ -28,7 +28,8 @@ from instseg.config import build_config  # noqa: E402
 from instseg.features import variant_stacks, work_size  # noqa: E402
 from instseg.generator import Generator, GeneratorConfig  # noqa: E402
 from instseg.mixing import mix_ws, variant_rng  # noqa: E402
-from instseg.runner import prepare_generator, run  # noqa: E402
+from instseg.pipeline import prepare_generator  # noqa: E402
+from instseg.runner import run  # noqa: E402
 from instseg.segment import source_ws  # noqa: E402
 from instseg.zoo import resolve_gan  # noqa: E402
 

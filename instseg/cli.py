@@ -602,7 +602,7 @@ def toy_labels(gan: str, seeds: tuple[int, ...], truncation_psi: float, min_area
 
 
 def _check_device(device: str) -> str:
-    from .runner import pick_device
+    from .pipeline import pick_device
 
     return str(pick_device(device))
 

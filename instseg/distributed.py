@@ -27,7 +27,8 @@ def _ray() -> Any:
 
 
 class _Worker:
-    """Holds a generator and detector; turns chunks of seeds into SeedResults."""
+    """Holds a generator and detector, prepared as a local run prepares them; turns chunks of seeds into
+    SeedRecords."""
 
     def __init__(self, ckpt: bytes, out_hw: tuple[int, int] | None, cfg: dict, categories: list[str]):
         import torch
@@ -35,7 +36,7 @@ class _Worker:
         from .allocator import keep_freed_memory
         from .checkpoints import generator_from_bytes
         from .config import RunConfig
-        from .runner import _detector, pick_device
+        from .pipeline import build_detector, pick_device, prepare_generator
 
         self.cfg = RunConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in cfg.items()})
         gpus = _ray().get_gpu_ids()
@@ -43,15 +44,15 @@ class _Worker:
         if self.device.type == "cpu":
             torch.set_num_threads(1)  # one CPU slot per actor
             keep_freed_memory()
-        self.G = generator_from_bytes(ckpt, "generator", self.device, out_hw)
-        self.detector, _ = _detector(self.cfg, self.device)
+        self.G = prepare_generator(generator_from_bytes(ckpt, "generator", self.device, out_hw), self.cfg, self.device)
+        self.detector, _ = build_detector(self.cfg, self.device)
         self.categories = categories
 
     def pid(self) -> int:
         return os.getpid()
 
     def process(self, chunk: list[int]) -> list:
-        from .runner import process_chunk
+        from .pipeline import process_chunk
 
         return process_chunk(self.G, self.detector, self.cfg, self.device, chunk, self.categories)
 

@@ -19,8 +19,8 @@ from .identity import config_id, differences
 from .project import LOSSES, SPACES, project
 from .real import FITS, Fit, collect, exif_turned, file_digest, place, read_rgb
 from .rundir import IMAGES, RunDir, image_id
-from .runner import (_detector, _versions, check_generator, chunks_to_do, dataset_provenance, generator_record,
-                     load_checked, pick_device, prepare_generator, validate_checkpoint)
+from .pipeline import build_detector, check_generator, pick_device, prepare_generator
+from .runner import _versions, chunks_to_do, dataset_provenance, generator_record, load_checked, validate_checkpoint
 from .segment import segment_image
 from .zoo import resolve_gan, sha256_file
 
@@ -61,7 +61,7 @@ def label_images(specs: list[str], cfg: RunConfig, lcfg: LabelConfig, out: Path,
     check_generator(G, cfg)
     if G.cfg.out_height is not None and G.cfg.out_height != G.cfg.resolution:
         raise UserError("label needs a square generator (this one crops its output)")
-    detector, categories = _detector(cfg, device)
+    detector, categories = build_detector(cfg, device)
     gan_sha = sha256_file(gan.path)
     label_settings = {k: v for k, v in asdict(lcfg).items() if k != "copy"}
     full = {**cfg.to_dict(), "label": label_settings, "inputs": digests}

@@ -10,38 +10,22 @@ from typing import Callable
 
 import numpy as np
 import torch
-from detectors import Detections, Detector, DetectorError, check_classes, load_detector
+from detectors import Detector
 
 from . import __version__
-from . import coco
 from .allocator import keep_freed_memory
 from .checkpoints import load_generator
 from .config import RunConfig
 from .errors import UserError
-from .generator import Generator, to_uint8
+from .generator import Generator
 from .identity import config_id, differences
-from .rundir import RunDir, image_id
-from .segment import Stopwatch, segment_image, source_latents, synthesize
+from .rundir import RunDir
+from .pipeline import (SeedRecord, build_detector, check_generator, pick_device, prepare_generator,
+                       process_chunk)
+from .segment import Stopwatch
 from .zoo import Progress, ResolvedGan, resolve_gan, sha256_file
 
 log = logging.getLogger(__name__)
-def pick_device(spec: str) -> torch.device:
-    """'auto' -> CUDA when present, else CPU; 'cuda:N' is checked against the machine."""
-    if spec == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(spec)
-    except (RuntimeError, ValueError, TypeError):
-        raise UserError(f"--device {spec!r} is not a device; use auto, cpu, cuda or cuda:N") from None
-    if dev.type not in ("cpu", "cuda"):
-        raise UserError(f"--device {spec}: only cpu and cuda are supported")
-    if dev.type == "cpu" and dev.index is not None:
-        raise UserError(f"--device {spec}: cpu takes no index; use cpu")
-    if dev.type == "cuda" and (not torch.cuda.is_available() or (dev.index or 0) >= torch.cuda.device_count()):
-        raise UserError(f"--device {spec}: no such CUDA device on this machine")
-    return dev
-
-
 def _versions() -> dict[str, str]:
     import PIL
 
@@ -68,59 +52,12 @@ def dataset_provenance(gan: ResolvedGan, gan_sha: str) -> tuple[dict, dict]:
     return lic.coco(), info
 
 
-def _detector(cfg: RunConfig, device: torch.device) -> tuple[Detector | None, list[str]]:
-    """The detector and the dataset categories (the requested classes, in the detector's order)."""
-    try:
-        det = load_detector(cfg.detector, str(device), cfg.conf, cfg.max_det)
-        if det is None:
-            return None, [cfg.category]
-        check_classes(cfg.classes, det.class_names)
-    except DetectorError as e:
-        raise UserError(str(e)) from None
-    wanted = set(cfg.classes) or set(det.class_names)
-    return det, [c for c in det.class_names if c in wanted]
-
-
 def load_checked(gan: ResolvedGan, device: torch.device | str = "cpu") -> Generator:
     """Load the generator; a cached file that fails to load says which file to delete."""
     try:
         return load_generator(gan.path, device, (gan.preset.height, gan.preset.width) if gan.preset else None)
     except UserError as e:
         raise gan.load_error(e) from None
-
-
-def prepare_generator(G: Generator, cfg: RunConfig, device: torch.device) -> Generator:
-    """Apply --precision and --compile to a loaded generator."""
-    if cfg.precision == "fp16" and device.type != "cuda":
-        raise UserError("--precision fp16 runs on CUDA only; on a CPU use bf16 or fp32")
-    if cfg.precision != "fp32":
-        G = G.to({"fp16": torch.float16, "bf16": torch.bfloat16}[cfg.precision])
-    if cfg.compile:
-        from torch._dynamo import config as dynamo_config
-
-        from .generator import SynthesisLayer, ToRGB
-
-        # every layer shares one forward: give dynamo a cache entry per layer shape, not its default 8
-        dynamo_config.cache_size_limit = max(dynamo_config.cache_size_limit, 64)
-
-        for m in G.modules():
-            if isinstance(m, (SynthesisLayer, ToRGB)):
-                m.compile(dynamic=False)
-    return G
-
-
-def check_generator(G: Generator, cfg: RunConfig) -> None:
-    """The layers and crossovers the config names must exist in this generator."""
-    if cfg.features not in G.feature_names or cfg.features == "labels":
-        valid = [n for n in G.feature_names if n != "labels"]
-        raise UserError(f"--features {cfg.features!r} is not a layer of this generator; valid: {', '.join(valid)}")
-    if cfg.join_features not in ("none", "image") and (cfg.join_features not in G.feature_names
-                                                        or cfg.join_features in ("labels", "rgb")):
-        valid = [n for n in G.feature_names if n not in ("labels", "rgb")]
-        raise UserError(f"--join-features {cfg.join_features!r} is not a synthesis layer of this generator; "
-                        f"valid: none, image, {', '.join(valid)}")
-    if max(cfg.mix_from) >= G.num_ws:
-        raise UserError(f"--mix-from {max(cfg.mix_from)} must be below the generator's num_ws={G.num_ws}")
 
 
 def validate_checkpoint(path: Path, out_hw: tuple[int, int] | None = None) -> None:
@@ -159,7 +96,7 @@ def run(cfg: RunConfig, out: Path, on_seed: Callable[[int, bool], None] | None =
 
         check_reachable(ray)
     if detector is None:  # before run.json: a bad --classes must not leave a run behind
-        detector, categories = _detector(cfg, device)
+        detector, categories = build_detector(cfg, device)
     else:
         categories = list(cfg.classes) or detector.class_names
     clock.lap("load")  # generator and detector: once per run, not per image
@@ -201,46 +138,6 @@ def run(cfg: RunConfig, out: Path, on_seed: Callable[[int, bool], None] | None =
     return rd.annotations
 
 
-SeedResult = tuple[int, np.ndarray, np.ndarray, np.ndarray, list[dict], dict]  # seed, image, parts, preview, anns, settings
-
-
-def process_chunk(G: Generator, detector: Detector | None, cfg: RunConfig, device: torch.device, chunk: list[int],
-                  categories: list[str], timings: dict[str, float] | None = None) -> list[SeedResult]:
-    """Segment a chunk of seeds (source images and detections batched) into what gets written.
-
-    Pure of the run folder: the local loop and Ray workers both call it on the same chunks,
-    so the dataset does not depend on how many workers ran."""
-    found: dict[int, Detections] = {}
-    images: dict[int, torch.Tensor] = {}
-    latents: dict[int, torch.Tensor] = {}
-    if detector is not None:  # the chunk's source images and detections, each in one batched call
-        clock = Stopwatch(timings, device)
-        ws = source_latents(G, chunk, cfg.truncation_psi, device)
-        batch_images = synthesize(G, ws, cfg.batch)
-        clock.lap("source")  # the chunk's source images, for the detector
-        for j, (seed, img, d) in enumerate(zip(chunk, batch_images, detector(list(to_uint8(batch_images))))):
-            images[seed], latents[seed] = img, ws[j:j + 1]
-            found[seed] = d.keep(np.array([i for i, lab in enumerate(d.labels) if lab in categories], dtype=int))
-        clock.lap("detect")
-    out = []
-    for seed in chunk:
-        det = found.get(seed)
-        seg = segment_image(G, seed, cfg, device, det, images.get(seed), timings=timings, ws=latents.get(seed))
-        clock = Stopwatch(timings, device)
-        iid = image_id(seed)
-        if detector is None:
-            anns = ([] if seg.foreground is None else
-                    [coco.annotation(seg.foreground.cpu().numpy(), iid, 1, seg.fg_confidence, seed=seed)])
-        else:
-            anns = [coco.annotation(i.mask.cpu().numpy(), iid, categories.index(i.label) + 1, i.score,
-                                    det_score=i.det_score, det_box=[float(v) for v in i.box],
-                                    mask_confidence=i.mask_confidence, seed=seed) for i in seg.instances]
-        out.append((seed, to_uint8(seg.image[None])[0], seg.label_map.cpu().numpy().astype(np.uint8),
-                    np.concatenate(list(to_uint8(seg.preview)), axis=1), anns, seg.settings))
-        clock.lap("export")
-    return out
-
-
 def chunks_to_do(rd: RunDir, cfg: RunConfig, cid: str, on_seed: Callable[[int, bool], None] | None,
                  size: int | None = None) -> list[list[int]]:
     """The seeds not done yet, in chunks of `size` (default: the generator batch; the same chunks whoever runs them)."""
@@ -255,16 +152,16 @@ def chunks_to_do(rd: RunDir, cfg: RunConfig, cid: str, on_seed: Callable[[int, b
     return [todo[i:i + size] for i in range(0, len(todo), size)]
 
 
-def write_results(rd: RunDir, cid: str, results: list[SeedResult], on_seed: Callable[[int, bool], None] | None,
+def write_results(rd: RunDir, cid: str, results: list[SeedRecord], on_seed: Callable[[int, bool], None] | None,
                   timings: dict[str, float] | None = None, device: torch.device = torch.device("cpu")) -> None:
-    for seed, image, parts, preview, anns, settings in results:
+    for r in results:
         clock = Stopwatch(timings, device)
-        rd.write_seed(seed, image, parts, preview, anns, cid)
+        rd.write_seed(r.seed, r.image, r.cluster_map, r.preview, r.annotations, cid)
         if not rd.settings_recorded:
-            rd.record_settings(settings)
+            rd.record_settings(r.settings)
         clock.lap("export")
         if on_seed:
-            on_seed(seed, False)
+            on_seed(r.seed, False)
 
 
 def overlap_writes(device: torch.device) -> bool:

@@ -1,8 +1,8 @@
 """Train the toy YOLOv8n-seg from its yaml (no pretrained weights) on rendered scenes, and
 optionally on a label-drawing generator's samples with their exact labels.
 
-    python -m instseg.toy.train_detector --out toy-train/detector --scenes 4000 --epochs 30
-    python -m instseg.toy.train_detector --world flat --size 32 --gan toy-flat --gan-samples 4000 ...
+    instseg toy train-detector --out toy-train/detector --scenes 4000 --epochs 30
+    instseg toy train-detector --world flat --size 32 --gan toy-flat --gan-samples 4000 ...
 """
 from __future__ import annotations
 
