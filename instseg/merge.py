@@ -12,7 +12,7 @@ from .errors import UserError
 from .identity import config_id, differences
 from .io import atomic_write_json
 from .locks import held_by
-from .rundir import SUBDIRS, RunDir
+from .rundir import RunDir
 
 log = logging.getLogger(__name__)
 
@@ -34,9 +34,7 @@ def _read(d: Path) -> tuple[dict, dict]:
     pid = held_by(d / ".lock")
     if pid is not None:
         raise UserError(f"{d} is still being written (pid {pid}); merge it once its run has finished")
-    for sub in SUBDIRS:
-        if (d / sub).is_symlink():
-            raise UserError(f"{d / sub} is a symbolic link; merge reads only real folders of a shard")
+    RunDir(d).check_no_links()
     run = RunDir(d).read_run()
     if run is None:
         raise UserError(f"{d} has no readable run.json; is it an instseg run dir?")

@@ -92,10 +92,7 @@ class RunDir:
         """Create the folders; a one-line error when `root` cannot be written, is not ours, or links out."""
         try:
             self.root.mkdir(parents=True, exist_ok=True)
-            for sub in SUBDIRS:
-                if (self.root / sub).is_symlink():
-                    raise UserError(f"{self.root / sub} is a symbolic link; instseg writes only into real "
-                                    "folders inside --out")
+            self.check_no_links()
             self.check_ours()
             for sub in SUBDIRS:
                 (self.root / sub).mkdir(exist_ok=True)
@@ -104,6 +101,12 @@ class RunDir:
             (self.root / ".write-test").unlink()
         except OSError as e:
             raise UserError(f"cannot write to --out {self.root}: {e.strerror or e}") from None
+
+    def check_no_links(self) -> None:
+        """Refuse subfolders that are symbolic links: nothing is read or written through a link out of the folder."""
+        for sub in SUBDIRS:
+            if (self.root / sub).is_symlink():
+                raise UserError(f"{self.root / sub} is a symbolic link; instseg uses only real folders inside a run")
 
     def check_ours(self) -> None:
         """Refuse a folder holding a dataset that instseg did not write (its run.json, or records, say so)."""
