@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import re
 import shutil
@@ -15,6 +16,7 @@ from .errors import UserError
 from .locks import Busy, clean_stale_temps, lock_file
 from .rundir import current_name, image_path
 
+log = logging.getLogger(__name__)
 SPLITS = ("train", "val", "test")
 
 
@@ -55,6 +57,8 @@ def assign_splits(images: list[dict], shares: dict[str, float]) -> dict[str, lis
         if shares[s] > 0 and not out[s]:
             donor = max(names, key=lambda d: len(out[d]))
             if len(out[donor]) < 2:
+                log.warning("split %s stays empty: %d image(s) cannot fill %d splits", s, len(images),
+                            sum(v > 0 for v in shares.values()))
                 continue
             mid = sum(bands[s]) / 2
             im = min(out[donor], key=lambda x: abs(places[id(x)] - mid))

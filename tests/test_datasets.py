@@ -73,7 +73,7 @@ def test_coco_split_export_is_the_standard_tree_and_torchvision_reads_each_split
     assert sorted(seen) == sorted(im["id"] for im in json.loads((run / "annotations.json").read_text())["images"])
 
 
-def test_splits_follow_the_seed_not_the_run_size():
+def test_splits_follow_the_seed_not_the_run_size(caplog):
     from instseg.export import assign_splits
 
     shares = {"train": 0.8, "val": 0.1, "test": 0.1}
@@ -84,7 +84,9 @@ def test_splits_follow_the_seed_not_the_run_size():
     assert abs(len(big["train"]) / 5000 - 0.8) < 0.03
     tiny = assign_splits([{"id": s + 1, "seed": s} for s in range(3)], shares)
     assert all(len(v) == 1 for v in tiny.values())  # each split non-empty where it can be
-    assert assign_splits([{"id": 1, "seed": 0}], shares)["train"] or True  # one image: no split can be filled twice
+    one = assign_splits([{"id": 1, "seed": 0}], shares)  # one image cannot fill three splits: said, not hidden
+    assert sum(len(v) for v in one.values()) == 1
+    assert any("stays empty" in m for m in caplog.messages)
 
 
 def test_bad_split_specs_give_one_line(run):
