@@ -50,16 +50,19 @@ def assign_splits(images: list[dict], shares: dict[str, float]) -> dict[str, lis
         lo += shares[s]
     out: dict[str, list[dict]] = {s: [] for s in names}
     places = {id(im): _place(im.get("seed", im["id"])) for im in images}
+    wanted = [s for s in names if shares[s] > 0]
+    if len(images) < len(wanted):  # too few to fill every split: one each, train first
+        log.warning("%d image(s) cannot fill %d splits: %s stay empty", len(images), len(wanted),
+                    ", ".join(wanted[len(images):]))
+        for s, im in zip(wanted, sorted(images, key=lambda im: places[id(im)])):
+            out[s].append(im)
+        return out
     for im in images:
         u = places[id(im)]
         out[next((s for s in names if bands[s][0] <= u < bands[s][1]), names[-1])].append(im)
     for s in names:
         if shares[s] > 0 and not out[s]:
-            donor = max(names, key=lambda d: len(out[d]))
-            if len(out[donor]) < 2:
-                log.warning("split %s stays empty: %d image(s) cannot fill %d splits", s, len(images),
-                            sum(v > 0 for v in shares.values()))
-                continue
+            donor = max(names, key=lambda d: len(out[d]))  # has two or more: there are enough images
             mid = sum(bands[s]) / 2
             im = min(out[donor], key=lambda x: abs(places[id(x)] - mid))
             out[donor].remove(im)

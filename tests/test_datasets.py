@@ -85,8 +85,8 @@ def test_splits_follow_the_seed_not_the_run_size(caplog):
     tiny = assign_splits([{"id": s + 1, "seed": s} for s in range(3)], shares)
     assert all(len(v) == 1 for v in tiny.values())  # each split non-empty where it can be
     one = assign_splits([{"id": 1, "seed": 0}], shares)  # one image cannot fill three splits: said, not hidden
-    assert sum(len(v) for v in one.values()) == 1
-    assert any("stays empty" in m for m in caplog.messages)
+    assert [im["id"] for im in one["train"]] == [1] and not one["val"] and not one["test"]
+    assert any("cannot fill 3 splits" in m for m in caplog.messages)
 
 
 def test_bad_split_specs_give_one_line(run):
