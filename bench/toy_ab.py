@@ -1,8 +1,8 @@
-"""The toy GAN recipes side by side: snapshots of two training folders scored at the same images shown.
+"""The toy GAN recipes side by side: snapshots of training folders scored at the same images shown.
 
-    python bench/toy_ab.py OLD_DIR NEW_DIR [--every 500] [--samples 1000]
+    python bench/toy_ab.py OLD_DIR NEW_DIR [MORE_DIR ...] [--every 500] [--samples 1000]
 
-Each folder is `instseg toy train-gan --snapshot-every N`'s output. Per snapshot: FD-YOLO at psi 1.0 and
+Each folder (an arm, named by its folder) is `instseg toy train-gan --snapshot-every N`'s output. Per snapshot: FD-YOLO at psi 1.0 and
 0.7 against renderer scenes, the share of psi-1.0 samples with a detection at conf >= 0.5, and the largest
 class-share gap, all with the renderer-only judge (yolo:toy-flat) on GAN seeds 500000+ (used by no other
 bench) and renderer scenes EVAL_SEEDS + 20000+.
@@ -41,13 +41,14 @@ def recipe(folder: Path) -> str:
     gamma = cfg["r1_gamma"] if cfg["r1_gamma"] is not None else 0.0002 * cfg["resolution"] ** 2 / cfg["batch"]
     scenes = f"{cfg['dataset_size']} fixed scenes" if cfg["dataset_size"] else "fresh scenes"
     d = "image D + joint D" if cfg["split_d"] else "one joint D"
-    return f"R1 gamma {gamma:.4g}, {d}, D channel base {cfg['d_channel_base']}, {scenes}, batch {cfg['batch']}"
+    joint = f" (joint D {cfg['r1_gamma_joint']:.4g})" if cfg.get("r1_gamma_joint") is not None else ""
+    return (f"R1 gamma {gamma:.4g}{joint}, {d}, D channel base {cfg['d_channel_base']}, {scenes}, "
+            f"batch {cfg['batch']}")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("old", type=Path)
-    ap.add_argument("new", type=Path)
+    ap.add_argument("arms", type=Path, nargs="+", help="training folders, the baseline first")
     ap.add_argument("--every", type=int, default=500, help="score snapshots at multiples of this iteration")
     ap.add_argument("--samples", type=int, default=1000, help="GAN samples and renderer scenes per figure")
     ap.add_argument("--cache", type=Path, default=None, help="JSON of figures already measured (reused, then extended)")
@@ -59,35 +60,33 @@ def main() -> None:
                      for s in range(EVAL_SEEDS + 20_000, EVAL_SEEDS + 20_000 + args.samples)])
     f_real, real_share = yolo_features(det, real), class_shares(det(list(real)), list(det.class_names))
     seeds = list(range(GAN_SEEDS, GAN_SEEDS + args.samples))
-    runs = {name: snapshots(folder, args.every) for name, folder in (("old", args.old), ("new", args.new))}
-    rows = ["| iterations (x32 images) | old FD psi 1.0 | new FD psi 1.0 | old FD psi 0.7 | new FD psi 0.7 | "
-            "old detected | new detected | old class gap | new class gap |", "|---:|" + "---:|" * 8]
-    for it in sorted(set(runs["old"]) | set(runs["new"])):
-        cells: dict[str, list[str]] = {"fd1": [], "fd07": [], "det": [], "gap": []}
-        for name in ("old", "new"):
+    runs = {folder.name: snapshots(folder, args.every) for folder in args.arms}
+    names = list(runs)
+    metrics = (("FD psi 1.0", 2, "{:.1f}"), ("FD psi 0.7", 3, "{:.1f}"), ("detected", 0, "{:.1%}"),
+               ("class gap", 1, "{:.1f}"))
+    rows = ["| iterations (x32 images) | " + " | ".join(f"{n} {m}" for m, _, _ in metrics for n in names) + " |",
+            "|---:|" + "---:|" * (len(names) * len(metrics))]
+    for it in sorted(set().union(*runs.values())):
+        figures = {}
+        for name in names:
             if it not in runs[name]:
-                for v in cells.values():
-                    v.append("")
                 continue
             key = f"{runs[name][it]}:{args.samples}"
             if key not in cache:
                 G = load_generator(runs[name][it])
-                cache[key] = [*gan_side(G, det, seeds, 1.0, f_real, real_share), gan_side(G, det, seeds, 0.7, f_real,
-                                                                                           real_share)[2]]
+                cache[key] = [*gan_side(G, det, seeds, 1.0, f_real, real_share),
+                              gan_side(G, det, seeds, 0.7, f_real, real_share)[2]]
                 if args.cache:
                     args.cache.write_text(json.dumps(cache))
-            det1, gap1, fd1, fd07 = cache[key]
-            cells["fd1"].append(f"{fd1:.1f}")
-            cells["fd07"].append(f"{fd07:.1f}")
-            cells["det"].append(f"{det1:.1%}")
-            cells["gap"].append(f"{gap1:.1f}")
-        rows.append(f"| {it} | " + " | ".join(c for k in ("fd1", "fd07", "det", "gap") for c in cells[k]) + " |")
+            figures[name] = cache[key]  # detected, class gap, FD psi 1.0, FD psi 0.7
+        rows.append(f"| {it} | " + " | ".join(fmt.format(figures[n][i]) if n in figures else ""
+                                              for _, i, fmt in metrics for n in names) + " |")
         print(rows[-1], flush=True)
-    body = (f"old: {recipe(args.old)}. new: {recipe(args.new)}. Both from scratch on this CPU, one thread each "
-            f"(niced, side by side), the same batch, EMA and seed. Judge: the renderer-only yolo:toy-flat; GAN seeds "
-            f"{GAN_SEEDS}+, renderer scenes {EVAL_SEEDS + 20_000}+, n={args.samples}; detected and class gap at "
-            "psi 1.0.\n\n" + "\n".join(rows))
-    write_section("toy-ab", "Toy GAN recipes, old against new, on CPU (issue 24)", body, torch.device("cpu"))
+    recipes = "; ".join(f"{folder.name}: {recipe(folder)}" for folder in args.arms)
+    body = (f"{recipes}. All from scratch on this CPU, one thread each (niced, side by side), the same batch, EMA "
+            f"and seed. Judge: the renderer-only yolo:toy-flat; GAN seeds {GAN_SEEDS}+, renderer scenes "
+            f"{EVAL_SEEDS + 20_000}+, n={args.samples}; detected and class gap at psi 1.0.\n\n" + "\n".join(rows))
+    write_section("toy-ab", "Toy GAN recipes side by side, on CPU (issue 24)", body, torch.device("cpu"))
 
 
 if __name__ == "__main__":
