@@ -52,7 +52,8 @@ def label_images(specs: list[str], cfg: RunConfig, lcfg: LabelConfig, out: Path,
     """Label the images `specs` names (files, folders, globs) into the dataset folder `out`; returns
     annotations.json. Re-running the same command resumes; other images or settings are refused."""
     files = collect(specs)
-    rgbs = {f: read_rgb(f) for f in files}  # every file checked whole before anything is written
+    for f in files:  # every file decoded whole before anything is written (not kept: a folder may not fit in memory)
+        read_rgb(f)
     digests = [file_digest(f) for f in files]
     cfg = RunConfig(**{**cfg.__dict__, "seeds": tuple(range(len(files)))})
     gan = resolve_gan(cfg.gan, cache, validate=validate_checkpoint)
@@ -85,7 +86,7 @@ def label_images(specs: list[str], cfg: RunConfig, lcfg: LabelConfig, out: Path,
         try:
             for chunk in chunks:
                 _label_chunk(G, detector, categories, cfg, lcfg, device, rd, cid,
-                             [(i, files[i], rgbs[files[i]]) for i in chunk], on_image)
+                             [(i, files[i], read_rgb(files[i])) for i in chunk], on_image)
         finally:
             what = "--detector none" if detector is None else f"--detector {cfg.detector}"
             rd.assemble(cfg.seeds, categories, f"instseg label with {cfg.gan}: real images, {what}", licence, info)
