@@ -29,7 +29,8 @@ from instseg import coco  # noqa: E402
 from instseg.config import build_config  # noqa: E402
 from instseg.evaluate import evaluate  # noqa: E402
 from instseg import labeler  # noqa: E402
-from instseg.labeler import LabelConfig, label_images  # noqa: E402
+from instseg.config import LabelConfig  # noqa: E402
+from instseg.labeler import label_images  # noqa: E402
 from instseg.toy.render import CLASSES, render_seed  # noqa: E402
 
 FIRST = EVAL_SEEDS + 30_000

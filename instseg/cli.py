@@ -338,20 +338,22 @@ def _export_yolo(run_dir: Path, out: Path) -> Path:
               help="Generator to project the images into (a preset, a checkpoint path or a URL).")
 @click.option("--out", "out", required=True, type=OutPath(file_okay=False), metavar="DIR",
               help="Output folder; re-running the same command there resumes.")
-@click.option("--fit", type=click.Choice(["crop", "pad", "resize"]), default="crop", show_default=True,
+@click.option("--fit", type=click.Choice(C.FITS), default=C.label_default("fit"), show_default=True,
               help="How an image enters the generator's square frame: centre crop, pad with its mean colour, or "
                    "stretch. Masks and boxes are mapped back to the image's own pixels.")
-@click.option("--steps", type=click.IntRange(1, 100_000), default=300, show_default=True, metavar="N",
+@click.option("--steps", type=click.IntRange(1, 100_000), default=C.label_default("steps"), show_default=True, metavar="N",
               help="Projection steps (Adam on W+ from w_avg, noise fixed).")
-@click.option("--lr", type=FiniteFloat(1e-6, 10), default=0.05, show_default=True, metavar="LR",
+@click.option("--lr", type=FiniteFloat(1e-6, 10), default=C.label_default("lr"), show_default=True, metavar="LR",
               help="Projection learning rate.")
-@click.option("--loss", type=click.Choice(["pixel", "multiscale"]), default="pixel", show_default=True,
+@click.option("--loss", type=click.Choice(C.PROJECTION_LOSSES), default=C.label_default("loss"), show_default=True,
               help="Projection loss: pixel MSE, or that plus L1 at 1/2 and 1/4 scale.")
-@click.option("--space", type=click.Choice(["w+", "w"]), default="w+", show_default=True,
+@click.option("--space", type=click.Choice(C.PROJECTION_SPACES), default=C.label_default("space"), show_default=True,
               help="Projection space: a w per layer (W+), or one w shared by all layers (W).")
-@click.option("--min-psnr", type=FiniteFloat(0, 100), default=20.0, show_default=True, metavar="DB",
+@click.option("--min-psnr", type=FiniteFloat(0, 100), default=C.label_default("min_psnr"), show_default=True,
+              metavar="DB",
               help="Images reconstructed below this PSNR are marked low_fidelity in their record and in COCO.")
-@click.option("--project-batch", type=click.IntRange(1, 4096), default=16, show_default=True, metavar="B",
+@click.option("--project-batch", type=click.IntRange(1, 4096), default=C.label_default("batch"), show_default=True,
+              metavar="B",
               help="Images projected together.")
 @click.option("--copy", is_flag=True, help="Copy the images into DIR/images (default: hard links where possible).")
 @click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False), default=None, metavar="FILE",
@@ -377,13 +379,13 @@ def label(images: tuple[str, ...], gan: str, out: str, fit: str, steps: int, lr:
     style mixing, as `run` does for samples. Writes a COCO dataset whose file_names are the images'."""
     from tqdm import tqdm
 
-    from .labeler import LabelConfig, label_images
+    from .labeler import label_images
 
     overrides = dict(flags)
     if mix_from is not None:
         overrides["mix_from"] = C.parse_ints(mix_from)
     cfg = C.build_config(gan, overrides, C.load_config_file(config_file) if config_file else None, C.parse_set(sets))
-    lcfg = LabelConfig(fit=fit, steps=steps, lr=lr, loss=loss, space=space, min_psnr=min_psnr, batch=project_batch,
+    lcfg = C.LabelConfig(fit=fit, steps=steps, lr=lr, loss=loss, space=space, min_psnr=min_psnr, batch=project_batch,
                        copy=copy)
     bars: list[Any] = []
 

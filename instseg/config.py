@@ -19,6 +19,9 @@ FOREGROUND_RULES = ("border", "center")
 INSTANCE_RULES = ("combined", "inside", "border", "center")
 MASK_SCORES = ("margin", "margin_inside")
 METHODS = ("variants", "grabcut", "kmeans-rgb", "activations")
+FITS = ("crop", "pad", "resize")  # how `label` puts an image into the generator's square frame
+PROJECTION_LOSSES = ("pixel", "multiscale")
+PROJECTION_SPACES = ("w+", "w")
 
 
 MAX_SEEDS = 10_000_000  # one run; larger datasets are made in shards (--seeds ranges) and merged
@@ -274,3 +277,29 @@ def build_config(gan: str, overrides: dict[str, Any], config_file: dict[str, Any
             raise UserError(f"set the generator with --gan, not in {where}")
         merged.update(layer)
     return RunConfig(**_coerce(merged))
+
+
+@dataclass(frozen=True)
+class LabelConfig:
+    fit: str = "crop"  # crop | pad | resize: how an image enters the generator's square frame
+    steps: int = 300  # projection steps
+    lr: float = 0.05  # projection learning rate (Adam, cosine decay over the last quarter)
+    loss: str = "pixel"  # pixel | multiscale (pixel MSE plus L1 at 1/2 and 1/4 scale)
+    space: str = "w+"  # w+: a w per layer; w: one w shared by all layers
+    min_psnr: float = 20.0  # below this reconstruction PSNR (dB) an image is flagged low_fidelity
+    batch: int = 16  # images projected together
+    copy: bool = False  # copy the user's files into images/ (default: hard links where possible)
+
+    def __post_init__(self) -> None:
+        if self.fit not in FITS:
+            raise UserError(f"--fit must be one of {', '.join(FITS)}, got {self.fit!r}")
+        if self.loss not in PROJECTION_LOSSES or self.space not in PROJECTION_SPACES:
+            raise UserError(f"--loss must be one of {', '.join(PROJECTION_LOSSES)} and --space one of "
+                            f"{', '.join(PROJECTION_SPACES)}")
+        if not (1 <= self.steps <= 100_000 and 0 < self.lr <= 10 and 1 <= self.batch <= 4096):
+            raise UserError("--steps must lie in 1..100000, --lr in (0, 10] and --project-batch in 1..4096")
+
+
+def label_default(name: str) -> Any:
+    """The dataclass default of a LabelConfig field (`instseg label`'s help reads it from here)."""
+    return next(f.default for f in dataclasses.fields(LabelConfig) if f.name == name)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Callable
 
@@ -12,12 +12,12 @@ import numpy as np
 import torch
 
 from . import coco
-from .config import RunConfig
+from .config import LabelConfig, RunConfig
 from .errors import UserError
 from .generator import to_uint8
 from .identity import config_id, differences
-from .project import LOSSES, SPACES, project
-from .real import FITS, Fit, collect, exif_turned, file_digest, place, read_rgb
+from .project import project
+from .real import Fit, collect, exif_turned, file_digest, place, read_rgb
 from .rundir import IMAGES, RunDir, image_id
 from .pipeline import build_detector, check_generator, pick_device, prepare_generator
 from .runner import _versions, chunks_to_do, dataset_provenance, generator_record, load_checked, validate_checkpoint
@@ -25,26 +25,6 @@ from .segment import segment_image
 from .zoo import resolve_gan, sha256_file
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class LabelConfig:
-    fit: str = "crop"  # crop | pad | resize: how an image enters the generator's square frame
-    steps: int = 300  # projection steps
-    lr: float = 0.05  # projection learning rate (Adam, cosine decay over the last quarter)
-    loss: str = "pixel"  # pixel | multiscale (pixel MSE plus L1 at 1/2 and 1/4 scale)
-    space: str = "w+"  # w+: a w per layer; w: one w shared by all layers
-    min_psnr: float = 20.0  # below this reconstruction PSNR (dB) an image is flagged low_fidelity
-    batch: int = 16  # images projected together
-    copy: bool = False  # copy the user's files into images/ (default: hard links where possible)
-
-    def __post_init__(self) -> None:
-        if self.fit not in FITS:
-            raise UserError(f"--fit must be one of {', '.join(FITS)}, got {self.fit!r}")
-        if self.loss not in LOSSES or self.space not in SPACES:
-            raise UserError(f"--loss must be one of {', '.join(LOSSES)} and --space one of {', '.join(SPACES)}")
-        if not (1 <= self.steps <= 100_000 and 0 < self.lr <= 10 and 1 <= self.batch <= 4096):
-            raise UserError("--steps must lie in 1..100000, --lr in (0, 10] and --batch in 1..4096")
 
 
 def label_images(specs: list[str], cfg: RunConfig, lcfg: LabelConfig, out: Path,

@@ -7,10 +7,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .config import PROJECTION_LOSSES as LOSSES, PROJECTION_SPACES as SPACES
 from .generator import Generator
-
-LOSSES = ("pixel", "multiscale")
-SPACES = ("w+", "w")
 
 
 @dataclass

@@ -16,7 +16,6 @@ from .errors import UserError
 EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 MAX_PIXELS = 1 << 26  # larger images are refused before decoding (a decompression bomb)
 MIN_SIDE = 8  # px
-FITS = ("crop", "pad", "resize")
 
 
 def collect(specs: list[str]) -> list[Path]:
