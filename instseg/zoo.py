@@ -144,8 +144,7 @@ def download(urls: str | tuple[str, ...] | list[str], dest: Path, sha256: str | 
     urls = (urls,) if isinstance(urls, str) else tuple(urls)
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
-        lock = lock_file(dest.parent / f".{dest.name}.lock")  # one downloader per file; others wait
-        with lock:
+        with lock_file(dest.parent / f".{dest.name}.lock"):  # one downloader per file; others wait
             return _download_locked(urls, dest, sha256, progress, validate, timeout)
     except OSError as e:
         raise DownloadError(f"cannot write the cache folder {dest.parent}: {e.strerror or e}") from None
