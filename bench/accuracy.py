@@ -33,7 +33,7 @@ from instseg.evaluate import evaluate  # noqa: E402
 from instseg.generator import to_uint8  # noqa: E402
 from instseg.pseudo_gt import pseudo_gt  # noqa: E402
 from instseg.runner import run  # noqa: E402
-from instseg.segment import source_images  # noqa: E402
+from instseg.sampling import source_images  # noqa: E402
 from instseg.toy.labels import sample_labels  # noqa: E402
 from instseg.zoo import resolve_gan  # noqa: E402
 

@@ -21,8 +21,8 @@ from bench.common import write_section  # noqa: E402
 from instseg.checkpoints import load_generator  # noqa: E402
 from instseg.config import parse_seeds  # noqa: E402
 from instseg.generator import Generator  # noqa: E402
-from instseg.mixing import mix_ws, variant_rng  # noqa: E402
-from instseg.segment import source_ws  # noqa: E402
+from instseg.sampling import mix_ws, variant_rng  # noqa: E402
+from instseg.sampling import source_ws  # noqa: E402
 
 
 @torch.no_grad()

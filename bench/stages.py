@@ -24,8 +24,9 @@ from instseg.features import pixel_features, variant_stack, work_size  # noqa: E
 from instseg.foreground import RULES  # noqa: E402
 from instseg.generator import Generator, GeneratorConfig, to_uint8  # noqa: E402
 from instseg.io import atomic_save_png, atomic_write_json  # noqa: E402
-from instseg.mixing import mix_ws, variant_rng  # noqa: E402
-from instseg.segment import source_ws, upsample_labels  # noqa: E402
+from instseg.sampling import mix_ws, variant_rng  # noqa: E402
+from instseg.features import upsample_labels  # noqa: E402
+from instseg.sampling import source_ws  # noqa: E402
 
 
 def sync(device: torch.device) -> None:

@@ -24,8 +24,9 @@ from bench.common import ROOT, write_section  # noqa: E402
 from detectors.yolo import YoloDetector, packaged_weights  # noqa: E402
 from instseg.checkpoints import load_generator  # noqa: E402
 from instseg.evaluate import instance_scores  # noqa: E402
-from instseg.generator import to_uint8, z_from_seed  # noqa: E402
-from instseg.mixing import mix_ws, variant_rng  # noqa: E402
+from instseg.generator import to_uint8  # noqa: E402
+from instseg.sampling import z_from_seed  # noqa: E402
+from instseg.sampling import mix_ws, variant_rng  # noqa: E402
 from instseg.pseudo_gt import pseudo_gt  # noqa: E402
 from instseg.toy.dataset import write_scenes  # noqa: E402
 from instseg.toy.render import render_seed  # noqa: E402

@@ -274,6 +274,8 @@ def convert(src: str, dst: str, half: bool) -> None:
              type=click.Choice(C.PRECISIONS))
 @click.option("--compile", "compile_", is_flag=True, default=None,
               help="torch.compile the synthesis layers (same results; for long GPU runs).")
+@_run_option("--encoders", "Processes that encode PNGs and masks beside the compute (-1: 0 on a CPU, more on a GPU "
+             "machine).", metavar="N")
 def run(gan: str, out: str, num_images: int | None, seeds: tuple[int, ...] | None, mix_from: str | None,
         shard: str | None, ray_address: str | None, workers: int, config_file: str | None, sets: tuple[str, ...],
         formats: tuple[str, ...], compile_: bool | None, **flags: Any) -> None:

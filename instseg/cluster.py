@@ -14,14 +14,14 @@ def _sqdist(x: Tensor, c: Tensor, x2: Tensor | None = None) -> Tensor:
 
 
 def kmeans_pp(x: Tensor, k: int, gen: torch.Generator) -> Tensor:
-    """k-means++ seeding: each next centre drawn with probability proportional to D^2."""
+    """k-means++ seeding: each next centre drawn with probability proportional to D^2 (no host reads)."""
     p = x.shape[0]
     x2 = x.square().sum(1, keepdim=True)
     centers = [x[torch.randint(p, (1,), generator=gen, device=x.device)]]
     d2 = _sqdist(x, centers[0], x2)[:, 0]
     for _ in range(1, k):
         total = d2.sum()
-        probs = d2 / total if total > 0 else torch.full_like(d2, 1 / p)
+        probs = torch.where(total > 0, d2 / total.clamp_min(torch.finfo(d2.dtype).tiny), 1 / p)
         centers.append(x[torch.multinomial(probs, 1, generator=gen)])
         d2 = torch.minimum(d2, _sqdist(x, centers[-1], x2)[:, 0])
     return torch.cat(centers)
@@ -60,26 +60,43 @@ def kmeans_batch(xs: list[Tensor], k: int, iters: int = 100, tol: float = 1e-4,
     def nearest(c: Tensor) -> Tensor:  # argmin_k |x - c_k|^2 = argmin_k (|c_k|^2 - 2 x.c_k)
         return torch.baddbmm(c.square().sum(-1)[:, None], X, c.transpose(1, 2), alpha=-2).argmin(-1)  # [R, P]
 
+    sizes = torch.tensor([x.shape[0] for x in xs], device=dev)
+    X2 = X.square().sum(-1, keepdim=True)
     active = torch.ones(R, dtype=torch.bool, device=dev)
-    for _ in range(iters):
-        onehot = torch.nn.functional.one_hot(nearest(C), k).to(X.dtype)  # [R, P, k]; deterministic on GPUs
+    ks = torch.arange(k, device=dev)
+    for it in range(iters):
+        onehot = (nearest(C)[..., None] == ks).to(X.dtype)  # [R, P, k] (F.one_hot checks its input on the host)
         if M is not None:
             onehot = onehot * M
         counts = onehot.sum(1)  # [R, k]
         new = onehot.transpose(1, 2) @ X / counts.clamp_min(1)[..., None]  # [R, k, D]
-        empties = (counts == 0).any(1) & active
-        for r in (empties.nonzero()[:, 0].tolist() if bool(empties.any()) else []):  # rare: re-seed empty clusters
-            x = xs[r].float()
-            empty = (counts[r] == 0).nonzero()[:, 0]
-            far = _sqdist(x, new[r]).min(1).values.topk(min(len(empty), x.shape[0])).indices
-            new[r, empty[: len(far)]] = x[far]
+        new = _reseed_empty(X, X2, M, sizes, new, counts == 0)
         shift = (new - C).square().sum((1, 2))
         C = torch.where(active[:, None, None], new, C)
         active &= ~(shift <= thresh)
-        if not active.any():
+        if it % CHECK_EVERY == CHECK_EVERY - 1 and not active.any():  # one host read every few steps
             break
     labels = nearest(C)
     return [(labels[r, : x.shape[0]], C[r]) for r, x in enumerate(xs)]
+
+
+CHECK_EVERY = 8  # Lloyd steps between reads of "has every set converged?" (frozen sets do not change)
+
+
+def _reseed_empty(X: Tensor, X2: Tensor, M: Tensor | None, sizes: Tensor, new: Tensor, empty: Tensor) -> Tensor:
+    """Each set's empty clusters, in index order, take its points farthest from their nearest new
+    centre, farthest first (as the per-set loop does); tensor ops only, so no host read decides."""
+    R, P, _ = X.shape
+    k = new.shape[1]
+    d = (X2 - 2 * (X @ new.transpose(1, 2)) + new.square().sum(-1)[:, None]).clamp_min(0).min(-1).values  # [R, P]
+    if M is not None:
+        d = d.masked_fill(M[..., 0] == 0, -1.0)
+    far = d.topk(min(k, P), dim=1).indices  # [R, k'] farthest first
+    rank = empty.long().cumsum(1) - 1  # the j-th empty cluster takes the j-th farthest point
+    ok = empty & (rank < min(k, P)) & (rank < sizes[:, None])
+    pick = far.gather(1, rank.clamp(0, far.shape[1] - 1))  # [R, k]
+    points = X.gather(1, pick[..., None].expand(R, k, X.shape[2]))
+    return torch.where(ok[..., None], points, new)
 
 
 def _kmeans_one(x: Tensor, k: int, iters: int, tol: float, seed: int) -> tuple[Tensor, Tensor]:

@@ -31,7 +31,7 @@ MAX_SEED = 2**32 - 2  # NVIDIA's z per seed uses RandomState(seed), which takes 
 BOUNDS: dict[str, tuple[float, float]] = {
     "variants": (2, 1024), "k": (2, 32), "box_k": (0, 32), "kmeans_iters": (1, 10_000), "kmeans_tol": (0, 1), "repeats": (1, 32),
     "truncation_psi": (-2, 2), "work_res": (4, 4096), "conf": (0, 1), "max_det": (1, 1000),
-    "box_margin": (0, 2), "nms_iou": (0, 1), "min_area": (0, 1 << 24), "batch": (1, 1024),
+    "box_margin": (0, 2), "nms_iou": (0, 1), "min_area": (0, 1 << 24), "batch": (1, 1024), "encoders": (-1, 64),
 }
 
 
@@ -68,6 +68,7 @@ class RunConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     precision: str = "fp32"  # generator arithmetic: fp32 | fp16 (CUDA only) | bf16; clustering stays fp32
     compile: bool = False  # torch.compile the synthesis layers (same results; pays off on long GPU runs)
+    encoders: int = -1  # processes that encode PNGs and records beside the compute; -1: by device (0 on a CPU)
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):

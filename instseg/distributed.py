@@ -27,34 +27,34 @@ def _ray() -> Any:
 
 
 class _Worker:
-    """Holds a generator and detector, prepared as a local run prepares them; turns chunks of seeds into
-    SeedRecords."""
+    """Holds a Pipeline built as a local run builds it; turns chunks of seeds into encoded files
+    (the driver only writes them)."""
 
-    def __init__(self, ckpt: bytes, out_hw: tuple[int, int] | None, cfg: dict, categories: list[str]):
+    def __init__(self, ckpt: bytes, out_hw: tuple[int, int] | None, cfg: dict, categories: list[str], cid: str):
         import torch
 
         from .allocator import keep_freed_memory
         from .checkpoints import generator_from_bytes
         from .config import RunConfig
-        from .pipeline import build_detector, pick_device, prepare_generator
+        from .pipeline import Pipeline, build_detector, pick_device
 
-        self.cfg = RunConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in cfg.items()})
-        gpus = _ray().get_gpu_ids()
-        self.device = pick_device("cuda" if gpus else "cpu")
-        if self.device.type == "cpu":
+        config = RunConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in cfg.items()})
+        device = pick_device("cuda" if _ray().get_gpu_ids() else "cpu")
+        if device.type == "cpu":
             torch.set_num_threads(1)  # one CPU slot per actor
             keep_freed_memory()
-        self.G = prepare_generator(generator_from_bytes(ckpt, "generator", self.device, out_hw), self.cfg, self.device)
-        self.detector, _ = build_detector(self.cfg, self.device)
-        self.categories = categories
+        detector, _ = build_detector(config, device)
+        self.pipeline = Pipeline(config, generator_from_bytes(ckpt, "generator", device, out_hw), device, detector,
+                                 categories)
+        self.cid = cid
 
     def pid(self) -> int:
         return os.getpid()
 
     def process(self, chunk: list[int]) -> list:
-        from .pipeline import process_chunk
+        from .encode import encode_chunk
 
-        return process_chunk(self.G, self.detector, self.cfg, self.device, chunk, self.categories)
+        return encode_chunk(self.pipeline(chunk), self.cid)
 
 
 def check_reachable(address: str, timeout: float = 5.0) -> None:
@@ -75,9 +75,9 @@ def check_reachable(address: str, timeout: float = 5.0) -> None:
 
 
 def run_on_ray(address: str, workers: int, ckpt: bytes, out_hw: tuple[int, int] | None, cfg_dict: dict,
-               categories: list[str], chunks: list[list[int]], write: Callable[[list], None],
+               categories: list[str], cid: str, chunks: list[list[int]], write: Callable[[list], None],
                max_in_flight: int = 2) -> None:
-    """Process `chunks` on `workers` Ray actors; `write` gets each chunk's results on the driver."""
+    """Process `chunks` on `workers` Ray actors; `write` gets each chunk's encoded seeds on the driver."""
     ray = _ray()
     started = False
     if not ray.is_initialized():
@@ -95,7 +95,7 @@ def run_on_ray(address: str, workers: int, ckpt: bytes, out_hw: tuple[int, int] 
         Actor = ray.remote(num_gpus=1 if gpu else 0, num_cpus=0 if gpu else 1, max_restarts=-1,
                            max_task_retries=-1)(_Worker)
         ckpt_ref = ray.put(ckpt)
-        actors = [Actor.remote(ckpt_ref, out_hw, cfg_dict, categories) for _ in range(workers)]
+        actors = [Actor.remote(ckpt_ref, out_hw, cfg_dict, categories, cid) for _ in range(workers)]
         queue = list(chunks)
         pending: dict[Any, Any] = {}
         for a in actors:

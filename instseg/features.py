@@ -34,41 +34,54 @@ def crop_region(t: Tensor, region: Region) -> Tensor:
     return t[..., ya:max(ya + 1, round(y1 * H)), xa:max(xa + 1, round(x1 * W))]
 
 
-CPU_ROW_BYTES = 32 << 20
-
-
-def synthesis_rows(G: Generator, batch: int, device: torch.device | str) -> int:
-    """Rows per synthesis call: at most `batch`, and on a CPU at most what keeps the last block's
-    activation within 32 MiB (config-f 256: one row, 1.5x faster per image than eight there:
-    the elementwise passes of a big batch miss the cache)."""
-    if torch.device(device).type != "cpu":
-        return batch
-    last = G.blocks[-1]
-    row = last.conv1.weight.shape[0] * last.res ** 2 * 4
-    return max(1, min(batch, CPU_ROW_BYTES // row))
+def _calls(n_groups: int, group: int, rows: int) -> list[tuple[int, int, int]]:
+    """Synthesis calls over n_groups groups of `group` rows, at most `rows` rows each (or one
+    group): (first row, last row, rows per shared group in the call)."""
+    if rows >= group:
+        per = rows // group
+        return [(a * group, min(a + per, n_groups) * group, group) for a in range(0, n_groups, per)]
+    return [(g * group + a, g * group + min(a + rows, group), min(rows, group - a))
+            for g in range(n_groups) for a in range(0, group, rows)]
 
 
 @torch.no_grad()
-def variant_stacks(G: Generator, ws: Tensor, feature: str, regions: list[tuple[Region | None, tuple[int, int]]],
-                   batch: int, shared_ws: int = 0) -> list[Tensor]:
-    """Synthesise ws [N, num_ws, w_dim] in batches and cut each (region, working size) from every batch.
+def variant_stacks(G: Generator, ws: Tensor, feature: str, regions: list[list[tuple[Region | None, tuple[int, int]]]],
+                   rows: int, shared_ws: int = 0) -> list[list[Tensor]]:
+    """Synthesise ws [n_groups * N, num_ws, w_dim] (groups of N rows, one image's variants each),
+    `rows` per call, and cut each of the group's (region, working size) from every call.
 
-    Returns one [N, C, h, w] stack per region. Only [batch, C, H, W] is ever held at full
-    resolution (fewer rows on a CPU: `synthesis_rows`), so memory stays bounded for 1024x1024
-    generators and many boxes. Synthesis stops at the block that makes `feature`; blocks that
-    read only the first `shared_ws` ws (the same in every variant) run once per batch.
-    """
-    parts: list[list[Tensor]] = [[] for _ in regions]
-    for chunk in ws.split(synthesis_rows(G, batch, ws.device)):
-        t = G.features(chunk, (feature,), noise_mode="const", shared_ws=shared_ws)[feature].float()
-        for acc, (region, hw) in zip(parts, regions):
-            acc.append(resize(t if region is None else crop_region(t, region), hw))
-    return [torch.cat(p) for p in parts]
+    Returns per group one [N, C, h, w] stack per region. Only [rows, C, H, W] is ever held at full
+    resolution, so memory stays bounded for 1024x1024 generators and many boxes. Synthesis stops at
+    the block that makes `feature`; blocks that read only the first `shared_ws` ws (the same in every
+    row of a group) run once per group."""
+    n_groups = len(regions)
+    group = ws.shape[0] // n_groups
+    parts: list[list[list[Tensor]]] = [[[] for _ in reg] for reg in regions]
+    for a, b, g in _calls(n_groups, group, rows):
+        t = G.features(ws[a:b], (feature,), noise_mode="const", shared_ws=shared_ws, group=g)[feature].float()
+        whole: dict[tuple[int, int], Tensor] = {}  # the whole image at one size: resized for the call at once
+        for first in range(a, b, g):
+            gi = first // group
+            rows_here = t[first - a:first - a + g]
+            for acc, (region, hw) in zip(parts[gi], regions[gi]):
+                if region is None:
+                    if hw not in whole:
+                        whole[hw] = resize(t, hw)
+                    acc.append(whole[hw][first - a:first - a + g])
+                else:
+                    acc.append(resize(crop_region(rows_here, region), hw))
+    return [[torch.cat(p) for p in reg] for reg in parts]
 
 
-def variant_stack(G: Generator, ws: Tensor, feature: str, hw: tuple[int, int], batch: int) -> Tensor:
-    """The whole-image stack [N, C, *hw] of `feature` ("rgb" or a layer)."""
-    return variant_stacks(G, ws, feature, [(None, hw)], batch)[0]
+def upsample_labels(labels: Tensor, k: int, hw: tuple[int, int]) -> Tensor:
+    """Label maps [..., h, w] -> [..., H, W] by bilinear interpolation of their one-hot planes (smooth edges)."""
+    if tuple(labels.shape[-2:]) == tuple(hw):
+        return labels
+    lead = labels.shape[:-2]
+    flat = labels.reshape(-1, *labels.shape[-2:])
+    onehot = (flat[:, None] == torch.arange(k, device=labels.device)[None, :, None, None]).float()
+    up = F.interpolate(onehot, size=hw, mode="bilinear", align_corners=False).argmax(1)
+    return up.reshape(*lead, *hw)
 
 
 def pixel_features(stack: Tensor, normalize: str = "raw") -> Tensor:

@@ -130,9 +130,10 @@ def modulated_conv2d(
 
 
 def _fuse(x: Tensor) -> bool:
-    """Per-row modulated weights for inference: one row (a plain conv), or fp32 rows on CUDA as
-    StyleGAN2 does (a grouped conv; on a CPU that runs up to 6x slower than the unfused form)."""
-    return not torch.is_grad_enabled() and (x.shape[0] == 1 or (x.is_cuda and x.dtype == torch.float32))
+    """Per-row modulated weights for inference on CUDA in fp32, as StyleGAN2 does (a grouped conv; on a
+    CPU that runs up to 6x slower, and half precision takes the shared-weight form). Never decided by
+    the number of rows, so a row's result does not depend on the batch it came in."""
+    return not torch.is_grad_enabled() and x.is_cuda and x.dtype == torch.float32
 
 
 def lrelu(x: Tensor) -> Tensor:
@@ -277,20 +278,22 @@ class Generator(nn.Module):
         return self.mapping_net(z, truncation_psi, truncation_cutoff)
 
     def synthesis(
-        self, ws: Tensor, noise_mode: str = "const", features: Sequence[str] = (), shared_ws: int = 0
+        self, ws: Tensor, noise_mode: str = "const", features: Sequence[str] = (), shared_ws: int = 0,
+        group: int | None = None,
     ) -> tuple[Tensor, dict[str, Tensor]]:
         """ws [B, num_ws, w_dim] -> image [B, C, H, W] in about [-1, 1], and the requested activations.
 
         The image never includes label channels; ask for them as the 'labels' feature.
-        `shared_ws`: the first that many ws are the same in every row (style variants of one
-        image), so blocks that read only those are computed once and broadcast; same result."""
-        img, feats = self._run(ws, noise_mode, features, shared_ws, stop_early=False)
+        `shared_ws`: the first that many ws are the same in every row of a group of `group` consecutive
+        rows (style variants of one image; default: all rows), so blocks that read only those run once
+        per group and are repeated; same result."""
+        img, feats = self._run(ws, noise_mode, features, shared_ws, stop_early=False, group=group)
         return img, feats
 
     def features(self, ws: Tensor, names: Sequence[str], noise_mode: str = "const",
-                 shared_ws: int = 0) -> dict[str, Tensor]:
+                 shared_ws: int = 0, group: int | None = None) -> dict[str, Tensor]:
         """Only the requested activations; synthesis stops after the last block they need."""
-        return self._run(ws, noise_mode, names, shared_ws, stop_early=True)[1]
+        return self._run(ws, noise_mode, names, shared_ws, stop_early=True, group=group)[1]
 
     @staticmethod
     def block_ws(block_index: int) -> list[int]:
@@ -298,7 +301,7 @@ class Generator(nn.Module):
         return [0, 1] if block_index == 0 else [2 * block_index - 1, 2 * block_index, 2 * block_index + 1]
 
     def _run(self, ws: Tensor, noise_mode: str, features: Sequence[str], shared_ws: int,
-             stop_early: bool) -> tuple[Tensor | None, dict[str, Tensor]]:
+             stop_early: bool, group: int | None = None) -> tuple[Tensor | None, dict[str, Tensor]]:
         if noise_mode not in NOISE_MODES:
             raise ValueError(f"noise_mode must be one of {NOISE_MODES}, got {noise_mode!r}")
         unknown = set(features) - set(self.feature_names)
@@ -308,6 +311,9 @@ class Generator(nn.Module):
         needs_end = bool(want & {"rgb", "labels"}) or not stop_early
         last = max((int(n[1:].split(".")[0]) for n in want if n.startswith("b")), default=0)
         B = ws.shape[0]
+        g = B if group is None else group
+        if g < 1 or B % g:
+            raise ValueError(f"{B} rows do not split into groups of {g}")
         if noise_mode == "random":  # per-row noise: nothing is shared
             shared_ws = 0
         feats: dict[str, Tensor] = {}
@@ -315,24 +321,24 @@ class Generator(nn.Module):
         i = 0
         for bi, blk in enumerate(self.blocks):
             shared = max(self.block_ws(bi)) < shared_ws
-            w = ws[:1] if shared else ws
+            w = ws[::g] if shared else ws
             if not shared and x is not None and x.shape[0] != B:  # first block that differs per row
-                x, img = x.expand(B, *x.shape[1:]), img.expand(B, *img.shape[1:])
+                x, img = _repeat(x, g, B), _repeat(img, g, B)
             if blk.res == 4:
                 x = blk.const[None].expand(w.shape[0], -1, -1, -1)
                 x = blk.conv1(x, w[:, 0], noise_mode, self.fir)
             else:
                 x = blk.conv0(x, w[:, i], noise_mode, self.fir)
-                self._keep(feats, want, f"b{blk.res}.conv0", x, B)
+                self._keep(feats, want, f"b{blk.res}.conv0", x, B, g)
                 x = blk.conv1(x, w[:, i + 1], noise_mode, self.fir)
-            self._keep(feats, want, f"b{blk.res}.conv1", x, B)
+            self._keep(feats, want, f"b{blk.res}.conv1", x, B, g)
             i += blk.num_conv
             y = blk.torgb(x, w[:, i])
             img = y if img is None else upsample2d(img, self.fir) + y
-            self._keep(feats, want, f"b{blk.res}.rgb", img[:, : self.cfg.img_channels], B)
+            self._keep(feats, want, f"b{blk.res}.rgb", img[:, : self.cfg.img_channels], B, g)
             if stop_early and not needs_end and blk.res >= last:
                 return None, feats
-        img = self._crop(img if img.shape[0] == B else img.expand(B, *img.shape[1:]))
+        img = self._crop(_repeat(img, g, B))
         c = self.cfg.img_channels
         if "labels" in want:
             feats["labels"] = img[:, c:]  # [B, label_channels, H, W]
@@ -341,9 +347,9 @@ class Generator(nn.Module):
             feats["rgb"] = img
         return img, feats
 
-    def _keep(self, feats: dict[str, Tensor], want: set[str], name: str, t: Tensor, B: int) -> None:
+    def _keep(self, feats: dict[str, Tensor], want: set[str], name: str, t: Tensor, B: int, g: int) -> None:
         if name in want:
-            feats[name] = self._crop(t if t.shape[0] == B else t.expand(B, *t.shape[1:]))
+            feats[name] = self._crop(_repeat(t, g, B))
 
     def forward(self, z: Tensor, truncation_psi: float = 1.0, noise_mode: str = "const") -> Tensor:
         return self.synthesis(self.mapping(z, truncation_psi), noise_mode)[0]
@@ -360,9 +366,11 @@ class Generator(nn.Module):
         return t[:, :, y0 : y0 + h, x0 : x0 + w]
 
 
-def z_from_seed(seed: int, z_dim: int) -> Tensor:
-    """The latent of an integer seed, as NVIDIA's generate scripts draw it: [1, z_dim]."""
-    return torch.from_numpy(np.random.RandomState(seed).randn(1, z_dim)).float()
+def _repeat(t: Tensor, group: int, rows: int) -> Tensor:
+    """A shared block's output, one row per group, repeated to every row of its group."""
+    if t.shape[0] == rows:
+        return t
+    return t.expand(rows, *t.shape[1:]) if t.shape[0] == 1 else t.repeat_interleave(group, 0)
 
 
 def to_uint8(img: Tensor) -> np.ndarray:

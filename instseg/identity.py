@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 # Fields that do not change the result: a resumed run, or a shard, may differ in them freely.
-FREE_FIELDS = ("seeds", "device", "batch", "compile")
+FREE_FIELDS = ("seeds", "device", "batch", "compile", "encoders")
 # Fields added after their default changed the output: what a run.json without them ran with.
 LEGACY = {"mask_score": "margin"}
 

@@ -19,9 +19,8 @@ from .identity import config_id, differences
 from .project import project
 from .real import Fit, collect, exif_turned, file_digest, place, read_rgb
 from .rundir import IMAGES, RunDir, image_id
-from .pipeline import build_detector, check_generator, pick_device, prepare_generator
+from .pipeline import Pipeline, pick_device
 from .runner import _versions, chunks_to_do, dataset_provenance, generator_record, load_checked, validate_checkpoint
-from .segment import segment_image
 from .zoo import resolve_gan, sha256_file
 
 log = logging.getLogger(__name__)
@@ -38,11 +37,10 @@ def label_images(specs: list[str], cfg: RunConfig, lcfg: LabelConfig, out: Path,
     cfg = RunConfig(**{**cfg.__dict__, "seeds": tuple(range(len(files)))})
     gan = resolve_gan(cfg.gan, cache, validate=validate_checkpoint)
     device = pick_device(cfg.device)
-    G = prepare_generator(load_checked(gan, device), cfg, device)
-    check_generator(G, cfg)
+    pipeline = Pipeline(cfg, load_checked(gan, device), device)
+    G, detector, categories = pipeline.G, pipeline.detector, pipeline.categories
     if G.cfg.out_height is not None and G.cfg.out_height != G.cfg.resolution:
         raise UserError("label needs a square generator (this one crops its output)")
-    detector, categories = build_detector(cfg, device)
     gan_sha = sha256_file(gan.path)
     label_settings = {k: v for k, v in asdict(lcfg).items() if k != "copy"}
     full = {**cfg.to_dict(), "label": label_settings, "inputs": digests}
@@ -65,7 +63,7 @@ def label_images(specs: list[str], cfg: RunConfig, lcfg: LabelConfig, out: Path,
                                f"{lcfg.fit}); images below {lcfg.min_psnr} dB PSNR are marked low_fidelity")
         try:
             for chunk in chunks:
-                _label_chunk(G, detector, categories, cfg, lcfg, device, rd, cid,
+                _label_chunk(pipeline, lcfg, rd, cid,
                              [(i, files[i], read_rgb(files[i])) for i in chunk], on_image)
         finally:
             what = "--detector none" if detector is None else f"--detector {cfg.detector}"
@@ -73,28 +71,24 @@ def label_images(specs: list[str], cfg: RunConfig, lcfg: LabelConfig, out: Path,
     return rd.annotations
 
 
-def _label_chunk(G, detector, categories: list[str], cfg: RunConfig, lcfg: LabelConfig, device: torch.device,
-                 rd: RunDir, cid: str, items: list[tuple[int, Path, np.ndarray]],
+def _label_chunk(pipeline: Pipeline, lcfg: LabelConfig, rd: RunDir, cid: str, items: list[tuple[int, Path, np.ndarray]],
                  on_image: Callable[[int, bool], None] | None) -> None:
+    G, categories = pipeline.G, pipeline.categories
     size = G.cfg.resolution
     fits = [Fit(lcfg.fit, rgb.shape[0], rgb.shape[1], size) for _, _, rgb in items]
-    targets = torch.stack([f.to_frame(rgb) for f, (_, _, rgb) in zip(fits, items)]).to(device)
+    targets = torch.stack([f.to_frame(rgb) for f, (_, _, rgb) in zip(fits, items)]).to(pipeline.device)
     with torch.enable_grad():
         proj = project(G, targets, lcfg.steps, lcfg.lr, lcfg.loss, lcfg.space)
-    frames = list(to_uint8(targets))
-    found = detector(frames) if detector is not None else [None] * len(items)
-    for j, ((key, path, rgb), fit, det) in enumerate(zip(items, fits, found)):
-        if det is not None:
-            det = det.keep(np.array([i for i, lab in enumerate(det.labels) if lab in categories], dtype=int))
-        seg = segment_image(G, key, cfg, device, det, targets[j], ws=proj.ws[j:j + 1])
+    results = pipeline.segment([key for key, _, _ in items], proj.ws, targets)
+    for j, ((key, path, rgb), fit, seg) in enumerate(zip(items, fits, results)):
         iid = image_id(key)
-        if detector is None:
-            masks = [] if seg.foreground is None else [(fit.to_image(seg.foreground), None)]
-            anns = [coco.annotation(m, iid, 1, seg.fg_confidence) for m, _ in masks if m.any()]
+        if pipeline.detector is None:
+            masks = [] if seg.foreground is None else [fit.to_image(torch.from_numpy(seg.foreground))]
+            anns = [coco.annotation(m, iid, 1, seg.fg_confidence) for m in masks if m.any()]
         else:
             anns = [coco.annotation(m, iid, categories.index(inst.label) + 1, inst.score, det_score=inst.det_score,
                                     det_box=fit.box_to_image(inst.box), mask_confidence=inst.mask_confidence)
-                    for inst in seg.instances if (m := fit.to_image(inst.mask)).any()]
+                    for inst in seg.instances if (m := fit.to_image(torch.from_numpy(inst.mask))).any()]
         upright = not exif_turned(path)
         name = path.name if upright else path.name + ".png"
         place(path, rd.root / IMAGES / name, rgb, upright, lcfg.copy)
@@ -104,10 +98,10 @@ def _label_chunk(G, detector, categories: list[str], cfg: RunConfig, lcfg: Label
                                  low_fidelity=psnr < lcfg.min_psnr)
         if psnr < lcfg.min_psnr:
             log.warning("%s reconstructs at %.1f dB PSNR (below %.1f): marked low_fidelity", path, psnr, lcfg.min_psnr)
-        shown = torch.nn.functional.interpolate(targets[j:j + 1], size=seg.preview.shape[-2:], mode="bilinear",
+        shown = torch.nn.functional.interpolate(targets[j:j + 1], size=seg.preview.shape[1:3], mode="bilinear",
                                                 align_corners=False)
-        preview = np.concatenate([to_uint8(shown)[0], *to_uint8(seg.preview)], axis=1)  # the image, then variants
-        rd.write_record(key, entry, seg.label_map.cpu().numpy().astype(np.uint8), preview, anns, cid)
+        preview = np.concatenate([to_uint8(shown)[0], *seg.preview], axis=1)  # the image, then variants
+        rd.write_record(key, entry, seg.label_map, preview, anns, cid)
         if not rd.settings_recorded:
             rd.record_settings(seg.settings)
         if on_image:

@@ -1,6 +1,7 @@
-"""The compute of a run, pure of the run folder: the device, the prepared generator and detector, and a
-chunk of seeds turned into named records. The local loop (`runner`) and Ray actors (`distributed`) both
-call `process_chunk` on the same chunks, so the dataset does not depend on how many workers ran."""
+"""The compute of a run, pure of the run folder: a `Pipeline` built once from (RunConfig, device) holds
+the prepared generator, the detector and the categories, and turns a chunk of seeds into `SeedRecord`s.
+The local loop (`runner`) and Ray actors (`distributed`) both call it on the same chunks, so the dataset
+does not depend on how many workers ran."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -8,13 +9,14 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from detectors import Detections, Detector, DetectorError, check_classes, load_detector
+from torch import Tensor
 
-from . import coco
 from .config import RunConfig
 from .errors import UserError
 from .generator import Generator, to_uint8
-from .rundir import image_id
-from .segment import Stopwatch, segment_image, source_latents, synthesize
+from .sampling import source_latents, synthesis_rows, synthesize
+from .segment import Boxes, Chunk, ImageResult, segment_chunk
+from .timing import Stopwatch
 
 
 def pick_device(spec: str) -> torch.device:
@@ -82,50 +84,80 @@ def check_generator(G: Generator, cfg: RunConfig) -> None:
 
 
 @dataclass
+class Annotation:
+    """One object of a seed before encoding: its mask and what its COCO annotation says."""
+
+    mask: np.ndarray  # [H, W] bool
+    category_id: int
+    score: float
+    extra: dict
+
+
+@dataclass
 class SeedRecord:
-    """What one seed gives the writer: its image, cluster map, variant strip, COCO annotations and the
-    settings the method ran with."""
+    """What one seed gives the writer: its image, cluster map, variant strip, objects and the
+    settings the method ran with (encoding to PNG and RLE happens in `encode`)."""
 
     seed: int
     image: np.ndarray  # [H, W, 3] uint8
     cluster_map: np.ndarray  # [H, W] uint8, cluster indices
     preview: np.ndarray  # [h, n * w, 3] uint8, a strip of style variants
-    annotations: list[dict]
+    objects: list[Annotation]
     settings: dict
 
 
-def process_chunk(G: Generator, detector: Detector | None, cfg: RunConfig, device: torch.device, chunk: list[int],
-                  categories: list[str], timings: dict[str, float] | None = None) -> list[SeedRecord]:
-    """Segment a chunk of seeds (source images and detections batched) into what gets written.
+class Pipeline:
+    """Built once per run (or per Ray actor); `pipeline(seeds)` -> one SeedRecord per seed.
 
-    Pure of the run folder: the local loop and Ray workers both call it on the same chunks,
-    so the dataset does not depend on how many workers ran."""
-    found: dict[int, Detections] = {}
-    images: dict[int, torch.Tensor] = {}
-    latents: dict[int, torch.Tensor] = {}
-    if detector is not None:  # the chunk's source images and detections, each in one batched call
-        clock = Stopwatch(timings, device)
-        ws = source_latents(G, chunk, cfg.truncation_psi, device)
-        batch_images = synthesize(G, ws, cfg.batch)
-        clock.lap("source")  # the chunk's source images, for the detector
-        for j, (seed, img, d) in enumerate(zip(chunk, batch_images, detector(list(to_uint8(batch_images))))):
-            images[seed], latents[seed] = img, ws[j:j + 1]
-            found[seed] = d.keep(np.array([i for i, lab in enumerate(d.labels) if lab in categories], dtype=int))
+    Holds the generator prepared for `cfg.precision` and `cfg.compile`, the detector and the dataset
+    categories, checked against the config. A chunk is processed on the device as a whole: the
+    source images in one pass, the variants of every seed through synthesis together
+    (`synthesis_rows` per call), one k-means over every region, tensor-op instance selection and
+    merging, then one crossing to the host. `timings`, when given, sums seconds per stage (and
+    synchronises the GPU to do so). `padded` forces the batched k-means on or off (default: on GPUs)."""
+
+    def __init__(self, cfg: RunConfig, G: Generator, device: torch.device, detector: Detector | None = None,
+                 categories: list[str] | None = None, timings: dict[str, float] | None = None,
+                 padded: bool | None = None):
+        self.cfg, self.device, self.timings, self.padded = cfg, device, timings, padded
+        self.G = prepare_generator(G.to(device).eval(), cfg, device)
+        check_generator(self.G, cfg)
+        if detector is None and categories is None:
+            detector, categories = build_detector(cfg, device)
+        self.detector = detector
+        self.categories = categories if categories is not None else (list(cfg.classes) or detector.class_names)
+        self.rows = synthesis_rows(self.G, cfg.batch, device)
+
+    def __call__(self, seeds: list[int]) -> list[SeedRecord]:
+        results = self.segment(seeds, source_latents(self.G, seeds, self.cfg.truncation_psi, self.device))
+        return [self.record(seed, r) for seed, r in zip(seeds, results)]
+
+    @torch.no_grad()
+    def segment(self, keys: list[int], ws: Tensor, images: Tensor | None = None) -> list[ImageResult]:
+        """Images from ws [B, num_ws, w_dim] (or given `images`, for real photos), detected and segmented;
+        `keys` name each image's random streams (its seed)."""
+        clock = Stopwatch(self.timings, self.device)
+        if images is None:
+            images = synthesize(self.G, ws, self.rows)
+        clock.lap("source")
+        found: list[Detections | None] = [None] * len(keys)
+        if self.detector is not None:
+            wanted = set(self.categories)
+            found = [d.keep(np.array([i for i, lab in enumerate(d.labels) if lab in wanted], dtype=int))
+                     for d in self.detector(list(to_uint8(images)))]
         clock.lap("detect")
-    out = []
-    for seed in chunk:
-        det = found.get(seed)
-        seg = segment_image(G, seed, cfg, device, det, images.get(seed), timings=timings, ws=latents.get(seed))
-        clock = Stopwatch(timings, device)
-        iid = image_id(seed)
-        if detector is None:
-            anns = ([] if seg.foreground is None else
-                    [coco.annotation(seg.foreground.cpu().numpy(), iid, 1, seg.fg_confidence, seed=seed)])
+        boxes = Boxes.of(found, tuple(images.shape[-2:]), self.cfg.box_margin)
+        seg = segment_chunk(self.G, self.cfg, Chunk(keys, ws, images, boxes, self.rows, self.padded), self.timings)
+        out = seg.to_host()
+        clock.lap("cluster")
+        return out
+
+    def record(self, seed: int, r: ImageResult) -> SeedRecord:
+        """An image's result as the writer's record (objects in score order)."""
+        if self.detector is None:
+            objects = [] if r.foreground is None else [Annotation(r.foreground, 1, r.fg_confidence, {"seed": seed})]
         else:
-            anns = [coco.annotation(i.mask.cpu().numpy(), iid, categories.index(i.label) + 1, i.score,
-                                    det_score=i.det_score, det_box=[float(v) for v in i.box],
-                                    mask_confidence=i.mask_confidence, seed=seed) for i in seg.instances]
-        out.append(SeedRecord(seed, to_uint8(seg.image[None])[0], seg.label_map.cpu().numpy().astype(np.uint8),
-                              np.concatenate(list(to_uint8(seg.preview)), axis=1), anns, seg.settings))
-        clock.lap("export")
-    return out
+            objects = [Annotation(i.mask, self.categories.index(i.label) + 1, i.score,
+                                  {"det_score": i.det_score, "det_box": [float(v) for v in i.box],
+                                   "mask_confidence": i.mask_confidence, "seed": seed}) for i in r.instances]
+        return SeedRecord(seed, r.image, r.label_map, np.concatenate(list(r.preview), axis=1), objects, r.settings)

@@ -18,7 +18,7 @@ import logging
 import os
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -27,6 +27,9 @@ from .errors import UserError
 from .card import card
 from .io import atomic_path, atomic_save_png, atomic_write_bytes, atomic_write_json
 from .locks import Busy, clean_stale_temps, lock_file
+
+if TYPE_CHECKING:
+    from .encode import Encoded
 
 log = logging.getLogger(__name__)
 SUBDIRS = ("images", "parts", "variants", "records")
@@ -212,13 +215,11 @@ class RunDir:
             return False
         return _decodes(image, size) and _decodes(self.path("parts", seed)) and _decodes(self.path("variants", seed))
 
-    def write_seed(self, seed: int, image: np.ndarray, parts: np.ndarray, preview: np.ndarray,
-                   anns: list[dict], cid: str) -> None:
+    def write_encoded(self, enc: Encoded) -> None:
         """Images first, the record last: a record's presence marks the seed as complete."""
-        atomic_save_png(self.path("images", seed), image)
-        h, w = image.shape[:2]
-        self.write_record(seed, coco.image_entry(image_id(seed), image_file(seed), h, w, seed=seed), parts, preview,
-                          anns, cid)
+        for folder, data in (("images", enc.image), ("parts", enc.parts), ("variants", enc.variants),
+                             ("records", enc.record)):
+            atomic_write_bytes(self.path(folder, enc.seed), data)
 
     def write_record(self, seed: int, entry: dict, parts: np.ndarray, preview: np.ndarray, anns: list[dict],
                      cid: str) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 import logging
 import platform
 import sys
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable
 
@@ -16,16 +15,18 @@ from . import __version__
 from .allocator import keep_freed_memory
 from .checkpoints import load_generator
 from .config import RunConfig
+from .encode import Writer, default_encoders
 from .errors import UserError
 from .generator import Generator
 from .identity import config_id, differences
+from .pipeline import Pipeline, pick_device
 from .rundir import RunDir
-from .pipeline import (SeedRecord, build_detector, check_generator, pick_device, prepare_generator,
-                       process_chunk)
-from .segment import Stopwatch
+from .timing import Stopwatch
 from .zoo import Progress, ResolvedGan, resolve_gan, sha256_file
 
 log = logging.getLogger(__name__)
+
+
 def _versions() -> dict[str, str]:
     import PIL
 
@@ -77,16 +78,14 @@ def run(cfg: RunConfig, out: Path, on_seed: Callable[[int, bool], None] | None =
 
     One process writes a folder at a time (a lock), and every record carries the identity of
     its config, so a resume never mixes configs. `timings`, when given, accumulates seconds per
-    stage (load, source, detect, generate (the variants), cluster, export; on a GPU export
-    overlaps the next chunk). `detector` replaces the one cfg.detector names.
+    stage (load, source, detect, generate (the variants), cluster, export: the writer's time on the
+    critical path; with encoder processes the encoding overlaps the compute). `detector` replaces the one cfg.detector names.
     """
     gan: ResolvedGan = resolve_gan(cfg.gan, cache, download_progress, validate=validate_checkpoint)
     device = pick_device(cfg.device)
     if device.type == "cpu":
         keep_freed_memory()
     clock = Stopwatch(timings, device)
-    G = prepare_generator(load_checked(gan, device), cfg, device)
-    check_generator(G, cfg)
     if ray is not None and detector is not None:
         raise UserError("--ray runs the detector that --detector names; an injected detector cannot travel")
     if ray is None and workers != 1:
@@ -95,10 +94,10 @@ def run(cfg: RunConfig, out: Path, on_seed: Callable[[int, bool], None] | None =
         from .distributed import check_reachable
 
         check_reachable(ray)
-    if detector is None:  # before run.json: a bad --classes must not leave a run behind
-        detector, categories = build_detector(cfg, device)
-    else:
-        categories = list(cfg.classes) or detector.class_names
+    # built before run.json: a bad --classes or --features must not leave a run behind
+    pipeline = Pipeline(cfg, load_checked(gan, device), device, detector,
+                        None if detector is None else (list(cfg.classes) or detector.class_names), timings)
+    G, detector, categories = pipeline.G, pipeline.detector, pipeline.categories
     clock.lap("load")  # generator and detector: once per run, not per image
     rd = RunDir(out)
     rd.prepare()
@@ -125,14 +124,18 @@ def run(cfg: RunConfig, out: Path, on_seed: Callable[[int, bool], None] | None =
         what = "--detector none" if detector is None else f"--detector {cfg.detector}, classes {', '.join(categories)}"
         licence, info = dataset_provenance(gan, gan_sha)
         try:
+            encoders = cfg.encoders if cfg.encoders >= 0 else default_encoders(device.type)
             if ray is None:
-                _run_seeds(G, cfg, device, rd, cid, detector, categories, on_seed, timings)
+                with Writer(rd, cid, encoders, on_seed, timings) as writer:
+                    for chunk in chunks_to_do(rd, cfg, cid, on_seed):
+                        writer.submit(pipeline(chunk))
             else:
                 from .distributed import run_on_ray
 
                 out_hw = (gan.preset.height, gan.preset.width) if gan.preset else None
-                run_on_ray(ray, workers, gan.path.read_bytes(), out_hw, cfg.to_dict(), categories,
-                           chunks_to_do(rd, cfg, cid, on_seed), lambda res: write_results(rd, cid, res, on_seed))
+                with Writer(rd, cid, 0, on_seed, timings) as writer:  # actors return encoded bytes: the driver only writes
+                    run_on_ray(ray, workers, gan.path.read_bytes(), out_hw, cfg.to_dict(), categories, cid,
+                               chunks_to_do(rd, cfg, cid, on_seed), writer.write)
         finally:  # after an interruption too: the dataset then holds every seed done so far
             rd.assemble(seeds, categories, f"instseg {cfg.gan}: style-mixing segmentation, {what}", licence, info)
     return rd.annotations
@@ -150,43 +153,3 @@ def chunks_to_do(rd: RunDir, cfg: RunConfig, cid: str, on_seed: Callable[[int, b
         else:
             todo.append(seed)
     return [todo[i:i + size] for i in range(0, len(todo), size)]
-
-
-def write_results(rd: RunDir, cid: str, results: list[SeedRecord], on_seed: Callable[[int, bool], None] | None,
-                  timings: dict[str, float] | None = None, device: torch.device = torch.device("cpu")) -> None:
-    for r in results:
-        clock = Stopwatch(timings, device)
-        rd.write_seed(r.seed, r.image, r.cluster_map, r.preview, r.annotations, cid)
-        if not rd.settings_recorded:
-            rd.record_settings(r.settings)
-        clock.lap("export")
-        if on_seed:
-            on_seed(r.seed, False)
-
-
-def overlap_writes(device: torch.device) -> bool:
-    """Whether files are written on a second thread while the next chunk is computed."""
-    return device.type != "cpu"
-
-
-def _run_seeds(G: Generator, cfg: RunConfig, device: torch.device, rd: RunDir, cid: str, detector: Detector | None,
-               categories: list[str], on_seed: Callable[[int, bool], None] | None,
-               timings: dict[str, float] | None) -> None:
-    """Chunks in order. On a GPU a chunk's files are written on a second thread while the next one
-    is computed (PNG encoding releases the GIL); at most one write is pending, and it is waited for
-    before this returns or raises, so an interruption loses no finished seed. On a CPU torch's
-    threads already use every core, so the files are written in line (a writer thread only
-    contended with them: toy ratio 1.262 -> 1.246, means of six runs)."""
-    overlap = overlap_writes(device)
-    with ThreadPoolExecutor(1, thread_name_prefix="instseg-writer") as writer:
-        pending: Future | None = None
-        for chunk in chunks_to_do(rd, cfg, cid, on_seed):
-            results = process_chunk(G, detector, cfg, device, chunk, categories, timings)
-            if pending is not None:
-                pending.result()  # re-raises a failed write here
-            if overlap:
-                pending = writer.submit(write_results, rd, cid, results, on_seed, timings, device)
-            else:
-                write_results(rd, cid, results, on_seed, timings, device)
-        if pending is not None:
-            pending.result()

@@ -5,7 +5,8 @@ import torch
 
 from instseg.checkpoints import detect_and_load, load_generator, save_native
 from instseg.errors import CheckpointError
-from instseg.generator import Generator, z_from_seed
+from instseg.generator import Generator
+from instseg.sampling import z_from_seed
 from conftest import randomise, tiny_config
 from layouts import ada_pickle_bytes, rosinality_dict, tf_pickle_bytes
 

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from instseg.features import synthesis_rows
-from instseg.generator import Generator, GeneratorConfig, fir_kernel, modulated_conv2d, upsample2d, z_from_seed
+from instseg.sampling import synthesis_rows, z_from_seed
+from instseg.generator import Generator, GeneratorConfig, fir_kernel, modulated_conv2d, upsample2d
 from conftest import tiny_config, randomise
 
 
@@ -75,7 +75,8 @@ def test_cpu_synthesis_rows_shrink_only_for_big_generators():
     big = Generator(GeneratorConfig(resolution=256))
     small = Generator(tiny_config(resolution=32))
     assert synthesis_rows(big, 8, "cpu") == 1  # 128 channels x 256^2 x 4 B = 32 MiB per row
-    assert synthesis_rows(big, 8, "cuda") == 8
+    assert synthesis_rows(big, 8, "cuda", memory=80 << 30) == 80  # a quarter of 80 GiB over 8 rows of 32 MiB
+    assert synthesis_rows(big, 8, "cuda", memory=1 << 30) == 8  # never below --batch
     assert synthesis_rows(small, 8, "cpu") == 8
 
 

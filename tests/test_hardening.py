@@ -446,38 +446,35 @@ def test_a_full_disk_during_run_gives_one_line_and_no_half_files(tiny_ckpt, tmp_
     assert _invoke(_base(tiny_ckpt, out) + ["--num-images", "2"]).exit_code == 0
 
 
-@pytest.mark.parametrize("overlap", [False, True])
-def test_inline_and_threaded_writes_give_the_same_files_and_keep_what_finished(tiny_ckpt, tmp_path, monkeypatch,
-                                                                             overlap):
-    """CPUs write in line, GPUs on a writer thread: both paths give the same dataset, and a write
-    that fails part way surfaces as one line with the finished chunks kept."""
-    from instseg import runner
+@pytest.mark.parametrize("encoders", [0, 2])
+def test_inline_and_pooled_encoding_give_the_same_files_and_keep_what_finished(tiny_ckpt, tmp_path, monkeypatch,
+                                                                             encoders):
+    """CPUs encode in line, GPU machines in a process pool: both give the same dataset, and a write
+    that fails part way surfaces as one line with the finished seeds kept."""
     from instseg.rundir import RunDir
 
-    def args(out):
-        return _base(tiny_ckpt, out) + ["--num-images", "5", "--batch", "2"]
+    def args(out, n):
+        return _base(tiny_ckpt, out) + ["--num-images", "5", "--batch", "2", "--encoders", str(n)]
 
     ref, out = tmp_path / "ref", tmp_path / "run"
-    monkeypatch.setattr(runner, "overlap_writes", lambda device: not overlap)
-    assert _invoke(args(ref)).exit_code == 0
-    monkeypatch.setattr(runner, "overlap_writes", lambda device: overlap)
-    assert _invoke(args(out)).exit_code == 0
+    assert _invoke(args(ref, 0)).exit_code == 0
+    assert _invoke(args(out, encoders)).exit_code == 0
     for sub in ("images", "parts", "variants"):
         for f in sorted((ref / sub).iterdir()):
             assert f.read_bytes() == (out / sub / f.name).read_bytes(), f
     a, b = (json.loads((d / "annotations.json").read_text()) for d in (ref, out))
     assert a["annotations"] == b["annotations"] and a["images"] == b["images"]
 
-    write_seed = RunDir.write_seed
+    write_encoded = RunDir.write_encoded
 
-    def fail_on_seed_3(self, seed, *a, **k):
-        if seed == 3:
+    def fail_on_seed_3(self, enc):
+        if enc.seed == 3:
             _disk_full()
-        return write_seed(self, seed, *a, **k)
+        return write_encoded(self, enc)
 
-    monkeypatch.setattr(RunDir, "write_seed", fail_on_seed_3)
+    monkeypatch.setattr(RunDir, "write_encoded", fail_on_seed_3)
     fresh = tmp_path / "fails"
-    _one_line_error(_invoke(args(fresh)), "No space left on device")
+    _one_line_error(_invoke(args(fresh, encoders)), "No space left on device")
     assert sorted(int(f.stem) for f in (fresh / "records").glob("*.json")) == [0, 1, 2]
 
 
@@ -497,26 +494,28 @@ def test_a_resume_removes_temp_files_a_killed_writer_left(tiny_ckpt, tmp_path):
     assert not any(d.exists() for d in debris) and not list(out.rglob("*.tmp"))
 
 
-def test_a_failure_in_the_next_chunk_still_writes_the_chunk_before(tiny_ckpt, tmp_path, monkeypatch):
-    """Files are written on a second thread while the next chunk is computed: a crash there must
-    not lose the pending write, and the dataset holds every seed finished before it."""
-    from instseg import runner
+@pytest.mark.parametrize("encoders", [0, 2])
+def test_a_failure_in_the_next_chunk_still_writes_the_chunk_before(tiny_ckpt, tmp_path, monkeypatch, encoders):
+    """With encoder processes a chunk is still being encoded while the next is computed: a crash
+    there must not lose it, and the dataset holds every seed finished before it."""
+    from instseg.pipeline import Pipeline
 
-    real, calls = runner.process_chunk, []
+    real, calls = Pipeline.__call__, []
 
-    def fail_second(*a, **k):
+    def fail_second(self, seeds):
         calls.append(1)
         if len(calls) == 2:
             raise OSError(errno.EIO, "Input/output error")
-        return real(*a, **k)
+        return real(self, seeds)
 
-    monkeypatch.setattr(runner, "process_chunk", fail_second)
+    monkeypatch.setattr(Pipeline, "__call__", fail_second)
     out = tmp_path / "run"
-    _one_line_error(_invoke(_base(tiny_ckpt, out) + ["--num-images", "4", "--batch", "2"]), "Input/output error")
+    args = _base(tiny_ckpt, out) + ["--num-images", "4", "--batch", "2", "--encoders", str(encoders)]
+    _one_line_error(_invoke(args), "Input/output error")
     assert sorted(int(f.stem) for f in (out / "records").glob("*.json")) == [0, 1]
     assert json.loads((out / "annotations.json").read_text())["images"][1]["seed"] == 1
     monkeypatch.undo()
-    assert _invoke(_base(tiny_ckpt, out) + ["--num-images", "4", "--batch", "2"]).exit_code == 0
+    assert _invoke(args).exit_code == 0
 
 
 def _as_if_made_before_box_k(out):
@@ -552,16 +551,16 @@ _REALLOC = r"""
 import resource, sys, torch
 from instseg.checkpoints import load_generator
 from instseg.features import variant_stacks
-from instseg.mixing import mix_ws, variant_rng
+from instseg.sampling import mix_ws, variant_rng
 from instseg.allocator import keep_freed_memory
-from instseg.segment import source_ws
+from instseg.sampling import source_ws
 from instseg.zoo import resolve_gan
 applied = keep_freed_memory() if sys.argv[1] == "keep" else False
 G = load_generator(resolve_gan("toy-shapes").path, "cpu")
 
 def variants(seed):  # the toy's variant pass: 32 style variants, 8 per synthesis call
     ws = mix_ws(G, source_ws(G, seed, 0.7, torch.device("cpu")), 32, (6,), variant_rng(seed, 0), 0.7)
-    variant_stacks(G, ws, "rgb", [(None, (64, 64))], 8, shared_ws=6)
+    variant_stacks(G, ws, "rgb", [[(None, (64, 64))]], 8, shared_ws=6)
 
 with torch.no_grad():
     variants(0)  # warm-up

@@ -40,7 +40,7 @@ def test_projection_reconstructs_a_sample_of_the_generator_itself():
     """A sample the generator made is in its range: projection gets it back at over 25 dB PSNR (200 steps)."""
     from instseg.checkpoints import load_generator
     from instseg.project import project
-    from instseg.segment import source_images
+    from instseg.sampling import source_images
     from instseg.zoo import resolve_gan
 
     G = load_generator(resolve_gan("toy-flat").path)
@@ -55,7 +55,7 @@ def test_label_gets_the_generators_own_masks_back_and_eval_scores_it(tmp_path):
     """Samples of toy-flat as 'real' images: labelling them recovers the masks its label channels draw."""
     from instseg.checkpoints import load_generator
     from instseg.generator import to_uint8
-    from instseg.segment import source_images
+    from instseg.sampling import source_images
     from instseg.toy.labels import sample_labels
     from instseg.zoo import resolve_gan
 

@@ -55,7 +55,7 @@ def test_joined_source_activations_decide_when_the_stack_carries_no_split():
     assert feats.shape == (144, 8 * 3 + 16)
     for part in (feats[:, :24], feats[:, 24:]):  # mean squared distance from the mean: 1 for both
         assert abs(float((part - part.mean(0)).square().sum(1).mean()) - 1) < 1e-4
-    (labels, _), = cluster_regions([[stack]], 2, 100, 1e-4, "raw", 0, joined=[act])
+    (labels, _), = cluster_regions([[stack]], 2, 100, 1e-4, "raw", [(0, 0)], joined=[act])
     top = torch.arange(12)[:, None].expand(12, 12) < 4
     assert torch.equal(labels == labels[0, 0], top)
     assert torch.equal(joined_features(stack, "raw", None), pixel_features(stack, "raw"))
@@ -85,7 +85,9 @@ def test_foreground_rules_pick_the_central_object():
     labels[::2] = 1  # background split into two striped clusters, both touching the border
     labels[6:14, 7:13] = 2  # the object
     for rule in (border_rule, center_rule):
-        assert rule(labels, 3).tolist() == [False, False, True]
+        assert rule(labels[None], 3).tolist() == [[False, False, True]]
+        both = rule(torch.stack([labels, labels.flip(0).flip(1)]), 3)  # a chunk: one row per map
+        assert both.tolist() == [[False, False, True]] * 2
 
 
 def test_pixel_features_shapes_and_normalisation():
@@ -134,13 +136,14 @@ def test_padded_kmeans_gives_each_set_what_its_own_loop_gives():
 
 
 def test_margin_inside_scales_the_confidence_by_the_share_inside_the_box():
-    from instseg.segment import box_mask
+    from instseg.segment import Boxes, box_masks
 
     lab = torch.zeros(10, 10, dtype=torch.long)
     lab[2:8, 2:10] = 1  # cluster 1: columns 2-9, the box covers columns 2-5 only
     conf = torch.full((10, 10), 0.5)
-    box, crop = np.array([2, 2, 6, 8], np.float32), (0, 0, 10, 10)
-    m_plain, c_plain = box_mask(lab, conf, box, crop, (10, 10), 2, "center", "margin")
-    m_in, c_in = box_mask(lab, conf, box, crop, (10, 10), 2, "center", "margin_inside")
+    bx = Boxes(np.array([[2, 2, 6, 8]], np.float32), np.ones(1, np.float32), ["x"], np.zeros(1, np.int64),
+               [(0, 0, 10, 10)])
+    (m_plain,), (c_plain,) = box_masks([lab], [conf], bx, (10, 10), 2, "center", "margin")
+    (m_in,), (c_in,) = box_masks([lab], [conf], bx, (10, 10), 2, "center", "margin_inside")
     assert torch.equal(m_plain, m_in) and torch.equal(m_in, lab.bool())
-    assert c_plain == pytest.approx(0.5) and c_in == pytest.approx(0.5 * 24 / 48)
+    assert float(c_plain) == pytest.approx(0.5) and float(c_in) == pytest.approx(0.5 * 24 / 48)

@@ -11,7 +11,7 @@ from conftest import randomise, tiny_config
 from instseg.checkpoints import load_generator, save_native
 from instseg.cli import main
 from instseg.generator import Generator
-from instseg.segment import source_ws
+from instseg.sampling import source_ws
 from instseg.toy.labels import label_masks
 
 

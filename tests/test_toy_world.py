@@ -9,7 +9,7 @@ from pycocotools.coco import COCO
 from detectors import load_detector
 from instseg.checkpoints import load_generator
 from instseg.cli import main
-from instseg.generator import z_from_seed
+from instseg.sampling import z_from_seed
 from instseg.zoo import presets, resolve_gan
 
 
@@ -73,7 +73,7 @@ def test_toy_flat_runs_a_detector_that_knows_its_generator_and_keeps_the_rendere
     GAN objects the renderer-only detector misses. The renderer-only one stays, as the judge of realism."""
     from detectors.yolo import packaged_weights
     from instseg.generator import to_uint8
-    from instseg.segment import source_images
+    from instseg.sampling import source_images
 
     p = presets()["toy-flat"]
     assert p.detector == "yolo:toy-flat-gan" and packaged_weights("toy-flat") is not None

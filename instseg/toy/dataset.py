@@ -10,7 +10,7 @@ from .. import coco
 from ..generator import Generator, to_uint8
 from ..io import atomic_save_png, atomic_write_json
 from ..rundir import IMAGES, image_file, image_id
-from ..segment import source_images
+from ..sampling import source_images
 from .labels import sample_labels
 from .render import CLASSES, render_seed
 

@@ -17,7 +17,7 @@ from .. import coco
 from ..errors import UserError
 from ..generator import Generator
 from ..rundir import image_file, image_id
-from ..segment import source_ws
+from ..sampling import source_ws
 
 
 def label_masks(labels: np.ndarray, min_area: int = 1) -> list[tuple[int, np.ndarray]]:

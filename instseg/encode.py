@@ -1,0 +1,124 @@
+"""Encoding a seed's files off the critical path: PNGs, RLE masks and the record JSON as bytes, made in
+a pool of worker processes, written by the one process that holds the run folder."""
+from __future__ import annotations
+
+import io
+import json
+import multiprocessing
+import os
+import signal
+import time
+from collections import deque
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable
+
+import numpy as np
+
+from . import coco
+
+if TYPE_CHECKING:
+    from .pipeline import SeedRecord
+    from .rundir import RunDir
+
+
+@dataclass
+class Encoded:
+    """One seed, ready to write: the image, cluster map and variant strip as PNG bytes, and its record."""
+
+    seed: int
+    image: bytes
+    parts: bytes
+    variants: bytes
+    record: bytes
+    settings: dict
+
+
+def png_bytes(array: np.ndarray, compress_level: int = 6) -> bytes:
+    """A [H, W] or [H, W, 3] uint8 array as PNG (zlib level 1 is ~3x faster to write, a bit larger)."""
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(array).save(buf, format="PNG", compress_level=compress_level)
+    return buf.getvalue()
+
+
+def encode(rec: SeedRecord, cid: str) -> Encoded:
+    """A SeedRecord as files: the image at the usual level, previews fast, masks as COCO RLE."""
+    from .rundir import image_file, image_id
+
+    iid = image_id(rec.seed)
+    h, w = rec.image.shape[:2]
+    anns = [coco.annotation(o.mask, iid, o.category_id, o.score, **o.extra) for o in rec.objects]
+    entry = coco.image_entry(iid, image_file(rec.seed), h, w, seed=rec.seed)
+    record = json.dumps({"image": entry, "annotations": anns, "config_id": cid}, indent=1).encode()
+    return Encoded(rec.seed, png_bytes(rec.image), png_bytes(rec.cluster_map.astype(np.uint8), 1),
+                   png_bytes(rec.preview, 1), record, rec.settings)
+
+
+def encode_chunk(records: list[SeedRecord], cid: str) -> list[Encoded]:
+    return [encode(r, cid) for r in records]
+
+
+def default_encoders(device_type: str) -> int:
+    """Encoding processes when the config leaves it to us: none on a CPU (torch's threads already use
+    every core; BENCHMARKS.md, `encoders`), else one per two spare cores, at most 8."""
+    if device_type == "cpu":
+        return 0
+    return max(1, min(8, ((os.cpu_count() or 2) - 2) // 2))
+
+
+def _ignore_sigint() -> None:  # Ctrl-C reaches the whole process group: workers finish what they hold
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+class Writer:
+    """Encodes chunks of SeedRecords (or takes them encoded, from Ray actors) and writes them to the run
+    folder in order. With `encoders` > 0 a process pool encodes, with at most 2 x encoders chunks
+    pending; `close` (also on an interruption) waits for every pending chunk and writes it, so no
+    finished seed is lost."""
+
+    def __init__(self, rd: RunDir, cid: str, encoders: int = 0,
+                 on_seed: Callable[[int, bool], None] | None = None, timings: dict[str, float] | None = None):
+        self.rd, self.cid, self.on_seed, self.timings = rd, cid, on_seed, timings
+        self.pool = (ProcessPoolExecutor(encoders, mp_context=multiprocessing.get_context("spawn"),
+                                         initializer=_ignore_sigint) if encoders > 0 else None)
+        self.max_pending = 2 * encoders
+        self.pending: deque[Future] = deque()
+
+    def __enter__(self) -> Writer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def submit(self, records: list[SeedRecord]) -> None:
+        t = time.perf_counter()
+        if self.pool is None:
+            self.write(encode_chunk(records, self.cid), t)
+            return
+        self.pending.append(self.pool.submit(encode_chunk, records, self.cid))
+        while len(self.pending) > self.max_pending:
+            self.write(self.pending.popleft().result(), t)
+
+    def write(self, encoded: list[Encoded], since: float | None = None) -> None:
+        """Write encoded seeds; the time since `since` (or this call) counts as export."""
+        t = time.perf_counter() if since is None else since
+        for e in encoded:
+            self.rd.write_encoded(e)
+            if not self.rd.settings_recorded:
+                self.rd.record_settings(e.settings)
+            if self.on_seed:
+                self.on_seed(e.seed, False)
+        if self.timings is not None:
+            self.timings["export"] = self.timings.get("export", 0.0) + time.perf_counter() - t
+
+    def close(self) -> None:
+        try:
+            while self.pending:
+                t = time.perf_counter()
+                self.write(self.pending.popleft().result(), t)
+        finally:
+            if self.pool is not None:
+                self.pool.shutdown(cancel_futures=True)
+                self.pool = None
