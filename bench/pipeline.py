@@ -47,7 +47,7 @@ class FixedBoxes:
 def variants_only(gan: Path, cfg, device: torch.device) -> float:
     """The variants alone, made as the pipeline makes them: each chunk's seeds through synthesis together."""
     G = prepare_generator(load_generator(gan, device), cfg, device)
-    rows = synthesis_rows(G, cfg.batch, device)
+    rows = synthesis_rows(G, device)
     hw = work_size(G.out_hw, cfg.work_res)
     seeds = list(cfg.seeds)
     t = time.perf_counter()
@@ -72,13 +72,16 @@ def main() -> None:
     ap.add_argument("--json", action="store_true", help="print one JSON line instead of writing BENCHMARKS.md")
     ap.add_argument("--repeats", type=int, default=3, help="timed repeats of each measurement; medians are reported")
     ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"], help="generator arithmetic")
+    ap.add_argument("--encoders", type=int, default=-1, help="encoding processes (-1: the run's default)")
+    ap.add_argument("--batch", type=int, default=None, help="seeds per chunk (default: the config's)")
     args = ap.parse_args()
     device = torch.device(args.device)
     with tempfile.TemporaryDirectory() as tmp:
         if args.world == "toy":
             n = args.images or 16
             cfg = build_config("toy-shapes", {"seeds": tuple(range(10_000, 10_000 + n)), "device": args.device,
-                                              "method": args.method, "precision": args.precision})
+                                              "method": args.method, "precision": args.precision,
+                                              "encoders": args.encoders, **({"batch": args.batch} if args.batch else {})})
             gan, detector, what = resolve_gan("toy-shapes").path, None, "toy-shapes 64x64 with its YOLOv8n-seg"
         else:
             n = args.images or 4
@@ -87,7 +90,8 @@ def main() -> None:
             save_native(Generator(GeneratorConfig(resolution=256)), gan)
             cfg = build_config(str(gan), {"seeds": tuple(range(n)), "mix_from": (6, 7, 8, 9), "variants": 32,
                                           "method": args.method, "precision": args.precision,
-                                          "device": args.device, "detector": "fixed", "classes": ("object",)})
+                                          "device": args.device, "detector": "fixed", "classes": ("object",),
+                                          "encoders": args.encoders, **({"batch": args.batch} if args.batch else {})})
             detector, what = FixedBoxes(), "config-f 256x256, random weights, 2 fixed overlapping boxes"
         # warm-up on a throwaway seed so one-off start-up costs stay out of the figures
         run(build_config(cfg.gan, {**cfg.to_dict(), "seeds": (999_999,)}), Path(tmp) / "warm", detector=detector)
@@ -108,6 +112,7 @@ def main() -> None:
     steady = total - load
     if args.json:
         print(json.dumps({"world": args.world, "method": cfg.method, "precision": cfg.precision, "images": n,
+                          "batch": cfg.batch, "encoders": cfg.encoders,
                           "images_per_s": n / steady,
                           "ratio_end_to_end_over_variants": None if gen_alone is None else steady / gen_alone,
                           "ratio_with_loading": None if gen_alone is None else total / gen_alone, "load_s": load,

@@ -269,7 +269,8 @@ def convert(src: str, dst: str, half: bool) -> None:
 @click.option("--format", "formats", type=click.Choice(["coco", "yolo"]), multiple=True, default=("coco",),
               show_default=True, help="Also write the Ultralytics YOLO-seg layout to DIR/yolo with 'yolo'.")
 @_run_option("--device", "Where to compute: auto, cpu, cuda or cuda:N.", metavar="DEV")
-@_run_option("--batch", "Rows per generator call, at most (a CPU runs large generators one row per call).", metavar="B")
+@_run_option("--batch", "Seeds per chunk, processed together on the device (rows per generator call follow a "
+             "memory budget).", metavar="B")
 @_run_option("--precision", "Generator arithmetic (fp16 on CUDA only); clustering stays fp32.",
              type=click.Choice(C.PRECISIONS))
 @click.option("--compile", "compile_", is_flag=True, default=None,

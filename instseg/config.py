@@ -64,7 +64,7 @@ class RunConfig:
     mask_score: str = "margin_inside"  # margin: mean k-means margin over the mask; margin_inside: x its share in the box
     nms_iou: float = 0.5  # mask-NMS: drop an instance overlapping a better one by more than this IoU
     min_area: int = 16  # instances smaller than this many pixels are dropped
-    batch: int = 8  # rows per generator call, at most (CPUs: fewer for large generators); seeds per chunk
+    batch: int = 8  # seeds per chunk, processed together (rows per generator call follow a memory budget)
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     precision: str = "fp32"  # generator arithmetic: fp32 | fp16 (CUDA only) | bf16; clustering stays fp32
     compile: bool = False  # torch.compile the synthesis layers (same results; pays off on long GPU runs)

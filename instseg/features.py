@@ -34,42 +34,45 @@ def crop_region(t: Tensor, region: Region) -> Tensor:
     return t[..., ya:max(ya + 1, round(y1 * H)), xa:max(xa + 1, round(x1 * W))]
 
 
-def _calls(n_groups: int, group: int, rows: int) -> list[tuple[int, int, int]]:
-    """Synthesis calls over n_groups groups of `group` rows, at most `rows` rows each (or one
-    group): (first row, last row, rows per shared group in the call)."""
-    if rows >= group:
-        per = rows // group
-        return [(a * group, min(a + per, n_groups) * group, group) for a in range(0, n_groups, per)]
-    return [(g * group + a, g * group + min(a + rows, group), min(rows, group - a))
-            for g in range(n_groups) for a in range(0, group, rows)]
+def _calls(n_groups: int, group: int, rows: int) -> list[tuple[int, int, list[int]]]:
+    """Synthesis calls over n_groups groups of `group` rows, `rows` rows each (the last fewer):
+    (first row, end row, sizes of the group pieces in the call)."""
+    total, out = n_groups * group, []
+    for a in range(0, total, rows):
+        b = min(a + rows, total)
+        cuts = sorted({a, b} | set(range((a // group + 1) * group, b, group)))
+        out.append((a, b, [hi - lo for lo, hi in zip(cuts, cuts[1:])]))
+    return out
 
 
 @torch.no_grad()
 def variant_stacks(G: Generator, ws: Tensor, feature: str, regions: list[list[tuple[Region | None, tuple[int, int]]]],
                    rows: int, shared_ws: int = 0) -> list[list[Tensor]]:
     """Synthesise ws [n_groups * N, num_ws, w_dim] (groups of N rows, one image's variants each),
-    `rows` per call, and cut each of the group's (region, working size) from every call.
+    `rows` per call whatever the groups, and cut each group's (region, working size) from every call.
 
     Returns per group one [N, C, h, w] stack per region. Only [rows, C, H, W] is ever held at full
     resolution, so memory stays bounded for 1024x1024 generators and many boxes. Synthesis stops at
     the block that makes `feature`; blocks that read only the first `shared_ws` ws (the same in every
-    row of a group) run once per group."""
+    row of a group) run once per group piece in a call."""
     n_groups = len(regions)
     group = ws.shape[0] // n_groups
     parts: list[list[list[Tensor]]] = [[[] for _ in reg] for reg in regions]
-    for a, b, g in _calls(n_groups, group, rows):
-        t = G.features(ws[a:b], (feature,), noise_mode="const", shared_ws=shared_ws, group=g)[feature].float()
+    for a, b, pieces in _calls(n_groups, group, rows):
+        t = G.features(ws[a:b], (feature,), noise_mode="const", shared_ws=shared_ws, groups=pieces)[feature].float()
         whole: dict[tuple[int, int], Tensor] = {}  # the whole image at one size: resized for the call at once
-        for first in range(a, b, g):
-            gi = first // group
-            rows_here = t[first - a:first - a + g]
+        lo = a
+        for size in pieces:
+            gi = lo // group
+            piece = t[lo - a:lo - a + size]
             for acc, (region, hw) in zip(parts[gi], regions[gi]):
                 if region is None:
                     if hw not in whole:
                         whole[hw] = resize(t, hw)
-                    acc.append(whole[hw][first - a:first - a + g])
+                    acc.append(whole[hw][lo - a:lo - a + size])
                 else:
-                    acc.append(resize(crop_region(rows_here, region), hw))
+                    acc.append(resize(crop_region(piece, region), hw))
+            lo += size
     return [[torch.cat(p) for p in reg] for reg in parts]
 
 

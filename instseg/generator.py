@@ -279,21 +279,21 @@ class Generator(nn.Module):
 
     def synthesis(
         self, ws: Tensor, noise_mode: str = "const", features: Sequence[str] = (), shared_ws: int = 0,
-        group: int | None = None,
+        groups: Sequence[int] | None = None,
     ) -> tuple[Tensor, dict[str, Tensor]]:
         """ws [B, num_ws, w_dim] -> image [B, C, H, W] in about [-1, 1], and the requested activations.
 
         The image never includes label channels; ask for them as the 'labels' feature.
-        `shared_ws`: the first that many ws are the same in every row of a group of `group` consecutive
-        rows (style variants of one image; default: all rows), so blocks that read only those run once
-        per group and are repeated; same result."""
-        img, feats = self._run(ws, noise_mode, features, shared_ws, stop_early=False, group=group)
+        `shared_ws`: the first that many ws are the same in every row of a group (`groups`: the sizes
+        of consecutive row groups, style variants of one image each; default: all rows), so blocks
+        that read only those run once per group and are repeated; same result."""
+        img, feats = self._run(ws, noise_mode, features, shared_ws, stop_early=False, groups=groups)
         return img, feats
 
     def features(self, ws: Tensor, names: Sequence[str], noise_mode: str = "const",
-                 shared_ws: int = 0, group: int | None = None) -> dict[str, Tensor]:
+                 shared_ws: int = 0, groups: Sequence[int] | None = None) -> dict[str, Tensor]:
         """Only the requested activations; synthesis stops after the last block they need."""
-        return self._run(ws, noise_mode, names, shared_ws, stop_early=True, group=group)[1]
+        return self._run(ws, noise_mode, names, shared_ws, stop_early=True, groups=groups)[1]
 
     @staticmethod
     def block_ws(block_index: int) -> list[int]:
@@ -301,7 +301,7 @@ class Generator(nn.Module):
         return [0, 1] if block_index == 0 else [2 * block_index - 1, 2 * block_index, 2 * block_index + 1]
 
     def _run(self, ws: Tensor, noise_mode: str, features: Sequence[str], shared_ws: int,
-             stop_early: bool, group: int | None = None) -> tuple[Tensor | None, dict[str, Tensor]]:
+             stop_early: bool, groups: Sequence[int] | None = None) -> tuple[Tensor | None, dict[str, Tensor]]:
         if noise_mode not in NOISE_MODES:
             raise ValueError(f"noise_mode must be one of {NOISE_MODES}, got {noise_mode!r}")
         unknown = set(features) - set(self.feature_names)
@@ -311,34 +311,40 @@ class Generator(nn.Module):
         needs_end = bool(want & {"rgb", "labels"}) or not stop_early
         last = max((int(n[1:].split(".")[0]) for n in want if n.startswith("b")), default=0)
         B = ws.shape[0]
-        g = B if group is None else group
-        if g < 1 or B % g:
-            raise ValueError(f"{B} rows do not split into groups of {g}")
+        groups = [B] if groups is None else list(groups)
+        if sum(groups) != B or min(groups) < 1:
+            raise ValueError(f"groups {groups} do not split {B} rows")
         if noise_mode == "random":  # per-row noise: nothing is shared
             shared_ws = 0
+        rows = _padded_rows(ws, B)  # every row's own ws, padded on a CPU
+        firsts = torch.as_tensor(np.cumsum([0] + groups[:-1]), device=ws.device)
+        heads = _padded_rows(ws[firsts], len(groups))  # one row per group, for the shared blocks
+        g = torch.as_tensor(np.repeat(np.arange(len(groups)), groups), device=ws.device)  # row -> its group
         feats: dict[str, Tensor] = {}
         x = img = None
+        compact = True  # x holds one row per group (shared blocks) until the first block that differs per row
         i = 0
         for bi, blk in enumerate(self.blocks):
-            shared = max(self.block_ws(bi)) < shared_ws
-            w = ws[::g] if shared else ws
-            if not shared and x is not None and x.shape[0] != B:  # first block that differs per row
-                x, img = _repeat(x, g, B), _repeat(img, g, B)
+            shared = compact and max(self.block_ws(bi)) < shared_ws
+            if not shared and compact and x is not None:
+                x, img = _repeat(x, g, rows.shape[0]), _repeat(img, g, rows.shape[0])
+            compact = shared
+            w = heads if shared else rows
             if blk.res == 4:
                 x = blk.const[None].expand(w.shape[0], -1, -1, -1)
                 x = blk.conv1(x, w[:, 0], noise_mode, self.fir)
             else:
                 x = blk.conv0(x, w[:, i], noise_mode, self.fir)
-                self._keep(feats, want, f"b{blk.res}.conv0", x, B, g)
+                self._keep(feats, want, f"b{blk.res}.conv0", x, B, g, compact)
                 x = blk.conv1(x, w[:, i + 1], noise_mode, self.fir)
-            self._keep(feats, want, f"b{blk.res}.conv1", x, B, g)
+            self._keep(feats, want, f"b{blk.res}.conv1", x, B, g, compact)
             i += blk.num_conv
             y = blk.torgb(x, w[:, i])
             img = y if img is None else upsample2d(img, self.fir) + y
-            self._keep(feats, want, f"b{blk.res}.rgb", img[:, : self.cfg.img_channels], B, g)
+            self._keep(feats, want, f"b{blk.res}.rgb", img[:, : self.cfg.img_channels], B, g, compact)
             if stop_early and not needs_end and blk.res >= last:
                 return None, feats
-        img = self._crop(_repeat(img, g, B))
+        img = self._crop(_repeat(img, g, B) if compact else img[:B])
         c = self.cfg.img_channels
         if "labels" in want:
             feats["labels"] = img[:, c:]  # [B, label_channels, H, W]
@@ -347,9 +353,10 @@ class Generator(nn.Module):
             feats["rgb"] = img
         return img, feats
 
-    def _keep(self, feats: dict[str, Tensor], want: set[str], name: str, t: Tensor, B: int, g: int) -> None:
+    def _keep(self, feats: dict[str, Tensor], want: set[str], name: str, t: Tensor, B: int, g: Tensor,
+              compact: bool) -> None:
         if name in want:
-            feats[name] = self._crop(_repeat(t, g, B))
+            feats[name] = self._crop(_repeat(t, g, B) if compact else t[:B])
 
     def forward(self, z: Tensor, truncation_psi: float = 1.0, noise_mode: str = "const") -> Tensor:
         return self.synthesis(self.mapping(z, truncation_psi), noise_mode)[0]
@@ -366,11 +373,23 @@ class Generator(nn.Module):
         return t[:, :, y0 : y0 + h, x0 : x0 + w]
 
 
-def _repeat(t: Tensor, group: int, rows: int) -> Tensor:
-    """A shared block's output, one row per group, repeated to every row of its group."""
-    if t.shape[0] == rows:
-        return t
-    return t.expand(rows, *t.shape[1:]) if t.shape[0] == 1 else t.repeat_interleave(group, 0)
+CPU_MIN_ROWS = 4  # MKL's GEMM and oneDNN's conv take other kernels below 4 rows (other rounding)
+
+
+def _padded_rows(ws: Tensor, n: int) -> Tensor:
+    """ws [n, ...] padded on a CPU to at least CPU_MIN_ROWS rows (copies of the last), so a row's
+    result never depends on how many rows came with it."""
+    if ws.is_cuda or n >= CPU_MIN_ROWS:
+        return ws
+    return torch.cat([ws, ws[-1:].expand(CPU_MIN_ROWS - n, *ws.shape[1:])])
+
+
+def _repeat(t: Tensor, group: Tensor, rows: int) -> Tensor:
+    """A shared block's output, one row per group (and padding), repeated to every row of its group
+    (`group`: [rows] group index per row; padding rows repeat the last group)."""
+    if rows > len(group):
+        group = torch.cat([group, group[-1:].expand(rows - len(group))])
+    return t.index_select(0, group)
 
 
 def to_uint8(img: Tensor) -> np.ndarray:

@@ -126,7 +126,7 @@ class Pipeline:
             detector, categories = build_detector(cfg, device)
         self.detector = detector
         self.categories = categories if categories is not None else (list(cfg.classes) or detector.class_names)
-        self.rows = synthesis_rows(self.G, cfg.batch, device)
+        self.rows = synthesis_rows(self.G, device)
 
     def __call__(self, seeds: list[int]) -> list[SeedRecord]:
         results = self.segment(seeds, source_latents(self.G, seeds, self.cfg.truncation_psi, self.device))
@@ -147,9 +147,9 @@ class Pipeline:
                      for d in self.detector(list(to_uint8(images)))]
         clock.lap("detect")
         boxes = Boxes.of(found, tuple(images.shape[-2:]), self.cfg.box_margin)
-        seg = segment_chunk(self.G, self.cfg, Chunk(keys, ws, images, boxes, self.rows, self.padded), self.timings)
+        seg = segment_chunk(self.G, self.cfg, Chunk(keys, ws, images, boxes, self.rows, self.padded), clock)
         out = seg.to_host()
-        clock.lap("cluster")
+        clock.lap("host")
         return out
 
     def record(self, seed: int, r: ImageResult) -> SeedRecord:

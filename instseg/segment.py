@@ -148,7 +148,12 @@ def cluster_regions(stacks: list[list[Tensor]], k: int, iters: int, tol: float, 
     feats = [[joined_features(st, normalize, j) for st in reps] for reps, j in zip(stacks, joined)]
     flat = [x for reps in feats for x in reps]
     seeds = [kmeans_seed(key, region, r) for (key, region), reps in zip(keys, feats) for r in range(len(reps))]
-    results = iter(kmeans_batch(flat, k, iters, tol, seeds, padded))
+    done: list[tuple[Tensor, Tensor] | None] = [None] * len(flat)
+    for dim in sorted({x.shape[1] for x in flat}):  # one k-means per feature width (joined crops are wider)
+        idx = [i for i, x in enumerate(flat) if x.shape[1] == dim]
+        for i, res in zip(idx, kmeans_batch([flat[i] for i in idx], k, iters, tol, [seeds[i] for i in idx], padded)):
+            done[i] = res
+    results = iter(done)
     out = []
     for reps, st in zip(feats, stacks):
         res = [next(results) for _ in reps]
@@ -339,11 +344,12 @@ class Segmented:
 
 
 @torch.no_grad()
-def segment_chunk(G: Generator, cfg: RunConfig, chunk: Chunk, timings: dict[str, float] | None = None) -> Segmented:
+def segment_chunk(G: Generator, cfg: RunConfig, chunk: Chunk, clock: Stopwatch | None = None) -> Segmented:
     """A chunk end to end on the device: the whole-image masks and, given boxes, the merged instance
     masks (mask-NMS, disjoint, at least cfg.min_area pixels). No host reads that grow with the
-    images or boxes (GrabCut, and majority votes across repeats, read on the host by nature)."""
-    clock = Stopwatch(timings, chunk.images.device)
+    images or boxes (GrabCut, and majority votes across repeats, read on the host by nature).
+    `clock` takes the generate and cluster laps."""
+    clock = clock or Stopwatch(None, chunk.images.device)
     c = METHODS[cfg.method](G, chunk, cfg, clock)
     min_area = max(cfg.min_area, 1)
     label_maps = upsample_labels(c.labels, cfg.k, chunk.hw)

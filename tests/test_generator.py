@@ -74,10 +74,10 @@ def test_inference_path_matches_the_training_path(noise_mode):
 def test_cpu_synthesis_rows_shrink_only_for_big_generators():
     big = Generator(GeneratorConfig(resolution=256))
     small = Generator(tiny_config(resolution=32))
-    assert synthesis_rows(big, 8, "cpu") == 1  # 128 channels x 256^2 x 4 B = 32 MiB per row
-    assert synthesis_rows(big, 8, "cuda", memory=80 << 30) == 80  # a quarter of 80 GiB over 8 rows of 32 MiB
-    assert synthesis_rows(big, 8, "cuda", memory=1 << 30) == 8  # never below --batch
-    assert synthesis_rows(small, 8, "cpu") == 8
+    assert synthesis_rows(big, "cpu") == 1  # 128 channels x 256^2 x 4 B = 32 MiB per row
+    assert synthesis_rows(big, "cuda", memory=80 << 30) == 80  # a quarter of 80 GiB over 8 rows of 32 MiB
+    assert synthesis_rows(big, "cuda", memory=1 << 30) == 1
+    assert synthesis_rows(small, "cpu") == 64  # the CPU cap
 
 
 def test_upsample2d_preserves_constant_images():
