@@ -35,10 +35,13 @@ from instseg.pseudo_gt import pseudo_gt  # noqa: E402
 from instseg.runner import run  # noqa: E402
 from instseg.sampling import source_images  # noqa: E402
 from instseg.toy.labels import sample_labels  # noqa: E402
+from instseg.config import MASK_SCORES  # noqa: E402
+from instseg.instances import RULES as INSTANCE_RULES  # noqa: E402
+from instseg.segment import METHODS as SEGMENT_METHODS  # noqa: E402
 from instseg.zoo import resolve_gan  # noqa: E402
 
 COLS = ("iou_fg", "iou_bg", "miou", "trimap_miou", "ap", "ap50")
-METHODS = ("variants", "grabcut", "kmeans-rgb", "activations")
+METHODS = tuple(SEGMENT_METHODS)  # the dispatch table's names
 
 
 def references(gan: str, run_dir: Path, cfg) -> dict[str, dict]:
@@ -215,12 +218,12 @@ def ablation_list(gan: str) -> list[tuple[str, dict]]:
         ("repeats=3 (vote)", {"repeats": 3}),
         *[(f"box_k={b}", {"box_k": b}) for b in (2, 3, 4) if b != (defaults["box_k"] or defaults["k"])],
         *[(f"box_margin={m}", {"box_margin": m}) for m in (0.15, 0.3, 0.5, 0.75) if m != defaults["box_margin"]],
-        *[(f"instance_rule={r}", {"instance_rule": r}) for r in ("combined", "inside", "border", "center")
+        *[(f"instance_rule={r}", {"instance_rule": r}) for r in INSTANCE_RULES
           if r != defaults["instance_rule"]],
-        *[(f"mask_score={m}", {"mask_score": m}) for m in ("margin", "margin_inside") if m != defaults["mask_score"]],
+        *[(f"mask_score={m}", {"mask_score": m}) for m in MASK_SCORES if m != defaults["mask_score"]],
         # the mask score applies to every k-means method: the strongest baseline with each (run with --only mask_score)
         *[(f"activations baseline, normalize=standardize, mask_score={m}",
-           {"method": "activations", "normalize": "standardize", "mask_score": m}) for m in ("margin", "margin_inside")],
+           {"method": "activations", "normalize": "standardize", "mask_score": m}) for m in MASK_SCORES],
         # normalisation with the activation-layer stack, against the activations baseline given the same
         # normalisation (fair: it helps both); run with --only normalize
         *[(f"features={feats[-1]} + normalize={n}", {"features": feats[-1], "normalize": n}) for n in ("standardize", "l2")],

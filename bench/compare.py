@@ -26,7 +26,9 @@ def compare(old: Path, new: Path) -> dict:
     out = {"seeds": len(seeds), "seeds_only_in_one": len(set(imgs_a) ^ set(imgs_b)), "images_equal": 0,
            "image_pixels_differing": 0, "cluster_maps_equal": 0, "cluster_pixels_differing": 0,
            "annotations_old": len(a["annotations"]), "annotations_new": len(b["annotations"]),
-           "masks_equal": 0, "masks_matched": 0, "min_mask_iou": 1.0, "max_score_diff": 0.0, "ids_equal": True}
+           "masks_equal": 0, "masks_matched": 0, "min_mask_iou": 1.0, "mean_mask_iou": 1.0, "max_score_diff": 0.0,
+           "ids_equal": True}
+    ious = []
     by_a: dict[int, list] = {}
     by_b: dict[int, list] = {}
     for ann in a["annotations"]:
@@ -54,8 +56,11 @@ def compare(old: Path, new: Path) -> dict:
             out["masks_matched"] += 1
             out["masks_equal"] += bool((ma == mb).all()) and x["category_id"] == y["category_id"]
             out["min_mask_iou"] = min(out["min_mask_iou"], iou)
+            ious.append(iou)
             out["max_score_diff"] = max(out["max_score_diff"], abs(x["score"] - y["score"]))
         out["ids_equal"] &= [x["id"] for x in la] == [y["id"] for y in lb]
+    if ious:
+        out["mean_mask_iou"] = sum(ious) / len(ious)
     return out
 
 

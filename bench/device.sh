@@ -7,9 +7,9 @@
 # per image), then training. Needs torch with CUDA and our tree (PYTHONPATH=.). Wheels for what the machine lacks (pycocotools,
 # ultralytics for the FD judge) are installed from .whl/ when it is there: bench/device-wheels.sh
 # fetches them on a connected machine. Each step is bounded and independent: one failing leaves the rest.
-# OUTDIR receives at most 7 files (the device tool brings back 8): steps.log (every step's output, the
-# JSON lines included), BENCHMARKS.md as the benches rewrote it, and toy-state/ (the new weights-only
-# training state, one file per network: commit it to bench/toy-state).
+# OUTDIR receives at most 8 files (what the device tool brings back): steps.log (every step's output),
+# results.jsonl (the JSON line of every bench step, named), BENCHMARKS.md as the benches rewrote it, and
+# toy-state/ (the new weights-only training state, one file per network: commit it to bench/toy-state).
 # DEVICE=cpu ONLY=train bench/device.sh /tmp/d 0.2 smoke-tests the training part on a CPU.
 set -uo pipefail
 OUT=${1:?usage: bench/device.sh OUTDIR [TRAIN_MINUTES]}
@@ -24,17 +24,26 @@ if compgen -G ".whl/*.whl" > /dev/null; then
     && export PYTHONPATH=/tmp/site:$PYTHONPATH
 fi
 LOG=$OUT/steps.log
-step() {  # step NAME SECONDS CMD...: one bounded step, its output appended to steps.log
+step() {  # step NAME SECONDS CMD...: one bounded step, its output appended to steps.log, its JSON to results.jsonl
   local name=$1 limit=$2; shift 2
   echo "== $name ($(date +%T))" | tee -a "$LOG"
   timeout "$limit" "$@" > /tmp/step.out 2>&1; local rc=$?
   cat /tmp/step.out >> "$LOG"; echo "rc=$rc" >> "$LOG"
+  grep '^{' /tmp/step.out | sed "s/^{/{\"step\": \"$name\", /" >> "$OUT/results.jsonl"
   tail -n 3 /tmp/step.out
 }
 step gpu 20 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
 if [ "$ONLY" != train ]; then
-  for p in fp32 bf16 fp16; do
-    step "pipeline-f256-$p" 100 python3 bench/pipeline.py f256 --device "$DEV" --precision "$p" --images 16 --json
+  # end to end at 256, N=32, 16 seeds per chunk: fp32 (with an operator profile), bf16 and fp16 (with mask IoU
+  # against fp32), then the encoding pool's size at fp16
+  step pipeline-f256-fp32 120 python3 bench/pipeline.py f256 --device "$DEV" --precision fp32 --images 32 --batch 16 \
+    --json --profile
+  for p in bf16 fp16; do
+    step "pipeline-f256-$p" 100 python3 bench/pipeline.py f256 --device "$DEV" --precision "$p" --images 32 --batch 16 --json
+  done
+  for e in 0 2 4 8; do
+    step "encoders-$e" 60 python3 bench/pipeline.py f256 --device "$DEV" --precision fp16 --images 32 --batch 16 \
+      --encoders "$e" --repeats 1 --json
   done
   step generator 60 python3 bench/generator.py --device "$DEV"
   step memory-1024 60 python3 bench/memory.py --device "$DEV"

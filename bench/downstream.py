@@ -37,11 +37,12 @@ from instseg.toy.dataset import write_scenes  # noqa: E402
 from instseg.toy.labels import sample_labels  # noqa: E402
 from instseg.visualize import load_image  # noqa: E402
 from instseg.yolo_export import export_yolo  # noqa: E402
+from instseg.segment import METHODS as SEGMENT_METHODS  # noqa: E402
 from instseg.zoo import resolve_gan  # noqa: E402
 
 TEST_SEEDS = 4_000_000  # renderer scenes used nowhere else
 TRAIN_SCENES = 5_000_000  # the renderer row's training scenes
-METHODS = ("variants", "grabcut", "kmeans-rgb", "activations")
+METHODS = tuple(SEGMENT_METHODS)  # the dispatch table's names
 
 
 def train_recipe(data_yaml: Path, out: Path, epochs: int, imgsz: int, seed: int = 0) -> tuple[Path, float]:

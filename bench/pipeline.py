@@ -30,6 +30,7 @@ from instseg.generator import Generator, GeneratorConfig  # noqa: E402
 from instseg.sampling import source_latents, synthesis_rows, variant_latents  # noqa: E402
 from instseg.pipeline import prepare_generator  # noqa: E402
 from instseg.runner import run  # noqa: E402
+from instseg.segment import METHODS  # noqa: E402
 from instseg.zoo import resolve_gan  # noqa: E402
 
 
@@ -63,17 +64,30 @@ def variants_only(gan: Path, cfg, device: torch.device) -> float:
     return time.perf_counter() - t
 
 
+def profile(cfg, out: Path, detector, device: torch.device) -> None:
+    """One run under torch.profiler: the operators that take the most time, printed."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with torch_profile(activities=acts) as prof:
+        run(cfg, out, detector=detector)
+    key = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    print(prof.key_averages().table(sort_by=key, row_limit=25), file=sys.stderr)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("world", choices=["toy", "f256"])
     ap.add_argument("--images", type=int, default=None)
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--method", default="variants", choices=["variants", "grabcut", "kmeans-rgb", "activations"])
+    ap.add_argument("--method", default="variants", choices=list(METHODS))
     ap.add_argument("--json", action="store_true", help="print one JSON line instead of writing BENCHMARKS.md")
     ap.add_argument("--repeats", type=int, default=3, help="timed repeats of each measurement; medians are reported")
     ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"], help="generator arithmetic")
     ap.add_argument("--encoders", type=int, default=-1, help="encoding processes (-1: the run's default)")
     ap.add_argument("--batch", type=int, default=None, help="seeds per chunk (default: the config's)")
+    ap.add_argument("--profile", action="store_true", help="also print the top operators of one run (torch.profiler)")
     args = ap.parse_args()
     device = torch.device(args.device)
     with tempfile.TemporaryDirectory() as tmp:
@@ -108,6 +122,14 @@ def main() -> None:
         mid = sorted(range(len(totals)), key=totals.__getitem__)[len(totals) // 2]
         total, timings = totals[mid], runs[mid]
         gen_alone = sorted(alone)[len(alone) // 2] if alone else None
+        vs_fp32 = None
+        if cfg.precision != "fp32":  # the masks against full precision, same seeds (not timed)
+            from bench.compare import compare
+
+            run(build_config(cfg.gan, {**cfg.to_dict(), "precision": "fp32"}), Path(tmp) / "fp32", detector=detector)
+            vs_fp32 = compare(Path(tmp) / "fp32", Path(tmp) / "run0")
+        if args.profile:
+            profile(cfg, Path(tmp) / "profiled", detector, device)
     load = timings.pop("load", 0.0)  # loading the generator and detector: once per run, not per image
     steady = total - load
     if args.json:
@@ -118,7 +140,8 @@ def main() -> None:
                           "ratio_with_loading": None if gen_alone is None else total / gen_alone, "load_s": load,
                           "ratio_end_to_end_over_generate_stage": steady / timings["generate"] if "generate" in timings
                           else None,
-                          "s_per_image": {k: v / n for k, v in timings.items()}, "device": str(device)}))
+                          "s_per_image": {k: v / n for k, v in timings.items()}, "device": str(device),
+                          "vs_fp32": vs_fp32, "rows_per_call": synthesis_rows(load_generator(gan, "cpu"), device)}))
         return
     rows = ["| stage | s / image | share |", "|---|---:|---:|"]
     rows += [f"| {k} | {v / n:.3f} | {v / steady:.0%} |"

@@ -103,6 +103,11 @@ def modulated_conv2d(
     `fused` folds styles and demodulation into per-row weights and runs one grouped conv: the
     same result up to rounding, without two elementwise passes over x (for inference).
     """
+    if demodulate and x.dtype == torch.float16:  # scale both so the demodulation sums stay in fp16's range
+        # (the result is the same: demodulation divides out a per-output weight scale and a per-row style scale)
+        k2 = weight[0].numel()
+        weight = (weight.float() / (k2 ** 0.5 * weight.float().abs().amax(dim=[1, 2, 3], keepdim=True))).to(x.dtype)
+        styles = (styles.float() / styles.float().abs().amax(dim=1, keepdim=True)).to(x.dtype)
     if fused:
         B, I, H, W = x.shape
         O, k = weight.shape[0], weight.shape[-1]
@@ -329,7 +334,9 @@ class Generator(nn.Module):
             if not shared and compact and x is not None:
                 x, img = _repeat(x, g, rows.shape[0]), _repeat(img, g, rows.shape[0])
             compact = shared
-            w = heads if shared else rows
+            dt = blk.conv1.weight.dtype  # mixed precision: each block computes in its own dtype
+            w = (heads if shared else rows).to(dt)
+            x = None if x is None else x.to(dt)
             if blk.res == 4:
                 x = blk.const[None].expand(w.shape[0], -1, -1, -1)
                 x = blk.conv1(x, w[:, 0], noise_mode, self.fir)
@@ -340,7 +347,7 @@ class Generator(nn.Module):
             self._keep(feats, want, f"b{blk.res}.conv1", x, B, g, compact)
             i += blk.num_conv
             y = blk.torgb(x, w[:, i])
-            img = y if img is None else upsample2d(img, self.fir) + y
+            img = y if img is None else upsample2d(img, self.fir) + y.to(img.dtype)  # the image keeps the first dtype
             self._keep(feats, want, f"b{blk.res}.rgb", img[:, : self.cfg.img_channels], B, g, compact)
             if stop_early and not needs_end and blk.res >= last:
                 return None, feats

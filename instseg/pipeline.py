@@ -49,12 +49,29 @@ def build_detector(cfg: RunConfig, device: torch.device) -> tuple[Detector | Non
     return det, [c for c in det.class_names if c in wanted]
 
 
+FP16_BLOCKS = 4  # StyleGAN2-ADA's recipe: the 4 highest-resolution blocks in fp16 ...
+FP16_CLAMP = 256.0  # ... with their activations clamped to +-256
+
+
+def mixed_precision(G: Generator, dtype: torch.dtype, blocks: int = FP16_BLOCKS, clamp: float = FP16_CLAMP) -> Generator:
+    """The highest-resolution `blocks` in `dtype` with activations clamped to +-clamp (unless the
+    generator clamps already); the mapping, the low-resolution blocks and the image sum stay fp32."""
+    for blk in G.blocks[-blocks:]:
+        blk.to(dtype)
+        for layer in (getattr(blk, "conv0", None), blk.conv1, blk.torgb):
+            if layer is not None and layer.conv_clamp is None:
+                layer.conv_clamp = clamp
+    return G
+
+
 def prepare_generator(G: Generator, cfg: RunConfig, device: torch.device) -> Generator:
-    """Apply --precision and --compile to a loaded generator."""
+    """Apply --precision (fp16: the official mixed recipe; bf16: everything) and --compile to a loaded generator."""
     if cfg.precision == "fp16" and device.type != "cuda":
         raise UserError("--precision fp16 runs on CUDA only; on a CPU use bf16 or fp32")
-    if cfg.precision != "fp32":
-        G = G.to({"fp16": torch.float16, "bf16": torch.bfloat16}[cfg.precision])
+    if cfg.precision == "fp16":
+        G = mixed_precision(G, torch.float16)
+    elif cfg.precision == "bf16":
+        G = G.to(torch.bfloat16)
     if cfg.compile:
         from torch._dynamo import config as dynamo_config
 

@@ -10,7 +10,7 @@ import torch
 class Stopwatch:
     """Adds wall time per stage to a dict; with no dict it does nothing (and never synchronises)."""
 
-    _lock = threading.Lock()  # a writer thread adds its time to the same dict
+    _lock = threading.Lock()  # several threads may add to one dict
 
     def __init__(self, totals: dict[str, float] | None, device: torch.device):
         self.totals, self.device, self.t = totals, device, time.perf_counter()

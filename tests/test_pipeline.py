@@ -152,3 +152,34 @@ def test_repeats_and_a_smaller_box_k_run_in_one_chunk(G, tiny_ckpt):
     assert [r.seed for r in recs] == [300, 301, 302]
     assert all(r.settings["box_k"] == 2 and r.settings["repeats"] == 2 for r in recs)
     assert all(r.preview.shape == (32, 4 * 32, 3) for r in recs)
+
+
+def test_mixed_precision_keeps_the_mapping_and_image_in_fp32_and_stays_close(tiny_ckpt):
+    """The fp16 recipe's structure, run here in bf16 (a CPU has no fp16 conv): high-resolution blocks
+    in the low precision and clamped, the rest fp32, the same image up to rounding."""
+    from instseg.pipeline import mixed_precision
+
+    G = load_generator(tiny_ckpt)
+    ws = source_latents(G, [1, 2, 3], 0.7, torch.device("cpu"))
+    with torch.no_grad():
+        ref = G.synthesis(ws)[0]
+        M = mixed_precision(load_generator(tiny_ckpt), torch.bfloat16, blocks=2)
+        out = M.synthesis(ws)[0]
+    assert M.mapping_net.w_avg.dtype == torch.float32 and M.blocks[0].conv1.weight.dtype == torch.float32
+    assert M.blocks[-1].conv1.weight.dtype == torch.bfloat16 and M.blocks[-1].conv1.conv_clamp == 256
+    assert out.dtype == torch.float32
+    assert (out - ref).abs().max() < 0.1
+
+
+def test_fp16_weight_and_style_scaling_leaves_the_demodulated_conv_unchanged():
+    from instseg.generator import modulated_conv2d
+
+    g = torch.Generator().manual_seed(0)
+    x, w, s = torch.randn(2, 8, 6, 6, generator=g), torch.randn(4, 8, 3, 3, generator=g), torch.randn(2, 8, generator=g)
+    ref = modulated_conv2d(x, w, s * 30)
+    scaled = modulated_conv2d(x, w * 7, s)  # demodulation divides out any per-output or per-row scale
+    torch.testing.assert_close(ref, scaled, atol=1e-4, rtol=1e-4)
+    big = s * 300  # styles whose squares overflow fp16 (300^2 x 8 > 65504) without the scaling
+    half = modulated_conv2d(x.half(), w.half(), big.half())
+    assert half.dtype == torch.float16 and torch.isfinite(half).all()
+    torch.testing.assert_close(half.float(), modulated_conv2d(x, w, big), atol=0.02, rtol=0.02)
