@@ -626,8 +626,9 @@ def _check_device(device: str) -> str:
 @click.option("--channel-base", type=click.IntRange(16, 1 << 20), default=2048, show_default=True, metavar="C",
               help="Channels at resolution r: min(C // r, 128).")
 @click.option("--batch", type=click.IntRange(2, 1024), default=32, show_default=True, metavar="B", help="Batch size.")
-@click.option("--r1-gamma", type=FiniteFloat(0, 1000), default=None, metavar="G",
-              help="R1 weight  [default: StyleGAN2-ADA's heuristic, 0.0002 * resolution^2 / batch]")
+@click.option("--r1-gamma", type=FiniteFloat(0, 1000), default=1.0, show_default=True, metavar="G",
+              help="R1 weight (StyleGAN2-ADA's heuristic, 0.0002 * resolution^2 / batch = 0.0064 at 32 px, "
+                   "collapsed on the toy world without ADA's augmentation: BENCHMARKS.md, toy-ab).")
 @click.option("--r1-gamma-joint", type=FiniteFloat(0, 1000), default=None, metavar="G",
               help="The joint (image, labels) D's R1 weight  [default: the same as --r1-gamma]")
 @click.option("--d-channel-base", type=click.IntRange(16, 1 << 20), default=2048, show_default=True, metavar="C",

@@ -173,9 +173,15 @@ def test_mbstd_accepts_any_batch():
     assert D(torch.randn(6, 3, 16, 16)).shape == (6,)
 
 
-def test_r1_gamma_defaults_to_the_ada_heuristic(tmp_path):
-    assert _tiny(tmp_path, resolution=32, batch=32).gamma == pytest.approx(0.0064)
-    assert _tiny(tmp_path, r1_gamma=1.0).gamma == 1.0
+def test_r1_gamma_defaults_to_1_and_none_is_the_ada_heuristic(tmp_path):
+    from click.testing import CliRunner
+
+    from instseg.cli import main
+
+    assert _tiny(tmp_path).gamma == 1.0
+    assert _tiny(tmp_path, resolution=32, batch=32, r1_gamma=None).gamma == pytest.approx(0.0064)
+    help_text = CliRunner().invoke(main, ["toy", "train-gan", "--help"]).output
+    assert "default: 1.0" in help_text
 
 
 def test_train_gan_time_budget_checkpoints_and_a_weights_only_state_resumes(tmp_path):

@@ -58,7 +58,7 @@ class TrainConfig:
     batch: int = 32
     iters: int = 20000
     lr: float = 0.002
-    r1_gamma: float | None = None  # None: ADA's heuristic, 0.0002 * resolution^2 / batch
+    r1_gamma: float | None = 1.0  # None: ADA's heuristic, 0.0002 * resolution^2 / batch (collapsed here: toy-ab)
     r1_gamma_joint: float | None = None  # the joint D's R1 weight; None: the same as r1_gamma
     r1_every: int = 4
     mix_prob: float = 0.9
