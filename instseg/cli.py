@@ -298,8 +298,10 @@ def run(gan: str, out: str, num_images: int | None, seeds: tuple[int, ...] | Non
     if mix_from is not None:
         overrides["mix_from"] = C.parse_ints(mix_from)
     cfg = C.build_config(gan, overrides, C.load_config_file(config_file) if config_file else None, C.parse_set(sets))
+    shard_of = None
     if shard is not None:
-        part = shard_seeds(cfg.seeds, *parse_shard(shard))
+        shard_of = parse_shard(shard)
+        part = shard_seeds(cfg.seeds, *shard_of)
         if not part:
             raise UserError(f"--shard {shard} holds no seeds of the {len(cfg.seeds)} asked for")
         cfg = dataclasses.replace(cfg, seeds=part)
@@ -318,7 +320,8 @@ def run(gan: str, out: str, num_images: int | None, seeds: tuple[int, ...] | Non
         bar.update()
 
     try:
-        path = run_pipeline(cfg, Path(out), on_seed, _tqdm_download(), ray=ray_address, workers=workers)
+        path = run_pipeline(cfg, Path(out), on_seed, _tqdm_download(), ray=ray_address, workers=workers,
+                            shard=shard_of)
     finally:
         for b in bars:
             b.close()

@@ -91,6 +91,7 @@ def merge(dirs: list[Path], out: Path, allow_partial: bool = False) -> tuple[Pat
                 taken.add(s)
             else:
                 missing.setdefault(str(d), []).append(s)
+    plan = _one_process_order(plan, runs)
     missing = {d: [s for s in v if s not in taken] for d, v in missing.items()}
     missing = {d: v for d, v in missing.items() if v}
     if missing and not allow_partial:
@@ -108,7 +109,7 @@ def merge(dirs: list[Path], out: Path, allow_partial: bool = False) -> tuple[Pat
             for sub in ("images", "parts", "variants"):
                 _link(src.path(sub, s), rd.path(sub, s))
             atomic_write_json(rd.path("records", s), {**src.record(s), "config_id": cid})
-        rd.write_run({**ref, "config_id": cid, "seeds": seeds, "merged_from": [str(d) for d, _, _ in runs],
+        rd.write_run({**{k: v for k, v in ref.items() if k != "shard"}, "config_id": cid, "seeds": seeds, "merged_from": [str(d) for d, _, _ in runs],
                       "missing": missing,
                       "command": ["instseg", "merge", *[str(d) for d, _, _ in runs], "--out", str(out)]})
         cats = [c["name"] for c in sorted(ref_ann.get("categories", []), key=lambda c: c["id"])]
@@ -117,6 +118,22 @@ def merge(dirs: list[Path], out: Path, allow_partial: bool = False) -> tuple[Pat
         info["merged_from"] = [str(d) for d, _, _ in runs]
         desc = (ref_ann.get("info") or {}).get("description", "instseg dataset")
         return rd.assemble(seeds, cats, desc, licences[0] if licences else None, info), missing
+
+
+def _one_process_order(plan: list[tuple[RunDir, int]], runs: list[tuple[Path, dict, dict]]) -> list[tuple[RunDir, int]]:
+    """When the folders are the n shards (--shard i/n) of one seed list, the seeds in that list's order
+    (shard i holds positions i, i + n, ...), so annotation ids come out as one process numbers them;
+    otherwise the folders' order."""
+    specs = [run.get("shard") for _, run, _ in runs]
+    n = len(runs)
+    if not all(isinstance(sp, list) and len(sp) == 2 and sp[1] == n for sp in specs) or \
+            sorted(sp[0] for sp in specs) != list(range(n)):
+        return plan
+    position: dict[int, int] = {}
+    for (_, run, _), (i, _) in zip(runs, specs):
+        for k, seed in enumerate(run.get("seeds") or []):
+            position.setdefault(seed, i + n * k)
+    return sorted(plan, key=lambda p: position.get(p[1], len(position)))
 
 
 def describe_missing(missing: dict[str, list[int]]) -> str:

@@ -70,8 +70,11 @@ def validate_checkpoint(path: Path, out_hw: tuple[int, int] | None = None) -> No
 def run(cfg: RunConfig, out: Path, on_seed: Callable[[int, bool], None] | None = None,
         download_progress: Progress | None = None, cache: Path | None = None,
         timings: dict[str, float] | None = None, detector: Detector | None = None, ray: str | None = None,
-        workers: int = 1) -> Path:
+        workers: int = 1, shard: tuple[int, int] | None = None) -> Path:
     """Make (or resume) the dataset for cfg.seeds in `out`; returns the annotations path.
+
+    `shard` (i, n) records that cfg.seeds are positions i, i + n, ... of a longer list, so that a
+    merge of all n shards numbers annotations as one process would.
 
     `ray` ('local', 'auto' or a cluster address) runs the chunks on `workers` Ray actors; the
     dataset is the same as one process writes.
@@ -120,6 +123,7 @@ def run(cfg: RunConfig, out: Path, on_seed: Callable[[int, bool], None] | None =
             "config": cfg.to_dict(), "config_id": cid, "seeds": seeds, "device": str(device),
             "versions": _versions(), "command": sys.argv,
             "generator": generator_record(gan, gan_sha, G),
+            **({"shard": list(shard)} if shard else {}),
         })
         what = "--detector none" if detector is None else f"--detector {cfg.detector}, classes {', '.join(categories)}"
         licence, info = dataset_provenance(gan, gan_sha)

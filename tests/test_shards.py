@@ -44,6 +44,14 @@ def test_two_shards_merged_equal_one_process(tiny_ckpt, tmp_path):
     assert r.exit_code == 0, r.output
     one, merged = _dataset(tmp_path / "one"), _dataset(tmp_path / "merged")
     assert one[0] == merged[0] and one[1] == merged[1] and one[2] == merged[2] and one[3] == merged[3]
+    # the shards in either order: annotations numbered as one process numbers them
+    r = _invoke(["merge", tmp_path / "s1", tmp_path / "s0", "--out", tmp_path / "reversed"])
+    assert r.exit_code == 0, r.output
+    ids = [[(a["id"], a["image_id"], a["segmentation"]["counts"]) for a in
+            json.loads((d / "annotations.json").read_text())["annotations"]] for d in (tmp_path / "one", tmp_path / "merged",
+                                                                                    tmp_path / "reversed")]
+    assert ids[0] == ids[1] == ids[2] and ids[0]
+    assert "shard" not in json.loads((tmp_path / "merged" / "run.json").read_text())
 
 
 def test_merge_refuses_shards_of_different_configs(tiny_ckpt, tmp_path):
