@@ -72,7 +72,7 @@ def profile(cfg, out: Path, detector, device: torch.device) -> None:
     acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
     with torch_profile(activities=acts) as prof:
         run(cfg, out, detector=detector)
-    key = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    key = "self_device_time_total" if device.type == "cuda" else "self_cpu_time_total"
     print(prof.key_averages().table(sort_by=key, row_limit=25), file=sys.stderr)
 
 
@@ -122,6 +122,7 @@ def main() -> None:
         mid = sorted(range(len(totals)), key=totals.__getitem__)[len(totals) // 2]
         total, timings = totals[mid], runs[mid]
         gen_alone = sorted(alone)[len(alone) // 2] if alone else None
+        rows_per_call = synthesis_rows(load_generator(gan, "cpu"), device)
         vs_fp32 = None
         if cfg.precision != "fp32":  # the masks against full precision, same seeds (not timed)
             from bench.compare import compare
@@ -141,7 +142,7 @@ def main() -> None:
                           "ratio_end_to_end_over_generate_stage": steady / timings["generate"] if "generate" in timings
                           else None,
                           "s_per_image": {k: v / n for k, v in timings.items()}, "device": str(device),
-                          "vs_fp32": vs_fp32, "rows_per_call": synthesis_rows(load_generator(gan, "cpu"), device)}))
+                          "vs_fp32": vs_fp32, "rows_per_call": rows_per_call}))
         return
     rows = ["| stage | s / image | share |", "|---|---:|---:|"]
     rows += [f"| {k} | {v / n:.3f} | {v / steady:.0%} |"
