@@ -303,8 +303,8 @@ def _grabcut_method(G: Generator, chunk: Chunk, cfg: RunConfig, clock: Stopwatch
 
 
 Method = Callable[[Generator, Chunk, "RunConfig", Stopwatch], Clustered]
-METHODS: dict[str, Method] = {"variants": _variants_method, "kmeans-rgb": _variants_method,
-                              "activations": _variants_method, "grabcut": _grabcut_method}
+METHODS: dict[str, Method] = {"variants": _variants_method, "grabcut": _grabcut_method,
+                              "kmeans-rgb": _variants_method, "activations": _variants_method}
 
 
 @dataclass
