@@ -15,7 +15,7 @@ INSTSEG=${INSTSEG:-instseg}
 nice -n 19 "$INSTSEG" toy train-gan --out "$DIR" --resume-from bench/toy-state --threads 1 --workers 1 \
   --minutes "$MIN" --snapshot-every 500 --iters 10000000 &
 pid=$!
-trap 'kill -CONT $pid 2>/dev/null; kill -INT $pid 2>/dev/null; wait $pid' INT TERM
+trap 'kill -CONT $pid 2>/dev/null; kill -TERM $pid 2>/dev/null; wait $pid' INT TERM  # SIGTERM: a background child ignores SIGINT
 paused=0
 while kill -0 "$pid" 2>/dev/null; do
   if pgrep -f "python[0-9.]* [^ ]*bench/[a-z_]+\.py" > /dev/null; then
