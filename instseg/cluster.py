@@ -65,7 +65,7 @@ def kmeans_batch(xs: list[Tensor], k: int, iters: int = 100, tol: float = 1e-4,
     active = torch.ones(R, dtype=torch.bool, device=dev)
     ks = torch.arange(k, device=dev)
     for it in range(iters):
-        onehot = (nearest(C)[..., None] == ks).to(X.dtype)  # [R, P, k] (F.one_hot checks its input on the host)
+        onehot = (nearest(C)[..., None] == ks).to(X.dtype)  # [R, P, k]
         if M is not None:
             onehot = onehot * M
         counts = onehot.sum(1)  # [R, k]
