@@ -407,7 +407,8 @@ def test_a_native_file_with_a_huge_config_and_no_weights_is_refused_cheaply(tmp_
     out = subprocess.run([sys.executable, "-c", script, str(tmp_path / "huge.pt")], capture_output=True, text=True)
     word, *rss = out.stdout.split()
     assert word == "refused", out.stdout + out.stderr
-    assert int(rss[0]) < 1500  # MB: torch and a Python process, not the config's gigabytes
+    # MB: torch and a Python process (663 here, 1,515 in a fresh CI venv), not the ~60 GB the config describes
+    assert int(rss[0]) < 4000
 
 
 # --- 21, 24, 26. show, export, and errors that name the user's paths -------------------------------
