@@ -72,8 +72,13 @@ def profile(cfg, out: Path, detector, device: torch.device) -> None:
     acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
     with torch_profile(activities=acts) as prof:
         run(cfg, out, detector=detector)
-    key = "self_device_time_total" if device.type == "cuda" else "self_cpu_time_total"
-    print(prof.key_averages().table(sort_by=key, row_limit=25), file=sys.stderr)
+    keys = ["self_device_time_total", "self_cuda_time_total"] if device.type == "cuda" else ["self_cpu_time_total"]
+    for key in keys:  # torch renamed the CUDA column to "device" in 2.4
+        try:
+            print(prof.key_averages().table(sort_by=key, row_limit=25), file=sys.stderr)
+            return
+        except (AttributeError, KeyError, ValueError):
+            continue
 
 
 def main() -> None:
