@@ -2,8 +2,6 @@
 a pool of worker processes, written by the one process that holds the run folder."""
 from __future__ import annotations
 
-import io
-import json
 import multiprocessing
 import os
 import signal
@@ -16,6 +14,7 @@ from typing import TYPE_CHECKING, Callable
 import numpy as np
 
 from . import coco
+from .io import png_bytes
 
 if TYPE_CHECKING:
     from .pipeline import SeedRecord
@@ -34,26 +33,16 @@ class Encoded:
     settings: dict
 
 
-def png_bytes(array: np.ndarray, compress_level: int = 6) -> bytes:
-    """A [H, W] or [H, W, 3] uint8 array as PNG (zlib level 1 is ~3x faster to write, a bit larger)."""
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.fromarray(array).save(buf, format="PNG", compress_level=compress_level)
-    return buf.getvalue()
-
-
 def encode(rec: SeedRecord, cid: str) -> Encoded:
     """A SeedRecord as files: the image at the usual level, previews fast, masks as COCO RLE."""
-    from .rundir import image_file, image_id
+    from .rundir import PREVIEW_LEVEL, image_file, image_id, record_bytes
 
     iid = image_id(rec.seed)
     h, w = rec.image.shape[:2]
     anns = [coco.annotation(o.mask, iid, o.category_id, o.score, **o.extra) for o in rec.objects]
     entry = coco.image_entry(iid, image_file(rec.seed), h, w, seed=rec.seed)
-    record = json.dumps({"image": entry, "annotations": anns, "config_id": cid}, indent=1).encode()
-    return Encoded(rec.seed, png_bytes(rec.image), png_bytes(rec.cluster_map.astype(np.uint8), 1),
-                   png_bytes(rec.preview, 1), record, rec.settings)
+    return Encoded(rec.seed, png_bytes(rec.image), png_bytes(rec.cluster_map.astype(np.uint8), PREVIEW_LEVEL),
+                   png_bytes(rec.preview, PREVIEW_LEVEL), record_bytes(entry, anns, cid), rec.settings)
 
 
 def encode_chunk(records: list[SeedRecord], cid: str) -> list[Encoded]:

@@ -5,6 +5,7 @@ import json
 import os
 import tempfile
 from contextlib import contextmanager
+from io import BytesIO
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -44,12 +45,17 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
     atomic_write_bytes(path, json.dumps(obj, indent=1).encode())
 
 
-def atomic_save_png(path: str | os.PathLike, array: np.ndarray, compress_level: int = 6) -> None:
-    """Save a [H, W] or [H, W, 3] uint8 array as PNG (zlib level 1 is ~3x faster to write, a bit larger)."""
+def png_bytes(array: np.ndarray, compress_level: int = 6) -> bytes:
+    """A [H, W] or [H, W, 3] uint8 array as PNG (zlib level 1 is ~3x faster to write, a bit larger)."""
     from PIL import Image
 
-    with atomic_path(path) as tmp:
-        Image.fromarray(array).save(tmp, format="PNG", compress_level=compress_level)
+    buf = BytesIO()
+    Image.fromarray(array).save(buf, format="PNG", compress_level=compress_level)
+    return buf.getvalue()
+
+
+def atomic_save_png(path: str | os.PathLike, array: np.ndarray, compress_level: int = 6) -> None:
+    atomic_write_bytes(path, png_bytes(array, compress_level))
 
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:

@@ -44,6 +44,14 @@ IMAGES = "images"  # the COCO image root of a run folder: file_names are relativ
 _LEGACY_PREFIX = IMAGES + "/"  # runs made before that named files relative to the run folder
 
 
+PREVIEW_LEVEL = 1  # PNG zlib level of the cluster map and variant strip: speed first
+
+
+def record_bytes(entry: dict, anns: list[dict], cid: str) -> bytes:
+    """A seed's record file: its image entry, annotations and the config identity it was made with."""
+    return json.dumps({"image": entry, "annotations": anns, "config_id": cid}, indent=1).encode()
+
+
 def image_file(seed: int) -> str:
     """COCO file_name of a seed's image, relative to the run's images/ folder."""
     return f"{seed}.png"
@@ -224,9 +232,9 @@ class RunDir:
     def write_record(self, seed: int, entry: dict, parts: np.ndarray, preview: np.ndarray, anns: list[dict],
                      cid: str) -> None:
         """The previews, then the record (its image is in place already): the record marks the seed done."""
-        atomic_save_png(self.path("parts", seed), parts.astype(np.uint8), compress_level=1)  # previews: speed first
-        atomic_save_png(self.path("variants", seed), preview, compress_level=1)
-        atomic_write_json(self.path("records", seed), {"image": entry, "annotations": anns, "config_id": cid})
+        atomic_save_png(self.path("parts", seed), parts.astype(np.uint8), PREVIEW_LEVEL)
+        atomic_save_png(self.path("variants", seed), preview, PREVIEW_LEVEL)
+        atomic_write_bytes(self.path("records", seed), record_bytes(entry, anns, cid))
 
     # assembly ---------------------------------------------------------------------------
     def assemble(self, seeds: Iterable[int], categories: list[str], description: str,

@@ -1,7 +1,6 @@
 """Seconds per pipeline stage (the only place that synchronises a GPU on purpose, and only when timing)."""
 from __future__ import annotations
 
-import threading
 import time
 
 import torch
@@ -9,8 +8,6 @@ import torch
 
 class Stopwatch:
     """Adds wall time per stage to a dict; with no dict it does nothing (and never synchronises)."""
-
-    _lock = threading.Lock()  # several threads may add to one dict
 
     def __init__(self, totals: dict[str, float] | None, device: torch.device):
         self.totals, self.device, self.t = totals, device, time.perf_counter()
@@ -21,6 +18,5 @@ class Stopwatch:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         now = time.perf_counter()
-        with self._lock:
-            self.totals[stage] = self.totals.get(stage, 0.0) + now - self.t
+        self.totals[stage] = self.totals.get(stage, 0.0) + now - self.t
         self.t = now
