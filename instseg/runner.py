@@ -98,8 +98,7 @@ def run(cfg: RunConfig, out: Path, on_seed: Callable[[int, bool], None] | None =
 
         check_reachable(ray)
     # built before run.json: a bad --classes or --features must not leave a run behind
-    pipeline = Pipeline(cfg, load_checked(gan, device), device, detector,
-                        None if detector is None else (list(cfg.classes) or detector.class_names), timings)
+    pipeline = Pipeline(cfg, load_checked(gan, device), device, detector, timings=timings)
     G, detector, categories = pipeline.G, pipeline.detector, pipeline.categories
     clock.lap("load")  # generator and detector: once per run, not per image
     rd = RunDir(out)
