@@ -617,7 +617,7 @@ def _check_device(device: str) -> str:
 
 @toy.command("train-gan")
 @click.option("--out", default="toy-train", show_default=True, type=OutPath(file_okay=False), metavar="DIR",
-              help="Training folder; an existing train-state.pt there is resumed.")
+              help="Training folder; an existing DIR/state there is resumed.")
 @click.option("--iters", type=click.IntRange(1, 10_000_000), default=20000, show_default=True, metavar="N",
               help="Total iterations.")
 @click.option("--world", type=click.Choice(WORLDS), default="flat", show_default=True,
@@ -650,6 +650,8 @@ def _check_device(device: str) -> str:
 @click.option("--resume-from", type=click.Path(exists=True, file_okay=False), default=None, metavar="STATE",
               help="A state folder (such as bench/toy-state) to start from when DIR/state does not exist yet.")
 @click.option("--device", default="cpu", show_default=True, metavar="DEV", help="cpu or cuda[:N].")
+@click.option("--precision", type=click.Choice(["fp32", "bf16"]), default="fp32", show_default=True,
+              help="bf16: the loss passes under bf16 autocast (R1, Adam and the weights stay fp32).")
 @click.option("--threads", type=click.IntRange(0, 1024), default=0, show_default=True, metavar="T",
               help="CPU threads (0: torch's).")
 @click.option("--workers", type=click.IntRange(0, 1024), default=0, show_default=True, metavar="W",

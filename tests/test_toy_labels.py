@@ -133,6 +133,21 @@ def test_train_gan_with_label_channels_writes_and_resumes(tmp_path):
     assert _iter(tmp_path / "t") == 4
 
 
+def test_train_gan_in_bf16_keeps_fp32_weights_and_moves_them(tmp_path):
+    """bf16 autocast only changes the arithmetic of the loss passes: the saved nets are fp32, finite and trained."""
+    from instseg.toy.train_gan import train
+
+    with pytest.raises(ValueError, match="precision"):
+        train(_tiny(tmp_path, precision="fp16"))
+    cfg = _tiny(tmp_path, precision="bf16")
+    path = train(cfg)
+    G0 = load_generator(train(_tiny(tmp_path, out=str(tmp_path / "zero"), iters=1, checkpoint_every=1, lr=0.0)))
+    G = load_generator(path)
+    for (name, p), p0 in zip(G.named_parameters(), G0.parameters()):
+        assert p.dtype == torch.float32 and torch.isfinite(p).all(), name
+    assert any(not torch.equal(p, p0) for p, p0 in zip(G.parameters(), G0.parameters()))
+
+
 def test_split_critics_keep_the_label_gradient_out_of_the_rgb(tmp_path):
     """With the split, G's RGB gets no gradient from the joint D; with one joint D it does."""
     from instseg.generator import Generator

@@ -37,6 +37,7 @@ from .trainkit import (Discriminator, SceneStream, begin_training, mixed_ws, opt
 log = logging.getLogger(__name__)
 
 NETS = ("G", "G_ema", "D", "D_joint")
+PRECISIONS = ("fp32", "bf16")
 
 
 @dataclass
@@ -68,6 +69,7 @@ class TrainConfig:
     snapshot_every: int = 0  # also keep snapshots/generator-<iter>.pt every N iterations (0: none)
     threads: int = 0  # torch CPU threads; 0 keeps torch's default
     device: str = "cpu"
+    precision: str = "fp32"  # fp32, or bf16: the loss passes under bf16 autocast (R1 and the weights stay fp32)
     seed: int = 0
     minutes: float = 0.0  # stop (with a checkpoint) after this much wall clock; 0: no limit
     workers: int = 0  # processes rendering scenes; 0: one per CPU core, 1: in the trainer
@@ -167,7 +169,10 @@ def train(cfg: TrainConfig, resume_from: str | None = None) -> Path:
     """
     if cfg.iters < 1 or cfg.batch < 2 or cfg.resolution < 8 or cfg.resolution & (cfg.resolution - 1):
         raise ValueError("iters >= 1, batch >= 2 and a power-of-two resolution >= 8 are required")
+    if cfg.precision not in PRECISIONS:
+        raise ValueError(f"unknown training precision {cfg.precision!r}; choose from {', '.join(PRECISIONS)}")
     device, out = begin_training(cfg.threads, cfg.device, cfg.out, cfg.seed)
+    amp = lambda: torch.autocast(device.type, torch.bfloat16, enabled=cfg.precision == "bf16")  # noqa: E731
     gcfg = make_generator_config(cfg)
     G = Generator(gcfg).to(device)
     G_ema = copy.deepcopy(G).eval().requires_grad_(False)
@@ -203,8 +208,10 @@ def train(cfg: TrainConfig, resume_from: str | None = None) -> Path:
             real = _label_noise(real, cfg.label_noise, ic)
 
             G.requires_grad_(True), critics.requires_grad_(False)
-            fake = _label_noise(_generate(G, mixed_ws(G, cfg.batch, cfg.mix_prob, device)), cfg.label_noise, ic)
-            loss_G = sum(F.softplus(-s).mean() for s in critics.scores(fake, detach_image=True))
+            with amp():
+                fake = _label_noise(_generate(G, mixed_ws(G, cfg.batch, cfg.mix_prob, device)), cfg.label_noise, ic)
+                scores = critics.scores(fake, detach_image=True)
+            loss_G = sum(F.softplus(-s.float()).mean() for s in scores)
             opt_G.zero_grad(set_to_none=True)
             loss_G.backward()
             opt_G.step()
@@ -213,10 +220,13 @@ def train(cfg: TrainConfig, resume_from: str | None = None) -> Path:
                 G.mapping_net.w_avg.lerp_(w.mean(0), 0.005)
 
             G.requires_grad_(False), critics.requires_grad_(True)
-            with torch.no_grad():
+            with torch.no_grad(), amp():
                 fake = _label_noise(_generate(G, mixed_ws(G, cfg.batch, cfg.mix_prob, device)), cfg.label_noise, ic)
-            loss_D = sum(F.softplus(s).mean() for s in critics.scores(fake, detach_image=False))
-            loss_D = loss_D + sum(F.softplus(-s).mean() for s in critics.scores(real, detach_image=False))
+            with amp():
+                scores_fake = critics.scores(fake, detach_image=False)
+                scores_real = critics.scores(real, detach_image=False)
+            loss_D = sum(F.softplus(s.float()).mean() for s in scores_fake)
+            loss_D = loss_D + sum(F.softplus(-s.float()).mean() for s in scores_real)
             if it % cfg.r1_every == 0:
                 loss_D = loss_D + critics.r1(real, gamma, gamma_joint) * cfg.r1_every
             opt_D.zero_grad(set_to_none=True)
