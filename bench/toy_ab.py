@@ -57,8 +57,8 @@ def recipe(folder: Path) -> str:
     scenes = f"{cfg['dataset_size']} fixed scenes" if cfg["dataset_size"] else "fresh scenes"
     d = "image D + joint D" if cfg["split_d"] else "one joint D"
     joint = f" (joint D {cfg['r1_gamma_joint']:.4g})" if cfg.get("r1_gamma_joint") is not None else ""
-    return (f"R1 gamma {gamma:.4g}{joint}, {d}, D channel base {cfg['d_channel_base']}, {scenes}, "
-            f"batch {cfg['batch']}")
+    return (f"R1 gamma {gamma:.4g}{joint}, {d}, G / D channel base {cfg['channel_base']} / {cfg['d_channel_base']}, "
+            f"{scenes}, batch {cfg['batch']}")
 
 
 def main() -> None:
@@ -81,8 +81,8 @@ def main() -> None:
     names = list(runs)
     metrics = (("FD psi 1.0", 2, "{:.1f}"), ("FD psi 0.7", 3, "{:.1f}"), ("detected", 0, "{:.1%}"),
                ("class gap", 1, "{:.1f}"), ("label gap", 4, "{:.1f}"))
-    rows = ["| iterations (x32 images) | " + " | ".join(f"{n} {m}" for m, _, _ in metrics for n in names) + " |",
-            "|---:|" + "---:|" * (len(names) * len(metrics))]
+    rows = ["| iterations (x32 images) | arm | " + " | ".join(m for m, _, _ in metrics) + " |",
+            "|---:|---|" + "---:|" * len(metrics)]
     for it in sorted(set().union(*runs.values())):
         figures = {}
         for name in names:
@@ -98,12 +98,12 @@ def main() -> None:
                 if args.cache:
                     args.cache.write_text(json.dumps(cache))
             figures[name] = cache[key]  # detected, class gap, FD psi 1.0, FD psi 0.7, label gap
-        rows.append(f"| {it} | " + " | ".join(fmt.format(figures[n][i]) if n in figures else ""
-                                              for _, i, fmt in metrics for n in names) + " |")
-        print(rows[-1], flush=True)
+        for name, fig in figures.items():
+            rows.append(f"| {it} | {name} | " + " | ".join(fmt.format(fig[i]) for _, i, fmt in metrics) + " |")
+            print(rows[-1], flush=True)
     recipes = "; ".join(f"{folder.name}: {recipe(folder)}" for folder in args.arms)
-    body = (f"{recipes}. All from scratch on this CPU, one thread each (niced, side by side), the same batch, EMA "
-            f"and seed. Judge: the renderer-only yolo:toy-flat; GAN seeds {GAN_SEEDS}+, renderer scenes "
+    body = (f"{recipes}. All from scratch on this CPU (niced; each folder's state.json lists its stretches and threads), "
+            f"the same batch, EMA and seed. Judge: the renderer-only yolo:toy-flat; GAN seeds {GAN_SEEDS}+, renderer scenes "
             f"{EVAL_SEEDS + 20_000}+, n={args.samples}; detected and both gaps at psi 1.0 (the class gap: the judge's "
             f"class shares of detections; the label gap: the generator's label channels, by pixel).\n\n" + "\n".join(rows))
     write_section("toy-ab", "Toy GAN recipes side by side, on CPU (issue 24)", body, torch.device("cpu"))

@@ -199,7 +199,9 @@ def train(cfg: TrainConfig, resume_from: str | None = None) -> Path:
     gamma_joint = gamma if cfg.r1_gamma_joint is None else cfg.r1_gamma_joint
     log.info("training from iteration %d: R1 gamma %.4g, %s", it, gamma,
              "image D + joint D" if critics.split else "one D")
-    t0, start, stretch = time.time(), it, {"device": str(device), "from_iter": it}
+    stretch = {"device": str(device), "from_iter": it, "precision": cfg.precision,
+               **({"threads": torch.get_num_threads()} if device.type == "cpu" else {})}
+    t0, start = time.time(), it
     deadline = t0 + cfg.minutes * 60 if cfg.minutes > 0 else math.inf
     try:
         while it < cfg.iters:
