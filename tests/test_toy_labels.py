@@ -135,8 +135,11 @@ def test_train_gan_with_label_channels_writes_and_resumes(tmp_path):
 
 def test_train_gan_in_bf16_keeps_fp32_weights_and_moves_them(tmp_path):
     """bf16 autocast only changes the arithmetic of the loss passes: the saved nets are fp32, finite and trained."""
-    from instseg.toy.train_gan import train
+    from instseg.cli import main as cli
+    from instseg.toy.train_gan import PRECISIONS, train
 
+    opt = next(p for p in cli.commands["toy"].commands["train-gan"].params if p.name == "precision")
+    assert tuple(opt.type.choices) == PRECISIONS  # the CLI spells them out so --help does not import torch
     with pytest.raises(ValueError, match="precision"):
         train(_tiny(tmp_path, precision="fp16"))
     cfg = _tiny(tmp_path, precision="bf16")
