@@ -218,6 +218,9 @@ def test_train_gan_time_budget_checkpoints_and_a_weights_only_state_resumes(tmp_
     (committed / "opt.pt").unlink()
     train(replace(cfg, out=str(tmp_path / "u"), minutes=0.0, iters=it + 2), resume_from=str(committed))
     assert _iter(tmp_path / "u") == it + 2
+    history = json.loads((tmp_path / "u" / "state" / "state.json").read_text())["history"]
+    assert [h.get("branched_from") for h in history] == [None, str(committed)]  # the branch point is on record
+    assert history[-1]["from_iter"] == it
     with pytest.raises(ValueError, match="split_d"):
         train(replace(cfg, out=str(tmp_path / "v"), split_d=False, minutes=0.0, iters=it + 2),
               resume_from=str(committed))

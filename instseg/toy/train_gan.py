@@ -199,8 +199,9 @@ def train(cfg: TrainConfig, resume_from: str | None = None) -> Path:
     gamma_joint = gamma if cfg.r1_gamma_joint is None else cfg.r1_gamma_joint
     log.info("training from iteration %d: R1 gamma %.4g, %s", it, gamma,
              "image D + joint D" if critics.split else "one D")
-    stretch = {"device": str(device), "from_iter": it, "precision": cfg.precision,
-               **({"threads": torch.get_num_threads()} if device.type == "cpu" else {})}
+    stretch = {"device": str(device), "from_iter": it, "precision": cfg.precision, "r1_gamma": gamma,
+               **({"threads": torch.get_num_threads()} if device.type == "cpu" else {}),
+               **({"branched_from": str(src)} if src and src != state else {})}
     t0, start = time.time(), it
     deadline = t0 + cfg.minutes * 60 if cfg.minutes > 0 else math.inf
     try:
