@@ -60,7 +60,7 @@ def recipe(folder: Path) -> str:
     branch = next((f", branched at {h['from_iter']} from {h['branched_from']}" for h in
                    json.loads((folder / "state" / "state.json").read_text())["history"] if "branched_from" in h), "")
     return (f"R1 gamma {gamma:.4g}{joint}, {d}, G / D channel base {cfg['channel_base']} / {cfg['d_channel_base']}, "
-            f"{scenes}, batch {cfg['batch']}, {cfg.get('precision', 'fp32')}{branch}")
+            f"{scenes}, batch {cfg['batch']}, mbstd group {cfg.get('mbstd_group', 4)}, {cfg.get('precision', 'fp32')}{branch}")
 
 
 def main() -> None:

@@ -189,6 +189,29 @@ def test_mbstd_accepts_any_batch():
 
     D = Discriminator(GeneratorConfig(resolution=16, channel_base=128, channel_max=16), blur=True)
     assert D(torch.randn(6, 3, 16, 16)).shape == (6,)
+    assert [mbstd_group(b, 32) for b in (32, 48, 6)] == [32, 24, 6]
+
+
+def test_mbstd_group_reaches_both_discriminators_and_changes_what_they_see(tmp_path):
+    """--mbstd-group (ADA's cifar: 32) is the group both Ds use: one odd sample moves every score in a whole-batch
+    group, and only its own group's scores with groups of 4."""
+    from instseg.generator import GeneratorConfig
+    from instseg.toy.train_gan import Critics
+
+    cfg = _tiny(tmp_path, batch=8, mbstd_group=8)
+    gcfg = GeneratorConfig(resolution=16, channel_base=128, channel_max=16, label_channels=3)
+    critics = Critics(cfg, gcfg, torch.device("cpu"))
+    assert [d.mbstd for d in critics.nets.values()] == [8, 8]
+    D = critics.nets["D"]
+    x = torch.randn(8, 3, 16, 16)
+    y = x.clone()
+    y[0] += 3.0
+    with torch.no_grad():
+        moved = (D(x) != D(y))[1:]
+        D.mbstd = 4
+        moved4 = (D(x) != D(y))[1:]
+    assert moved.all()
+    assert moved4.tolist() == [False, True, False, True, False, True, False]  # groups of 4 stride: 0, 2, 4, 6
 
 
 def test_r1_gamma_defaults_to_1_and_none_is_the_ada_heuristic(tmp_path):

@@ -51,6 +51,7 @@ class TrainConfig:
     channel_max: int = 128
     d_channel_base: int = 2048  # the discriminators' channel_base: as wide as G
     split_d: bool = True  # image-only D plus a joint D that sees a detached image (False: one joint D)
+    mbstd_group: int = 4  # D's minibatch-stddev group (the largest divisor of the batch up to this; ADA's cifar: 32)
     blur_d: bool = False  # binomial-filtered downsampling in D (False: 2x2 box; 1.7x slower per iteration on a CPU)
     z_dim: int = 128
     w_dim: int = 128
@@ -109,9 +110,9 @@ class Critics:
         dcfg = replace(gcfg, channel_base=cfg.d_channel_base)
         self.ic, self.split = gcfg.img_channels, cfg.split_d and gcfg.label_channels > 0
         self.nets = {"D": Discriminator(dcfg, in_channels=gcfg.img_channels if self.split else None,
-                                        blur=cfg.blur_d).to(device)}
+                                        blur=cfg.blur_d, mbstd=cfg.mbstd_group).to(device)}
         if self.split:
-            self.nets["D_joint"] = Discriminator(dcfg, blur=cfg.blur_d).to(device)
+            self.nets["D_joint"] = Discriminator(dcfg, blur=cfg.blur_d, mbstd=cfg.mbstd_group).to(device)
 
     def parameters(self) -> list:
         return [p for d in self.nets.values() for p in d.parameters()]
@@ -200,6 +201,7 @@ def train(cfg: TrainConfig, resume_from: str | None = None) -> Path:
     log.info("training from iteration %d: R1 gamma %.4g, %s", it, gamma,
              "image D + joint D" if critics.split else "one D")
     stretch = {"device": str(device), "from_iter": it, "precision": cfg.precision, "r1_gamma": gamma,
+               "mbstd_group": cfg.mbstd_group,
                **({"threads": torch.get_num_threads()} if device.type == "cpu" else {}),
                **({"branched_from": str(src)} if src and src != state else {})}
     t0, start = time.time(), it

@@ -73,8 +73,9 @@ def mbstd_group(batch: int, max_group: int = 4) -> int:
 class Discriminator(nn.Module):
     """Residual D with equalised learning rate and minibatch stddev; `in_channels` defaults to image + labels."""
 
-    def __init__(self, cfg: GeneratorConfig, in_channels: int | None = None, blur: bool = False):
+    def __init__(self, cfg: GeneratorConfig, in_channels: int | None = None, blur: bool = False, mbstd: int = 4):
         super().__init__()
+        self.mbstd = mbstd
         res = cfg.block_resolutions[::-1]  # top -> 8
         cin = cfg.img_channels + cfg.label_channels if in_channels is None else in_channels
         self.fromrgb = EqConv(cin, cfg.channels(res[0]), 1)
@@ -86,7 +87,7 @@ class Discriminator(nn.Module):
 
     def forward(self, img: Tensor) -> Tensor:
         x = self.blocks(lrelu(self.fromrgb(img)))  # [B, C, 4, 4]
-        g = mbstd_group(x.shape[0])
+        g = mbstd_group(x.shape[0], self.mbstd)
         s = x.reshape(g, -1, *x.shape[1:]).std(dim=0).mean(dim=[1, 2, 3])  # [B/g]
         s = s.repeat(g)[:, None, None, None].expand(-1, 1, 4, 4)
         x = lrelu(self.conv(torch.cat([x, s], 1)))
