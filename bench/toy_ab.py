@@ -1,6 +1,6 @@
 """The toy GAN recipes side by side: snapshots of training folders scored at the same images shown.
 
-    python bench/toy_ab.py OLD_DIR NEW_DIR [MORE_DIR ...] [--every 500] [--samples 1000]
+    python bench/toy_ab.py OLD_DIR NEW_DIR [MORE_DIR ...] [--every 500] [--samples 1000] [--confusion 200]
 
 Each folder (an arm, named by its folder) is `instseg toy train-gan --snapshot-every N`'s output. Per snapshot: FD-YOLO at psi 1.0 and
 0.7 against renderer scenes, the share of psi-1.0 samples with a detection at conf >= 0.5, and the largest
@@ -21,7 +21,7 @@ import torch
 
 sys.path.append(str(Path(__file__).resolve().parents[1]))  # for bench.common; an installed instseg wins
 from bench.common import write_section  # noqa: E402
-from bench.toy import EVAL_SEEDS, class_shares, gan_side, yolo_features  # noqa: E402
+from bench.toy import EVAL_SEEDS, class_shares, gan_side, label_confusion, yolo_features  # noqa: E402
 from detectors.yolo import YoloDetector, packaged_weights  # noqa: E402
 from instseg.checkpoints import load_generator  # noqa: E402
 from instseg.sampling import z_from_seed  # noqa: E402
@@ -68,6 +68,9 @@ def main() -> None:
     ap.add_argument("arms", type=Path, nargs="+", help="training folders, the baseline first")
     ap.add_argument("--every", type=int, default=500, help="score snapshots at multiples of this iteration")
     ap.add_argument("--samples", type=int, default=1000, help="GAN samples and renderer scenes per figure")
+    ap.add_argument("--confusion", type=int, default=0, metavar="N",
+                    help="also print, for each arm's last snapshot, which class the judge sees where the generator "
+                         "labels an instance, on N samples (printed only)")
     ap.add_argument("--cache", type=Path, default=None, help="JSON of figures already measured (reused, then extended)")
     args = ap.parse_args()
     torch.set_num_threads(1)
@@ -103,6 +106,13 @@ def main() -> None:
         for name, fig in figures.items():
             rows.append(f"| {it} | {name} | " + " | ".join(fmt.format(fig[i]) for _, i, fmt in metrics) + " |")
             print(rows[-1], flush=True)
+    for name, snaps in runs.items():
+        if args.confusion and snaps:
+            last = max(snaps)
+            m = label_confusion(load_generator(snaps[last]), det, seeds[:args.confusion])
+            print(f"{name} at {last}: rows label class, columns judge class ({', '.join(det.class_names)}, none)")
+            for c, row in zip(det.class_names, m):
+                print(f"  {c:>10}: " + " ".join(f"{v:5d}" for v in row))
     recipes = "; ".join(f"{folder.name}: {recipe(folder)}" for folder in args.arms)
     body = (f"{recipes}. All from scratch on this CPU (niced; each folder's state.json lists its stretches and threads), "
             f"the same batch, EMA and seed. Judge: the renderer-only yolo:toy-flat; GAN seeds {GAN_SEEDS}+, renderer scenes "
