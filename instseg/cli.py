@@ -638,6 +638,9 @@ def _check_device(device: str) -> str:
               help="The discriminators' channel base (as wide as G by default).")
 @click.option("--split-d/--one-d", default=True, show_default=True,
               help="An image-only D plus a joint (image, labels) D that cannot push the RGB; or one joint D.")
+@click.option("--mismatch/--no-mismatch", default=False, show_default=True,
+              help="Matching-aware joint D: real images with class-shifted labels also count as fake, so the labels "
+                   "must name what the RGB draws.")
 @click.option("--mbstd-group", type=click.IntRange(1, 1024), default=4, show_default=True, metavar="N",
               help="D's minibatch-stddev group: the largest divisor of the batch up to N (StyleGAN2-ADA's cifar "
                    "setting: 32).")

@@ -315,3 +315,27 @@ def _defaults():
     d = TrainConfig()
     return {k: getattr(d, k) for k in ("resolution", "channel_base", "channel_max", "d_channel_base", "z_dim", "w_dim",
                                        "batch", "checkpoint_every")}
+
+
+def test_mismatched_pairs_keep_the_image_and_give_every_object_another_class():
+    from instseg.toy.train_gan import mismatched
+
+    real = torch.randn(64, 6, 4, 4)
+    real[:, 3:] = torch.arange(3.0)[None, :, None, None]  # channel c holds c
+    wrong = mismatched(real, 3)
+    assert torch.equal(wrong[:, :3], real[:, :3])
+    shift = wrong[:, 3:, 0, 0] - real[:, 3:, 0, 0]  # per sample: a cyclic shift of (0, 1, 2)
+    assert all(sorted(row.tolist()) == [0.0, 1.0, 2.0] for row in wrong[:, 3:, 0, 0])
+    assert (shift != 0).all()  # no class keeps its channel
+    assert {tuple(r) for r in wrong[:, 3:, 0, 0].tolist()} == {(1.0, 2.0, 0.0), (2.0, 0.0, 1.0)}
+
+
+def test_mismatch_trains_and_needs_labels(tmp_path):
+    from instseg.toy.train_gan import train
+
+    train(_tiny(tmp_path, mismatch=True))
+    assert _iter(tmp_path / "t") == 2
+    state = json.loads((tmp_path / "t" / "state" / "state.json").read_text())
+    assert state["config"]["mismatch"] is True
+    with pytest.raises(ValueError, match="needs --labels"):
+        train(_tiny(tmp_path, out=str(tmp_path / "n"), mismatch=True, labels=False))

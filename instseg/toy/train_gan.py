@@ -62,6 +62,7 @@ class TrainConfig:
     lr: float = 0.002
     r1_gamma: float | None = 1.0  # None: ADA's heuristic, 0.0002 * resolution^2 / batch (collapsed here: toy-ab)
     r1_gamma_joint: float | None = None  # the joint D's R1 weight; None: the same as r1_gamma
+    mismatch: bool = False  # matching-aware joint D: real images with class-shifted real labels count as fake too
     r1_every: int = 4
     mix_prob: float = 0.9
     ema_kimg: float = 10.0  # EMA half-life in thousands of images, ramped up by ema_rampup
@@ -96,6 +97,16 @@ def _generate(G: Generator, ws: Tensor) -> Tensor:
     return torch.cat([img, feats["labels"]], 1)
 
 
+def mismatched(real: Tensor, img_channels: int) -> Tensor:
+    """Real images with wrong labels: each sample's label channels shifted cyclically by 1 .. L-1 classes, so every
+    object keeps its outline but carries another class (GAN-CLS's mismatched pairs, for the joint D)."""
+    L = real.shape[1] - img_channels
+    shift = torch.randint(1, L, (real.shape[0], 1), device=real.device)
+    idx = (torch.arange(L, device=real.device)[None] + shift) % L  # [B, L]
+    labels = torch.gather(real[:, img_channels:], 1, idx[:, :, None, None].expand(-1, -1, *real.shape[2:]))
+    return torch.cat([real[:, :img_channels], labels], 1)
+
+
 def _label_noise(x: Tensor, std: float, img_channels: int) -> Tensor:
     if std <= 0 or x.shape[1] == img_channels:
         return x
@@ -128,6 +139,10 @@ class Critics:
         img = x[:, :self.ic]
         return [self.nets["D"](img), self.nets["D_joint"](torch.cat([img.detach() if detach_image else img,
                                                                       x[:, self.ic:]], 1))]
+
+    def mismatch_score(self, real: Tensor) -> Tensor:
+        """The joint D's logits on real images with class-shifted labels (`mismatched`)."""
+        return self.nets["D_joint" if self.split else "D"](mismatched(real, self.ic))
 
     def r1(self, real: Tensor, gamma: float, gamma_joint: float) -> Tensor:
         if not self.split:
@@ -170,6 +185,8 @@ def train(cfg: TrainConfig, resume_from: str | None = None) -> Path:
     """
     if cfg.iters < 1 or cfg.batch < 2 or cfg.resolution < 8 or cfg.resolution & (cfg.resolution - 1):
         raise ValueError("iters >= 1, batch >= 2 and a power-of-two resolution >= 8 are required")
+    if cfg.mismatch and not cfg.labels:
+        raise ValueError("--mismatch pairs images with wrong labels: it needs --labels")
     if cfg.precision not in PRECISIONS:
         raise ValueError(f"unknown training precision {cfg.precision!r}; choose from {', '.join(PRECISIONS)}")
     device, out = begin_training(cfg.threads, cfg.device, cfg.out, cfg.seed)
@@ -230,7 +247,12 @@ def train(cfg: TrainConfig, resume_from: str | None = None) -> Path:
             with amp():
                 scores_fake = critics.scores(fake, detach_image=False)
                 scores_real = critics.scores(real, detach_image=False)
-            loss_D = sum(F.softplus(s.float()).mean() for s in scores_fake)
+            fake_terms = [F.softplus(s.float()).mean() for s in scores_fake]
+            if cfg.mismatch:  # the joint D's fake half: half generated pairs, half real images with wrong labels
+                with amp():
+                    wrong = critics.mismatch_score(real)
+                fake_terms[-1] = 0.5 * (fake_terms[-1] + F.softplus(wrong.float()).mean())
+            loss_D = sum(fake_terms)
             loss_D = loss_D + sum(F.softplus(-s.float()).mean() for s in scores_real)
             if it % cfg.r1_every == 0:
                 loss_D = loss_D + critics.r1(real, gamma, gamma_joint) * cfg.r1_every
