@@ -137,11 +137,13 @@ def label_agreement(G, det: YoloDetector, seeds: list[int], psi: float) -> tuple
     return float(np.mean(ious)) if ious else float("nan"), float(np.mean(same)) if same else float("nan"), len(ious)
 
 
-def label_confusion(G, det: YoloDetector, seeds: list[int], psi: float = 1.0, min_iou: float = 0.3) -> np.ndarray:
+def label_confusion(G, det: YoloDetector, seeds: list[int], psi: float = 1.0, min_iou: float = 0.3,
+                    min_area: int = 10) -> np.ndarray:
     """Which class the judge sees where the generator labels an instance: [label class, judge class + 'none'] counts.
 
     Each label instance (4-connected, per class) goes to the class of the confident (conf >= 0.5) detection whose
-    mask overlaps it best, or to 'none' below `min_iou`."""
+    mask overlaps it best, or to 'none' below `min_iou`. Label specks under `min_area` pixels are left out (the
+    renderer's smallest object, a triangle at 32 px, covers about 38)."""
     from instseg.toy.labels import label_masks
 
     names = list(det.class_names)
@@ -151,7 +153,7 @@ def label_confusion(G, det: YoloDetector, seeds: list[int], psi: float = 1.0, mi
             img, f = G.synthesis(G.mapping(z_from_seed(s, G.z_dim), psi), noise_mode="const", features=("labels",))
         d, masks = det.segment([to_uint8(img)[0]])[0]
         found = [(names.index(lab), m) for lab, sc, m in zip(d.labels, d.scores, masks) if sc >= 0.5]
-        for c, lm in label_masks(f["labels"][0].numpy()):
+        for c, lm in label_masks(f["labels"][0].numpy(), min_area):
             ious = [((m & lm).sum() / max((m | lm).sum(), 1), k) for k, m in found]
             best, k = max(ious, default=(0.0, len(names)))
             counts[c, k if best >= min_iou else len(names)] += 1
