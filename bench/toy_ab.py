@@ -115,8 +115,8 @@ def main() -> None:
             for c, row in zip(det.class_names, m):
                 print(f"  {c:>10}: " + " ".join(f"{v:5d}" for v in row))
     recipes = "; ".join(f"{folder.name}: {recipe(folder)}" for folder in args.arms)
-    body = (f"{recipes}. All from scratch on this CPU (niced; each folder's state.json lists its stretches and threads), "
-            f"the same batch, EMA and seed. Judge: the renderer-only yolo:toy-flat; GAN seeds {GAN_SEEDS}+, renderer scenes "
+    body = (f"{recipes}. From scratch unless branched (then from the named state, with its Adam moments) on this "
+            f"CPU (niced; each folder's state.json lists its stretches and threads), the same batch, EMA and seed. Judge: the renderer-only yolo:toy-flat; GAN seeds {GAN_SEEDS}+, renderer scenes "
             f"{EVAL_SEEDS + 20_000}+, n={args.samples}; detected and both gaps at psi 1.0 (the class gap: the judge's "
             f"class shares of detections; the label gap: the generator's label channels, by pixel).\n\n" + "\n".join(rows))
     write_section("toy-ab", "Toy GAN recipes side by side, on CPU (issue 24)", body, torch.device("cpu"))
