@@ -110,20 +110,24 @@ def sheet(G, path: Path, world: str) -> None:
     canvas.save(path)
 
 
+def _labelled_samples(G, det: YoloDetector, seeds: list[int], psi: float, min_area: int = 1):
+    """Per seed: the toy detector's (detections, masks) on the GAN sample and the sample's own label instances."""
+    from instseg.toy.labels import label_masks
+
+    for s in seeds:
+        with torch.no_grad():
+            img, f = G.synthesis(G.mapping(z_from_seed(s, G.z_dim), psi), noise_mode="const", features=("labels",))
+        d, masks = det.segment([to_uint8(img)[0]])[0]
+        yield d, masks, label_masks(f["labels"][0].numpy(), min_area)
+
+
 def label_agreement(G, det: YoloDetector, seeds: list[int], psi: float) -> tuple[float, float, int]:
     """The toy detector's confident masks (conf >= 0.5) on GAN samples against the sample's own label
     instances: (mean IoU with the best-matching label instance, share whose best match has the same
     class, number of masks)."""
-    from instseg.toy.labels import label_masks
-
     ious, same = [], []
     names = list(det.class_names)
-    for s in seeds:
-        with torch.no_grad():
-            ws = G.mapping(z_from_seed(s, G.z_dim), psi)
-            img, f = G.synthesis(ws, noise_mode="const", features=("labels",))
-        labs = label_masks(f["labels"][0].numpy())
-        d, masks = det.segment([to_uint8(img)[0]])[0]
+    for d, masks, labs in _labelled_samples(G, det, seeds, psi):
         for lab, sc, m in zip(d.labels, d.scores, masks):
             if sc < 0.5:
                 continue
@@ -144,16 +148,11 @@ def label_confusion(G, det: YoloDetector, seeds: list[int], psi: float = 1.0, mi
     Each label instance (4-connected, per class) goes to the class of the confident (conf >= 0.5) detection whose
     mask overlaps it best, or to 'none' below `min_iou`. Label specks under `min_area` pixels are left out (the
     renderer's smallest object, a triangle at 32 px, covers about 38)."""
-    from instseg.toy.labels import label_masks
-
     names = list(det.class_names)
     counts = np.zeros((len(names), len(names) + 1), dtype=int)
-    for s in seeds:
-        with torch.no_grad():
-            img, f = G.synthesis(G.mapping(z_from_seed(s, G.z_dim), psi), noise_mode="const", features=("labels",))
-        d, masks = det.segment([to_uint8(img)[0]])[0]
+    for d, masks, labs in _labelled_samples(G, det, seeds, psi, min_area):
         found = [(names.index(lab), m) for lab, sc, m in zip(d.labels, d.scores, masks) if sc >= 0.5]
-        for c, lm in label_masks(f["labels"][0].numpy(), min_area):
+        for c, lm in labs:
             ious = [((m & lm).sum() / max((m | lm).sum(), 1), k) for k, m in found]
             best, k = max(ious, default=(0.0, len(names)))
             counts[c, k if best >= min_iou else len(names)] += 1

@@ -52,14 +52,15 @@ def snapshots(folder: Path, every: int) -> dict[int, Path]:
 
 
 def recipe(folder: Path) -> str:
-    cfg = json.loads((folder / "state" / "state.json").read_text())["config"]
+    meta = json.loads((folder / "state" / "state.json").read_text())
+    cfg = meta["config"]
     gamma = cfg["r1_gamma"] if cfg["r1_gamma"] is not None else 0.0002 * cfg["resolution"] ** 2 / cfg["batch"]
     scenes = f"{cfg['dataset_size']} fixed scenes" if cfg["dataset_size"] else "fresh scenes"
     d = "image D + joint D" if cfg["split_d"] else "one joint D"
     d += " (matching-aware)" if cfg.get("mismatch") else ""
     joint = f" (joint D {cfg['r1_gamma_joint']:.4g})" if cfg.get("r1_gamma_joint") is not None else ""
-    branch = next((f", branched at {h['from_iter']} from {h['branched_from']}" for h in
-                   json.loads((folder / "state" / "state.json").read_text())["history"] if "branched_from" in h), "")
+    branch = next((f", branched at {h['from_iter']} from {h['branched_from']}" for h in meta["history"]
+                   if "branched_from" in h), "")
     return (f"R1 gamma {gamma:.4g}{joint}, {d}, G / D channel base {cfg['channel_base']} / {cfg['d_channel_base']}, "
             f"{scenes}, batch {cfg['batch']}, mbstd group {cfg.get('mbstd_group', 4)}, {cfg.get('precision', 'fp32')}{branch}")
 
