@@ -11,7 +11,7 @@
 # results.jsonl (the JSON line of every bench step, named), BENCHMARKS.md as the benches rewrote it, and
 # toy-state/ (the new weights-only training state, one file per network: commit it to bench/toy-state).
 # DEVICE=cpu ONLY=train bench/device.sh /tmp/d 0.2 smoke-tests the training part on a CPU. TRAIN_ARGS adds options
-# to the training step (say "--precision bf16"); the recipe options must match bench/toy-state's.
+# to the training step (say "--precision bf16"); the recipe is bench/toy-state's own (--same-recipe).
 set -uo pipefail
 OUT=${1:?usage: bench/device.sh OUTDIR [TRAIN_MINUTES]}
 MIN=${2:-3}
@@ -52,7 +52,7 @@ if [ "$ONLY" != train ]; then
 fi
 TRAIN=$(mktemp -d)
 step toy-train "$(awk "BEGIN{print int($MIN * 60 + 90)}")" python3 -m instseg.cli toy train-gan --device "$DEV" --out "$TRAIN" \
-  --resume-from bench/toy-state --minutes "$MIN" --iters 10000000 --workers 12 ${TRAIN_ARGS:-}
+  --resume-from bench/toy-state --same-recipe --minutes "$MIN" --iters 10000000 --workers 12 ${TRAIN_ARGS:-}
 mkdir -p "$OUT/toy-state"
 for f in "$TRAIN"/state/*; do [ "$(basename "$f")" = opt.pt ] || cp "$f" "$OUT/toy-state/"; done
 for psi in 1.0 0.7; do

@@ -655,6 +655,9 @@ def _check_device(device: str) -> str:
               help="Also keep DIR/snapshots/generator-<iter>.pt every N iterations (0: none).")
 @click.option("--resume-from", type=click.Path(exists=True, file_okay=False), default=None, metavar="STATE",
               help="A state folder (such as bench/toy-state) to start from when DIR/state does not exist yet.")
+@click.option("--same-recipe", is_flag=True,
+              help="Take the recipe options (world, sizes, D layout, R1, --mismatch, EMA...) from the state being "
+                   "resumed (DIR/state, else --resume-from); options given here still win.")
 @click.option("--device", default="cpu", show_default=True, metavar="DEV", help="cpu or cuda[:N].")
 @click.option("--precision", type=click.Choice(["fp32", "bf16"]), default="fp32", show_default=True,
               help="bf16: the loss passes under bf16 autocast (R1, Adam and the weights stay fp32).")
@@ -664,12 +667,24 @@ def _check_device(device: str) -> str:
               help="Processes rendering scenes (0: one per CPU core; 1: in the trainer).")
 @click.option("--minutes", type=FiniteFloat(0, 1e6), default=0.0, show_default=True, metavar="M",
               help="Stop with a checkpoint after M minutes of training (0: no limit); run again to resume.")
-def toy_train_gan(resolution: str, device: str, resume_from: str | None, **kw: Any) -> None:
+def toy_train_gan(resolution: str, device: str, resume_from: str | None, same_recipe: bool, **kw: Any) -> None:
     """Train (or resume) the toy StyleGAN2; writes DIR/generator.pt in the native format and DIR/state."""
-    from .toy.train_gan import TrainConfig, train
+    from .toy.train_gan import TrainConfig, recipe_of, train
 
     logging.getLogger("instseg").setLevel(logging.INFO)
     try:
+        if same_recipe:
+            state = Path(kw["out"]) / "state"
+            src = state if (state / "state.json").exists() else Path(resume_from) if resume_from else None
+            if src is None:
+                raise ValueError("--same-recipe needs a state to resume: DIR/state or --resume-from")
+            ctx = click.get_current_context()
+            for key, value in recipe_of(src).items():
+                if ctx.get_parameter_source(key) is click.core.ParameterSource.DEFAULT:
+                    if key == "resolution":
+                        resolution = str(value)
+                    else:
+                        kw[key] = value
         path = train(TrainConfig(resolution=int(resolution), device=_check_device(device), **kw), resume_from)
     except ValueError as e:
         raise UserError(str(e)) from None

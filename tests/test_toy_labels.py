@@ -339,3 +339,26 @@ def test_mismatch_trains_and_needs_labels(tmp_path):
     assert state["config"]["mismatch"] is True
     with pytest.raises(ValueError, match="needs --labels"):
         train(_tiny(tmp_path, out=str(tmp_path / "n"), mismatch=True, labels=False))
+
+
+def test_same_recipe_takes_the_states_recipe_and_the_command_line_wins(tmp_path, monkeypatch):
+    """--same-recipe continues a branch (say --mismatch --r1-gamma 0.1) without restating its options."""
+    from click.testing import CliRunner
+
+    import instseg.toy.train_gan as tg
+    from instseg.cli import main
+
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "state.json").write_text(json.dumps({"iter": 5, "config": {
+        "r1_gamma": 0.1, "mismatch": True, "resolution": 16, "batch": 8, "lr": 0.5}}))
+    seen = []
+    monkeypatch.setattr(tg, "train", lambda cfg, resume_from=None: seen.append(cfg) or tmp_path / "missing.pt")
+    args = ["toy", "train-gan", "--out", str(tmp_path / "t"), "--resume-from", str(state), "--batch", "4"]
+    CliRunner().invoke(main, [*args, "--same-recipe"])
+    CliRunner().invoke(main, args)
+    (cfg, plain) = seen
+    assert (cfg.r1_gamma, cfg.mismatch, cfg.resolution, cfg.batch, cfg.lr) == (0.1, True, 16, 4, plain.lr)
+    assert (plain.r1_gamma, plain.mismatch, plain.resolution) == (1.0, False, 32)
+    res = CliRunner().invoke(main, ["toy", "train-gan", "--out", str(tmp_path / "u"), "--same-recipe"])
+    assert res.exit_code != 0 and "needs a state" in res.output

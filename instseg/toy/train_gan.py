@@ -81,6 +81,20 @@ class TrainConfig:
         return r1_heuristic(self.resolution, self.batch) if self.r1_gamma is None else self.r1_gamma
 
 
+# The options that make a recipe (what a resumed state must keep to continue the same run).
+RECIPE = ("world", "labels", "resolution", "channel_base", "d_channel_base", "split_d", "mbstd_group", "blur_d",
+          "dataset_size", "batch", "r1_gamma", "r1_gamma_joint", "mismatch", "ema_kimg")
+
+
+def recipe_of(state: Path) -> dict:
+    """The recipe options a state folder was trained with, from its state.json (keys it predates are left out)."""
+    try:
+        config = json.loads((Path(state) / "state.json").read_text())["config"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ValueError(f"{state} has no readable state.json with a config: {e}") from None
+    return {k: config[k] for k in RECIPE if k in config}
+
+
 def make_generator_config(cfg: TrainConfig) -> GeneratorConfig:
     return GeneratorConfig(
         resolution=cfg.resolution, z_dim=cfg.z_dim, w_dim=cfg.w_dim, channel_base=cfg.channel_base,
