@@ -669,13 +669,12 @@ def _check_device(device: str) -> str:
               help="Stop with a checkpoint after M minutes of training (0: no limit); run again to resume.")
 def toy_train_gan(resolution: str, device: str, resume_from: str | None, same_recipe: bool, **kw: Any) -> None:
     """Train (or resume) the toy StyleGAN2; writes DIR/generator.pt in the native format and DIR/state."""
-    from .toy.train_gan import TrainConfig, recipe_of, train
+    from .toy.train_gan import TrainConfig, recipe_of, resumed_state, train
 
     logging.getLogger("instseg").setLevel(logging.INFO)
     try:
         if same_recipe:
-            state = Path(kw["out"]) / "state"
-            src = state if (state / "state.json").exists() else Path(resume_from) if resume_from else None
+            src = resumed_state(kw["out"], resume_from)
             if src is None:
                 raise ValueError("--same-recipe needs a state to resume: DIR/state or --resume-from")
             ctx = click.get_current_context()

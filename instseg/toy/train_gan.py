@@ -86,6 +86,12 @@ RECIPE = ("world", "labels", "resolution", "channel_base", "d_channel_base", "sp
           "dataset_size", "batch", "r1_gamma", "r1_gamma_joint", "mismatch", "ema_kimg")
 
 
+def resumed_state(out: str | Path, resume_from: str | None) -> Path | None:
+    """The state a run in `out` resumes: out/state when it has one, else `resume_from` (None: a fresh start)."""
+    state = Path(out) / "state"
+    return state if (state / "state.json").exists() else Path(resume_from) if resume_from else None
+
+
 def recipe_of(state: Path) -> dict:
     """The recipe options a state folder was trained with, from its state.json (keys it predates are left out)."""
     try:
@@ -213,7 +219,7 @@ def train(cfg: TrainConfig, resume_from: str | None = None) -> Path:
     modules, opts = {"G": G, "G_ema": G_ema, **critics.nets}, {"opt_G": opt_G, "opt_D": opt_D}
     state = out / "state"
     history: list = []
-    src = state if (state / "state.json").exists() else Path(resume_from) if resume_from else None
+    src = resumed_state(out, resume_from)
     it = _load_state(src, modules, opts, cfg, device) if src else 0
     if src:
         history = json.loads((src / "state.json").read_text()).get("history", [])
