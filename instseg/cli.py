@@ -629,6 +629,8 @@ def _check_device(device: str) -> str:
 @click.option("--channel-base", type=click.IntRange(16, 1 << 20), default=2048, show_default=True, metavar="C",
               help="Channels at resolution r: min(C // r, 128).")
 @click.option("--batch", type=click.IntRange(2, 1024), default=32, show_default=True, metavar="B", help="Batch size.")
+@click.option("--lr", type=FiniteFloat(1e-6, 1), default=0.002, show_default=True, metavar="LR",
+              help="Adam learning rate of G and both Ds (D's scaled for lazy R1, as in StyleGAN2).")
 @click.option("--r1-gamma", type=FiniteFloat(0, 1000), default=1.0, show_default=True, metavar="G",
               help="R1 weight (StyleGAN2-ADA's heuristic, 0.0002 * resolution^2 / batch = 0.0064 at 32 px, "
                    "collapsed on the toy world without ADA's augmentation: BENCHMARKS.md, toy-ab).")

@@ -358,7 +358,21 @@ def test_same_recipe_takes_the_states_recipe_and_the_command_line_wins(tmp_path,
     CliRunner().invoke(main, [*args, "--same-recipe"])
     CliRunner().invoke(main, args)
     (cfg, plain) = seen
-    assert (cfg.r1_gamma, cfg.mismatch, cfg.resolution, cfg.batch, cfg.lr) == (0.1, True, 16, 4, plain.lr)
+    assert (cfg.r1_gamma, cfg.mismatch, cfg.resolution, cfg.batch, cfg.lr) == (0.1, True, 16, 4, 0.5)
+    assert plain.lr == 0.002
     assert (plain.r1_gamma, plain.mismatch, plain.resolution) == (1.0, False, 32)
     res = CliRunner().invoke(main, ["toy", "train-gan", "--out", str(tmp_path / "u"), "--same-recipe"])
     assert res.exit_code != 0 and "needs a state" in res.output
+
+
+def test_a_resumed_run_keeps_the_adam_moments_but_uses_its_own_learning_rate(tmp_path):
+    """Loading opt.pt used to bring the old lr back with the moments, so --lr on a resume did nothing."""
+    from instseg.toy.train_gan import train
+
+    cfg = _tiny(tmp_path)
+    train(cfg)
+    train(replace(cfg, iters=4, lr=0.0005))
+    st = torch.load(tmp_path / "t" / "state" / "opt.pt", weights_only=True)
+    assert st["opt_G"]["param_groups"][0]["lr"] == pytest.approx(0.0005)
+    assert st["opt_D"]["param_groups"][0]["lr"] == pytest.approx(0.0005 * 2 / 3)  # lazy R1 every 2 steps
+    assert st["opt_G"]["state"]  # the moments came along

@@ -83,7 +83,7 @@ class TrainConfig:
 
 # The options that make a recipe (what a resumed state must keep to continue the same run).
 RECIPE = ("world", "labels", "resolution", "channel_base", "d_channel_base", "split_d", "mbstd_group", "blur_d",
-          "dataset_size", "batch", "r1_gamma", "r1_gamma_joint", "mismatch", "ema_kimg")
+          "dataset_size", "batch", "lr", "r1_gamma", "r1_gamma_joint", "mismatch", "ema_kimg")
 
 
 def resumed_state(out: str | Path, resume_from: str | None) -> Path | None:
@@ -182,7 +182,10 @@ def _load_state(folder: Path, modules: dict, opts: dict, cfg: TrainConfig, devic
     if (folder / "opt.pt").exists():
         st = torch.load(folder / "opt.pt", map_location=device, weights_only=True)
         for k, o in opts.items():
+            lrs = [g["lr"] for g in o.param_groups]
             o.load_state_dict(st[k])
+            for g, lr in zip(o.param_groups, lrs):  # the moments carry over; the learning rate is this run's
+                g["lr"] = lr
         if "rng" in st:
             torch.set_rng_state(st["rng"].cpu())
     return int(meta["iter"])
