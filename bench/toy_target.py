@@ -4,8 +4,9 @@
 
 Per generator and psi (1.0 and 0.7): FD-YOLO of all blocks' samples pooled against as many renderer scenes,
 and of each block of --samples against the first --samples scenes (FD at n=1000 moves by up to ~16 points with
-the seed set: BENCHMARKS.md, toy-ab), the share of samples with a detection at conf >= 0.5 and the largest
-class-share gap, all by the renderer-only judge (yolo:toy-flat). GAN seeds 800000+, renderer scenes
+the seed set: BENCHMARKS.md, toy-ab), the share of samples with a detection at conf >= 0.5, the largest
+class-share gap and the mean number of detections (conf >= 0.5) per sample (the judge's FD follows the object
+count closely: toy-fd-sensitivity), all by the renderer-only judge (yolo:toy-flat). GAN seeds 800000+, renderer scenes
 EVAL_SEEDS + 40000+. Targets: FD <= 10 (pooled, at both psi), >= 95% detected and a class gap <= 5 points.
 """
 from __future__ import annotations
@@ -29,6 +30,11 @@ SCENES = EVAL_SEEDS + 40_000
 TARGETS = {"FD": 10.0, "detected": 0.95, "class gap": 5.0}
 
 
+def objects_per_sample(dets, conf: float = 0.5) -> float:
+    """Mean number of the judge's detections at `conf` or more per image."""
+    return float(np.mean([(d.scores >= conf).sum() for d in dets]))
+
+
 def score(G, det: YoloDetector, seeds: list[int], psi: float, f_real: np.ndarray, real_share: np.ndarray,
           block: int) -> dict:
     """Pooled and per-block FD, detection share and class gap of one generator at one psi."""
@@ -36,7 +42,7 @@ def score(G, det: YoloDetector, seeds: list[int], psi: float, f_real: np.ndarray
     feats = yolo_features(det, samples)
     dets = det(list(samples))
     names = list(det.class_names)
-    return {"FD": frechet(f_real, feats),
+    return {"FD": frechet(f_real, feats), "objects": objects_per_sample(dets),
             "blocks": [frechet(f_real[:block], feats[i:i + block]) for i in range(0, len(seeds), block)],
             "detected": float(np.mean([len(d.scores) > 0 and d.scores.max() >= 0.5 for d in dets])),
             "class gap": 100 * float(np.abs(class_shares(dets, names) - real_share).max())}
@@ -53,10 +59,12 @@ def main() -> None:
     n = args.blocks * args.samples
     det = YoloDetector(str(packaged_weights("toy-flat")), conf=0.25, max_det=50)
     real = np.stack([render_seed(s, 32, "flat")[0] for s in range(SCENES, SCENES + n)])
-    f_real, real_share = yolo_features(det, real), class_shares(det(list(real)), list(det.class_names))
+    real_dets = det(list(real))
+    f_real, real_share = yolo_features(det, real), class_shares(real_dets, list(det.class_names))
     seeds = list(range(GAN_SEEDS, GAN_SEEDS + n))
-    rows = ["| generator | iterations | psi | FD pooled | FD per block | detected | class gap | targets met |",
-            "|---|---:|---:|---:|---|---:|---:|---|"]
+    rows = ["| generator | iterations | psi | FD pooled | FD per block | detected | class gap | objects per sample | "
+            "targets met |", "|---|---:|---:|---:|---|---:|---:|---:|---|",
+            f"| renderer scenes | | | | | | | {objects_per_sample(real_dets):.2f} | |"]
     for path in args.gans:
         G = load_generator(path)
         meta = torch.load(path, weights_only=True).get("meta", {})
@@ -65,6 +73,7 @@ def main() -> None:
             met = [k for k, t in TARGETS.items() if (s[k] >= t if k == "detected" else s[k] <= t)]
             rows.append(f"| {path.name} | {meta.get('iterations')} | {psi} | {s['FD']:.1f} | "
                         f"{' / '.join(f'{b:.1f}' for b in s['blocks'])} | {s['detected']:.1%} | {s['class gap']:.1f} | "
+                        f"{s['objects']:.2f} | "
                         f"{', '.join(met) or 'none'} |")
             print(rows[-1], flush=True)
     if args.no_write:

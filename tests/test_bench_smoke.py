@@ -43,3 +43,20 @@ def test_toy_checkpoints_scores_each_generator_file(tmp_path):
     md = _bench(["bench/toy_checkpoints.py", str(gan), str(gan), "--samples", "16"], tmp_path)
     rows = [line for line in md.splitlines() if line.startswith("| toy-flat.pt")]
     assert len(rows) == 2 and rows[0] == rows[1]  # the same file scores the same: seeds are fixed
+
+
+def test_toy_target_reads_each_target_at_both_psi(tmp_path):
+    gan = ROOT / "instseg" / "toy" / "weights" / "toy-flat.pt"
+    md = _bench(["bench/toy_target.py", str(gan), str(gan), "--blocks", "2", "--samples", "16"], tmp_path)
+    rows = [line.split("|")[1:-1] for line in md.splitlines() if line.startswith("| toy-flat.pt")]
+    assert [r[2].strip() for r in rows] == ["1.0", "0.7", "1.0", "0.7"]
+    assert rows[0] == rows[2] and rows[0] != rows[1]  # fixed seeds; psi changes the samples
+    assert all(len(r[4].split(" / ")) == 2 for r in rows)  # one FD per block
+    assert "| renderer scenes |" in md
+
+
+def test_toy_fd_sensitivity_gives_one_row_per_change(tmp_path):
+    md = _bench(["bench/toy_fd_sensitivity.py", "--samples", "16", "--sets", "2"], tmp_path)
+    rows = [line.split("|")[1:-1] for line in md.splitlines() if line.startswith("| ") and "FD-YOLO" not in line]
+    assert len(rows) == 12 and rows[0][0].strip().startswith("none")
+    assert all(len(r[2].split(" / ")) == 2 for r in rows)

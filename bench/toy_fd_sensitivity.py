@@ -1,0 +1,118 @@
+"""What the toy judge's FD responds to: renderer scenes with one defect each, against clean renderer scenes.
+
+    python bench/toy_fd_sensitivity.py [--samples 3000]
+
+FD-YOLO (the renderer-only yolo:toy-flat's pooled SPPF features, as in bench/toy.py) of n flat-world scenes
+changed in one way (object count, background texture, object size, class balance, colour, blur, saturation)
+against n clean scenes (EVAL_SEEDS + 40000+, as bench/toy_target.py), on --sets disjoint sets of changed scenes
+(seeds 9000000+, 9100000+, ...), so the spread of FD at that n shows beside the mean.
+It tells which departures of a generator the FD <= 10 target of issue 24 punishes, and which it barely sees.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from scipy.ndimage import gaussian_filter
+
+sys.path.append(str(Path(__file__).resolve().parents[1]))  # for bench.common; an installed instseg wins
+from bench.common import write_section  # noqa: E402
+from bench.toy import EVAL_SEEDS, frechet, yolo_features  # noqa: E402
+from detectors.yolo import YoloDetector, packaged_weights  # noqa: E402
+from instseg.toy.render import render_antialiased, sample_scene  # noqa: E402
+
+CHANGED = 9_000_000
+
+
+def _objects(fn):
+    return lambda sc, rng: replace(sc, objects=tuple(fn(o, sc, rng) for o in sc.objects))
+
+
+def _toward_bg(o, sc, rng):
+    bg = (np.array(sc.bg_a) + np.array(sc.bg_b)) / 2
+    return replace(o, color=tuple(float(v) for v in 0.7 * np.array(o.color) + 0.3 * bg))
+
+
+def _desaturate(im: np.ndarray) -> np.ndarray:
+    f = im.astype(float)
+    g = f.mean(2, keepdims=True)
+    return np.clip(g + 0.75 * (f - g), 0, 255).astype(np.uint8)
+
+
+SCENE_CHANGES = {
+    "none (other seeds: the floor)": None,
+    "background texture removed": lambda sc, rng: replace(sc, texture=(0.0, *sc.texture[1:])),
+    "background texture x2": lambda sc, rng: replace(sc, texture=(2 * sc.texture[0], *sc.texture[1:])),
+    "objects 0.8x the size": _objects(lambda o, sc, rng: replace(o, radius=0.8 * o.radius)),
+    "half the objects drawn as class 0": _objects(lambda o, sc, rng: replace(o, cls=0) if rng.random() < 0.5 else o),
+    "half the objects drawn as class 2": _objects(lambda o, sc, rng: replace(o, cls=2) if rng.random() < 0.5 else o),
+    "object colours 30% toward the background": _objects(_toward_bg),
+}
+IMAGE_CHANGES = {
+    "Gaussian blur, sigma 0.6 px": lambda im: np.clip(gaussian_filter(im.astype(float), (0.6, 0.6, 0)), 0, 255
+                                                      ).astype(np.uint8),
+    "saturation x0.75": _desaturate,
+}
+# Scenes picked by their number of objects (1, 2, 3) in these shares; the renderer's own is about 1/3 each.
+COUNT_SHARES = {"one object only": (1.0, 0.0, 0.0), "objects 1/2/3 in 50/45/5%": (0.50, 0.45, 0.05),
+                "objects 1/2/3 in 42/38/20%": (0.42, 0.38, 0.20)}
+
+
+def by_count(n: int, shares: tuple[float, float, float], first: int) -> list:
+    """n scenes of seeds `first`+ whose object counts 1, 2, 3 come in `shares`."""
+    want = [round(s * n) for s in shares]
+    picked: dict[int, list] = {1: [], 2: [], 3: []}
+    seed = first
+    while any(len(picked[k + 1]) < want[k] for k in range(3)):
+        sc = sample_scene(seed, 32, world="flat")
+        k = len(sc.objects)
+        if k in picked and len(picked[k]) < want[k - 1]:
+            picked[k].append(sc)
+        seed += 1
+    return [sc for k in (1, 2, 3) for sc in picked[k]]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--samples", type=int, default=3000, help="scenes on each side of every FD")
+    ap.add_argument("--sets", type=int, default=3, help="disjoint sets of changed scenes (seeds CHANGED + k * 100000+)")
+    ap.add_argument("--no-write", action="store_true", help="print the rows only; leave BENCHMARKS.md as it is")
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    n = args.samples
+    det = YoloDetector(str(packaged_weights("toy-flat")), conf=0.25, max_det=50)
+    first = EVAL_SEEDS + 40_000
+    f_clean = yolo_features(det, np.stack([render_antialiased(sample_scene(s, 32, world="flat"))
+                                           for s in range(first, first + n)]))
+    starts = [CHANGED + k * 100_000 for k in range(args.sets)]
+    sets = [[sample_scene(s, 32, world="flat") for s in range(a, a + n)] for a in starts]
+    rows = ["| change | FD-YOLO, mean | per set |", "|---|---:|---|"]
+
+    def row(name: str, image_sets) -> None:
+        fds = [frechet(f_clean, yolo_features(det, np.stack(images))) for images in image_sets]
+        rows.append(f"| {name} | {np.mean(fds):.1f} | {' / '.join(f'{v:.1f}' for v in fds)} |")
+        print(rows[-1], flush=True)
+
+    for name, change in SCENE_CHANGES.items():
+        rng = np.random.default_rng(0)
+        row(name, ([render_antialiased(change(sc, rng) if change else sc) for sc in scenes] for scenes in sets))
+    for name, change in IMAGE_CHANGES.items():
+        row(name, ([change(render_antialiased(sc)) for sc in scenes] for scenes in sets))
+    for name, shares in COUNT_SHARES.items():
+        row(name, ([render_antialiased(sc) for sc in by_count(n, shares, a)] for a in starts))
+    if args.no_write:
+        return
+    body = (f"Flat-world scenes at 32 px, n={n} on each side; clean scenes {first}+, changed scenes in {args.sets} "
+            f"disjoint sets from {', '.join(map(str, starts))} (the count rows pick scenes from there by their number "
+            f"of objects). Judge: yolo:toy-flat. FD between two clean sets is 0-1.2; a real shift reads with a "
+            f"spread of several points between sets.\n\n"
+            + "\n".join(rows))
+    write_section("toy-fd-sensitivity", "What the toy judge's FD responds to", body, torch.device("cpu"))
+
+
+if __name__ == "__main__":
+    main()
