@@ -57,7 +57,8 @@ def recipe(folder: Path) -> str:
     gamma = cfg["r1_gamma"] if cfg["r1_gamma"] is not None else 0.0002 * cfg["resolution"] ** 2 / cfg["batch"]
     scenes = f"{cfg['dataset_size']} fixed scenes" if cfg["dataset_size"] else "fresh scenes"
     d = "image D + joint D" if cfg["split_d"] else "one joint D"
-    d += " (matching-aware)" if cfg.get("mismatch") else ""
+    d += (f" (matching-aware{'' if cfg.get('mismatch_weight', 0.5) == 0.5 else ', weight %g' % cfg['mismatch_weight']})"
+          if cfg.get("mismatch") else "")
     lr = f", lr {cfg['lr']:g}" if cfg.get("lr", 0.002) != 0.002 else ""
     joint = f" (joint D {cfg['r1_gamma_joint']:.4g})" if cfg.get("r1_gamma_joint") is not None else ""
     branch = next((f", branched at {h['from_iter']} from {h['branched_from']}" for h in meta["history"]

@@ -643,6 +643,9 @@ def _check_device(device: str) -> str:
 @click.option("--mismatch/--no-mismatch", default=False, show_default=True,
               help="Matching-aware joint D: real images with class-shifted labels also count as fake, so the labels "
                    "must name what the RGB draws.")
+@click.option("--mismatch-weight", type=FiniteFloat(0.01, 0.99), default=0.5, show_default=True, metavar="W",
+              help="With --mismatch: the share of the joint D's fake term taken by the mismatched real pairs "
+                   "(the rest by generated pairs).")
 @click.option("--mbstd-group", type=click.IntRange(1, 1024), default=4, show_default=True, metavar="N",
               help="D's minibatch-stddev group: the largest divisor of the batch up to N (StyleGAN2-ADA's cifar "
                    "setting: 32).")

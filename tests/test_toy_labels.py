@@ -341,6 +341,19 @@ def test_mismatch_trains_and_needs_labels(tmp_path):
         train(_tiny(tmp_path, out=str(tmp_path / "n"), mismatch=True, labels=False))
 
 
+def test_the_mismatch_weight_reaches_the_joint_d_and_is_checked(tmp_path):
+    from instseg.toy.train_gan import train
+
+    joint = []
+    for w in (0.2, 0.8):
+        out = tmp_path / f"w{w}"
+        train(_tiny(tmp_path, out=str(out), mismatch=True, mismatch_weight=w, iters=1))
+        joint.append(torch.load(out / "state" / "D_joint.pt", weights_only=True))
+    assert any(not torch.equal(joint[0][k], joint[1][k]) for k in joint[0])  # same seed, other weight
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        train(_tiny(tmp_path, out=str(tmp_path / "x"), mismatch=True, mismatch_weight=1.0))
+
+
 def test_same_recipe_takes_the_states_recipe_and_the_command_line_wins(tmp_path, monkeypatch):
     """--same-recipe continues a branch (say --mismatch --r1-gamma 0.1) without restating its options."""
     from click.testing import CliRunner

@@ -63,6 +63,7 @@ class TrainConfig:
     r1_gamma: float | None = 1.0  # None: ADA's heuristic, 0.0002 * resolution^2 / batch (collapsed here: toy-ab)
     r1_gamma_joint: float | None = None  # the joint D's R1 weight; None: the same as r1_gamma
     mismatch: bool = False  # matching-aware joint D: real images with class-shifted real labels count as fake too
+    mismatch_weight: float = 0.5  # with mismatch: the share of the joint D's fake term taken by those pairs
     r1_every: int = 4
     mix_prob: float = 0.9
     ema_kimg: float = 10.0  # EMA half-life in thousands of images, ramped up by ema_rampup
@@ -83,7 +84,7 @@ class TrainConfig:
 
 # The options that make a recipe (what a resumed state must keep to continue the same run).
 RECIPE = ("world", "labels", "resolution", "channel_base", "d_channel_base", "split_d", "mbstd_group", "blur_d",
-          "dataset_size", "batch", "lr", "r1_gamma", "r1_gamma_joint", "mismatch", "ema_kimg")
+          "dataset_size", "batch", "lr", "r1_gamma", "r1_gamma_joint", "mismatch", "mismatch_weight", "ema_kimg")
 
 
 def resumed_state(out: str | Path, resume_from: str | None) -> Path | None:
@@ -208,6 +209,8 @@ def train(cfg: TrainConfig, resume_from: str | None = None) -> Path:
     """
     if cfg.iters < 1 or cfg.batch < 2 or cfg.resolution < 8 or cfg.resolution & (cfg.resolution - 1):
         raise ValueError("iters >= 1, batch >= 2 and a power-of-two resolution >= 8 are required")
+    if not 0 < cfg.mismatch_weight < 1:
+        raise ValueError(f"mismatch_weight must be between 0 and 1, got {cfg.mismatch_weight}")
     if cfg.mismatch and not cfg.labels:
         raise ValueError("--mismatch pairs images with wrong labels: it needs --labels")
     if cfg.precision not in PRECISIONS:
@@ -271,10 +274,11 @@ def train(cfg: TrainConfig, resume_from: str | None = None) -> Path:
                 scores_fake = critics.scores(fake, detach_image=False)
                 scores_real = critics.scores(real, detach_image=False)
             fake_terms = [F.softplus(s.float()).mean() for s in scores_fake]
-            if cfg.mismatch:  # the joint D's fake half: half generated pairs, half real images with wrong labels
+            if cfg.mismatch:  # the joint D's fake half: generated pairs and real images with wrong labels
                 with amp():
                     wrong = critics.mismatch_score(real)
-                fake_terms[-1] = 0.5 * (fake_terms[-1] + F.softplus(wrong.float()).mean())
+                mw = cfg.mismatch_weight
+                fake_terms[-1] = (1 - mw) * fake_terms[-1] + mw * F.softplus(wrong.float()).mean()
             loss_D = sum(fake_terms)
             loss_D = loss_D + sum(F.softplus(-s.float()).mean() for s in scores_real)
             if it % cfg.r1_every == 0:
