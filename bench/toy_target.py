@@ -30,6 +30,11 @@ SCENES = EVAL_SEEDS + 40_000
 TARGETS = {"FD": 10.0, "detected": 0.95, "class gap": 5.0}
 
 
+def name(path: Path) -> str:
+    """A generator file's name, with its training folder for a snapshot (arm/generator-0001000.pt)."""
+    return f"{path.parent.parent.name}/{path.name}" if path.parent.name == "snapshots" else path.name
+
+
 def objects_per_sample(dets, conf: float = 0.5) -> float:
     """Mean number of the judge's detections at `conf` or more per image."""
     return float(np.mean([(d.scores >= conf).sum() for d in dets]))
@@ -71,7 +76,7 @@ def main() -> None:
         for psi in (1.0, 0.7):
             s = score(G, det, seeds, psi, f_real, real_share, args.samples)
             met = [k for k, t in TARGETS.items() if (s[k] >= t if k == "detected" else s[k] <= t)]
-            rows.append(f"| {path.name} | {meta.get('iterations')} | {psi} | {s['FD']:.1f} | "
+            rows.append(f"| {name(path)} | {meta.get('iterations')} | {psi} | {s['FD']:.1f} | "
                         f"{' / '.join(f'{b:.1f}' for b in s['blocks'])} | {s['detected']:.1%} | {s['class gap']:.1f} | "
                         f"{s['objects']:.2f} | "
                         f"{', '.join(met) or 'none'} |")
