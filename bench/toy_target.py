@@ -5,9 +5,9 @@
 Per generator and psi (1.0 and 0.7): FD-YOLO of all blocks' samples pooled against as many renderer scenes,
 and of each block of --samples against the first --samples scenes (FD at n=1000 moves by up to ~16 points with
 the seed set: BENCHMARKS.md, toy-ab), the share of samples with a detection at conf >= 0.5, the largest
-class-share gap and the mean number of detections (conf >= 0.5) per sample (the judge's FD follows the object
-count closely: toy-fd-sensitivity), all by the renderer-only judge (yolo:toy-flat). GAN seeds 800000+, renderer scenes
-EVAL_SEEDS + 40000+. Targets: FD <= 10 (pooled, at both psi), >= 95% detected and a class gap <= 5 points.
+class-share gap and the mean number of detections (conf >= 0.5) per sample (on renderer scenes the
+judge's FD moves most with the object count, background texture and object size: toy-fd-sensitivity), all
+by the renderer-only judge (yolo:toy-flat). GAN seeds 800000+, renderer scenes EVAL_SEEDS + 40000+. Targets: FD <= 10 (pooled, at both psi), >= 95% detected and a class gap <= 5 points.
 """
 from __future__ import annotations
 
