@@ -52,6 +52,7 @@ def test_toy_target_reads_each_target_at_both_psi(tmp_path):
     assert [r[2].strip() for r in rows] == ["1.0", "0.7", "1.0", "0.7"]
     assert rows[0] == rows[2] and rows[0] != rows[1]  # fixed seeds; psi changes the samples
     assert all(len(r[4].split(" / ")) == 2 for r in rows)  # one FD per block
+    assert all(0 < float(r[8]) < 3 for r in rows)  # object contrast from toy-flat's label channels
     assert "| renderer scenes |" in md
 
 
