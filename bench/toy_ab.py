@@ -61,8 +61,8 @@ def recipe(folder: Path) -> str:
           if cfg.get("mismatch") else "")
     lr = f", lr {cfg['lr']:g}" if cfg.get("lr", 0.002) != 0.002 else ""
     joint = f" (joint D {cfg['r1_gamma_joint']:.4g})" if cfg.get("r1_gamma_joint") is not None else ""
-    branch = next((f", branched at {h['from_iter']} from {h['branched_from']}" for h in meta["history"]
-                   if "branched_from" in h), "")
+    branch = next((f", branched at {h['from_iter']} from {h['branched_from']}" for h in reversed(meta["history"])
+                   if "branched_from" in h), "")  # the latest branch: a branch of a branch inherits the history
     return (f"R1 gamma {gamma:.4g}{joint}, {d}, G / D channel base {cfg['channel_base']} / {cfg['d_channel_base']}, "
             f"{scenes}, batch {cfg['batch']}{lr}, mbstd group {cfg.get('mbstd_group', 4)}, {cfg.get('precision', 'fp32')}{branch}")
 
