@@ -12,6 +12,7 @@ by the renderer-only judge (yolo:toy-flat). GAN seeds 800000+, renderer scenes E
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from bench.common import write_section  # noqa: E402
 from bench.toy import EVAL_SEEDS, class_shares, frechet, gan_images, to_uint8, yolo_features  # noqa: E402
 from detectors.yolo import YoloDetector, packaged_weights  # noqa: E402
 from instseg.checkpoints import load_generator  # noqa: E402
+from instseg.io import atomic_write_json  # noqa: E402
 from instseg.sampling import z_from_seed  # noqa: E402
 from instseg.toy.render import render_seed  # noqa: E402
 from scipy.ndimage import binary_dilation  # noqa: E402
@@ -91,6 +93,7 @@ def main() -> None:
     ap.add_argument("gans", nargs="+", type=Path, help="native generator files of the flat world")
     ap.add_argument("--blocks", type=int, default=3, help="seed blocks (FD is also read per block)")
     ap.add_argument("--samples", type=int, default=1000, help="GAN samples per block")
+    ap.add_argument("--cache", type=Path, default=None, help="JSON of rows already measured (reused, then extended)")
     ap.add_argument("--no-write", action="store_true", help="print the rows only; leave BENCHMARKS.md as it is")
     args = ap.parse_args()
     torch.set_num_threads(1)
@@ -107,13 +110,20 @@ def main() -> None:
     rows = ["| generator | iterations | psi | FD pooled | FD per block | detected | class gap | objects per sample | "
             "object contrast | targets met |", "|---|---:|---:|---:|---|---:|---:|---:|---:|---|",
             f"| renderer scenes | | | | | | | {objects_per_sample(real_dets):.2f} | {real_contrast:.2f} | |"]
+    cache = json.loads(args.cache.read_text()) if args.cache and args.cache.exists() else {}
     for path in args.gans:
-        G = load_generator(path)
-        meta = torch.load(path, weights_only=True).get("meta", {})
+        G = None
         for psi in (1.0, 0.7):
-            s = score(G, det, seeds, psi, f_real, real_share, args.samples)
+            key = f"{path.resolve()}:{args.blocks}x{args.samples}:{psi}"
+            if key not in cache:
+                G = load_generator(path) if G is None else G
+                cache[key] = {**score(G, det, seeds, psi, f_real, real_share, args.samples),
+                              "iterations": torch.load(path, weights_only=True).get("meta", {}).get("iterations")}
+                if args.cache:
+                    atomic_write_json(args.cache, cache)
+            s = cache[key]
             met = [k for k, t in TARGETS.items() if (s[k] >= t if k == "detected" else s[k] <= t)]
-            rows.append(f"| {name(path)} | {meta.get('iterations')} | {psi} | {s['FD']:.1f} | "
+            rows.append(f"| {name(path)} | {s['iterations']} | {psi} | {s['FD']:.1f} | "
                         f"{' / '.join(f'{b:.1f}' for b in s['blocks'])} | {s['detected']:.1%} | {s['class gap']:.1f} | "
                         f"{s['objects']:.2f} | {'n/a' if s['contrast'] is None else format(s['contrast'], '.2f')} | "
                         f"{', '.join(met) or 'none'} |")

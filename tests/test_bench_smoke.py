@@ -1,4 +1,5 @@
 """A tiny smoke run of the benchmarks (the real ones run outside CI); they write to a temp file."""
+import json
 import os
 import subprocess
 import sys
@@ -47,7 +48,14 @@ def test_toy_checkpoints_scores_each_generator_file(tmp_path):
 
 def test_toy_target_reads_each_target_at_both_psi(tmp_path):
     gan = ROOT / "instseg" / "toy" / "weights" / "toy-flat.pt"
-    md = _bench(["bench/toy_target.py", str(gan), str(gan), "--blocks", "2", "--samples", "16"], tmp_path)
+    args = ["bench/toy_target.py", str(gan), str(gan), "--blocks", "2", "--samples", "16", "--cache", str(tmp_path / "c.json")]
+    md = _bench(args, tmp_path)
+    cache = json.loads((tmp_path / "c.json").read_text())
+    assert len(cache) == 2  # one file, two psi
+    for row in cache.values():
+        row["FD"] = 999.0
+    (tmp_path / "c.json").write_text(json.dumps(cache))
+    assert _bench(args, tmp_path).count("| 999.0 |") == 4  # a rerun reads its rows from the cache
     rows = [line.split("|")[1:-1] for line in md.splitlines() if line.startswith("| toy-flat.pt")]
     assert [r[2].strip() for r in rows] == ["1.0", "0.7", "1.0", "0.7"]
     assert rows[0] == rows[2] and rows[0] != rows[1]  # fixed seeds; psi changes the samples
