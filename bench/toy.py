@@ -37,12 +37,20 @@ SECOND_SEEDS = 200_000  # GAN samples: the figures' first set is 100_000+; neith
 
 
 def gan_images(G, seeds, psi: float = 0.7, batch: int = 64) -> np.ndarray:
-    out = []
+    return gan_samples(G, seeds, psi, batch)[0]
+
+
+def gan_samples(G, seeds, psi: float = 0.7, batch: int = 64) -> tuple[np.ndarray, np.ndarray | None]:
+    """GAN samples of `seeds` as uint8 [n, H, W, 3], with their label channels [n, L, H, W] (None without)."""
+    images, labels = [], []
+    want = ("labels",) if G.cfg.label_channels else ()
     with torch.no_grad():
         for i in range(0, len(seeds), batch):
             z = torch.cat([z_from_seed(s, G.z_dim) for s in seeds[i:i + batch]])
-            out.append(to_uint8(G(z, truncation_psi=psi)))
-    return np.concatenate(out)
+            img, f = G.synthesis(G.mapping(z, psi), noise_mode="const", features=want)
+            images.append(to_uint8(img))
+            labels += [f["labels"].numpy()] if want else []
+    return np.concatenate(images), np.concatenate(labels) if labels else None
 
 
 def yolo_features(det: YoloDetector, images: np.ndarray) -> np.ndarray:

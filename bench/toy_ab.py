@@ -26,8 +26,11 @@ from detectors.yolo import YoloDetector, packaged_weights  # noqa: E402
 from instseg.checkpoints import load_generator  # noqa: E402
 from instseg.sampling import z_from_seed  # noqa: E402
 from instseg.toy.render import class_coverage, render_seed, sample_scene  # noqa: E402
+from instseg.toy.train_gan import TrainConfig  # noqa: E402
+from instseg.toy.trainkit import r1_heuristic  # noqa: E402
 
 GAN_SEEDS = 500_000
+DEFAULTS = TrainConfig()  # options a state.json predates read as these
 
 
 def label_shares(G, seeds: list[int], batch: int = 100) -> np.ndarray:
@@ -54,12 +57,12 @@ def snapshots(folder: Path, every: int) -> dict[int, Path]:
 def recipe(folder: Path) -> str:
     meta = json.loads((folder / "state" / "state.json").read_text())
     cfg = meta["config"]
-    gamma = cfg["r1_gamma"] if cfg["r1_gamma"] is not None else 0.0002 * cfg["resolution"] ** 2 / cfg["batch"]
+    gamma = cfg["r1_gamma"] if cfg["r1_gamma"] is not None else r1_heuristic(cfg["resolution"], cfg["batch"])
     scenes = f"{cfg['dataset_size']} fixed scenes" if cfg["dataset_size"] else "fresh scenes"
     d = "image D + joint D" if cfg["split_d"] else "one joint D"
-    d += (f" (matching-aware{'' if cfg.get('mismatch_weight', 0.5) == 0.5 else ', weight %g' % cfg['mismatch_weight']})"
-          if cfg.get("mismatch") else "")
-    lr = f", lr {cfg['lr']:g}" if cfg.get("lr", 0.002) != 0.002 else ""
+    mw = cfg.get("mismatch_weight", DEFAULTS.mismatch_weight)
+    d += f" (matching-aware{'' if mw == DEFAULTS.mismatch_weight else f', weight {mw:g}'})" if cfg.get("mismatch") else ""
+    lr = f", lr {cfg['lr']:g}" if cfg.get("lr", DEFAULTS.lr) != DEFAULTS.lr else ""
     joint = f" (joint D {cfg['r1_gamma_joint']:.4g})" if cfg.get("r1_gamma_joint") is not None else ""
     branch = next((f", branched at {h['from_iter']} from {h['branched_from']}" for h in reversed(meta["history"])
                    if "branched_from" in h), "")  # the latest branch: a branch of a branch inherits the history

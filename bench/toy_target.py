@@ -21,11 +21,10 @@ import torch
 
 sys.path.append(str(Path(__file__).resolve().parents[1]))  # for bench.common; an installed instseg wins
 from bench.common import write_section  # noqa: E402
-from bench.toy import EVAL_SEEDS, class_shares, frechet, gan_images, to_uint8, yolo_features  # noqa: E402
+from bench.toy import EVAL_SEEDS, class_shares, frechet, gan_samples, yolo_features  # noqa: E402
 from detectors.yolo import YoloDetector, packaged_weights  # noqa: E402
 from instseg.checkpoints import load_generator  # noqa: E402
 from instseg.io import atomic_write_json  # noqa: E402
-from instseg.sampling import z_from_seed  # noqa: E402
 from instseg.toy.render import render_seed  # noqa: E402
 from scipy.ndimage import binary_dilation  # noqa: E402
 
@@ -45,8 +44,8 @@ def objects_per_sample(dets, conf: float = 0.5) -> float:
 
 
 def contrast(image: np.ndarray, masks) -> list[float]:
-    """Per mask (one class's objects): |mean colour inside - mean of a ring 2-3 px outside it (off every object)|, summed over RGB,
-    in 0-1 units (the renderer draws no object within 0.6 of its background's mean)."""
+    """Per mask (one class's objects): |mean colour inside - mean of a ring 2-3 px outside it (off every
+    object)|, summed over RGB, in 0-1 units (the renderer draws no object within 0.6 of its background's mean)."""
     img = image.astype(np.float64) / 255
     masks = [m for m in masks if m.sum() >= 8]
     if not masks:
@@ -60,29 +59,23 @@ def contrast(image: np.ndarray, masks) -> list[float]:
     return out
 
 
-def label_contrast(G, seeds: list[int], psi: float) -> float | None:
+def label_contrast(images: np.ndarray, labels: np.ndarray | None) -> float | None:
     """Mean object contrast of GAN samples, objects taken from the generator's own label channels (None without)."""
-    if not G.cfg.label_channels:
+    if labels is None:
         return None
-    values = []
-    with torch.no_grad():
-        for i in range(0, len(seeds), 100):
-            z = torch.cat([z_from_seed(s, G.z_dim) for s in seeds[i:i + 100]])
-            img, f = G.synthesis(G.mapping(z, psi), noise_mode="const", features=("labels",))
-            for im, lab in zip(to_uint8(img), f["labels"].numpy()):
-                values += contrast(im, list(lab > 0))
+    values = [c for im, lab in zip(images, labels) for c in contrast(im, list(lab > 0))]
     return float(np.mean(values)) if values else None
 
 
 def score(G, det: YoloDetector, seeds: list[int], psi: float, f_real: np.ndarray, real_share: np.ndarray,
           block: int) -> dict:
     """Pooled and per-block FD, detection share and class gap of one generator at one psi."""
-    samples = gan_images(G, seeds, psi)
+    samples, labels = gan_samples(G, seeds, psi)
     feats = yolo_features(det, samples)
     dets = det(list(samples))
     names = list(det.class_names)
     return {"FD": frechet(f_real, feats), "objects": objects_per_sample(dets),
-            "contrast": label_contrast(G, seeds[:block], psi),
+            "contrast": label_contrast(samples[:block], None if labels is None else labels[:block]),
             "blocks": [frechet(f_real[:block], feats[i:i + block]) for i in range(0, len(seeds), block)],
             "detected": float(np.mean([len(d.scores) > 0 and d.scores.max() >= 0.5 for d in dets])),
             "class gap": 100 * float(np.abs(class_shares(dets, names) - real_share).max())}
