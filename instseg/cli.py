@@ -646,6 +646,9 @@ def _check_device(device: str) -> str:
 @click.option("--mismatch-weight", type=FiniteFloat(0.01, 0.99), default=0.5, show_default=True, metavar="W",
               help="With --mismatch: the share of the joint D's fake term taken by the mismatched real pairs "
                    "(the rest by generated pairs).")
+@click.option("--joint-weight", type=FiniteFloat(0.001, 100), default=1.0, show_default=True, metavar="W",
+              help="The joint D's weight in G's loss (the image D's is 1): how hard the labels' critic pulls on "
+                   "the layers the RGB shares with them.")
 @click.option("--mbstd-group", type=click.IntRange(1, 1024), default=4, show_default=True, metavar="N",
               help="D's minibatch-stddev group: the largest divisor of the batch up to N (StyleGAN2-ADA's cifar "
                    "setting: 32).")

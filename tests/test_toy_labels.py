@@ -354,6 +354,29 @@ def test_the_mismatch_weight_reaches_the_joint_d_and_is_checked(tmp_path):
         train(_tiny(tmp_path, out=str(tmp_path / "x"), mismatch=True, mismatch_weight=1.0))
 
 
+def test_the_joint_weight_pulls_on_the_shared_layers_but_not_on_the_label_head(tmp_path):
+    """G's first Adam step is lr * sign(grad) per weight: scaling the joint D's term leaves the label rows of every
+    ToRGB (which only that term reaches) where they were, and moves the layers the RGB shares with the labels."""
+    from instseg.generator import Generator
+    from instseg.toy.train_gan import make_generator_config, train
+
+    torch.manual_seed(0)  # the trainer's seed: G is the first thing it builds
+    start = Generator(make_generator_config(_tiny(tmp_path))).state_dict()
+    G = []
+    for w in (0.1, 1.0):
+        out = tmp_path / f"w{w}"
+        train(_tiny(tmp_path, out=str(out), joint_weight=w, iters=1, checkpoint_every=1))
+        G.append(torch.load(out / "state" / "G.pt", weights_only=True))
+    heads = [k for k in G[0] if k.endswith("torgb.weight") or k.endswith("torgb.bias")]
+    assert heads
+    for k in heads:
+        torch.testing.assert_close(G[0][k][3:], G[1][k][3:])
+    assert all(not torch.equal(G[0][k][3:], start[k][3:]) for k in heads)  # the step did reach them
+    assert any(not torch.equal(G[0][k], G[1][k]) for k in G[0] if "mapping" in k or ".conv" in k)
+    with pytest.raises(ValueError, match="joint_weight"):
+        train(_tiny(tmp_path, out=str(tmp_path / "x"), joint_weight=0.0))
+
+
 def test_same_recipe_takes_the_states_recipe_and_the_command_line_wins(tmp_path, monkeypatch):
     """--same-recipe continues a branch (say --mismatch --r1-gamma 0.1) without restating its options."""
     from click.testing import CliRunner

@@ -64,6 +64,7 @@ class TrainConfig:
     r1_gamma_joint: float | None = None  # the joint D's R1 weight; None: the same as r1_gamma
     mismatch: bool = False  # matching-aware joint D: real images with class-shifted real labels count as fake too
     mismatch_weight: float = 0.5  # with mismatch: the share of the joint D's fake term taken by those pairs
+    joint_weight: float = 1.0  # the joint D's weight in G's loss (the image D's is 1)
     r1_every: int = 4
     mix_prob: float = 0.9
     ema_kimg: float = 10.0  # EMA half-life in thousands of images, ramped up by ema_rampup
@@ -84,7 +85,8 @@ class TrainConfig:
 
 # The options that make a recipe (what a resumed state must keep to continue the same run).
 RECIPE = ("world", "labels", "resolution", "channel_base", "d_channel_base", "split_d", "mbstd_group", "blur_d",
-          "dataset_size", "batch", "lr", "r1_gamma", "r1_gamma_joint", "mismatch", "mismatch_weight", "ema_kimg")
+          "dataset_size", "batch", "lr", "r1_gamma", "r1_gamma_joint", "mismatch", "mismatch_weight",
+          "joint_weight", "ema_kimg")
 
 
 def resumed_state(out: str | Path, resume_from: str | None) -> Path | None:
@@ -211,6 +213,8 @@ def train(cfg: TrainConfig, resume_from: str | None = None) -> Path:
         raise ValueError("iters >= 1, batch >= 2 and a power-of-two resolution >= 8 are required")
     if not 0 < cfg.mismatch_weight < 1:
         raise ValueError(f"mismatch_weight must be between 0 and 1, got {cfg.mismatch_weight}")
+    if not 0 < cfg.joint_weight <= 100:
+        raise ValueError(f"joint_weight must be in (0, 100], got {cfg.joint_weight}")
     if cfg.mismatch and not cfg.labels:
         raise ValueError("--mismatch pairs images with wrong labels: it needs --labels")
     if cfg.precision not in PRECISIONS:
@@ -259,7 +263,10 @@ def train(cfg: TrainConfig, resume_from: str | None = None) -> Path:
             with amp():
                 fake = _label_noise(_generate(G, mixed_ws(G, cfg.batch, cfg.mix_prob, device)), cfg.label_noise, ic)
                 scores = critics.scores(fake, detach_image=True)
-            loss_G = sum(F.softplus(-s.float()).mean() for s in scores)
+            g_terms = [F.softplus(-s.float()).mean() for s in scores]
+            if critics.split:  # Adam normalises each weight's step, so the label head learns as fast at any weight:
+                g_terms[-1] = cfg.joint_weight * g_terms[-1]  # what the weight sets is the pull on shared layers
+            loss_G = sum(g_terms)
             opt_G.zero_grad(set_to_none=True)
             loss_G.backward()
             opt_G.step()
