@@ -77,6 +77,18 @@ def frechet(a: np.ndarray, b: np.ndarray) -> float:
     return float(((mu1 - mu2) ** 2).sum() + np.trace(s1 + s2 - 2 * covmean))
 
 
+# The judge's pooled SPPF features are heavy-tailed: scenes with no object in the upper half of the image (one low
+# object, or none) lie 50-1000x the median squared distance from the median, and FD-YOLO is mostly their share.
+TAIL_FACTOR = 50.0
+
+
+def tail_share(ref: np.ndarray, feats: np.ndarray) -> float:
+    """Share of `feats` whose squared distance from `ref`'s median is over TAIL_FACTOR times `ref`'s median one."""
+    med = np.median(ref, 0)
+    scale = np.median(((ref - med) ** 2).sum(1))
+    return float(np.mean(((feats - med) ** 2).sum(1) > TAIL_FACTOR * scale))
+
+
 def label_rgb(labels: torch.Tensor) -> np.ndarray:
     """Label channels [n, L, H, W] in [-1, 1] as colour pictures: class 1 red, 2 green, 3 blue."""
     return to_uint8(labels[:, :3].clamp(-1, 1))

@@ -3,9 +3,10 @@
     python bench/toy_fd_sensitivity.py [--samples 3000]
 
 FD-YOLO (the renderer-only yolo:toy-flat's pooled SPPF features, as in bench/toy.py) of n flat-world scenes
-changed in one way (object count, background texture, object size, class balance, colour, blur, saturation)
-against n clean scenes (EVAL_SEEDS + 40000+, as bench/toy_target.py), on --sets disjoint sets of changed scenes
-(seeds 9000000+, 9100000+, ...), so the spread of FD at that n shows beside the mean.
+changed in one way (object count, layout, background texture, object size, class balance, colour, blur,
+saturation) against n clean scenes (EVAL_SEEDS + 40000+, as bench/toy_target.py), on --sets disjoint sets of
+changed scenes (seeds 9000000+, 9100000+, ...), so the spread of FD at that n shows beside the mean. Each row
+also gives the share of changed scenes in the judge's feature tail (bench.toy.tail_share).
 It tells which departures of a generator the FD <= 10 target of issue 24 punishes, and which it barely sees.
 """
 from __future__ import annotations
@@ -21,9 +22,9 @@ from scipy.ndimage import gaussian_filter
 
 sys.path.append(str(Path(__file__).resolve().parents[1]))  # for bench.common; an installed instseg wins
 from bench.common import write_section  # noqa: E402
-from bench.toy import EVAL_SEEDS, frechet, yolo_features  # noqa: E402
+from bench.toy import EVAL_SEEDS, TAIL_FACTOR, frechet, tail_share, yolo_features  # noqa: E402
 from detectors.yolo import YoloDetector, packaged_weights  # noqa: E402
-from instseg.toy.render import render_antialiased, sample_scene  # noqa: E402
+from instseg.toy.render import instance_map, render_antialiased, sample_scene  # noqa: E402
 
 CHANGED = 9_000_000
 
@@ -51,15 +52,33 @@ SCENE_CHANGES = {
     "half the objects drawn as class 0": _objects(lambda o, sc, rng: replace(o, cls=0) if rng.random() < 0.5 else o),
     "half the objects drawn as class 2": _objects(lambda o, sc, rng: replace(o, cls=2) if rng.random() < 0.5 else o),
     "object colours 30% toward the background": _objects(_toward_bg),
+    "objects removed from 5% of scenes": lambda sc, rng: replace(sc, objects=()) if rng.random() < 0.05 else sc,
 }
 IMAGE_CHANGES = {
     "Gaussian blur, sigma 0.6 px": lambda im: np.clip(gaussian_filter(im.astype(float), (0.6, 0.6, 0)), 0, 255
                                                       ).astype(np.uint8),
     "saturation x0.75": _desaturate,
+    "upside down (upper and lower halves swapped)": lambda im: np.ascontiguousarray(im[::-1]),
 }
 # Scenes picked by their number of objects (1, 2, 3) in these shares; the renderer's own is about 1/3 each.
 COUNT_SHARES = {"one object only": (1.0, 0.0, 0.0), "objects 1/2/3 in 50/45/5%": (0.50, 0.45, 0.05),
                 "objects 1/2/3 in 42/38/20%": (0.42, 0.38, 0.20)}
+
+
+def top_empty(sc) -> bool:
+    """No object pixel in the upper half of the image."""
+    return not instance_map(sc)[: sc.size // 2].any()
+
+
+def without_top_empty(n: int, first: int) -> list:
+    """n scenes of seeds `first`+, skipping those whose upper half holds no object."""
+    out, seed = [], first
+    while len(out) < n:
+        sc = sample_scene(seed, 32, world="flat")
+        if not top_empty(sc):
+            out.append(sc)
+        seed += 1
+    return out
 
 
 def by_count(n: int, shares: tuple[float, float, float], first: int) -> list:
@@ -90,11 +109,13 @@ def main() -> None:
                                            for s in range(first, first + n)]))
     starts = [CHANGED + k * 100_000 for k in range(args.sets)]
     sets = [[sample_scene(s, 32, world="flat") for s in range(a, a + n)] for a in starts]
-    rows = ["| change | FD-YOLO, mean | per set |", "|---|---:|---|"]
+    rows = ["| change | FD-YOLO, mean | per set | in the feature tail |", "|---|---:|---|---:|"]
 
     def row(name: str, image_sets) -> None:
-        fds = [frechet(f_clean, yolo_features(det, np.stack(images))) for images in image_sets]
-        rows.append(f"| {name} | {np.mean(fds):.1f} | {' / '.join(f'{v:.1f}' for v in fds)} |")
+        feats = [yolo_features(det, np.stack(images)) for images in image_sets]
+        fds = [frechet(f_clean, f) for f in feats]
+        tail = np.mean([tail_share(f_clean, f) for f in feats])
+        rows.append(f"| {name} | {np.mean(fds):.1f} | {' / '.join(f'{v:.1f}' for v in fds)} | {tail:.1%} |")
         print(rows[-1], flush=True)
 
     for name, change in SCENE_CHANGES.items():
@@ -104,12 +125,18 @@ def main() -> None:
         row(name, ([change(render_antialiased(sc)) for sc in scenes] for scenes in sets))
     for name, shares in COUNT_SHARES.items():
         row(name, ([render_antialiased(sc) for sc in by_count(n, shares, a)] for a in starts))
+    row("no scene with the upper half empty", ([render_antialiased(sc) for sc in without_top_empty(n, a)]
+                                              for a in starts))
+    top_share = np.mean([top_empty(sc) for scenes in sets for sc in scenes])
     if args.no_write:
         return
     body = (f"Flat-world scenes at 32 px, n={n} on each side; clean scenes {first}+, changed scenes in {args.sets} "
             f"disjoint sets from {', '.join(map(str, starts))} (the count rows pick scenes from there by their number "
             f"of objects). Judge: yolo:toy-flat. FD between two clean sets is 0-1.2; a real shift reads with a "
-            f"spread of several points between sets.\n\n"
+            f"spread of several points between sets. In the feature tail: the share of scenes whose pooled judge "
+            f"features lie over {TAIL_FACTOR:g}x the clean scenes' median squared distance from their median "
+            f"(clean scenes: {tail_share(f_clean, f_clean):.1%}). {top_share:.1%} of the renderer's scenes have no "
+            f"object in their upper half.\n\n"
             + "\n".join(rows))
     write_section("toy-fd-sensitivity", "What the toy judge's FD responds to", body, torch.device("cpu"))
 

@@ -60,12 +60,27 @@ def test_toy_target_reads_each_target_at_both_psi(tmp_path):
     assert [r[2].strip() for r in rows] == ["1.0", "0.7", "1.0", "0.7"]
     assert rows[0] == rows[2] and rows[0] != rows[1]  # fixed seeds; psi changes the samples
     assert all(len(r[4].split(" / ")) == 2 for r in rows)  # one FD per block
-    assert all(0 < float(r[8]) < 3 for r in rows)  # object contrast from toy-flat's label channels
+    assert all(abs(sum(map(float, r[8].split(" / "))) - 100) < 0.5 for r in rows)  # class shares add up
+    assert all(0 < float(r[10]) < 3 for r in rows)  # object contrast from toy-flat's label channels
     assert "| renderer scenes |" in md
 
 
 def test_toy_fd_sensitivity_gives_one_row_per_change(tmp_path):
     md = _bench(["bench/toy_fd_sensitivity.py", "--samples", "16", "--sets", "2"], tmp_path)
     rows = [line.split("|")[1:-1] for line in md.splitlines() if line.startswith("| ") and "FD-YOLO" not in line]
-    assert len(rows) == 12 and rows[0][0].strip().startswith("none")
+    assert len(rows) == 15 and rows[0][0].strip().startswith("none")
     assert all(len(r[2].split(" / ")) == 2 for r in rows)
+    assert all(0 <= float(r[3].strip(" %")) <= 100 for r in rows)  # the share in the feature tail
+
+
+def test_tail_share_counts_the_far_samples_only():
+    import numpy as np
+
+    sys.path.insert(0, str(ROOT))
+    from bench.toy import TAIL_FACTOR, tail_share
+
+    rng = np.random.default_rng(0)
+    ref = rng.normal(size=(1000, 8))
+    far = np.full((30, 8), np.sqrt(TAIL_FACTOR))  # squared distance 8 x TAIL_FACTOR; the median one is about 7
+    assert tail_share(ref, ref) == 0
+    assert tail_share(ref, np.concatenate([ref[30:], far])) == 0.03
