@@ -53,11 +53,15 @@ def gan_samples(G, seeds, psi: float = 0.7, batch: int = 64) -> tuple[np.ndarray
     return np.concatenate(images), np.concatenate(labels) if labels else None
 
 
-def yolo_features(det: YoloDetector, images: np.ndarray) -> np.ndarray:
-    """Globally pooled SPPF features of the toy YOLO's backbone: [n, C]."""
+SPPF, P4 = 9, 18  # the judge's layers: the backbone's last (FD-YOLO's) and the neck's stride-16 output
+
+
+def judge_features(det: YoloDetector, images: np.ndarray, layers: tuple[int, ...] = (SPPF,)) -> dict[int, np.ndarray]:
+    """Globally pooled features of the toy YOLO's `layers`, from one pass: {layer: [n, C]}."""
     net = det.model.model.model
-    feats = []
-    hook = net[9].register_forward_hook(lambda m, i, o: feats.append(o.mean(dim=(2, 3)).cpu()))
+    feats: dict[int, list] = {k: [] for k in layers}
+    hooks = [net[k].register_forward_hook(lambda m, i, o, k=k: feats[k].append(o.mean(dim=(2, 3)).cpu()))
+             for k in layers]
     try:
         with torch.no_grad():
             for i in range(0, len(images), 128):
@@ -66,8 +70,14 @@ def yolo_features(det: YoloDetector, images: np.ndarray) -> np.ndarray:
                     x = torch.nn.functional.interpolate(x, size=det.train_imgsz, mode="bilinear", align_corners=False)
                 det.model.model(x)
     finally:
-        hook.remove()
-    return torch.cat(feats).numpy().astype(np.float64)
+        for h in hooks:
+            h.remove()
+    return {k: torch.cat(v).numpy().astype(np.float64) for k, v in feats.items()}
+
+
+def yolo_features(det: YoloDetector, images: np.ndarray) -> np.ndarray:
+    """Globally pooled SPPF features of the toy YOLO's backbone (FD-YOLO's): [n, C]."""
+    return judge_features(det, images)[SPPF]
 
 
 def frechet(a: np.ndarray, b: np.ndarray) -> float:
@@ -79,6 +89,7 @@ def frechet(a: np.ndarray, b: np.ndarray) -> float:
 
 # The judge's pooled SPPF features are heavy-tailed: scenes with no object in the upper half of the image (one low
 # object, or none) lie 50-1000x the median squared distance from the median, and FD-YOLO is mostly their share.
+# The neck's P4 output has no such tail (99th percentile 10x the median, against 4,000x for SPPF).
 TAIL_FACTOR = 50.0
 
 

@@ -22,7 +22,7 @@ from scipy.ndimage import gaussian_filter
 
 sys.path.append(str(Path(__file__).resolve().parents[1]))  # for bench.common; an installed instseg wins
 from bench.common import write_section  # noqa: E402
-from bench.toy import EVAL_SEEDS, TAIL_FACTOR, frechet, tail_share, yolo_features  # noqa: E402
+from bench.toy import EVAL_SEEDS, P4, SPPF, TAIL_FACTOR, frechet, judge_features, tail_share  # noqa: E402
 from detectors.yolo import YoloDetector, packaged_weights  # noqa: E402
 from instseg.toy.render import instance_map, render_antialiased, sample_scene  # noqa: E402
 
@@ -105,17 +105,20 @@ def main() -> None:
     n = args.samples
     det = YoloDetector(str(packaged_weights("toy-flat")), conf=0.25, max_det=50)
     first = EVAL_SEEDS + 40_000
-    f_clean = yolo_features(det, np.stack([render_antialiased(sample_scene(s, 32, world="flat"))
-                                           for s in range(first, first + n)]))
+    f_clean = judge_features(det, np.stack([render_antialiased(sample_scene(s, 32, world="flat"))
+                                            for s in range(first, first + n)]), (SPPF, P4))
     starts = [CHANGED + k * 100_000 for k in range(args.sets)]
     sets = [[sample_scene(s, 32, world="flat") for s in range(a, a + n)] for a in starts]
-    rows = ["| change | FD-YOLO, mean | per set | in the feature tail |", "|---|---:|---|---:|"]
+    rows = ["| change | FD-YOLO, mean | per set | in the feature tail | FD-P4, mean | per set |",
+            "|---|---:|---|---:|---:|---|"]
 
     def row(name: str, image_sets) -> None:
-        feats = [yolo_features(det, np.stack(images)) for images in image_sets]
-        fds = [frechet(f_clean, f) for f in feats]
-        tail = np.mean([tail_share(f_clean, f) for f in feats])
-        rows.append(f"| {name} | {np.mean(fds):.1f} | {' / '.join(f'{v:.1f}' for v in fds)} | {tail:.1%} |")
+        feats = [judge_features(det, np.stack(images), (SPPF, P4)) for images in image_sets]
+        fds = [frechet(f_clean[SPPF], f[SPPF]) for f in feats]
+        p4 = [frechet(f_clean[P4], f[P4]) for f in feats]
+        tail = np.mean([tail_share(f_clean[SPPF], f[SPPF]) for f in feats])
+        rows.append(f"| {name} | {np.mean(fds):.1f} | {' / '.join(f'{v:.1f}' for v in fds)} | {tail:.1%} | "
+                    f"{np.mean(p4):.2f} | {' / '.join(f'{v:.2f}' for v in p4)} |")
         print(rows[-1], flush=True)
 
     for name, change in SCENE_CHANGES.items():
@@ -135,8 +138,9 @@ def main() -> None:
             f"of objects). Judge: yolo:toy-flat. FD between two clean sets is 0-1.2; a real shift reads with a "
             f"spread of several points between sets. In the feature tail: the share of scenes whose pooled judge "
             f"features lie over {TAIL_FACTOR:g}x the clean scenes' median squared distance from their median "
-            f"(clean scenes: {tail_share(f_clean, f_clean):.1%}). {top_share:.1%} of the renderer's scenes have no "
-            f"object in their upper half.\n\n"
+            f"(clean scenes: {tail_share(f_clean[SPPF], f_clean[SPPF]):.1%}). FD-P4: the same FD on the judge's "
+            f"neck output at stride 16 (layer {P4}), whose pooled features have no such tail. {top_share:.1%} of "
+            f"the renderer's scenes have no object in their upper half.\n\n"
             + "\n".join(rows))
     write_section("toy-fd-sensitivity", "What the toy judge's FD responds to", body, torch.device("cpu"))
 

@@ -60,8 +60,9 @@ def test_toy_target_reads_each_target_at_both_psi(tmp_path):
     assert [r[2].strip() for r in rows] == ["1.0", "0.7", "1.0", "0.7"]
     assert rows[0] == rows[2] and rows[0] != rows[1]  # fixed seeds; psi changes the samples
     assert all(len(r[4].split(" / ")) == 2 for r in rows)  # one FD per block
-    assert all(abs(sum(map(float, r[8].split(" / "))) - 100) < 0.5 for r in rows)  # class shares add up
-    assert all(0 < float(r[10]) < 3 for r in rows)  # object contrast from toy-flat's label channels
+    assert all(float(r[6]) > 0 for r in rows)  # FD-P4
+    assert all(abs(sum(map(float, r[9].split(" / "))) - 100) < 0.5 for r in rows)  # class shares add up
+    assert all(0 < float(r[11]) < 3 for r in rows)  # object contrast from toy-flat's label channels
     assert "| renderer scenes |" in md
 
 
@@ -71,6 +72,7 @@ def test_toy_fd_sensitivity_gives_one_row_per_change(tmp_path):
     assert len(rows) == 15 and rows[0][0].strip().startswith("none")
     assert all(len(r[2].split(" / ")) == 2 for r in rows)
     assert all(0 <= float(r[3].strip(" %")) <= 100 for r in rows)  # the share in the feature tail
+    assert all(len(r[5].split(" / ")) == 2 for r in rows)  # FD-P4 per set
 
 
 def test_tail_share_counts_the_far_samples_only():
