@@ -2,8 +2,9 @@
 
     python bench/toy_ab.py OLD_DIR NEW_DIR [MORE_DIR ...] [--every 500] [--samples 1000] [--confusion 200]
 
-Each folder (an arm, named by its folder) is `instseg toy train-gan --snapshot-every N`'s output. Per snapshot: FD-YOLO at psi 1.0 and
-0.7 against renderer scenes, the share of psi-1.0 samples with a detection at conf >= 0.5, and the largest
+Each folder (an arm, named by its folder) is `instseg toy train-gan --snapshot-every N`'s output. Per
+snapshot: FD-YOLO at psi 1.0 and 0.7 against renderer scenes, FD-P4 at psi 1.0 (the judge's stride-16 neck
+output, which lacks FD-YOLO's heavy tail: toy-fd-sensitivity), the share of psi-1.0 samples with a detection at conf >= 0.5, and the largest
 class-share gap, all with the renderer-only judge (yolo:toy-flat) on GAN seeds 500000+ (used by no other
 bench) and renderer scenes EVAL_SEEDS + 20000+. Beside the judge's class gap, the label gap reads the
 generator's own label channels: the largest gap between its per-class shares of labelled pixels and the
@@ -21,7 +22,8 @@ import torch
 
 sys.path.append(str(Path(__file__).resolve().parents[1]))  # for bench.common; an installed instseg wins
 from bench.common import write_section  # noqa: E402
-from bench.toy import EVAL_SEEDS, class_shares, gan_side, label_confusion, yolo_features  # noqa: E402
+from bench.toy import (EVAL_SEEDS, P4, SPPF, class_shares, frechet, gan_images, gan_side,  # noqa: E402
+                       judge_features, label_confusion)
 from detectors.yolo import YoloDetector, packaged_weights  # noqa: E402
 from instseg.checkpoints import load_generator  # noqa: E402
 from instseg.sampling import z_from_seed  # noqa: E402
@@ -63,6 +65,8 @@ def recipe(folder: Path) -> str:
     mw = cfg.get("mismatch_weight", DEFAULTS.mismatch_weight)
     d += f" (matching-aware{'' if mw == DEFAULTS.mismatch_weight else f', weight {mw:g}'})" if cfg.get("mismatch") else ""
     lr = f", lr {cfg['lr']:g}" if cfg.get("lr", DEFAULTS.lr) != DEFAULTS.lr else ""
+    jw = cfg.get("joint_weight", DEFAULTS.joint_weight)
+    d += f", joint D's weight in G's loss {jw:g}" if jw != DEFAULTS.joint_weight else ""
     joint = f" (joint D {cfg['r1_gamma_joint']:.4g})" if cfg.get("r1_gamma_joint") is not None else ""
     branch = next((f", branched at {h['from_iter']} from {h['branched_from']}" for h in reversed(meta["history"])
                    if "branched_from" in h), "")  # the latest branch: a branch of a branch inherits the history
@@ -85,14 +89,15 @@ def main() -> None:
     det = YoloDetector(str(packaged_weights("toy-flat")), conf=0.25, max_det=50)
     scene_seeds = range(EVAL_SEEDS + 20_000, EVAL_SEEDS + 20_000 + args.samples)
     real = np.stack([render_seed(s, 32, "flat")[0] for s in scene_seeds])
-    f_real, real_share = yolo_features(det, real), class_shares(det(list(real)), list(det.class_names))
+    feats = judge_features(det, real, (SPPF, P4))
+    f_real, real_share = feats[SPPF], class_shares(det(list(real)), list(det.class_names))
     cover = sum(class_coverage(sample_scene(s, 32, world="flat")).sum(axis=(1, 2)) for s in scene_seeds)
     real_label_share = cover / cover.sum()
     seeds = list(range(GAN_SEEDS, GAN_SEEDS + args.samples))
     runs = {folder.name: snapshots(folder, args.every) for folder in args.arms}
     names = list(runs)
-    metrics = (("FD psi 1.0", 2, "{:.1f}"), ("FD psi 0.7", 3, "{:.1f}"), ("detected", 0, "{:.1%}"),
-               ("class gap", 1, "{:.1f}"), ("label gap", 4, "{:.1f}"))
+    metrics = (("FD psi 1.0", 2, "{:.1f}"), ("FD psi 0.7", 3, "{:.1f}"), ("FD-P4 psi 1.0", 5, "{:.2f}"),
+               ("detected", 0, "{:.1%}"), ("class gap", 1, "{:.1f}"), ("label gap", 4, "{:.1f}"))
     rows = ["| iterations (x32 images) | arm | " + " | ".join(m for m, _, _ in metrics) + " |",
             "|---:|---|" + "---:|" * len(metrics)]
     for it in sorted(set().union(*runs.values())):
@@ -101,15 +106,17 @@ def main() -> None:
             if it not in runs[name]:
                 continue
             key = f"{runs[name][it]}:{args.samples}"
-            if key not in cache or len(cache[key]) < 5:
+            if key not in cache or len(cache[key]) < 6:  # older caches lack the later figures
                 G = load_generator(runs[name][it])
                 if key not in cache:
                     cache[key] = [*gan_side(G, det, seeds, 1.0, f_real, real_share),
                                   gan_side(G, det, seeds, 0.7, f_real, real_share)[2]]
-                cache[key].append(100 * float(np.abs(label_shares(G, seeds) - real_label_share).max()))
+                if len(cache[key]) < 5:
+                    cache[key].append(100 * float(np.abs(label_shares(G, seeds) - real_label_share).max()))
+                cache[key].append(frechet(feats[P4], judge_features(det, gan_images(G, seeds, 1.0), (P4,))[P4]))
                 if args.cache:
                     args.cache.write_text(json.dumps(cache))
-            figures[name] = cache[key]  # detected, class gap, FD psi 1.0, FD psi 0.7, label gap
+            figures[name] = cache[key]  # detected, class gap, FD psi 1.0, FD psi 0.7, label gap, FD-P4 psi 1.0
         for name, fig in figures.items():
             rows.append(f"| {it} | {name} | " + " | ".join(fmt.format(fig[i]) for _, i, fmt in metrics) + " |")
             print(rows[-1], flush=True)

@@ -86,3 +86,23 @@ def test_tail_share_counts_the_far_samples_only():
     far = np.full((30, 8), np.sqrt(TAIL_FACTOR))  # squared distance 8 x TAIL_FACTOR; the median one is about 7
     assert tail_share(ref, ref) == 0
     assert tail_share(ref, np.concatenate([ref[30:], far])) == 0.03
+
+
+def test_toy_ab_scores_each_snapshot_and_names_the_recipe(tmp_path):
+    import shutil
+
+    arm = tmp_path / "arm"
+    (arm / "snapshots").mkdir(parents=True)
+    (arm / "state").mkdir()
+    for it in (500, 750, 1000):
+        shutil.copy(ROOT / "instseg" / "toy" / "weights" / "toy-flat.pt", arm / "snapshots" / f"generator-{it:07d}.pt")
+    (arm / "state" / "state.json").write_text(json.dumps({"iter": 1000, "history": [], "config": {
+        "r1_gamma": 0.1, "resolution": 32, "batch": 32, "dataset_size": 0, "split_d": True, "mismatch": True,
+        "joint_weight": 0.2, "channel_base": 2048, "d_channel_base": 2048}}))
+    md = _bench(["bench/toy_ab.py", str(arm), "--every", "500", "--samples", "16"], tmp_path)
+    rows = [line.split("|")[1:-1] for line in md.splitlines() if line.startswith("| ") and "arm |" in line
+            or line.startswith("| 500 ") or line.startswith("| 1000 ")]
+    assert [r[0].strip() for r in rows[1:]] == ["500", "1000"]  # 750 is not a multiple of --every
+    assert rows[1][2:] == rows[2][2:]  # the same file scores the same on the same seeds
+    assert float(rows[1][4]) > 0  # FD-P4
+    assert "(matching-aware), joint D's weight in G's loss 0.2" in md
