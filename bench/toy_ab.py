@@ -4,11 +4,12 @@
 
 Each folder (an arm, named by its folder) is `instseg toy train-gan --snapshot-every N`'s output. Per
 snapshot: FD-YOLO at psi 1.0 and 0.7 against renderer scenes, FD-P4 at psi 1.0 (the judge's stride-16 neck
-output, which lacks FD-YOLO's heavy tail: toy-fd-sensitivity), the share of psi-1.0 samples with a detection at conf >= 0.5, and the largest
-class-share gap, all with the renderer-only judge (yolo:toy-flat) on GAN seeds 500000+ (used by no other
-bench) and renderer scenes EVAL_SEEDS + 20000+. Beside the judge's class gap, the label gap reads the
-generator's own label channels: the largest gap between its per-class shares of labelled pixels and the
-renderer's, so a judge that calls every blob a disc is told apart from a generator that draws one class.
+output, which lacks FD-YOLO's heavy tail: toy-fd-sensitivity), the share of psi-1.0 samples with a detection
+at conf >= 0.5, and the largest class-share gap, all with the renderer-only judge (yolo:toy-flat) on GAN seeds
+500000+ (used by no other bench) and renderer scenes EVAL_SEEDS + 20000+. Beside the judge's class gap, the
+label gap reads the generator's own label channels: the largest gap between its per-class shares of labelled
+pixels and the renderer's, so a judge that calls every blob a disc is told apart from a generator that draws
+one class.
 """
 from __future__ import annotations
 
@@ -63,7 +64,8 @@ def recipe(folder: Path) -> str:
     scenes = f"{cfg['dataset_size']} fixed scenes" if cfg["dataset_size"] else "fresh scenes"
     d = "image D + joint D" if cfg["split_d"] else "one joint D"
     mw = cfg.get("mismatch_weight", DEFAULTS.mismatch_weight)
-    d += f" (matching-aware{'' if mw == DEFAULTS.mismatch_weight else f', weight {mw:g}'})" if cfg.get("mismatch") else ""
+    if cfg.get("mismatch"):
+        d += f" (matching-aware{'' if mw == DEFAULTS.mismatch_weight else f', weight {mw:g}'})"
     lr = f", lr {cfg['lr']:g}" if cfg.get("lr", DEFAULTS.lr) != DEFAULTS.lr else ""
     jw = cfg.get("joint_weight", DEFAULTS.joint_weight)
     d += f", joint D's weight in G's loss {jw:g}" if jw != DEFAULTS.joint_weight else ""
