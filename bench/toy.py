@@ -29,7 +29,7 @@ from instseg.sampling import z_from_seed  # noqa: E402
 from instseg.sampling import mix_ws, variant_rng  # noqa: E402
 from instseg.pseudo_gt import pseudo_gt  # noqa: E402
 from instseg.toy.dataset import write_scenes  # noqa: E402
-from instseg.toy.render import render_seed  # noqa: E402
+from instseg.toy.render import class_coverage, render_antialiased, render_seed, sample_scene  # noqa: E402
 from instseg.zoo import resolve_gan  # noqa: E402
 
 EVAL_SEEDS = 3_000_000  # held-out renderer scenes (training used 1_000_000+ and 2_000_000+)
@@ -179,9 +179,26 @@ def label_confusion(G, det: YoloDetector, seeds: list[int], psi: float = 1.0, mi
     Each label instance (4-connected, per class) goes to the class of the confident (conf >= 0.5) detection whose
     mask overlaps it best, or to 'none' below `min_iou`. Label specks under `min_area` pixels are left out (the
     renderer's smallest object, a triangle at 32 px, covers about 38)."""
-    names = list(det.class_names)
+    return _confusion(_labelled_samples(G, det, seeds, psi, min_area), list(det.class_names), min_iou)
+
+
+def renderer_confusion(det: YoloDetector, seeds: list[int], min_iou: float = 0.3, min_area: int = 10) -> np.ndarray:
+    """label_confusion's matrix for renderer scenes (world flat, 32 px), their labels drawn the way a generator's
+    are read: each class's coverage over one half, cut into 4-connected instances. The judge's own miss rate."""
+    from instseg.toy.labels import label_masks
+
+    def pairs():
+        for s in seeds:
+            sc = sample_scene(s, 32, world="flat")
+            d, masks = det.segment([render_antialiased(sc)])[0]
+            yield d, masks, label_masks(class_coverage(sc) - 0.5, min_area)
+
+    return _confusion(pairs(), list(det.class_names), min_iou)
+
+
+def _confusion(samples, names: list[str], min_iou: float) -> np.ndarray:
     counts = np.zeros((len(names), len(names) + 1), dtype=int)
-    for d, masks, labs in _labelled_samples(G, det, seeds, psi, min_area):
+    for d, masks, labs in samples:
         found = [(names.index(lab), m) for lab, sc, m in zip(d.labels, d.scores, masks) if sc >= 0.5]
         for c, lm in labs:
             ious = [((m & lm).sum() / max((m | lm).sum(), 1), k) for k, m in found]

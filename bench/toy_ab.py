@@ -24,7 +24,7 @@ import torch
 sys.path.append(str(Path(__file__).resolve().parents[1]))  # for bench.common; an installed instseg wins
 from bench.common import write_section  # noqa: E402
 from bench.toy import (EVAL_SEEDS, P4, SPPF, class_shares, frechet, gan_images, gan_side,  # noqa: E402
-                       judge_features, label_confusion)
+                       judge_features, label_confusion, renderer_confusion)
 from detectors.yolo import YoloDetector, packaged_weights  # noqa: E402
 from instseg.checkpoints import load_generator  # noqa: E402
 from instseg.sampling import z_from_seed  # noqa: E402
@@ -83,7 +83,7 @@ def main() -> None:
     ap.add_argument("--samples", type=int, default=1000, help="GAN samples and renderer scenes per figure")
     ap.add_argument("--confusion", type=int, default=0, metavar="N",
                     help="also print, for each arm's last snapshot, which class the judge sees where the generator "
-                         "labels an instance, on N samples (printed only)")
+                         "labels an instance, on N samples, and the same for N renderer scenes (printed only)")
     ap.add_argument("--cache", type=Path, default=None, help="JSON of figures already measured (reused, then extended)")
     args = ap.parse_args()
     torch.set_num_threads(1)
@@ -122,11 +122,14 @@ def main() -> None:
         for name, fig in figures.items():
             rows.append(f"| {it} | {name} | " + " | ".join(fmt.format(fig[i]) for _, i, fmt in metrics) + " |")
             print(rows[-1], flush=True)
-    for name, snaps in runs.items():
-        if args.confusion and snaps:
-            last = max(snaps)
-            m = label_confusion(load_generator(snaps[last]), det, seeds[:args.confusion])
-            print(f"{name} at {last}: rows label class, columns judge class ({', '.join(det.class_names)}, none)")
+    if args.confusion:
+        tables = {"renderer scenes": renderer_confusion(det, list(scene_seeds)[:args.confusion])}
+        for name, snaps in runs.items():
+            if snaps:
+                last = max(snaps)
+                tables[f"{name} at {last}"] = label_confusion(load_generator(snaps[last]), det, seeds[:args.confusion])
+        for title, m in tables.items():
+            print(f"{title}: rows label class, columns judge class ({', '.join(det.class_names)}, none)")
             for c, row in zip(det.class_names, m):
                 print(f"  {c:>10}: " + " ".join(f"{v:5d}" for v in row))
     recipes = "; ".join(f"{folder.name}: {recipe(folder)}" for folder in args.arms)

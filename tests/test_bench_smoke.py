@@ -106,3 +106,20 @@ def test_toy_ab_scores_each_snapshot_and_names_the_recipe(tmp_path):
     assert rows[1][2:] == rows[2][2:]  # the same file scores the same on the same seeds
     assert float(rows[1][4]) > 0  # FD-P4
     assert "(matching-aware), joint D's weight in G's loss 0.2" in md
+
+
+def test_renderer_confusion_reads_the_renderers_own_labels():
+    import numpy as np
+
+    sys.path.insert(0, str(ROOT))
+    from bench.toy import EVAL_SEEDS, renderer_confusion
+    from detectors.yolo import YoloDetector, packaged_weights
+    from instseg.toy.render import class_coverage, sample_scene
+
+    det = YoloDetector(str(packaged_weights("toy-flat")), conf=0.25, max_det=50)
+    seeds = list(range(EVAL_SEEDS, EVAL_SEEDS + 24))
+    m = renderer_confusion(det, seeds, min_area=1)
+    assert m.shape == (3, 4)
+    labelled = sum(int((class_coverage(sample_scene(s, 32, world="flat")) > 0.5).any(axis=(1, 2)).sum()) for s in seeds)
+    assert m.sum() >= labelled  # every class present gives at least one instance
+    assert np.trace(m) / m.sum() >= 0.8  # the judge reads its own world's objects as their class
