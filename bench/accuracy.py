@@ -33,7 +33,7 @@ from instseg.evaluate import evaluate  # noqa: E402
 from instseg.generator import to_uint8  # noqa: E402
 from instseg.pseudo_gt import pseudo_gt  # noqa: E402
 from instseg.runner import run  # noqa: E402
-from instseg.sampling import source_images  # noqa: E402
+from instseg.sampling import set_truncation_centres, source_images  # noqa: E402
 from instseg.toy.labels import sample_labels  # noqa: E402
 from instseg.config import MASK_SCORES  # noqa: E402
 from instseg.instances import RULES as INSTANCE_RULES  # noqa: E402
@@ -47,7 +47,7 @@ METHODS = tuple(SEGMENT_METHODS)  # the dispatch table's names
 def references(gan: str, run_dir: Path, cfg) -> dict[str, dict]:
     """The reference masks of a run's images: the label channels (if any), then the YOLO pseudo ground truth."""
     path = resolve_gan(gan).path
-    G = load_generator(path)
+    G = set_truncation_centres(load_generator(path), cfg.truncation_centres)
     refs = {}
     if G.cfg.label_channels:
         names = native_meta(path).get("label_names")
@@ -180,7 +180,7 @@ def accuracy(gan: str, seeds: tuple[int, ...]) -> str:
 
 def label_boxes(gan: str, seeds: tuple[int, ...]) -> str:
     cfg = build_config(gan, {"seeds": seeds})
-    G = load_generator(resolve_gan(gan).path)
+    G = set_truncation_centres(load_generator(resolve_gan(gan).path), cfg.truncation_centres)
     if not G.cfg.label_channels:
         raise SystemExit(f"{gan} draws no label channels")
     refs = {"labels": sample_labels(G, seeds, native_meta(resolve_gan(gan).path).get("label_names"), cfg.truncation_psi)}

@@ -19,10 +19,10 @@ import torch
 sys.path.append(str(Path(__file__).resolve().parents[1]))  # for bench.common; an installed instseg wins
 from bench.common import write_section  # noqa: E402
 from instseg.checkpoints import load_generator  # noqa: E402
-from instseg.config import parse_seeds  # noqa: E402
+from instseg.config import build_config, parse_seeds  # noqa: E402
 from instseg.generator import Generator  # noqa: E402
-from instseg.sampling import mix_ws, variant_rng  # noqa: E402
-from instseg.sampling import source_ws  # noqa: E402
+from instseg.sampling import mix_ws, set_truncation_centres, source_ws, variant_rng  # noqa: E402
+from instseg.zoo import resolve_gan  # noqa: E402
 
 
 @torch.no_grad()
@@ -48,7 +48,8 @@ def main() -> None:
     ap.add_argument("--seeds", default="40000-40199")
     ap.add_argument("--variants", type=int, default=8)
     args = ap.parse_args()
-    G = load_generator(args.gan)
+    G = load_generator(resolve_gan(args.gan).path)
+    set_truncation_centres(G, build_config(args.gan, {}).truncation_centres)
     if not G.cfg.label_channels:
         sys.exit(f"{args.gan} draws no label channels; the table needs a generator trained with --labels")
     seeds = list(parse_seeds(args.seeds))

@@ -28,6 +28,7 @@ from bench.toy import (EVAL_SEEDS, P4, SPPF, TAIL_FACTOR, class_shares, frechet,
 from detectors.yolo import YoloDetector, packaged_weights  # noqa: E402
 from instseg.checkpoints import load_generator  # noqa: E402
 from instseg.io import atomic_write_json  # noqa: E402
+from instseg.sampling import set_truncation_centres  # noqa: E402
 from instseg.toy.render import render_seed  # noqa: E402
 from scipy.ndimage import binary_dilation  # noqa: E402
 
@@ -95,6 +96,8 @@ def main() -> None:
     ap.add_argument("--samples", type=int, default=1000, help="GAN samples per block")
     ap.add_argument("--cache", type=Path, default=None, help="JSON of rows already measured (reused, then extended)")
     ap.add_argument("--no-write", action="store_true", help="print the rows only; leave BENCHMARKS.md as it is")
+    ap.add_argument("--truncation-centres", type=int, default=64,
+                    help="also a psi 0.7 row truncated toward the nearest of K W-space centres (1: no such row)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     n = args.blocks * args.samples
@@ -117,10 +120,11 @@ def main() -> None:
     cache = json.loads(args.cache.read_text()) if args.cache and args.cache.exists() else {}
     for path in args.gans:
         G = None
-        for psi in (1.0, 0.7):
-            key = f"{path.resolve()}:{args.blocks}x{args.samples}:{psi}"
+        for psi, k in ((1.0, 1), (0.7, 1)) + (((0.7, args.truncation_centres),) if args.truncation_centres > 1 else ()):
+            key = f"{path.resolve()}:{args.blocks}x{args.samples}:{psi}" + (f":c{k}" if k > 1 else "")
             if not {"tail", "shares", "FD P4"} <= set(cache.get(key, {})):  # rows cached before these columns: redo
                 G = load_generator(path) if G is None else G
+                set_truncation_centres(G, k)
                 cache[key] = {**score(G, det, seeds, psi, f_real, real_share, args.samples),
                               "iterations": torch.load(path, weights_only=True).get("meta", {}).get("iterations")}
                 if args.cache:
@@ -128,7 +132,7 @@ def main() -> None:
             s = cache[key]
             met = [k for k, t in TARGETS.items() if (s[k] >= t if k == "detected" else s[k] <= t)]
             look = "n/a" if s["contrast"] is None else f"{s['contrast']:.2f}"
-            rows.append(f"| {name(path)} | {s['iterations']} | {psi} | {s['FD']:.1f} | "
+            rows.append(f"| {name(path)} | {s['iterations']} | {psi}{f' ({k} centres)' if k > 1 else ''} | {s['FD']:.1f} | "
                         f"{' / '.join(f'{b:.1f}' for b in s['blocks'])} | {s['tail']:.1%} | {s['FD P4']:.2f} | "
                         f"{s['detected']:.1%} | {s['class gap']:.1f} | {' / '.join(f'{v:.1f}' for v in s['shares'])} | "
                         f"{s['objects']:.2f} | {look} | {', '.join(met) or 'none'} |")
@@ -137,7 +141,9 @@ def main() -> None:
         return
     body = (f"GAN seeds {GAN_SEEDS}+ in {args.blocks} blocks of {args.samples} (used by no other bench), renderer "
             f"scenes {SCENES}+ (n={n} pooled; each block against the first {args.samples}). Judge: the renderer-only "
-            f"yolo:toy-flat. Targets (issue 24): FD-YOLO <= {TARGETS['FD']:g} at psi 1.0 and 0.7, >= "
+            f"yolo:toy-flat. psi 0.7 is read twice: truncated toward the mean w (StyleGAN's trick) and toward "
+            f"the nearest of {args.truncation_centres} k-means centres of W (`--truncation-centres`). "
+            f"Targets (issue 24): FD-YOLO <= {TARGETS['FD']:g} at psi 1.0 and 0.7, >= "
             f"{TARGETS['detected']:.0%} detected at conf 0.5, class shares within {TARGETS['class gap']:g} points "
             f"of the renderer's (the largest gap shown; the judge's shares of detections at conf >= 0.5 beside it). "
             f"In the feature tail (not a target): the share of samples whose pooled judge features lie over "

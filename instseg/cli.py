@@ -256,6 +256,8 @@ def convert(src: str, dst: str, half: bool) -> None:
 @_run_option("--foreground", "Whole-image foreground rule.", preset=True, type=click.Choice(C.FOREGROUND_RULES))
 @_run_option("--work-res", "Longest side at which pixels are clustered.", preset=True, metavar="PX")
 @_run_option("--truncation-psi", "Truncation of source and variants.", metavar="PSI")
+@_run_option("--truncation-centres", "Truncate toward the nearest of K k-means centres of W (multi-modal truncation: "
+             "keeps a many-class world's modes); 1: toward the mean w, as StyleGAN does.", preset=True, metavar="K")
 @_run_option("--detector", "Box detector: none (whole image), yolo:PATH|NAME or frcnn[:PATH].", preset=True,
              metavar="SPEC")
 @_run_option("--classes", "Detector classes to keep; they become the COCO categories.", preset=True,
@@ -582,10 +584,13 @@ def toy_render(out: str, seeds: tuple[int, ...], size: int, world: str, yolo: bo
 @click.option("--seeds", type=SeedList(), required=True, metavar="LIST", help="Sample seeds, as for `instseg run`.")
 @click.option("--truncation-psi", type=FiniteFloat(-2, 2), default=0.7, show_default=True, metavar="PSI",
               help="Truncation; use the run's so the images match.")
+@click.option("--truncation-centres", type=click.IntRange(1, 4096), default=None, metavar="K",
+              help="Truncate toward the nearest of K W-space centres; use the run's.  [default: the preset's, else 1]")
 @click.option("--min-area", type=click.IntRange(1, 1 << 24), default=1, show_default=True, metavar="PX",
               help="Drop label components smaller than this.")
 @click.option("--out", required=True, type=OutPath(dir_okay=False), metavar="GT.json", help="Output COCO file.")
-def toy_labels(gan: str, seeds: tuple[int, ...], truncation_psi: float, min_area: int, out: str) -> None:
+def toy_labels(gan: str, seeds: tuple[int, ...], truncation_psi: float, truncation_centres: int | None, min_area: int,
+               out: str) -> None:
     """Write the generator's own label channels for SEEDS as COCO instances (a reference for `instseg eval`)."""
     import pickle
 
@@ -594,11 +599,14 @@ def toy_labels(gan: str, seeds: tuple[int, ...], truncation_psi: float, min_area
     from .checkpoints import native_meta
     from .io import atomic_write_json
     from .runner import load_checked
+    from .sampling import set_truncation_centres
     from .toy.labels import sample_labels
     from .zoo import resolve_gan
 
     resolved = resolve_gan(gan)
-    G = load_checked(resolved)
+    if truncation_centres is None:
+        truncation_centres = C.build_config(gan, {}).truncation_centres
+    G = set_truncation_centres(load_checked(resolved), truncation_centres)
     try:
         names = native_meta(resolved.path).get("label_names")
     except (RuntimeError, ValueError, AttributeError, pickle.UnpicklingError):  # not a native file: no names

@@ -30,7 +30,7 @@ MAX_SEED = 2**32 - 2  # NVIDIA's z per seed uses RandomState(seed), which takes 
 # Inclusive (low, high) bounds of the numeric fields; every float must also be finite.
 BOUNDS: dict[str, tuple[float, float]] = {
     "variants": (2, 1024), "k": (2, 32), "box_k": (0, 32), "kmeans_iters": (1, 10_000), "kmeans_tol": (0, 1), "repeats": (1, 32),
-    "truncation_psi": (-2, 2), "work_res": (4, 4096), "conf": (0, 1), "max_det": (1, 1000),
+    "truncation_psi": (-2, 2), "truncation_centres": (1, 4096), "work_res": (4, 4096), "conf": (0, 1), "max_det": (1, 1000),
     "box_margin": (0, 2), "nms_iou": (0, 1), "min_area": (0, 1 << 24), "batch": (1, 1024), "encoders": (-1, 64),
 }
 
@@ -43,6 +43,7 @@ class RunConfig:
     variants: int = 32  # N style-mixed variants per image
     mix_from: tuple[int, ...] = (4, 5)  # crossover c: ws[:c] kept, ws[c:] from a fresh z (one c drawn per variant)
     truncation_psi: float = 0.7
+    truncation_centres: int = 1  # 1: toward w_avg (classic); k: toward the nearest of k W-space k-means centres
     features: str = "rgb"  # "rgb" or a synthesis layer name such as "b32.conv1"
     join_features: str = "none"  # box crops also cluster on the source's activations of this layer, or on its
     # own pixels ("image": for `label`, the real photo's), standardised and weighted as much as the variant stack

@@ -175,6 +175,8 @@ class MappingNetwork(nn.Module):
         )
         self.num_ws = cfg.num_ws
         self.register_buffer("w_avg", torch.zeros(cfg.w_dim))
+        # multi-modal truncation: [k, w_dim] centres, each w pulled toward its nearest (sampling.set_truncation_centres)
+        self.register_buffer("w_centres", None, persistent=False)
 
     def forward(self, z: Tensor, truncation_psi: float = 1.0, truncation_cutoff: int | None = None) -> Tensor:
         x = z * torch.rsqrt(z.square().mean(dim=1, keepdim=True) + 1e-8)
@@ -183,7 +185,12 @@ class MappingNetwork(nn.Module):
         ws = x[:, None, :].repeat(1, self.num_ws, 1)  # [B, num_ws, w_dim]
         if truncation_psi != 1:
             cut = self.num_ws if truncation_cutoff is None else truncation_cutoff
-            ws[:, :cut] = self.w_avg.lerp(ws[:, :cut], truncation_psi)
+            if self.w_centres is None:
+                ws[:, :cut] = self.w_avg.lerp(ws[:, :cut], truncation_psi)
+            else:
+                c = self.w_centres
+                near = torch.addmm(c.square().sum(-1)[None], x, c.t(), alpha=-2).argmin(-1)
+                ws[:, :cut] = c[near, None].lerp(ws[:, :cut], truncation_psi)
         return ws
 
 

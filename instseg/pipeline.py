@@ -14,7 +14,7 @@ from torch import Tensor
 from .config import RunConfig
 from .errors import UserError
 from .generator import Generator, to_uint8
-from .sampling import source_latents, synthesis_rows, synthesize
+from .sampling import set_truncation_centres, source_latents, synthesis_rows, synthesize
 from .segment import Boxes, Chunk, ImageResult, segment_chunk
 from .timing import Stopwatch
 
@@ -65,9 +65,11 @@ def mixed_precision(G: Generator, dtype: torch.dtype, blocks: int = FP16_BLOCKS,
 
 
 def prepare_generator(G: Generator, cfg: RunConfig, device: torch.device) -> Generator:
-    """Apply --precision (fp16: the official mixed recipe; bf16: everything) and --compile to a loaded generator."""
+    """Apply --truncation-centres, --precision (fp16: the official mixed recipe; bf16: everything) and --compile
+    to a loaded generator."""
     if cfg.precision == "fp16" and device.type != "cuda":
         raise UserError("--precision fp16 runs on CUDA only; on a CPU use bf16 or fp32")
+    set_truncation_centres(G, cfg.truncation_centres)
     if cfg.precision == "fp16":
         G = mixed_precision(G, torch.float16)
     elif cfg.precision == "bf16":

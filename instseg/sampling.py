@@ -4,12 +4,17 @@ A seed's source ws are mapped alone and each image's variants in their own call,
 on the other seeds of its chunk."""
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import torch
 from torch import Tensor
 
+from .cluster import kmeans
 from .generator import Generator
 
+CENTRE_SAMPLES = 20_000  # ws that multi-modal truncation's k-means clusters
+CENTRE_SEED = 0x7C3A
 CPU_CALL_BYTES = 16 << 20  # a CPU synthesis call holds at most this much of the last block's activation
 CPU_MAX_ROWS = 64
 GPU_BUDGET_SHARE = 0.25  # a GPU synthesis call may use this share of the device's memory
@@ -29,6 +34,26 @@ def source_ws(G: Generator, seed: int, truncation_psi: float, device: torch.devi
 def source_latents(G: Generator, seeds: list[int], truncation_psi: float, device: torch.device) -> Tensor:
     """The source ws of several seeds, each mapped alone: [B, num_ws, w_dim]."""
     return torch.cat([source_ws(G, s, truncation_psi, device) for s in seeds])
+
+
+@torch.no_grad()
+def truncation_centres(G: Generator, k: int, samples: int = CENTRE_SAMPLES, seed: int = CENTRE_SEED) -> Tensor:
+    """k centres of G's W space: k-means of the ws of `samples` fixed z's, computed on the CPU in fp32
+    whatever G's device, so a run's sampling does not depend on it: [k, w_dim]."""
+    mapping = copy.deepcopy(G.mapping_net).cpu().float()
+    mapping.w_centres = None
+    z = torch.from_numpy(np.random.RandomState(seed).randn(samples, G.z_dim)).float()
+    return kmeans(mapping(z)[:, 0], k, iters=100, seed=seed)[1]
+
+
+def set_truncation_centres(G: Generator, k: int) -> Generator:
+    """Truncate toward the nearest of k W-space centres (multi-modal truncation, Mokady et al. 2022,
+    with k-means in W), not toward the global mean w_avg; k = 1 restores the classic trick. A
+    generator whose data has several modes (scenes of different classes) maps w_avg to one of them,
+    and classic truncation pulls every sample toward it."""
+    w_avg = G.mapping_net.w_avg
+    G.mapping_net.w_centres = None if k == 1 else truncation_centres(G, k).to(w_avg.device, w_avg.dtype)
+    return G
 
 
 def variant_rng(image_seed: int, repeat: int = 0) -> np.random.RandomState:

@@ -145,3 +145,23 @@ def test_the_last_partial_rgb_is_the_image():
     G = randomise(Generator(tiny_config(resolution=32)))
     img, f = G.synthesis(G.mapping(torch.randn(2, 8)), features=("b32.rgb",))
     assert torch.equal(img, f["b32.rgb"])
+
+
+def test_multimodal_truncation_pulls_each_w_toward_its_nearest_centre():
+    from instseg.sampling import set_truncation_centres, truncation_centres
+
+    G = randomise(Generator(tiny_config()))
+    z = torch.cat([z_from_seed(s, 8) for s in range(20)])
+    classic = G.mapping(z, truncation_psi=0.5)
+    w = G.mapping(z)[:, 0]
+    set_truncation_centres(G, 4)
+    c = G.mapping_net.w_centres
+    assert c.shape == (4, 8) and torch.equal(c, truncation_centres(G, 4))  # deterministic
+    near = c[torch.cdist(w, c).argmin(1)]
+    torch.testing.assert_close(G.mapping(z, truncation_psi=0.0)[:, 3], near)
+    torch.testing.assert_close(G.mapping(z, truncation_psi=0.5)[:, 0], near + 0.5 * (w - near))
+    torch.testing.assert_close(G.mapping(z), G.mapping(z, truncation_psi=1.0))
+    assert not torch.allclose(G.mapping(z, truncation_psi=0.5), classic)
+    assert "mapping_net.w_centres" not in G.state_dict()  # a sampling setting, not part of the checkpoint
+    set_truncation_centres(G, 1)
+    assert torch.equal(G.mapping(z, truncation_psi=0.5), classic)

@@ -183,3 +183,14 @@ def test_fp16_weight_and_style_scaling_leaves_the_demodulated_conv_unchanged():
     half = modulated_conv2d(x.half(), w.half(), big.half())
     assert half.dtype == torch.float16 and torch.isfinite(half).all()
     torch.testing.assert_close(half.float(), modulated_conv2d(x, w, big), atol=0.02, rtol=0.02)
+
+
+def test_truncation_centres_reach_the_pipeline(G, tiny_ckpt):
+    dev = torch.device("cpu")
+    classic = Pipeline(_cfg(tiny_ckpt), G, dev, BoxesPerImage(1), ["object"])([400, 401])
+    G2 = load_generator(tiny_ckpt)
+    multi = Pipeline(_cfg(tiny_ckpt, truncation_centres=8), G2, dev, BoxesPerImage(1), ["object"])([400, 401])
+    assert G2.mapping_net.w_centres.shape[0] == 8
+    assert not np.array_equal(classic[0].image, multi[0].image)
+    with pytest.raises(Exception, match="--truncation-centres must lie in 1..4096"):
+        _cfg(tiny_ckpt, truncation_centres=0)
