@@ -84,18 +84,24 @@ class LabelBoxes:
         return out
 
 
+def image_key(cfg) -> tuple:
+    """What a run's images depend on besides the generator and seeds."""
+    return cfg.truncation_psi, cfg.truncation_centres
+
+
 def measure(gan: str, overrides: dict, seeds: tuple[int, ...], tmp: Path, refs: dict, detector=None) -> dict:
-    """{reference name: scores} for one setting; `refs` is filled on first use (the images never change)."""
+    """{reference name: scores} for one setting; `refs` maps image_key -> {reference name: COCO}, filled on
+    first use of each (a row that changes the truncation draws other images, with other references)."""
     cfg = build_config(gan, {**overrides, "seeds": seeds})
     out = tmp / f"run{len(list(tmp.iterdir()))}"
     t = time.perf_counter()
     run(cfg, out, detector=detector)
     dt = (time.perf_counter() - t) / len(seeds)
     pred = json.loads((out / "annotations.json").read_text())
-    if not refs:
-        refs.update(references(gan, out, cfg))
+    if image_key(cfg) not in refs:
+        refs[image_key(cfg)] = references(gan, out, cfg)
     res = {}
-    for name, ref in refs.items():
+    for name, ref in refs[image_key(cfg)].items():
         r = evaluate(pred, ref)
         r["s_per_image"], r["instances"] = dt, len(pred["annotations"])
         res[name] = r
@@ -165,7 +171,7 @@ def accuracy(gan: str, seeds: tuple[int, ...]) -> str:
             r = measure(gan, {"method": m, "detector": "none"}, seeds, Path(tmp), refs)
             rows.append(row(f"{m}, whole image fg/bg", r))
             print(rows[-1], flush=True)
-        n_gt = {k: len(v["annotations"]) for k, v in refs.items()}
+        n_gt = {k: len(v["annotations"]) for k, v in refs[image_key(build_config(gan, {}))].items()}
         shipped = build_config(gan, {}).detector
         shares = {d: instance_share(gan, seeds, Path(tmp), d) for d in dict.fromkeys([shipped, judge(gan)])}
     share_line = "; ".join(f"{v:.1%} with `--detector {d}`" for d, v in shares.items())
@@ -183,8 +189,9 @@ def label_boxes(gan: str, seeds: tuple[int, ...]) -> str:
     G = set_truncation_centres(load_generator(resolve_gan(gan).path), cfg.truncation_centres)
     if not G.cfg.label_channels:
         raise SystemExit(f"{gan} draws no label channels")
-    refs = {"labels": sample_labels(G, seeds, native_meta(resolve_gan(gan).path).get("label_names"), cfg.truncation_psi)}
-    boxes = LabelBoxes(G, seeds, refs["labels"], cfg.truncation_psi)
+    labels = sample_labels(G, seeds, native_meta(resolve_gan(gan).path).get("label_names"), cfg.truncation_psi)
+    refs = {image_key(cfg): {"labels": labels}}
+    boxes = LabelBoxes(G, seeds, labels, cfg.truncation_psi)
     rows = header(["labels"])
     settings = [(f"{m}{' (ours)' if m == 'variants' else ''}", {"method": m}) for m in METHODS] + extra_settings(gan)
     # the number of clusters per box depends on how tight the boxes are: the other choice of two and three
@@ -197,7 +204,7 @@ def label_boxes(gan: str, seeds: tuple[int, ...]) -> str:
             rows.append(row(f"{name}, label boxes", measure(gan, ov, seeds, Path(tmp), refs, detector=boxes)))
             print(rows[-1], flush=True)
     return (f"{gan}, {len(seeds)} held-out seeds ({seeds[0]}-{seeds[-1]}), shipped defaults; every method gets the "
-            f"tight boxes of the exact label instances ({len(refs['labels']['annotations'])}, score 1) instead of the "
+            f"tight boxes of the exact label instances ({len(labels['annotations'])}, score 1) instead of the "
             "detector's, so misses and loose boxes are out of the scores. Reference: the label channels.\n\n"
             + "\n".join(rows))
 
@@ -216,6 +223,9 @@ def ablation_list(gan: str) -> list[tuple[str, dict]]:
         *[(f"join_features={f}", {"join_features": f}) for f in ["none", *feats, feats[-1].replace("conv1", "conv0")]
           if f != defaults["join_features"]],
         ("repeats=3 (vote)", {"repeats": 3}),
+        *[(f"detector={d}", {"detector": d}) for d in ("yolo:toy-flat", "yolo:toy-flat-gan")
+          if d != defaults["detector"] and packaged_weights(d[5:])],
+        *[(f"truncation_centres={c}", {"truncation_centres": c}) for c in (1, 64, 256) if c != defaults["truncation_centres"]],
         *[(f"box_k={b}", {"box_k": b}) for b in (2, 3, 4) if b != (defaults["box_k"] or defaults["k"])],
         *[(f"box_margin={m}", {"box_margin": m}) for m in (0.15, 0.3, 0.5, 0.75) if m != defaults["box_margin"]],
         *[(f"instance_rule={r}", {"instance_rule": r}) for r in INSTANCE_RULES
@@ -234,6 +244,11 @@ def ablation_list(gan: str) -> list[tuple[str, dict]]:
         ("combined: k=2 + standardize", {"k": 2, "normalize": "standardize"}),
         ("combined: k=2 + l2 + N=64", {"k": 2, "normalize": "l2", "variants": 64}),
         ("combined: k=2 + l2 + mix_from=4", {"k": 2, "normalize": "l2", "mix_from": (4,)}),
+        ("combined: mix_from=6,7", {"mix_from": (6, 7)}),
+        ("combined: mix_from=7 + standardize", {"mix_from": (7,), "normalize": "standardize"}),
+        ("combined: mix_from=7 + k=4", {"mix_from": (7,), "k": 4}),
+        ("combined: mix_from=7 + instance_rule=center", {"mix_from": (7,), "instance_rule": "center"}),
+        ("combined: mix_from=7 + N=16", {"mix_from": (7,), "variants": 16}),
     ]
 
 

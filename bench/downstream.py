@@ -29,6 +29,7 @@ from detectors.yolo import YoloDetector  # noqa: E402
 from instseg import coco  # noqa: E402
 from instseg.checkpoints import load_generator, native_meta  # noqa: E402
 from instseg.config import build_config  # noqa: E402
+from instseg.sampling import set_truncation_centres  # noqa: E402
 from instseg.evaluate import evaluate, instance_scores  # noqa: E402
 from instseg.io import atomic_write_json  # noqa: E402
 from instseg.identity import config_id  # noqa: E402
@@ -100,7 +101,8 @@ def main() -> None:
     train_seeds = [int(v) for v in args.train_seeds.split(",")]
     os.environ["YOLO_OFFLINE"] = "1"
     gan = resolve_gan(args.gan)
-    G = load_generator(gan.path)
+    shipped = build_config(args.gan, {})
+    G = set_truncation_centres(load_generator(gan.path), shipped.truncation_centres)  # the runs' images, for GAN labels
     size = G.out_hw[0]
     meta = native_meta(gan.path) if gan.path.suffix == ".pt" else {}
     world = meta.get("world", "classic")  # test and renderer scenes come from the world the GAN learned
@@ -127,7 +129,7 @@ def main() -> None:
             run(cfg, folder)
             sources.append((name, folder.name, folder, None))
         if G.cfg.label_channels:
-            data = sample_labels(G, range(args.m), meta.get("label_names"))
+            data = sample_labels(G, range(args.m), meta.get("label_names"), shipped.truncation_psi)
             data["images"] = json.loads((sources[1][2] / "annotations.json").read_text())["images"]  # ours' images
             sources.append(("GAN labels", "GAN", sources[1][2], data))
         rows = [[] for _ in sources]

@@ -1,6 +1,6 @@
 """End-to-end images/s of `instseg run`, split into source / detect / generate / cluster / export.
 
-    python bench/pipeline.py toy [--images 16] [--device cpu]     # toy-shapes + its YOLOv8n-seg
+    python bench/pipeline.py toy [--images 16] [--device cpu]     # toy-flat + its YOLOv8n-seg
     python bench/pipeline.py f256 [--images 4] [--device cpu]     # config-f 256, random weights, fixed boxes
 
 'source' makes the source images for the detector, 'generate' the N variants of each; 'variants
@@ -98,10 +98,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         if args.world == "toy":
             n = args.images or 16
-            cfg = build_config("toy-shapes", {"seeds": tuple(range(10_000, 10_000 + n)), "device": args.device,
+            cfg = build_config("toy-flat", {"seeds": tuple(range(10_000, 10_000 + n)), "device": args.device,
                                               "method": args.method, "precision": args.precision,
                                               "encoders": args.encoders, **({"batch": args.batch} if args.batch else {})})
-            gan, detector, what = resolve_gan("toy-shapes").path, None, "toy-shapes 64x64 with its YOLOv8n-seg"
+            gan, detector, what = resolve_gan("toy-flat").path, None, "toy-flat 32x32 with its YOLOv8n-seg"
         else:
             n = args.images or 4
             torch.manual_seed(0)

@@ -74,7 +74,7 @@ def main() -> None:
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         ceiling, seed_bytes = write_ceiling(args.writes, Path(tmp) / "writes")
-    cfg = build_config("toy-shapes", {"seeds": tuple(range(30_000, 30_000 + args.images)), "device": "cpu"})
+    cfg = build_config("toy-flat", {"seeds": tuple(range(30_000, 30_000 + args.images)), "device": "cpu"})
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     rates = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -94,7 +94,7 @@ def main() -> None:
         est.append(f"| {n} | {1e6 / (30 * n) / 3600:.1f} h | {1e6 / (flops_rate * n) / 3600:.2f} h "
                    f"({flops_rate:.0f} images/s per GPU) | {1e6 / rate / 3600:.2f} h at {rate:.0f} images/s"
                    f"{' (the driver limits)' if rate < 30 * n else ''} |")
-    body = (f"toy-shapes, {args.images} images per run, `--ray local` on this machine's 2 CPUs (one CPU slot and "
+    body = (f"toy-flat, {args.images} images per run, `--ray local` on this machine's 2 CPUs (one CPU slot and "
             "one torch thread per worker), actor start-up included.\n\n" + "\n".join(rows) +
             f"\n\nThe driver's write ceiling on this machine: **{ceiling:.0f} seeds/s** ({seed_bytes / 1e3:.0f} KB per 256 px "
             f"seed arriving encoded: image, cluster map, variant strip, record; {args.writes} seeds, atomic writes, no "

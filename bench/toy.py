@@ -23,10 +23,10 @@ sys.path.append(str(Path(__file__).resolve().parents[1]))  # for bench.common; a
 from bench.common import ROOT, write_section  # noqa: E402
 from detectors.yolo import YoloDetector, packaged_weights  # noqa: E402
 from instseg.checkpoints import load_generator  # noqa: E402
+from instseg.config import build_config  # noqa: E402
 from instseg.evaluate import instance_scores  # noqa: E402
 from instseg.generator import to_uint8  # noqa: E402
-from instseg.sampling import z_from_seed  # noqa: E402
-from instseg.sampling import mix_ws, variant_rng  # noqa: E402
+from instseg.sampling import mix_ws, set_truncation_centres, variant_rng, z_from_seed  # noqa: E402
 from instseg.pseudo_gt import pseudo_gt  # noqa: E402
 from instseg.toy.dataset import write_scenes  # noqa: E402
 from instseg.toy.render import class_coverage, render_antialiased, render_seed, sample_scene  # noqa: E402
@@ -105,7 +105,7 @@ def label_rgb(labels: torch.Tensor) -> np.ndarray:
     return to_uint8(labels[:, :3].clamp(-1, 1))
 
 
-def sheet(G, path: Path, world: str) -> None:
+def sheet(G, path: Path, world: str, c: int) -> None:
     """Rows: renderer scenes; GAN samples; their label channels (if any); style variants of two samples
     at the preset's crossover, each with its labels when the generator draws them."""
     scale, pad = 192 // G.cfg.resolution, 4
@@ -119,7 +119,6 @@ def sheet(G, path: Path, world: str) -> None:
             ws = torch.cat([G.mapping(z_from_seed(s, G.z_dim), 0.7) for s in range(8)])
             rows.append(list(label_rgb(G.synthesis(ws, features=("labels",))[1]["labels"])))
             names.append("their label channels")
-        c = G.num_ws // 2
         for s in (0, 1):
             ws = G.mapping(z_from_seed(s, G.z_dim), 0.7)
             img, f = G.synthesis(mix_ws(G, ws, 7, (c,), variant_rng(s), 0.7), features=("labels",) if has_labels else ())
@@ -230,13 +229,14 @@ def class_shares(dets, names: list[str], conf: float = 0.5) -> np.ndarray:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--gan", default="toy-flat", help="a packaged toy preset: toy-shapes or toy-flat")
+    ap.add_argument("--gan", default="toy-flat", help="a packaged toy preset")
     ap.add_argument("--scenes", type=int, default=500)
     ap.add_argument("--samples", type=int, default=1000)
     ap.add_argument("--psi", type=float, default=0.7, help="truncation of the GAN samples scored")
     args = ap.parse_args()
     gan = resolve_gan(args.gan).path
-    G = load_generator(gan)
+    centres = build_config(args.gan, {}).truncation_centres
+    G = set_truncation_centres(load_generator(gan), centres)  # sample as `instseg run` does
     meta = torch.load(gan, weights_only=True)["meta"]
     world, size = meta.get("world", "classic"), G.cfg.resolution
     det = YoloDetector(str(packaged_weights(args.gan)), conf=0.25, max_det=50)
@@ -266,7 +266,8 @@ def main() -> None:
     confident2, gap2, fd2 = gan_side(G, det, list(range(SECOND_SEEDS, SECOND_SEEDS + args.samples)), args.psi,
                                      f_real, real_share)
     if args.psi == 0.7:
-        sheet(G, ROOT / "docs" / ("toy-world.png" if args.gan == "toy-flat" else f"{args.gan}-world.png"), world)
+        sheet(G, ROOT / "docs" / ("toy-world.png" if args.gan == "toy-flat" else f"{args.gan}-world.png"), world,
+              min(build_config(args.gan, {}).mix_from))
     agree = ""
     if G.cfg.label_channels:
         a_iou, a_cls, a_n = label_agreement(G, det, list(range(100_000, 100_000 + min(args.samples, 500))), args.psi)
@@ -293,7 +294,8 @@ def main() -> None:
         f"| FD-YOLO, renderer vs renderer (the floor) | {fd_floor:.3f} |",
         f"| GAN training | {meta.get('iterations')} iterations, {meta.get('images_shown')} images shown |",
     ] + ([agree] if agree else [])
-    body = (f"`{args.gan}` ({world} world, {size}px). FD-YOLO: the Frechet distance between Gaussian fits of "
+    trunc = f", truncation toward the nearest of {centres} W centres" if centres > 1 else ""
+    body = (f"`{args.gan}` ({world} world, {size}px{trunc}). FD-YOLO: the Frechet distance between Gaussian fits of "
             "globally pooled SPPF features of the toy YOLOv8n-seg backbone (trained on renderer scenes), the FID "
             "recipe with a feature extractor that knows this world. Lower is better; two disjoint renderer sets "
             "give the floor. Seeds here were never used for tuning.\n\n" + "\n".join(rows))

@@ -96,7 +96,7 @@ def main() -> None:
     ap.add_argument("--samples", type=int, default=1000, help="GAN samples per block")
     ap.add_argument("--cache", type=Path, default=None, help="JSON of rows already measured (reused, then extended)")
     ap.add_argument("--no-write", action="store_true", help="print the rows only; leave BENCHMARKS.md as it is")
-    ap.add_argument("--truncation-centres", type=int, default=64,
+    ap.add_argument("--truncation-centres", type=int, default=128,
                     help="also a psi 0.7 row truncated toward the nearest of K W-space centres (1: no such row)")
     args = ap.parse_args()
     torch.set_num_threads(1)

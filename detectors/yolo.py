@@ -11,7 +11,7 @@ from . import DetectorError, Detections
 
 
 def packaged_weights(name: str) -> Path | None:
-    """Weights shipped with instseg, e.g. 'toy-shapes' -> instseg/toy/weights/toy-shapes-yolo.pt."""
+    """Weights shipped with instseg, e.g. 'toy-flat' -> instseg/toy/weights/toy-flat-yolo.pt."""
     from importlib import resources
 
     p = Path(str(resources.files("instseg.toy") / "weights" / f"{name}-yolo.pt"))

@@ -220,7 +220,7 @@ def convert(src: str, dst: str, half: bool) -> None:
 
 
 @main.command()
-@click.option("--gan", default="toy-shapes", show_default=True, metavar="NAME|PATH|URL",
+@click.option("--gan", default="toy-flat", show_default=True, metavar="NAME|PATH|URL",
               help="Generator: a preset (see `instseg models`), a checkpoint path or a URL.")
 @click.option("--out", "out", required=True, type=OutPath(file_okay=False), metavar="DIR",
               help="Output folder; re-running the same command there resumes.")
@@ -512,7 +512,7 @@ def eval_cmd(pred: str, gt: str, trimap_width: int, as_json: bool) -> None:
 @click.option("--run", "run_dir", required=True, type=click.Path(exists=True, file_okay=False), metavar="DIR",
               help="An instseg run dir.")
 @click.option("--segmenter", default=None, metavar="yolo:PATH",
-              help="Supervised segmenter (YOLO -seg weights).  [default: the preset's, e.g. toy-shapes]")
+              help="Supervised segmenter (YOLO -seg weights).  [default: the preset's, e.g. yolo:toy-flat]")
 @click.option("--conf", type=FiniteFloat(0, 1), default=0.25, show_default=True, metavar="P",
               help="Segmenter threshold.")
 @click.option("--out", required=True, type=OutPath(dir_okay=False), metavar="GT.json", help="Output file.")
@@ -560,10 +560,11 @@ def toy() -> None:
 @click.option("--out", required=True, type=OutPath(file_okay=False), metavar="DIR", help="Output folder.")
 @click.option("--seeds", type=SeedList(), default="0-99", show_default=True, metavar="LIST",
               help="Scene seeds, e.g. 0-999.")
-@click.option("--size", type=click.IntRange(16, 1024), default=64, show_default=True, metavar="PX",
+@click.option("--size", type=click.IntRange(16, 1024), default=32, show_default=True, metavar="PX",
               help="Image size.")
-@click.option("--world", type=click.Choice(WORLDS), default="classic", show_default=True,
-              help="Renderer world: classic (rotated, striped shapes) or flat (upright, anti-aliased).")
+@click.option("--world", type=click.Choice(WORLDS), default="flat", show_default=True,
+              help="Renderer world: flat (upright, anti-aliased: toy-flat's) or classic (rotated, striped shapes; "
+                   "no shipped model).")
 @click.option("--yolo", is_flag=True, help="Also write the YOLO-seg layout to DIR/yolo.")
 def toy_render(out: str, seeds: tuple[int, ...], size: int, world: str, yolo: bool) -> None:
     """Render scenes with exact instance masks as a COCO dataset."""
@@ -739,9 +740,9 @@ def toy_train_labels(gan: str, out: str, iters: int, world: str, device: str, th
 @click.option("--epochs", type=click.IntRange(1, 10_000), default=30, show_default=True, metavar="E", help="Epochs.")
 @click.option("--imgsz", type=click.IntRange(32, 2048), default=64, show_default=True, metavar="PX",
               help="Training image size (a multiple of 32).")
-@click.option("--world", type=click.Choice(WORLDS), default="classic", show_default=True,
+@click.option("--world", type=click.Choice(WORLDS), default="flat", show_default=True,
               help="Renderer world of the training scenes.")
-@click.option("--size", type=click.IntRange(16, 1024), default=64, show_default=True, metavar="PX",
+@click.option("--size", type=click.IntRange(16, 1024), default=32, show_default=True, metavar="PX",
               help="Rendered scene size (smaller scenes are upscaled to --imgsz in training).")
 @click.option("--device", default="cpu", show_default=True, metavar="DEV", help="cpu or a CUDA index.")
 @click.option("--gan", default=None, metavar="NAME|PATH",
@@ -751,7 +752,7 @@ def toy_train_labels(gan: str, out: str, iters: int, world: str, device: str, th
               help="With --gan: how many of its samples (seeds 6000000 on, used by nothing else).")
 def toy_train_detector(out: str, scenes: int, epochs: int, imgsz: int, world: str, size: int, device: str,
                        gan: str | None, gan_samples: int) -> None:
-    """Train the toy YOLOv8n-seg from its yaml on rendered scenes; writes DIR/toy-shapes-yolo.pt."""
+    """Train the toy YOLOv8n-seg from its yaml on rendered scenes; writes DIR/toy-flat-yolo.pt."""
     from .toy.train_detector import train
 
     if imgsz % 32:

@@ -37,7 +37,7 @@ BOUNDS: dict[str, tuple[float, float]] = {
 
 @dataclass(frozen=True)
 class RunConfig:
-    gan: str = "toy-shapes"  # preset name, checkpoint path or URL
+    gan: str = "toy-flat"  # preset name, checkpoint path or URL
     method: str = "variants"  # variants (ours) | grabcut | kmeans-rgb | activations (single-image baselines)
     seeds: tuple[int, ...] = tuple(range(8))  # one image per seed
     variants: int = 32  # N style-mixed variants per image

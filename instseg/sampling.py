@@ -83,7 +83,7 @@ def variant_latents(G: Generator, keys: list[int], ws_src: Tensor, n: int, mix_f
 
 def synthesis_rows(G: Generator, device: torch.device | str, memory: int | None = None) -> int:
     """Rows per synthesis call, whatever the chunk: a memory budget over the last block's activation
-    per row. On a CPU 16 MiB (toy-shapes: 32 rows, 30-34 ms per image of variants against 45-55 at
+    per row. On a CPU 16 MiB (a 64 px toy generator: 32 rows, 30-34 ms per image of variants against 45-55 at
     8 rows and 44-54 at 64; config-f 256: one row, 1.5x faster per image than eight: the elementwise
     passes of a big call miss the cache), at most 64. On a GPU a quarter of the device's memory (or
     of `memory` bytes) over ~8 live activations of that size."""

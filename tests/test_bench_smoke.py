@@ -51,14 +51,14 @@ def test_toy_target_reads_each_target_at_both_psi(tmp_path):
     args = ["bench/toy_target.py", str(gan), str(gan), "--blocks", "2", "--samples", "16", "--cache", str(tmp_path / "c.json")]
     md = _bench(args, tmp_path)
     cache = json.loads((tmp_path / "c.json").read_text())
-    assert len(cache) == 2  # one file, two psi
+    assert len(cache) == 3  # one file; psi 1.0, and 0.7 toward the mean and toward the nearest of 128 centres
     for row in cache.values():
         row["FD"] = 999.0
     (tmp_path / "c.json").write_text(json.dumps(cache))
-    assert _bench(args, tmp_path).count("| 999.0 |") == 4  # a rerun reads its rows from the cache
+    assert _bench(args, tmp_path).count("| 999.0 |") == 6  # a rerun reads its rows from the cache
     rows = [line.split("|")[1:-1] for line in md.splitlines() if line.startswith("| toy-flat.pt")]
-    assert [r[2].strip() for r in rows] == ["1.0", "0.7", "1.0", "0.7"]
-    assert rows[0] == rows[2] and rows[0] != rows[1]  # fixed seeds; psi changes the samples
+    assert [r[2].strip() for r in rows] == ["1.0", "0.7", "0.7 (128 centres)"] * 2
+    assert rows[0] == rows[3] and rows[0] != rows[1] != rows[2]  # fixed seeds; psi and the centres change the samples
     assert all(len(r[4].split(" / ")) == 2 for r in rows)  # one FD per block
     assert all(float(r[6]) > 0 for r in rows)  # FD-P4
     assert all(abs(sum(map(float, r[9].split(" / "))) - 100) < 0.5 for r in rows)  # class shares add up

@@ -150,14 +150,16 @@ def test_the_last_partial_rgb_is_the_image():
 def test_multimodal_truncation_pulls_each_w_toward_its_nearest_centre():
     from instseg.sampling import set_truncation_centres, truncation_centres
 
-    G = randomise(Generator(tiny_config()))
+    G = randomise(Generator(tiny_config(mapping_lr_mul=1.0)))  # ws that spread: distinct centres
     z = torch.cat([z_from_seed(s, 8) for s in range(20)])
     classic = G.mapping(z, truncation_psi=0.5)
     w = G.mapping(z)[:, 0]
     set_truncation_centres(G, 4)
     c = G.mapping_net.w_centres
     assert c.shape == (4, 8) and torch.equal(c, truncation_centres(G, 4))  # deterministic
+    assert torch.pdist(c).min() > 0.1 * torch.pdist(w).mean()
     near = c[torch.cdist(w, c).argmin(1)]
+    assert len(torch.unique(near, dim=0)) > 1  # the samples go to different centres
     torch.testing.assert_close(G.mapping(z, truncation_psi=0.0)[:, 3], near)
     torch.testing.assert_close(G.mapping(z, truncation_psi=0.5)[:, 0], near + 0.5 * (w - near))
     torch.testing.assert_close(G.mapping(z), G.mapping(z, truncation_psi=1.0))

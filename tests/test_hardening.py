@@ -549,14 +549,15 @@ def test_a_run_begun_before_a_field_existed_refuses_another_value_of_it(tiny_ckp
 
 _REALLOC = r"""
 import resource, sys, torch
-from instseg.checkpoints import load_generator
 from instseg.features import variant_stacks
+from instseg.generator import Generator, GeneratorConfig
 from instseg.sampling import mix_ws, variant_rng
 from instseg.allocator import keep_freed_memory
 from instseg.sampling import source_ws
-from instseg.zoo import resolve_gan
 applied = keep_freed_memory() if sys.argv[1] == "keep" else False
-G = load_generator(resolve_gan("toy-shapes").path, "cpu")
+torch.manual_seed(0)  # a 64 px toy-sized generator (the retired toy-shapes' layout), random weights
+G = Generator(GeneratorConfig(resolution=64, z_dim=128, w_dim=128, channel_base=1024, channel_max=128,
+                              mapping_layers=4)).eval()
 
 def variants(seed):  # the toy's variant pass: 32 style variants, 8 per synthesis call
     ws = mix_ws(G, source_ws(G, seed, 0.7, torch.device("cpu")), 32, (6,), variant_rng(seed, 0), 0.7)

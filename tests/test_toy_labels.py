@@ -15,11 +15,11 @@ from instseg.sampling import source_ws
 from instseg.toy.labels import label_masks
 
 
-def _label_copies_red(path):
+def _label_copies_red(path, **kw):
     """A generator whose one label channel is, by construction, its red channel: every ToRGB's
     label row copies the red row. Its label mask is therefore known: red > 0."""
     torch.manual_seed(0)
-    G = randomise(Generator(tiny_config(resolution=32, label_channels=1)))
+    G = randomise(Generator(tiny_config(resolution=32, label_channels=1, **kw)))
     with torch.no_grad():
         for blk in G.blocks:
             blk.torgb.weight[3] = blk.torgb.weight[0]
@@ -55,6 +55,29 @@ def test_toy_labels_writes_the_known_masks_as_coco_that_eval_reads(tmp_path):
         assert np.array_equal(union, red > 0)
     r = CliRunner().invoke(main, ["eval", "--pred", str(out), "--gt", str(out), "--json"])
     assert r.exit_code == 0 and json.loads(r.output)["miou"] == 1.0
+
+
+def test_toy_labels_truncate_toward_the_centres_a_run_uses(tmp_path):
+    from instseg.sampling import set_truncation_centres
+
+    _label_copies_red(tmp_path / "g.pt", mapping_lr_mul=1.0)  # ws that spread, so their centres differ
+    out = tmp_path / "gt.json"
+    r = CliRunner().invoke(main, ["toy", "labels", "--gan", str(tmp_path / "g.pt"), "--seeds", "0-15",
+                                  "--truncation-centres", "4", "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    c = COCO(str(out))
+    classic, multi = load_generator(tmp_path / "g.pt"), set_truncation_centres(load_generator(tmp_path / "g.pt"), 4)
+    differ = False
+    for seed in range(16):
+        with torch.no_grad():
+            red = {n: G.synthesis(source_ws(G, seed, 0.7, torch.device("cpu")))[0][0, 0].numpy() > 0
+                   for n, G in (("classic", classic), ("multi", multi))}
+        union = np.zeros_like(red["multi"])
+        for a in c.loadAnns(c.getAnnIds(imgIds=[seed + 1])):
+            union |= c.annToMask(a).astype(bool)
+        assert np.array_equal(union, red["multi"])
+        differ |= not np.array_equal(red["multi"], red["classic"])
+    assert differ  # the setting changed the images, so the match above says something
 
 
 def test_toy_labels_refuses_a_generator_without_label_channels(tiny_ckpt, tmp_path):

@@ -179,19 +179,19 @@ def test_models_json_lists_every_preset_with_nvidia_urls(tmp_path, monkeypatch):
     assert r.exit_code == 0, r.output
     rows = {p["name"]: p for p in json.loads(r.output)["presets"]}
     need = {"ffhq", "lsun-horse", "lsun-cat", "lsun-church", "lsun-car", "lsun-dog", "celebahq", "afhq-cat",
-            "afhq-dog", "afhq-wild", "metfaces", "toy-shapes"}
+            "afhq-dog", "afhq-wild", "metfaces", "toy-flat"}
     assert need <= set(rows)
     for name, p in rows.items():
         assert set(p) >= {"name", "urls", "resolution", "num_ws", "format", "licence", "classes", "detector", "cached"}
         assert all(u.startswith(NVIDIA_PREFIXES) for u in p["urls"]), name
-        assert p["urls"] or name in ("toy-shapes", "toy-flat")
+        assert p["urls"] or name == "toy-flat"
         assert p["licence"]["commercial"] == name.startswith("toy-")
         assert p["num_ws"] == 2 * (max(p["resolution"]).bit_length() - 1) - 2
     for face in ("ffhq", "celebahq", "metfaces"):
         assert rows[face]["detector"] is None and rows[face]["classes"] == [] and rows[face]["category"] == "face"
     assert rows["lsun-car"]["resolution"] == [384, 512] and rows["lsun-dog"]["classes"] == ["dog"]
     assert rows["afhq-wild"]["category"] == "animal" and rows["afhq-wild"]["detector"] is None
-    assert rows["toy-shapes"]["cached"]  # packaged
+    assert rows["toy-flat"]["cached"]  # packaged
 
 
 def test_tf_presets_list_the_official_file_then_the_older_official_mirror():

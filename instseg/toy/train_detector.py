@@ -23,7 +23,7 @@ GAN_SEED = 6_000_000  # training samples of a generator: no run, table or benchm
 
 
 def train(out: Path, scenes: int = 4000, epochs: int = 30, imgsz: int = 64, batch: int = 64, size: int = 64,
-          device: str = "cpu", world: str = "classic", name: str = "toy-shapes-yolo.pt", gan: str | None = None,
+          device: str = "cpu", world: str = "flat", name: str = "toy-flat-yolo.pt", gan: str | None = None,
           gan_samples: int = 0, truncation_psi: float = 0.7) -> Path:
     """Render scenes (and, with `gan`, write that generator's samples with their exact labels), export
     them as YOLO-seg, train; returns the best weights path."""
