@@ -29,6 +29,7 @@ from detectors.yolo import YoloDetector, packaged_weights  # noqa: E402
 from instseg.checkpoints import load_generator  # noqa: E402
 from instseg.io import atomic_write_json  # noqa: E402
 from instseg.sampling import set_truncation_centres  # noqa: E402
+from instseg.zoo import sha256_file  # noqa: E402
 from instseg.toy.render import render_seed  # noqa: E402
 from scipy.ndimage import binary_dilation  # noqa: E402
 
@@ -119,16 +120,20 @@ def main() -> None:
             f"{real_contrast:.2f} | |"]
     cache = json.loads(args.cache.read_text()) if args.cache and args.cache.exists() else {}
     for path in args.gans:
-        G = None
+        G, sha = None, sha256_file(path)
         for psi, k in ((1.0, 1), (0.7, 1)) + (((0.7, args.truncation_centres),) if args.truncation_centres > 1 else ()):
             key = f"{path.resolve()}:{args.blocks}x{args.samples}:{psi}" + (f":c{k}" if k > 1 else "")
-            if not {"tail", "shares", "FD P4"} <= set(cache.get(key, {})):  # rows cached before these columns: redo
+            old = cache.get(key, {})
+            # redo rows cached before these columns, or of another file at this path (rows from before
+            # the hash was kept are taken as this file's)
+            if not {"tail", "shares", "FD P4"} <= set(old) or old.get("sha256", sha) != sha:
                 G = load_generator(path) if G is None else G
                 set_truncation_centres(G, k)
                 cache[key] = {**score(G, det, seeds, psi, f_real, real_share, args.samples),
                               "iterations": torch.load(path, weights_only=True).get("meta", {}).get("iterations")}
-                if args.cache:
-                    atomic_write_json(args.cache, cache)
+            cache[key]["sha256"] = sha
+            if args.cache:
+                atomic_write_json(args.cache, cache)
             s = cache[key]
             met = [k for k, t in TARGETS.items() if (s[k] >= t if k == "detected" else s[k] <= t)]
             look = "n/a" if s["contrast"] is None else f"{s['contrast']:.2f}"

@@ -47,7 +47,14 @@ def test_toy_checkpoints_scores_each_generator_file(tmp_path):
 
 
 def test_toy_target_reads_each_target_at_both_psi(tmp_path):
-    gan = ROOT / "instseg" / "toy" / "weights" / "toy-flat.pt"
+    import shutil
+
+    import torch
+
+    from instseg.checkpoints import load_generator, native_meta, save_native
+
+    gan = tmp_path / "toy-flat.pt"
+    shutil.copy(ROOT / "instseg" / "toy" / "weights" / "toy-flat.pt", gan)
     args = ["bench/toy_target.py", str(gan), str(gan), "--blocks", "2", "--samples", "16", "--cache", str(tmp_path / "c.json")]
     md = _bench(args, tmp_path)
     cache = json.loads((tmp_path / "c.json").read_text())
@@ -64,6 +71,11 @@ def test_toy_target_reads_each_target_at_both_psi(tmp_path):
     assert all(abs(sum(map(float, r[9].split(" / "))) - 100) < 0.5 for r in rows)  # class shares add up
     assert all(0 < float(r[11]) < 3 for r in rows)  # object contrast from toy-flat's label channels
     assert "| renderer scenes |" in md
+    G = load_generator(gan)
+    with torch.no_grad():
+        G.blocks[-1].torgb.bias.add_(0.5)
+    save_native(G, gan, meta=native_meta(gan))
+    assert "| 999.0 |" not in _bench(args, tmp_path)  # another file at the same path is scored again
 
 
 def test_toy_fd_sensitivity_gives_one_row_per_change(tmp_path):
