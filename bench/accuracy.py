@@ -225,7 +225,8 @@ def ablation_list(gan: str) -> list[tuple[str, dict]]:
         ("repeats=3 (vote)", {"repeats": 3}),
         *[(f"detector={d}", {"detector": d}) for d in ("yolo:toy-flat", "yolo:toy-flat-gan")
           if d != defaults["detector"] and packaged_weights(d[5:])],
-        *[(f"truncation_centres={c}", {"truncation_centres": c}) for c in (1, 64, 256) if c != defaults["truncation_centres"]],
+        *[(f"truncation_centres={c}", {"truncation_centres": c}) for c in (1, 64, 256)
+          if c != defaults["truncation_centres"]],
         *[(f"box_k={b}", {"box_k": b}) for b in (2, 3, 4) if b != (defaults["box_k"] or defaults["k"])],
         *[(f"box_margin={m}", {"box_margin": m}) for m in (0.15, 0.3, 0.5, 0.75) if m != defaults["box_margin"]],
         *[(f"instance_rule={r}", {"instance_rule": r}) for r in INSTANCE_RULES

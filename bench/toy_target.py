@@ -137,7 +137,8 @@ def main() -> None:
             s = cache[key]
             met = [k for k, t in TARGETS.items() if (s[k] >= t if k == "detected" else s[k] <= t)]
             look = "n/a" if s["contrast"] is None else f"{s['contrast']:.2f}"
-            rows.append(f"| {name(path)} | {s['iterations']} | {psi}{f' ({k} centres)' if k > 1 else ''} | {s['FD']:.1f} | "
+            label = f"{psi} ({k} centres)" if k > 1 else f"{psi}"
+            rows.append(f"| {name(path)} | {s['iterations']} | {label} | {s['FD']:.1f} | "
                         f"{' / '.join(f'{b:.1f}' for b in s['blocks'])} | {s['tail']:.1%} | {s['FD P4']:.2f} | "
                         f"{s['detected']:.1%} | {s['class gap']:.1f} | {' / '.join(f'{v:.1f}' for v in s['shares'])} | "
                         f"{s['objects']:.2f} | {look} | {', '.join(met) or 'none'} |")

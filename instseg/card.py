@@ -4,8 +4,9 @@ from __future__ import annotations
 from typing import Any
 
 # Settings of the method worth a reader's eye (the rest are in run.json).
-_SETTINGS = ("method", "variants", "mix_from", "truncation_psi", "truncation_centres", "features", "k", "box_k", "normalize", "repeats",
-             "detector", "classes", "conf", "box_margin", "instance_rule", "mask_score", "nms_iou", "min_area")
+_SETTINGS = ("method", "variants", "mix_from", "truncation_psi", "truncation_centres", "features", "k", "box_k",
+             "normalize", "repeats", "detector", "classes", "conf", "box_margin", "instance_rule", "mask_score",
+             "nms_iou", "min_area")
 
 
 def card(run: dict | None, info: dict, licence: dict | None, categories: list[str], images: int,

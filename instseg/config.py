@@ -30,8 +30,8 @@ MAX_SEED = 2**32 - 2  # NVIDIA's z per seed uses RandomState(seed), which takes 
 # Inclusive (low, high) bounds of the numeric fields; every float must also be finite.
 BOUNDS: dict[str, tuple[float, float]] = {
     "variants": (2, 1024), "k": (2, 32), "box_k": (0, 32), "kmeans_iters": (1, 10_000), "kmeans_tol": (0, 1), "repeats": (1, 32),
-    "truncation_psi": (-2, 2), "truncation_centres": (1, 4096), "work_res": (4, 4096), "conf": (0, 1), "max_det": (1, 1000),
-    "box_margin": (0, 2), "nms_iou": (0, 1), "min_area": (0, 1 << 24), "batch": (1, 1024), "encoders": (-1, 64),
+    "truncation_psi": (-2, 2), "truncation_centres": (1, 4096), "work_res": (4, 4096), "conf": (0, 1),
+    "max_det": (1, 1000), "box_margin": (0, 2), "nms_iou": (0, 1), "min_area": (0, 1 << 24), "batch": (1, 1024), "encoders": (-1, 64),
 }
 
 
