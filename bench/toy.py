@@ -235,7 +235,8 @@ def main() -> None:
     ap.add_argument("--psi", type=float, default=0.7, help="truncation of the GAN samples scored")
     args = ap.parse_args()
     gan = resolve_gan(args.gan).path
-    centres = build_config(args.gan, {}).truncation_centres
+    shipped = build_config(args.gan, {})
+    centres = shipped.truncation_centres
     G = set_truncation_centres(load_generator(gan), centres)  # sample as `instseg run` does
     meta = torch.load(gan, weights_only=True)["meta"]
     world, size = meta.get("world", "classic"), G.cfg.resolution
@@ -267,7 +268,7 @@ def main() -> None:
                                      f_real, real_share)
     if args.psi == 0.7:
         sheet(G, ROOT / "docs" / ("toy-world.png" if args.gan == "toy-flat" else f"{args.gan}-world.png"), world,
-              min(build_config(args.gan, {}).mix_from))
+              min(shipped.mix_from))
     agree = ""
     if G.cfg.label_channels:
         a_iou, a_cls, a_n = label_agreement(G, det, list(range(100_000, 100_000 + min(args.samples, 500))), args.psi)

@@ -108,7 +108,7 @@ def _kmeans_one(x: Tensor, k: int, iters: int, tol: float, seed: int) -> tuple[T
     thresh = float(tol * _mean_variance(x))
     labels, reseeded = None, False
     for _ in range(iters):
-        step = _nearest_centre(x, c)
+        step = nearest_centre(x, c)
         if labels is not None and not reseeded and torch.equal(step, labels):
             return labels, c
         labels = step
@@ -123,10 +123,10 @@ def _kmeans_one(x: Tensor, k: int, iters: int, tol: float, seed: int) -> tuple[T
         c = new
         if shift <= thresh:
             break
-    return _nearest_centre(x, c), c
+    return nearest_centre(x, c), c
 
 
-def _nearest_centre(x: Tensor, centers: Tensor) -> Tensor:
+def nearest_centre(x: Tensor, centers: Tensor) -> Tensor:
     """The label of each row of x [P, D]: its nearest centre of [k, D]."""
     return torch.addmm(centers.square().sum(-1)[None], x.float(), centers.t(), alpha=-2).argmin(-1)
 

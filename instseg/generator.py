@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .cluster import nearest_centre
+
 NOISE_MODES = ("const", "random", "none")
 
 
@@ -189,8 +191,7 @@ class MappingNetwork(nn.Module):
                 ws[:, :cut] = self.w_avg.lerp(ws[:, :cut], truncation_psi)
             else:
                 c = self.w_centres
-                near = torch.addmm(c.square().sum(-1)[None], x, c.t(), alpha=-2).argmin(-1)
-                ws[:, :cut] = c[near, None].lerp(ws[:, :cut], truncation_psi)
+                ws[:, :cut] = c[nearest_centre(x, c.float()), None].lerp(ws[:, :cut], truncation_psi)
         return ws
 
 
