@@ -24,7 +24,7 @@ sys.path.append(str(Path(__file__).resolve().parents[1]))  # for bench.common; a
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from bench.common import write_section  # noqa: E402
+from bench.common import method_overrides, write_section  # noqa: E402
 from detectors import Detections  # noqa: E402
 from detectors.yolo import YoloDetector, packaged_weights  # noqa: E402
 from instseg.checkpoints import load_generator, native_meta  # noqa: E402
@@ -92,7 +92,7 @@ def image_key(cfg) -> tuple:
 def measure(gan: str, overrides: dict, seeds: tuple[int, ...], tmp: Path, refs: dict, detector=None) -> dict:
     """{reference name: scores} for one setting; `refs` maps image_key -> {reference name: COCO}, filled on
     first use of each (a row that changes the truncation draws other images, with other references)."""
-    cfg = build_config(gan, {**overrides, "seeds": seeds})
+    cfg = build_config(gan, {**method_overrides(overrides), "seeds": seeds})
     out = tmp / f"run{len(list(tmp.iterdir()))}"
     t = time.perf_counter()
     run(cfg, out, detector=detector)
@@ -222,6 +222,8 @@ def ablation_list(gan: str) -> list[tuple[str, dict]]:
         *[(f"features={f}", {"features": f}) for f in feats],
         *[(f"join_features={f}", {"join_features": f}) for f in ["none", *feats, feats[-1].replace("conv1", "conv0")]
           if f != defaults["join_features"]],
+        *[(f"join_weight={w:g}", {"join_weight": w}) for w in (1.0, 2.0, 4.0, 8.0, 16.0)
+          if defaults["join_features"] != "none" and w != defaults["join_weight"]],
         ("repeats=3 (vote)", {"repeats": 3}),
         *[(f"detector={d}", {"detector": d}) for d in ("yolo:toy-flat", "yolo:toy-flat-gan")
           if d != defaults["detector"] and packaged_weights(d[5:])],
@@ -229,6 +231,8 @@ def ablation_list(gan: str) -> list[tuple[str, dict]]:
           if c != defaults["truncation_centres"]],
         *[(f"box_k={b}", {"box_k": b}) for b in (2, 3, 4) if b != (defaults["box_k"] or defaults["k"])],
         *[(f"box_margin={m}", {"box_margin": m}) for m in (0.15, 0.3, 0.5, 0.75) if m != defaults["box_margin"]],
+        *[(f"clip_margin={m:g}{' (no cut)' if m >= defaults['box_margin'] else ''}", {"clip_margin": m})
+          for m in (0.0, 0.05, 0.1, 0.2, 2.0) if m != defaults["clip_margin"]],
         *[(f"instance_rule={r}", {"instance_rule": r}) for r in INSTANCE_RULES
           if r != defaults["instance_rule"]],
         *[(f"mask_score={m}", {"mask_score": m}) for m in MASK_SCORES if m != defaults["mask_score"]],

@@ -16,6 +16,16 @@ ROOT = Path(__file__).resolve().parents[1]
 BENCH_MD = Path(os.environ.get("INSTSEG_BENCH_MD") or ROOT / "BENCHMARKS.md")  # tests point it elsewhere
 
 
+def method_overrides(overrides: dict) -> dict:
+    """A run's overrides, with the fields that only ours reads (the join, the normalisation) at RunConfig's
+    defaults for a single-image baseline unless set: a preset tunes them for ours, not for the baselines."""
+    from instseg.config import field_default
+
+    if overrides.get("method", "variants") == "variants":
+        return overrides
+    return {"join_features": "none", "normalize": field_default("normalize"), **overrides}
+
+
 def machine(device: torch.device) -> str:
     if device.type == "cuda":
         return f"{torch.cuda.get_device_name(device)}, torch {torch.__version__}"

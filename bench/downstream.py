@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 sys.path.append(str(Path(__file__).resolve().parents[1]))  # for bench.common; an installed instseg wins
-from bench.common import write_section  # noqa: E402
+from bench.common import method_overrides, write_section  # noqa: E402
 from detectors.yolo import YoloDetector  # noqa: E402
 from instseg import coco  # noqa: E402
 from instseg.checkpoints import load_generator, native_meta  # noqa: E402
@@ -122,9 +122,7 @@ def main() -> None:
         if build_config(args.gan, {}).join_features != "none":
             runs.insert(1, ("variants, join_features=none (the variant stack alone)", {"join_features": "none"}))
         for name, ov in runs:
-            if ov.get("method", "variants") != "variants":
-                ov = {**ov, "join_features": "none"}  # a field the baselines ignore: keep their runs comparable
-            cfg = build_config(args.gan, {"seeds": tuple(range(args.m)), "device": "cpu", **ov})
+            cfg = build_config(args.gan, {"seeds": tuple(range(args.m)), "device": "cpu", **method_overrides(ov)})
             folder = tmp / f"{cfg.method}-{config_id(cfg.to_dict(), None)[:8]}"  # a changed config: a new run and rows
             run(cfg, folder)
             sources.append((name, folder.name, folder, None))

@@ -23,7 +23,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from bench.common import write_section  # noqa: E402
+from bench.common import method_overrides, write_section  # noqa: E402
 from bench.toy import EVAL_SEEDS  # noqa: E402
 from instseg import coco  # noqa: E402
 from instseg.config import build_config  # noqa: E402
@@ -70,7 +70,7 @@ def scenes(folder: Path, n: int, size: int) -> dict:
 
 
 def score(folder: Path, gt: dict, out: Path, overrides: dict, lcfg: LabelConfig, device: str) -> dict:
-    cfg = build_config("toy-flat", {**overrides, "device": device})
+    cfg = build_config("toy-flat", {**method_overrides(overrides), "device": device})
     before = projection_seconds(lcfg.steps, lcfg.loss, lcfg.space)
     t = time.perf_counter()
     label_images([str(folder)], cfg, lcfg, out)

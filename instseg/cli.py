@@ -249,8 +249,10 @@ def convert(src: str, dst: str, half: bool) -> None:
 @_run_option("--features", "Clustered features: 'rgb' or a synthesis layer such as b32.conv1.",
              metavar="rgb|LAYER")
 @_run_option("--join-features", "Box crops also cluster on the source image's activations of this layer, or on its own pixels (image) "
-             "(standardised, weighted equally with the variant stack); none: the variant stack alone.", preset=True,
+             "(standardised; see --join-weight); none: the variant stack alone.", preset=True,
              metavar="none|image|LAYER")
+@_run_option("--join-weight", "Weight of the joined features in the k-means distances; the variant stack's is 1.",
+             preset=True, metavar="W")
 @_run_option("--normalize", "Per-pixel normalisation of the N*C values (the baselines: of their single image's C values).", type=click.Choice(C.NORMALIZATIONS))
 @_run_option("--repeats", "k-means repeats with fresh variants, merged by majority vote.", metavar="R")
 @_run_option("--foreground", "Whole-image foreground rule.", preset=True, type=click.Choice(C.FOREGROUND_RULES))
@@ -268,6 +270,8 @@ def convert(src: str, dst: str, half: bool) -> None:
 @_run_option("--mask-score", "An instance's mask confidence: the mean k-means margin over its pixels, or that times "
              "the share of its pixels inside the box.", type=click.Choice(C.MASK_SCORES))
 @_run_option("--box-margin", "Crop around a box, as a fraction of its size per side.", metavar="F")
+@_run_option("--clip-margin", "Cut each instance mask to its box grown by this fraction of its size per side "
+             "(at --box-margin or more: no cut).", preset=True, metavar="F")
 @click.option("--format", "formats", type=click.Choice(["coco", "yolo"]), multiple=True, default=("coco",),
               show_default=True, help="Also write the Ultralytics YOLO-seg layout to DIR/yolo with 'yolo'.")
 @_run_option("--device", "Where to compute: auto, cpu, cuda or cuda:N.", metavar="DEV")

@@ -30,8 +30,8 @@ MAX_SEED = 2**32 - 2  # NVIDIA's z per seed uses RandomState(seed), which takes 
 # Inclusive (low, high) bounds of the numeric fields; every float must also be finite.
 BOUNDS: dict[str, tuple[float, float]] = {
     "variants": (2, 1024), "k": (2, 32), "box_k": (0, 32), "kmeans_iters": (1, 10_000), "kmeans_tol": (0, 1), "repeats": (1, 32),
-    "truncation_psi": (-2, 2), "truncation_centres": (1, 4096), "work_res": (4, 4096), "conf": (0, 1),
-    "max_det": (1, 1000), "box_margin": (0, 2), "nms_iou": (0, 1), "min_area": (0, 1 << 24), "batch": (1, 1024), "encoders": (-1, 64),
+    "truncation_psi": (-2, 2), "truncation_centres": (1, 4096), "join_weight": (0, 1000), "work_res": (4, 4096), "conf": (0, 1),
+    "max_det": (1, 1000), "box_margin": (0, 2), "clip_margin": (0, 2), "nms_iou": (0, 1), "min_area": (0, 1 << 24), "batch": (1, 1024), "encoders": (-1, 64),
 }
 
 
@@ -46,7 +46,8 @@ class RunConfig:
     truncation_centres: int = 1  # 1: toward w_avg (classic); k: toward the nearest of k W-space k-means centres
     features: str = "rgb"  # "rgb" or a synthesis layer name such as "b32.conv1"
     join_features: str = "none"  # box crops also cluster on the source's activations of this layer, or on its
-    # own pixels ("image": for `label`, the real photo's), standardised and weighted as much as the variant stack
+    # own pixels ("image": for `label`, the real photo's), standardised
+    join_weight: float = 1.0  # the joined features' weight in the squared distances, the variant stack's being 1
     work_res: int = 128  # longest side at which pixels are clustered (capped by the image)
     normalize: str = "raw"  # per-pixel normalisation over the N*C values: raw | standardize | l2
     k: int = 3  # clusters (whole image)
@@ -61,6 +62,7 @@ class RunConfig:
     conf: float = 0.25  # detector score threshold
     max_det: int = 20  # detections per image
     box_margin: float = 0.15  # crop = box grown by this fraction of its size on each side
+    clip_margin: float = 0.1  # instance masks are cut to the box grown by this fraction (>= box_margin: no cut)
     instance_rule: str = "inside"  # which crop clusters form the instance: inside | combined | border | center
     mask_score: str = "margin_inside"  # margin: mean k-means margin over the mask; margin_inside: x its share in the box
     nms_iou: float = 0.5  # mask-NMS: drop an instance overlapping a better one by more than this IoU
@@ -255,7 +257,7 @@ def _coerce(merged: dict[str, Any]) -> dict[str, Any]:
             merged["classes"] = tuple(c)
         else:
             raise UserError(f"--classes must be class names (a,b or a list), got {short(c)}")
-    for k in ("truncation_psi", "kmeans_tol", "conf", "box_margin", "nms_iou"):
+    for k in ("truncation_psi", "kmeans_tol", "conf", "box_margin", "clip_margin", "nms_iou", "join_weight"):
         if isinstance(merged.get(k), int) and not isinstance(merged.get(k), bool):
             merged[k] = float(merged[k])
     return merged

@@ -81,6 +81,17 @@ RULES: dict[str, InstanceRule] = {"combined": combined_rule, "inside": inside_ru
                                   "center": center_instance_rule}
 
 
+def clip_to_boxes(masks: Tensor, boxes: np.ndarray, margin: float) -> Tensor:
+    """Masks [n, H, W] cut to their xyxy boxes [n, 4] grown by `margin` x the box size per side (pixel
+    centres): a neighbour whose pixels co-vary with the object's stays out of its mask."""
+    b = torch.as_tensor(np.asarray(boxes, np.float32).reshape(-1, 4), device=masks.device)
+    grow = margin * torch.stack([b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]] * 2, 1) * torch.tensor([-1, -1, 1, 1], device=b.device)
+    g = (b + grow)[:, :, None, None]
+    ys, xs = pixel_grid(masks.shape, masks.device)
+    yc, xc = ys + 0.5, xs + 0.5
+    return masks & (xc >= g[:, 0]) & (xc <= g[:, 2]) & (yc >= g[:, 1]) & (yc <= g[:, 3])
+
+
 def paste_masks(labels: list[Tensor], chosen: Tensor, crops: list[tuple[int, int, int, int]],
                 image_hw: tuple[int, int], k: int) -> Tensor:
     """Each crop's chosen clusters [n, k], upsampled to the crop and pasted into its image: [n, H, W] bool."""

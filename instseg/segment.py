@@ -18,7 +18,7 @@ from .foreground import RULES as FOREGROUND_RULES
 from .foreground import valid_pixels
 from .generator import Generator, to_uint8
 from .instances import RULES as INSTANCE_RULES
-from .instances import box_crop, in_box, merge_instances, paste_masks, work_boxes
+from .instances import box_crop, clip_to_boxes, in_box, merge_instances, paste_masks, work_boxes
 from .sampling import variant_latents
 from .timing import Stopwatch
 
@@ -124,28 +124,28 @@ def _unit_spread(x: Tensor) -> Tensor:
     return x / (x - x.mean(0)).square().sum(1).mean().clamp_min(1e-12).sqrt()
 
 
-def joined_features(stack: Tensor, normalize: str, joined: Tensor | None) -> Tensor:
+def joined_features(stack: Tensor, normalize: str, joined: Tensor | None, weight: float = 1.0) -> Tensor:
     """Pixel features of a stack [N, C, h, w], with `joined` [1, C', h, w] (the source's activations,
     standardised per pixel) appended; each part is scaled to the same spread over the region's
-    pixels, so both weigh equally in the distances."""
+    pixels, then the joined part's squared distances are multiplied by `weight`."""
     x = pixel_features(stack, normalize)
     if joined is None:
         return x
-    return torch.cat([_unit_spread(x), _unit_spread(pixel_features(joined, "standardize"))], 1)
+    return torch.cat([_unit_spread(x), _unit_spread(pixel_features(joined, "standardize")) * weight ** 0.5], 1)
 
 
 def cluster_regions(stacks: list[list[Tensor]], k: int, iters: int, tol: float, normalize: str,
                     keys: list[tuple[int, int]], joined: list[Tensor | None] | None = None,
-                    padded: bool | None = None) -> list[tuple[Tensor, Tensor]]:
+                    padded: bool | None = None, join_weight: float = 1.0) -> list[tuple[Tensor, Tensor]]:
     """stacks[set][repeat] = [N, C, h, w] -> per set (labels [h, w], margin [h, w]).
 
     Every set and repeat goes into one batched k-means; repeats are merged by a per-pixel majority
     vote. keys[set] = (image key, region): the k-means seed comes from (key, region, repeat).
-    `joined[set]`, when given, is appended to every repeat's features (`joined_features`)."""
+    `joined[set]`, when given, is appended to every repeat's features (`joined_features`, with `join_weight`)."""
     if not stacks:
         return []
     joined = joined or [None] * len(stacks)
-    feats = [[joined_features(st, normalize, j) for st in reps] for reps, j in zip(stacks, joined)]
+    feats = [[joined_features(st, normalize, j, join_weight) for st in reps] for reps, j in zip(stacks, joined)]
     flat = [x for reps in feats for x in reps]
     seeds = [kmeans_seed(key, region, r) for (key, region), reps in zip(keys, feats) for r in range(len(reps))]
     done: list[tuple[Tensor, Tensor] | None] = [None] * len(flat)
@@ -225,7 +225,8 @@ def _variants_method(G: Generator, chunk: Chunk, cfg: RunConfig, clock: Stopwatc
         n, repeats, feature, shared = cfg.variants, cfg.repeats, cfg.features, min(cfg.mix_from)
         ws = variant_latents(G, chunk.keys, chunk.ws, n, cfg.mix_from, repeats, cfg.truncation_psi)
         settings = {"variants": n, "mix_from": list(cfg.mix_from), "repeats": repeats,
-                    "features": feature, "normalize": cfg.normalize, "join_features": cfg.join_features}
+                    "features": feature, "normalize": cfg.normalize, "join_features": cfg.join_features,
+                    "join_weight": cfg.join_weight}
     else:  # single-image baselines: the "stack" is the source image alone (N = 1)
         n, repeats, ws, shared = 1, 1, chunk.ws, 0
         feature = "rgb" if cfg.method == "kmeans-rgb" else (
@@ -260,12 +261,12 @@ def _variants_method(G: Generator, chunk: Chunk, cfg: RunConfig, clock: Stopwatc
     if box_k == cfg.k:  # one k-means over every region of every image
         done = cluster_regions(whole_sets + [per_image[b][j] for b, j in box_sets], cfg.k, iters, tol, norm,
                                whole_keys + [(chunk.keys[b], j) for b, j in box_sets],
-                               [None] * B + [joined[b][j] for b, j in box_sets], chunk.padded)
+                               [None] * B + [joined[b][j] for b, j in box_sets], chunk.padded, cfg.join_weight)
     else:  # a box crop holds one object and its surroundings: it may want fewer clusters than the whole image
         done = cluster_regions(whole_sets, cfg.k, iters, tol, norm, whole_keys, padded=chunk.padded)
         done += cluster_regions([per_image[b][j] for b, j in box_sets], box_k, iters, tol, norm,
                                 [(chunk.keys[b], j) for b, j in box_sets], [joined[b][j] for b, j in box_sets],
-                                chunk.padded)
+                                chunk.padded, cfg.join_weight)
     labels = torch.stack([lab for lab, _ in done[:B]])
     conf = torch.stack([c for _, c in done[:B]])
     fg = FOREGROUND_RULES[cfg.foreground](labels, cfg.k)
@@ -275,7 +276,7 @@ def _variants_method(G: Generator, chunk: Chunk, cfg: RunConfig, clock: Stopwatc
     else:
         masks, mask_conf = _no_masks(chunk)
     settings.update(k=cfg.k, box_k=box_k, foreground=cfg.foreground, instance_rule=cfg.instance_rule,
-                    mask_score=cfg.mask_score, box_margin=cfg.box_margin)
+                    mask_score=cfg.mask_score, box_margin=cfg.box_margin, clip_margin=cfg.clip_margin)
     return Clustered(labels, conf, fg, masks, mask_conf, previews, settings)
 
 
@@ -360,6 +361,7 @@ def segment_chunk(G: Generator, cfg: RunConfig, chunk: Chunk, clock: Stopwatch |
     fg_conf = torch.where(n_sel > 0, (c.conf.flatten(1) * sel).sum(1) / n_sel.clamp_min(1), 0.0)
     boxes = chunk.boxes
     scores = torch.as_tensor(boxes.scores, device=c.mask_conf.device) * c.mask_conf
-    masks, keep, rank = merge_instances(c.masks, scores, boxes.owner, len(chunk.keys), cfg.nms_iou, min_area)
+    raw = c.masks if cfg.clip_margin >= cfg.box_margin else clip_to_boxes(c.masks, boxes.xyxy, cfg.clip_margin)
+    masks, keep, rank = merge_instances(raw, scores, boxes.owner, len(chunk.keys), cfg.nms_iou, min_area)
     clock.lap("cluster")
     return Segmented(chunk.images, c, label_maps, fg_masks, fg_keep, fg_conf, masks, keep, rank, boxes)

@@ -3,7 +3,7 @@ import torch
 
 from instseg.config import RunConfig
 from instseg.features import crop_region
-from instseg.instances import box_crop, merge_instances
+from instseg.instances import box_crop, clip_to_boxes, merge_instances
 from instseg.segment import Boxes, box_masks, cluster_stacks
 
 
@@ -128,3 +128,15 @@ def test_single_image_baselines_honour_and_record_the_normalisation(tiny_ckpt):
     assert raw.settings["normalize"] == "raw" and l2.settings["normalize"] == "l2"
     assert raw.settings["variants"] == 1
     assert not np.array_equal(raw.confidence, l2.confidence)  # l2 clusters other features
+
+
+def test_masks_are_cut_to_their_grown_boxes():
+    """A mask that spills into a neighbour keeps only the pixels whose centres lie in its box grown by the margin."""
+    masks = torch.ones(2, 10, 20, dtype=torch.bool)
+    boxes = np.array([[2, 2, 6, 8], [10, 0, 20, 10]], np.float32)
+    cut = clip_to_boxes(masks, boxes, 0.0)
+    assert torch.equal(cut[0].nonzero().amin(0), torch.tensor([2, 2])) and torch.equal(cut[0].nonzero().amax(0), torch.tensor([7, 5]))
+    assert cut[1].sum() == 100
+    grown = clip_to_boxes(masks, boxes, 0.25)  # x 1..7 and y 0.5..9.5: pixel centres of columns 1-6, rows 0-9
+    assert grown[0].sum() == 6 * 10 and grown[0, 0:1].sum() == 6 and not grown[0, :, 0].any()
+    assert clip_to_boxes(masks[:0], boxes[:0], 0.1).shape == (0, 10, 20)

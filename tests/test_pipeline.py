@@ -194,3 +194,24 @@ def test_truncation_centres_reach_the_pipeline(G, tiny_ckpt):
     assert not np.array_equal(classic[0].image, multi[0].image)
     with pytest.raises(Exception, match="--truncation-centres must lie in 1..4096"):
         _cfg(tiny_ckpt, truncation_centres=0)
+
+
+def test_instance_masks_stay_in_their_boxes_grown_by_the_clip_margin(G, tiny_ckpt):
+    """With clip_margin 0 no kept pixel's centre lies outside its detector box; without a cut
+    (clip_margin >= box_margin) the same run's masks spill out of them."""
+    dev = torch.device("cpu")
+    seeds = list(range(400, 406))
+
+    def outside(clip: float) -> list[int]:
+        pipe = Pipeline(_cfg(tiny_ckpt, box_margin=0.5, clip_margin=clip), G, dev, BoxesPerImage(3), ["object"])
+        counts = []
+        for rec in pipe(seeds):
+            for o in rec.objects:
+                x0, y0, x1, y1 = o.extra["det_box"]
+                ys, xs = np.nonzero(o.mask)
+                counts.append(int(((xs + 0.5 < x0) | (xs + 0.5 > x1) | (ys + 0.5 < y0) | (ys + 0.5 > y1)).sum()))
+        assert counts
+        return counts
+
+    assert max(outside(0.0)) == 0
+    assert sum(outside(2.0)) > 0

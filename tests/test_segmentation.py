@@ -61,6 +61,15 @@ def test_joined_source_activations_decide_when_the_stack_carries_no_split():
     assert torch.equal(joined_features(stack, "raw", None), pixel_features(stack, "raw"))
 
 
+def test_join_weight_scales_the_joined_part_of_the_squared_distances():
+    g = torch.Generator().manual_seed(1)
+    stack, act = torch.randn(4, 3, 6, 6, generator=g), torch.randn(1, 5, 6, 6, generator=g)
+    for w in (0.25, 1.0, 8.0):
+        feats = joined_features(stack, "standardize", act, w)
+        spread = [float((p - p.mean(0)).square().sum(1).mean()) for p in (feats[:, :12], feats[:, 12:])]
+        assert abs(spread[0] - 1) < 1e-4 and abs(spread[1] - w) < 1e-3 * w
+
+
 def test_torch_kmeans_agrees_with_sklearn_up_to_permutation():
     from sklearn.cluster import KMeans
     from sklearn.datasets import make_blobs
