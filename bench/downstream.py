@@ -130,6 +130,11 @@ def main() -> None:
             data = sample_labels(G, range(args.m), meta.get("label_names"), shipped.truncation_psi)
             data["images"] = json.loads((sources[1][2] / "annotations.json").read_text())["images"]  # ours' images
             sources.append(("GAN labels", "GAN", sources[1][2], data))
+            # each run's labels against the exact ones on its own training images: label quality apart from training
+            quality = {key: evaluate(json.loads((folder / "annotations.json").read_text()), json.loads(json.dumps(data)))
+                       for _, key, folder, d in sources if d is None}
+        else:
+            quality = {}
         rows = [[] for _ in sources]
         exported: dict[str, tuple[Path, int]] = {}
         for seed in train_seeds:  # seed-major: an interrupted table has every row for the seeds it finished
@@ -151,19 +156,22 @@ def main() -> None:
                 print(r, flush=True)
     ceiling = float(np.mean([r["miou"] for r in rows[0]]))
     lines = ["| label source | mask AP | AP50 | box AP | IoU fg | mIoU | trimap mIoU (3 px) | mIoU / renderer | "
-             "train instances | train time |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "train instances | train labels vs exact: mask AP / mIoU | train time |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
 
     def cell(runs: list[dict], key: str) -> str:
         v = [r[key] for r in runs]
         return f"{np.mean(v):.3f}" + (f" ({min(v):.3f}-{max(v):.3f})" if len(v) > 1 and key in ("ap", "miou") else "")
 
-    for runs in rows:
+    for runs, (_, key, _, data) in zip(rows, sources):
+        q = quality.get(key)
+        labels = f"{q['ap']:.3f} / {q['miou']:.3f}" if q else "exact" if data is not None else "n/a"
         lines.append(f"| {runs[0]['name']} | " + " | ".join(cell(runs, k) for k in ("ap", "ap50", "box_ap", "iou_fg", "miou",
                                                                                     "trimap_miou"))
-                     + f" | {np.mean([r['miou'] for r in runs]) / ceiling:.0%} | {runs[0]['instances']} | "
+                     + f" | {np.mean([r['miou'] for r in runs]) / ceiling:.0%} | {runs[0]['instances']} | {labels} | "
                      f"{np.mean([r['train_s'] for r in runs]) / 60:.1f} min |")
     if not G.cfg.label_channels:
-        lines.append("| GAN labels | n/a: this generator draws no label channels | | | | | | | | |")
+        lines.append("| GAN labels | n/a: this generator draws no label channels | | | | | | | | | |")
     body = (f"Generator `{args.gan}` ({size} px, {world} world); M = {args.m} training images per row, YOLOv8n-seg from its yaml, "
             f"{args.epochs} epochs at imgsz {imgsz}, batch 32, training seeds {args.train_seeds}"
             + (" (cells: mean, and for mask AP and mIoU the range over seeds)" if len(train_seeds) > 1 else "")
