@@ -135,3 +135,16 @@ def test_renderer_confusion_reads_the_renderers_own_labels():
     labelled = sum(int((class_coverage(sample_scene(s, 32, world="flat")) > 0.5).any(axis=(1, 2)).sum()) for s in seeds)
     assert m.sum() >= labelled  # every class present gives at least one instance
     assert np.trace(m) / m.sum() >= 0.8  # the judge reads its own world's objects as their class
+
+
+def test_baselines_run_without_the_settings_a_preset_tunes_for_ours():
+    sys.path.insert(0, str(ROOT))
+    from bench.common import method_overrides
+    from instseg.config import build_config
+
+    ours = build_config("toy-flat", method_overrides({}))
+    base = build_config("toy-flat", method_overrides({"method": "activations"}))
+    std = build_config("toy-flat", method_overrides({"method": "activations", "normalize": "standardize"}))
+    assert ours.normalize == "standardize" and ours.join_features == "b32.conv1"  # the preset's, for ours
+    assert (base.normalize, base.join_features) == ("raw", "none")
+    assert std.normalize == "standardize" and base.clip_margin == ours.clip_margin
