@@ -5,8 +5,8 @@ from typing import Any
 
 # Settings of the method worth a reader's eye (the rest are in run.json).
 _SETTINGS = ("method", "variants", "mix_from", "truncation_psi", "truncation_centres", "features", "k", "box_k",
-             "normalize", "join_features", "join_weight", "repeats", "detector", "classes", "conf", "box_margin", "clip_margin", "instance_rule", "mask_score",
-             "nms_iou", "min_area")
+             "normalize", "join_features", "join_weight", "repeats", "detector", "classes", "conf", "box_margin",
+             "clip_margin", "instance_rule", "mask_score", "nms_iou", "min_area")
 
 
 def card(run: dict | None, info: dict, licence: dict | None, categories: list[str], images: int,

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from .features import upsample_labels
-from .foreground import border_rule, cluster_counts, cluster_means, ensure_both, pixel_grid, valid_pixels
+from .foreground import border_rule, cluster_counts, cluster_means, ensure_both, map_sizes, pixel_grid, valid_pixels
 
 
 def box_crop(box: np.ndarray, margin: float, hw: tuple[int, int]) -> tuple[int, int, int, int]:
@@ -86,10 +86,7 @@ def clip_to_boxes(masks: Tensor, boxes: np.ndarray, margin: float) -> Tensor:
     centres): a neighbour whose pixels co-vary with the object's stays out of its mask."""
     b = torch.as_tensor(np.asarray(boxes, np.float32).reshape(-1, 4), device=masks.device)
     grow = margin * torch.stack([b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]] * 2, 1) * torch.tensor([-1, -1, 1, 1], device=b.device)
-    g = (b + grow)[:, :, None, None]
-    ys, xs = pixel_grid(masks.shape, masks.device)
-    yc, xc = ys + 0.5, xs + 0.5
-    return masks & (xc >= g[:, 0]) & (xc <= g[:, 2]) & (yc >= g[:, 1]) & (yc <= g[:, 3])
+    return masks & in_box(masks, map_sizes(masks, None), b + grow)
 
 
 def paste_masks(labels: list[Tensor], chosen: Tensor, crops: list[tuple[int, int, int, int]],
