@@ -3,12 +3,14 @@ the same held-out renderer scenes with exact masks.
 
     python bench/downstream.py [--m 2000] [--epochs 30] [--test 500] [--gan toy-flat]
     python bench/downstream.py --quick       # the same code on a handful of images and 1 epoch
+    python bench/downstream.py --init yolov8n-seg.pt   # fine-tune COCO weights instead (own table)
 
 Rows: `renderer` (M renderer scenes, exact masks: the ceiling), then M GAN samples labelled by
 `instseg run --method variants|grabcut|kmeans-rgb|activations` and the activations standardised (all
 with the preset's detector boxes, all through `instseg export --format yolo`), then `GAN labels` (the generator's own label
 channels, when it has them). Training: `yolo segment train` settings, from the yaml, no
-pretrained weights; the same epochs, image size, seed and augmentation for every row.
+pretrained weights (or from `--init`'s weights); the same epochs, image size, seed and augmentation
+for every row.
 """
 from __future__ import annotations
 
@@ -46,15 +48,16 @@ TRAIN_SCENES = 5_000_000  # the renderer row's training scenes
 METHODS = tuple(SEGMENT_METHODS)  # the dispatch table's names
 
 
-def train_recipe(data_yaml: Path, out: Path, epochs: int, imgsz: int, seed: int = 0) -> tuple[Path, float]:
+def train_recipe(data_yaml: Path, out: Path, epochs: int, imgsz: int, seed: int = 0,
+                 init: str | None = None) -> tuple[Path, float]:
     """The one recipe every row gets; the same as `yolo segment train data=... model=yolov8n-seg.yaml
-    epochs=E imgsz=S batch=32 seed=SEED deterministic=True pretrained=False`."""
+    epochs=E imgsz=S batch=32 seed=SEED deterministic=True pretrained=False` (model=`init` when given)."""
     from ultralytics import YOLO
 
     t = time.perf_counter()
-    model = YOLO("yolov8n-seg.yaml")
+    model = YOLO(init or "yolov8n-seg.yaml")
     model.train(data=str(data_yaml), epochs=epochs, imgsz=imgsz, batch=32, seed=seed, deterministic=True,
-                pretrained=False, device="cpu", workers=0, amp=False, plots=False, val=False,
+                pretrained=init is not None, device="cpu", workers=0, amp=False, plots=False, val=False,
                 project=str(out), name="train", exist_ok=True, verbose=False)
     return out / "train" / "weights" / "last.pt", time.perf_counter() - t
 
@@ -95,11 +98,16 @@ def main() -> None:
                     help="comma-separated training seeds; each row trains once per seed and reports the mean and range")
     ap.add_argument("--work", type=Path, default=None,
                     help="keep runs and finished rows here, so a rerun with the same arguments resumes (default: a temp dir)")
+    ap.add_argument("--init", default=None,
+                    help="weights every row starts from, e.g. yolov8n-seg.pt (a bare name downloads; a path stays "
+                         "offline); the default trains from the yaml")
     args = ap.parse_args()
     if args.quick:
         args.m, args.epochs, args.test = 8, 1, 8
     train_seeds = [int(v) for v in args.train_seeds.split(",")]
-    os.environ["YOLO_OFFLINE"] = "1"
+    if args.init is None or Path(args.init).is_file():
+        os.environ["YOLO_OFFLINE"] = "1"  # a bare --init name is left to Ultralytics' download
+    init_tag = f"-init-{Path(args.init).stem}" if args.init else ""
     gan = resolve_gan(args.gan)
     shipped = build_config(args.gan, {})
     G = set_truncation_centres(load_generator(gan.path), shipped.truncation_centres)  # the runs' images, for GAN labels
@@ -111,7 +119,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         tmp = args.work or Path(scratch)
         tmp = tmp / f"{args.gan}-m{args.m}-e{args.epochs}-t{args.test}" if args.work else tmp
-        (tmp / "rows").mkdir(parents=True, exist_ok=True)
+        rows_dir = tmp / f"rows{init_tag}"  # label runs do not depend on --init; rows and trained models do
+        rows_dir.mkdir(parents=True, exist_ok=True)
         gt_path = write_scenes(range(TEST_SEEDS, TEST_SEEDS + args.test), tmp / "test", size, world=world)
         gt = json.loads(gt_path.read_text())
         sources: list[tuple[str, str, Path, dict | None]] = []  # name, key of its cached rows, image folder, labels
@@ -139,7 +148,7 @@ def main() -> None:
         exported: dict[str, tuple[Path, int]] = {}
         for seed in train_seeds:  # seed-major: an interrupted table has every row for the seeds it finished
             for per_seed, (name, key, folder, data) in zip(rows, sources):
-                done = tmp / "rows" / (f"{key}.json" if seed == 0 else f"{key}-s{seed}.json")
+                done = rows_dir / (f"{key}.json" if seed == 0 else f"{key}-s{seed}.json")
                 if done.exists():  # finished by an earlier, interrupted invocation
                     per_seed.append({**json.loads(done.read_text()), "name": name})
                     print(per_seed[-1], flush=True)
@@ -148,7 +157,8 @@ def main() -> None:
                     data = data or json.loads((folder / "annotations.json").read_text())
                     exported[key] = (export_yolo(data, folder, tmp / "yolo" / key), len(data["annotations"]))
                 yaml_path, n_instances = exported[key]
-                weights, dt = train_recipe(yaml_path, tmp / "train" / f"{key}-s{seed}", args.epochs, imgsz, seed)
+                weights, dt = train_recipe(yaml_path, tmp / f"train{init_tag}" / f"{key}-s{seed}", args.epochs, imgsz,
+                                           seed, args.init)
                 r = score(predict(weights, tmp / "test", gt), gt)
                 r.update(name=name, instances=n_instances, train_s=dt, seed=seed)
                 per_seed.append(r)
@@ -172,7 +182,8 @@ def main() -> None:
                      f"{np.mean([r['train_s'] for r in runs]) / 60:.1f} min |")
     if not G.cfg.label_channels:
         lines.append("| GAN labels | n/a: this generator draws no label channels | | | | | | | | | |")
-    body = (f"Generator `{args.gan}` ({size} px, {world} world); M = {args.m} training images per row, YOLOv8n-seg from its yaml, "
+    start = f"fine-tuned from `{Path(args.init).name}`" if args.init else "from its yaml"
+    body = (f"Generator `{args.gan}` ({size} px, {world} world); M = {args.m} training images per row, YOLOv8n-seg {start}, "
             f"{args.epochs} epochs at imgsz {imgsz}, batch 32, training seeds {args.train_seeds}"
             + (" (cells: mean, and for mask AP and mIoU the range over seeds)" if len(train_seeds) > 1 else "")
             + f"; test: {args.test} renderer scenes "
@@ -181,7 +192,9 @@ def main() -> None:
             f"{sum(r['train_s'] for runs in rows for r in runs) / 60:.0f} min; this invocation's wall time "
             f"{(time.perf_counter() - t0) / 60:.0f} min (rows finished earlier are read back from --work)."
             + (" **--quick: a code-path check, not a result.**" if args.quick else "") + "\n\n" + "\n".join(lines))
-    write_section("downstream", "Downstream: a segmenter trained on each label source, tested on renderer scenes",
+    write_section("downstream" + ("-finetuned" if args.init else ""),
+                  "Downstream: a segmenter " + ("fine-tuned" if args.init else "trained") + " on each label source, "
+                  "tested on renderer scenes",
                   body, torch.device("cpu"))
 
 

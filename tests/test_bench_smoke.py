@@ -5,6 +5,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+from conftest import SHARED
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -26,9 +29,23 @@ def test_accuracy_and_pipeline_benchmarks_smoke(tmp_path):
     assert "end to end" in md and "ratio end-to-end / variants" in md
 
 
+SEG_W = SHARED / "weights" / "yolov8n-seg-coco.pt"
+
+
+def _first_conv(path):
+    import torch
+
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    return next(m.weight for m in (ckpt.get("ema") or ckpt["model"]).modules() if isinstance(m, torch.nn.Conv2d)).float()
+
+
 def test_downstream_quick_gives_the_table_shape(tmp_path):
-    """Table 3 in miniature, on a handful of images and one epoch: asserts the table's shape, not its values."""
-    md = _bench(["bench/downstream.py", "--quick"], tmp_path)
+    """Table 3 in miniature, on a handful of images and one epoch: asserts the table's shape, not its values;
+    then `--init` on the same work folder (its label runs reused) fine-tunes into a table of its own."""
+    import torch
+
+    work = ["--work", str(tmp_path / "w")]
+    md = _bench(["bench/downstream.py", "--quick", *work], tmp_path)
     table = [l for l in md.splitlines() if l.startswith("| ")]
     header, rows = table[0], table[1:]
     assert "mask AP" in header and "trimap mIoU" in header and "train instances" in header
@@ -37,6 +54,20 @@ def test_downstream_quick_gives_the_table_shape(tmp_path):
                          "grabcut", "kmeans-rgb", "activations"]  # toy-flat joins activations in box crops
     assert names[-1] == "GAN labels"
     assert all(len(r.split("|")) == len(header.split("|")) for r in rows[:6])
+    if not SEG_W.exists():
+        pytest.skip("../shared/weights/yolov8n-seg-coco.pt is absent (only on our machines): --init not checked")
+    md = _bench(["bench/downstream.py", "--quick", *work, "--init", str(SEG_W)], tmp_path)
+    assert "<!-- bench:downstream-finetuned -->" in md and "<!-- bench:downstream -->" in md  # the first table stays
+    assert "fine-tuned from `yolov8n-seg-coco.pt`" in md
+    run = tmp_path / "w" / "toy-flat-m8-e1-t8"
+    assert (run / "rows-init-yolov8n-seg-coco" / "renderer.json").exists() and (run / "rows" / "renderer.json").exists()
+    # one epoch on 8 images barely moves the weights: the fine-tuned model still starts where --init does,
+    # the one trained from the yaml does not
+    tuned, scratch = (_first_conv(run / d / "renderer-s0" / "train" / "weights" / "last.pt")
+                      for d in ("train-init-yolov8n-seg-coco", "train"))
+    init = _first_conv(SEG_W).flatten()
+    cos = torch.nn.functional.cosine_similarity
+    assert cos(tuned.flatten(), init, dim=0) > 0.95 > cos(scratch.flatten(), init, dim=0)
 
 
 def test_toy_checkpoints_scores_each_generator_file(tmp_path):
