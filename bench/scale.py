@@ -23,8 +23,8 @@ import torch
 sys.path.append(str(Path(__file__).resolve().parents[1]))  # for bench.common; an installed instseg wins
 from bench.common import write_section  # noqa: E402
 from instseg.config import build_config  # noqa: E402
-from instseg.encode import Encoded, Writer, encode  # noqa: E402
-from instseg.rundir import RunDir  # noqa: E402
+from instseg.encode import Writer, encode  # noqa: E402
+from instseg.rundir import Encoded, RunDir  # noqa: E402
 from instseg.runner import run  # noqa: E402
 
 GFLOP_PER_IMAGE_256 = 2843  # config-f 256, N=32, shared early blocks (bench/flops.py)

@@ -15,16 +15,27 @@ def card(run: dict | None, info: dict, licence: dict | None, categories: list[st
     info = info or {}
     gen = info.get("generator") or (run or {}).get("config", {}).get("gan", "?")
     lic = (licence or {}).get("name") or info.get("licence") or "unknown"
-    lines = [f"# instseg dataset: {gen}", ""]
+    photos = "real_images" in info
+    title = f"your photos labelled with `{gen}`" if photos else gen
+    lines = [f"# instseg dataset: {title}", ""]
+    gen_lic = info.get("masks_licence", lic) if photos else lic
+    gen_url = info.get("masks_licence_url" if photos else "licence_url")
     if info.get("licence_note"):
-        lines += [f"> **Non-commercial.** {info['licence_note']} Licence: {lic}"
-                  + (f" ({info.get('licence_url')})" if info.get("licence_url") else "") + ".", ""]
-    else:
+        lines += [f"> **Non-commercial.** {info['licence_note']} Licence: {gen_lic}"
+                  + (f" ({gen_url})" if gen_url else "") + ".", ""]
+    elif not photos:
         lines += [f"Licence of the generator, and so of these images: {lic}.", ""]
+    if photos:
+        lines += ["The images are the user's own photos, not the generator's: their licence is their owner's, "
+                  f"unknown to instseg. Only the masks derive from the generator `{gen}` (licence: {gen_lic}); "
+                  "each photo was projected into it and segmented from style variants of its projection "
+                  f"({info['real_images']}).", ""]
+    else:
+        lines += [f"Synthetic images made by the generator `{gen}` and labelled with no human labels and no network "
+                  "trained (StyleGAN2 style mixing, then k-means on each pixel's variant stack; see instseg's "
+                  "docs/method.md).", ""]
     total = sum(n for n, _ in per_class.values())
     lines += [
-        f"Synthetic images made by the generator `{gen}` and labelled with no human labels and no network trained "
-        "(StyleGAN2 style mixing, then k-means on each pixel's variant stack; see instseg's docs/method.md).", "",
         f"- images: {images}, instances: {total}",
         f"- generator sha256: `{info.get('generator_sha256', '?')}`",
         f"- made with: {info.get('made_with', f'instseg {version}')}",
@@ -40,6 +51,8 @@ def card(run: dict | None, info: dict, licence: dict | None, categories: list[st
         lines += ["", "## Method settings", ""]
         lines += [f"- `{k}`: {_value(cfg[k])}" for k in _SETTINGS if k in cfg]
     lines += ["", "## Files", "",
+              "- `images/<name>`: your photos (hard links or copies; an EXIF-turned one upright as `<name>.png`); COCO "
+              "`file_name`s are relative to `images/`" if photos else
               "- `images/<seed>.png`: the images; COCO `file_name`s are relative to `images/`",
               "- `annotations.json`: COCO instances, compressed RLE masks, `score` per instance",
               "- `parts/`, `variants/`, `records/`, `run.json`: cluster maps, style variants, per-seed records, "

@@ -11,7 +11,7 @@ from typing import Any, Callable
 import click
 
 from . import config as C
-from .errors import UserError
+from .errors import Crash, UserError
 from .toy.render import WORLDS
 
 log = logging.getLogger("instseg")
@@ -63,6 +63,10 @@ class _Group(click.Group):
             return super().invoke(ctx)
         except UserError as e:
             self._fail(ctx, str(e))
+        except Crash as e:
+            _close_bars()
+            click.echo(f"Error: {' '.join(str(e).split())}", err=True)
+            ctx.exit(1)
         except OSError as e:  # full disk, unwritable --out, a folder under a file ...
             if e.errno in (errno.EPIPE,):
                 ctx.exit(1)
@@ -104,11 +108,19 @@ class FiniteFloat(click.ParamType):
 
 
 class OutPath(click.Path):
-    """click.Path that refuses an empty string."""
+    """click.Path that refuses an empty string, and for a file output anything that exists and is not a
+    regular file (a device, FIFO or socket would be replaced by the atomic rename), before any work."""
 
     def convert(self, value: Any, param: Any, ctx: Any) -> Any:
         if not str(value).strip():
             self.fail("must not be empty", param, ctx)
+        if not self.dir_okay:
+            from .io import check_replaceable
+
+            try:
+                check_replaceable(Path(value))
+            except UserError as e:
+                self.fail(str(e), param, ctx)
         return super().convert(value, param, ctx)
 
 
@@ -145,6 +157,7 @@ def _run_option(name: str, help: str, preset: bool = False, **kw: Any) -> Callab
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="instseg", prog_name="instseg", message="%(prog)s %(version)s")
 @click.option("-v", "--verbose", count=True, help="More log output (-v info, -vv debug).")
 def main(verbose: int) -> None:
     """Instance-segmentation datasets from pretrained GANs, without training or labels."""
@@ -304,10 +317,10 @@ def run(gan: str, out: str, num_images: int | None, seeds: tuple[int, ...] | Non
     if mix_from is not None:
         overrides["mix_from"] = C.parse_ints(mix_from)
     cfg = C.build_config(gan, overrides, C.load_config_file(config_file) if config_file else None, C.parse_set(sets))
-    shard_of = None
+    shard_at, shard_of = None, None
     if shard is not None:
-        shard_of = parse_shard(shard)
-        part = shard_seeds(cfg.seeds, *shard_of)
+        shard_at, shard_of = parse_shard(shard), cfg.seeds
+        part = shard_seeds(cfg.seeds, *shard_at)
         if not part:
             raise UserError(f"--shard {shard} holds no seeds of the {len(cfg.seeds)} asked for")
         cfg = dataclasses.replace(cfg, seeds=part)
@@ -327,7 +340,7 @@ def run(gan: str, out: str, num_images: int | None, seeds: tuple[int, ...] | Non
 
     try:
         path = run_pipeline(cfg, Path(out), on_seed, _tqdm_download(), ray=ray_address, workers=workers,
-                            shard=shard_of)
+                            shard=shard_at, shard_of=shard_of)
     finally:
         for b in bars:
             b.close()
@@ -337,10 +350,10 @@ def run(gan: str, out: str, num_images: int | None, seeds: tuple[int, ...] | Non
 
 
 def _export_yolo(run_dir: Path, out: Path) -> Path:
-    from .coco import read_coco
+    from .rundir import RunDir
     from .yolo_export import export_yolo
 
-    data = read_coco(run_dir / "annotations.json", "annotations")
+    data = RunDir(run_dir).read_dataset()
     return export_yolo(data, run_dir, out)
 
 
@@ -444,12 +457,12 @@ def merge(dirs: tuple[str, ...], out: str, allow_partial: bool) -> None:
               help="Where to write it; an earlier export there is replaced whole.  [default: DIR/yolo or DIR/coco]")
 def export(run_dir: str, fmt: str, split: str | None, out: str | None) -> None:
     """Export a run's COCO dataset as YOLO-seg or as the standard COCO split tree (hard links where possible)."""
-    from .coco import read_coco
+    from .rundir import RunDir
     from .export import export_coco, parse_split
     from .yolo_export import export_yolo
 
     shares = parse_split(split or ("train=0.9,val=0.1" if fmt == "yolo" else "train=0.8,val=0.1,test=0.1"))
-    data = read_coco(Path(run_dir) / "annotations.json", "annotations")
+    data = RunDir(run_dir).read_dataset()
     dest = Path(out) if out else Path(run_dir) / fmt
     path = (export_yolo if fmt == "yolo" else export_coco)(data, Path(run_dir), dest, shares)
     click.echo(f"wrote {path}")
@@ -463,11 +476,12 @@ def export(run_dir: str, fmt: str, split: str | None, out: str | None) -> None:
               help="Rows (images) in the grid.")
 def show(run_dir: str, out: str, max_images: int) -> None:
     """Write an overlay grid of a run: image | variants | cluster map | masks."""
-    from .coco import read_coco
+    from .rundir import RunDir
     from .io import atomic_save_png
     from .visualize import grid, run_rows
 
-    data = read_coco(Path(run_dir) / "annotations.json", "annotations")
+    RunDir(run_dir).check_own_file(out)
+    data = RunDir(run_dir).read_dataset()
     rows = run_rows(Path(run_dir), max_images, data)
     if not rows:
         raise UserError(f"{run_dir} has no images yet")
@@ -527,13 +541,13 @@ def pseudo_gt_cmd(run_dir: str, segmenter: str | None, conf: float, out: str) ->
     from detectors import DetectorError, parse_spec
     from detectors.yolo import YoloDetector
 
-    from .coco import read_coco
     from .io import atomic_write_json
     from .pseudo_gt import pseudo_gt
     from .rundir import RunDir
     from .zoo import presets
 
-    data = read_coco(Path(run_dir) / "annotations.json", "annotations")
+    RunDir(run_dir).check_own_file(out)
+    data = RunDir(run_dir).read_dataset()
     if segmenter is None:
         old = RunDir(run_dir).read_run()
         if old is None:

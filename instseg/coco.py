@@ -144,6 +144,11 @@ def check_coco(data: Any) -> str | None:
         if "score" in a and (isinstance(a["score"], bool) or not isinstance(a["score"], (int, float))
                              or not np.isfinite(a["score"])):
             return f"annotation {a.get('id')} has a score that is not a finite number: {a['score']!r}"
+        box = a.get("bbox", [0, 0, 0, 0])
+        if not (isinstance(box, list) and len(box) == 4 and all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v) for v in box)
+                and box[2] >= 0 and box[3] >= 0):
+            return f"annotation {a['id']} has a bbox that is not [x, y, width, height]: {short(box)}"
         try:
             a["segmentation"] = to_rle(a.get("segmentation"), *sizes[a["image_id"]])
         except (ValueError, TypeError, OverflowError) as e:

@@ -132,6 +132,19 @@ def parse_seeds(text: str, what: str = "seed", limit: int = MAX_SEEDS) -> tuple[
     return tuple(values)
 
 
+def format_seeds(seeds: tuple[int, ...] | list[int]) -> str:
+    """(0, 1, 2, 5) -> '0-2,5': the inverse of parse_seeds, in the seeds' order."""
+    parts: list[str] = []
+    i = 0
+    while i < len(seeds):
+        j = i
+        while j + 1 < len(seeds) and seeds[j + 1] == seeds[j] + 1:
+            j += 1
+        parts.append(f"{seeds[i]}-{seeds[j]}" if j > i else str(seeds[i]))
+        i = j + 1
+    return ",".join(parts)
+
+
 def parse_ints(text: str) -> tuple[int, ...]:
     """Crossover lists: '4,5' or '4-6' -> (4, 5) or (4, 5, 6)."""
     return parse_seeds(text, what="crossover")

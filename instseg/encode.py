@@ -8,35 +8,23 @@ import signal
 import time
 from collections import deque
 from concurrent.futures import Future, ProcessPoolExecutor
-from dataclasses import dataclass
+from concurrent.futures.process import BrokenProcessPool
 from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
 from . import coco
+from .errors import Crash
 from .io import png_bytes
+
+from .rundir import PREVIEW_LEVEL, Encoded, RunDir, image_file, image_id, record_bytes
 
 if TYPE_CHECKING:
     from .pipeline import SeedRecord
-    from .rundir import RunDir
-
-
-@dataclass
-class Encoded:
-    """One seed, ready to write: the image, cluster map and variant strip as PNG bytes, and its record."""
-
-    seed: int
-    image: bytes
-    parts: bytes
-    variants: bytes
-    record: bytes
-    settings: dict
 
 
 def encode(rec: SeedRecord, cid: str) -> Encoded:
     """A SeedRecord as files: the image at the usual level, previews fast, masks as COCO RLE."""
-    from .rundir import PREVIEW_LEVEL, image_file, image_id, record_bytes
-
     iid = image_id(rec.seed)
     h, w = rec.image.shape[:2]
     anns = [coco.annotation(o.mask, iid, o.category_id, o.score, **o.extra) for o in rec.objects]
@@ -57,6 +45,15 @@ def default_encoders(device_type: str) -> int:
     return max(1, min(8, ((os.cpu_count() or 2) - 2) // 2))
 
 
+def _exit(code: int) -> str:
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit code {code}"
+
+
 def _ignore_sigint() -> None:  # Ctrl-C reaches the whole process group: workers finish what they hold
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
@@ -74,6 +71,7 @@ class Writer:
                                          initializer=_ignore_sigint) if encoders > 0 else None)
         self.max_pending = 2 * encoders
         self.pending: deque[Future] = deque()
+        self.procs: dict[int, multiprocessing.Process] = {}
 
     def __enter__(self) -> Writer:
         return self
@@ -86,9 +84,25 @@ class Writer:
         if self.pool is None:
             self.write(encode_chunk(records, self.cid), t)
             return
-        self.pending.append(self.pool.submit(encode_chunk, records, self.cid))
-        while len(self.pending) > self.max_pending:
-            self.write(self.pending.popleft().result(), t)
+        try:
+            self.pending.append(self.pool.submit(encode_chunk, records, self.cid))
+            self.procs.update(getattr(self.pool, "_processes", None) or {})  # to name one that dies
+            while len(self.pending) > self.max_pending:
+                self.write(self.pending.popleft().result(), t)
+        except BrokenProcessPool:
+            raise self._died() from None
+
+    def _died(self) -> Crash:
+        """Which encoder process ended, as one line."""
+        deadline = time.monotonic() + 1.0  # a killed one has ended; the pool's own thread may be reaping it
+        while time.monotonic() < deadline and not any(p.exitcode is not None for p in self.procs.values()):
+            time.sleep(0.01)
+        ended = [p for p in self.procs.values() if p.exitcode is not None]
+        first = [p for p in ended if p.exitcode != -signal.SIGTERM] or ended  # the pool ends the rest with SIGTERM
+        ended = [f"pid {p.pid} ({_exit(p.exitcode)})" for p in first]
+        who = ", ".join(ended) or "one of them"
+        return Crash(f"an encoder process died: {who}; the seeds finished before are written, and running the same "
+                     "command again resumes")
 
     def write(self, encoded: list[Encoded], since: float | None = None) -> None:
         """Write encoded seeds; the time since `since` (or this call) counts as export."""
@@ -103,10 +117,17 @@ class Writer:
             self.timings["export"] = self.timings.get("export", 0.0) + time.perf_counter() - t
 
     def close(self) -> None:
+        broken = False
         try:
-            while self.pending:
+            while self.pending:  # after a worker died, what finished before is still written
                 t = time.perf_counter()
-                self.write(self.pending.popleft().result(), t)
+                future = self.pending.popleft()
+                try:
+                    self.write(future.result(), t)
+                except BrokenProcessPool:
+                    broken = True
+            if broken:
+                raise self._died()
         finally:
             if self.pool is not None:
                 self.pool.shutdown(cancel_futures=True)

@@ -8,11 +8,11 @@ import logging
 import os
 import re
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Callable
 
 from .errors import UserError
+from .io import make_temp_dir
 from .locks import Busy, clean_stale_temps, lock_file
 from .rundir import current_name, image_path
 
@@ -106,7 +106,7 @@ def replace_tree(out: Path, kind: str, is_export: Callable[[set[str]], bool], bu
         with lock_file(out.parent / f".{out.name}.lock", blocking=False):
             for pattern in (f".{out.name}.*.tmp", f".{out.name}.old-*"):
                 clean_stale_temps(out.parent, pattern)
-            tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+            tmp = make_temp_dir(out.parent, f".{out.name}.")
             try:
                 build(tmp)
                 _swap(tmp, out)

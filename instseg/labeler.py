@@ -17,11 +17,11 @@ from .errors import UserError
 from .generator import to_uint8
 from .identity import config_id, differences
 from .project import project
-from .real import Fit, collect, exif_turned, file_digest, place, read_rgb
+from .real import Fit, collect, file_digest, place, read_rgb, stored_name
 from .rundir import IMAGES, RunDir, image_id
 from .pipeline import Pipeline, pick_device
 from .runner import _versions, chunks_to_do, dataset_provenance, generator_record, load_checked, validate_checkpoint
-from .zoo import resolve_gan, sha256_file
+from .zoo import ResolvedGan, resolve_gan, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -58,9 +58,7 @@ def label_images(specs: list[str], cfg: RunConfig, lcfg: LabelConfig, out: Path,
                       "versions": _versions(), "command": sys.argv, "inputs": [str(f) for f in files],
                       "generator": generator_record(gan, gan_sha, G)})
         chunks = chunks_to_do(rd, cfg, cid, on_image, lcfg.batch)
-        licence, info = dataset_provenance(gan, gan_sha)
-        info["real_images"] = (f"projected into the generator's W+ ({lcfg.steps} steps, {lcfg.loss} loss, fit "
-                               f"{lcfg.fit}); images below {lcfg.min_psnr} dB PSNR are marked low_fidelity")
+        licence, info = photo_provenance(gan, gan_sha, lcfg)
         try:
             for chunk in chunks:
                 _label_chunk(pipeline, lcfg, rd, cid,
@@ -69,6 +67,29 @@ def label_images(specs: list[str], cfg: RunConfig, lcfg: LabelConfig, out: Path,
             what = "--detector none" if detector is None else f"--detector {cfg.detector}"
             rd.assemble(cfg.seeds, categories, f"instseg label with {cfg.gan}: real images, {what}", licence, info)
     return rd.annotations
+
+
+PHOTOS_LICENCE = {"id": 1, "name": "the photos' own: they are the user's images, and their terms are not known to "
+                                  "instseg", "url": ""}
+
+
+def photo_provenance(gan: ResolvedGan, gan_sha: str, lcfg: LabelConfig) -> tuple[dict, dict]:
+    """The COCO licence entry and `info` of a labelled folder: the images are the user's photos, under
+    their own terms; only the masks derive from the generator, whose licence `info` names."""
+    _, info = dataset_provenance(gan, gan_sha)
+    lic = gan.licence
+    info = {k: v for k, v in info.items() if k not in ("licence", "licence_url", "licence_note")}
+    info.update({
+        "images": "the user's own photos, not the generator's: their licence is their owner's",
+        "masks_licence": lic.name, "masks_licence_url": lic.url,
+        "real_images": (f"projected into the generator's W+ ({lcfg.steps} steps, {lcfg.loss} loss, fit {lcfg.fit}); "
+                        f"images below {lcfg.min_psnr} dB PSNR are marked low_fidelity"),
+    })
+    if not lic.commercial:
+        info["licence_note"] = ("The masks were made with a generator under a non-commercial licence: they, and "
+                                "models trained on them, may carry that restriction; read the licence before any "
+                                "commercial use.")
+    return PHOTOS_LICENCE, info
 
 
 def _label_chunk(pipeline: Pipeline, lcfg: LabelConfig, rd: RunDir, cid: str, items: list[tuple[int, Path, np.ndarray]],
@@ -89,9 +110,8 @@ def _label_chunk(pipeline: Pipeline, lcfg: LabelConfig, rd: RunDir, cid: str, it
             anns = [coco.annotation(m, iid, categories.index(inst.label) + 1, inst.score, det_score=inst.det_score,
                                     det_box=fit.box_to_image(inst.box), mask_confidence=inst.mask_confidence)
                     for inst in seg.instances if (m := fit.to_image(torch.from_numpy(inst.mask))).any()]
-        upright = not exif_turned(path)
-        name = path.name if upright else path.name + ".png"
-        place(path, rd.root / IMAGES / name, rgb, upright, lcfg.copy)
+        name = stored_name(path)
+        place(path, rd.root / IMAGES / name, rgb, name == path.name, lcfg.copy)
         psnr, loss = float(proj.psnr[j]), float(proj.loss[j])
         entry = coco.image_entry(iid, name, rgb.shape[0], rgb.shape[1], seed=key, source=str(path), fit=lcfg.fit,
                                  projection_psnr=round(psnr, 3), projection_loss=round(loss, 6),

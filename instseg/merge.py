@@ -8,6 +8,7 @@ import re
 import shutil
 from pathlib import Path
 
+from .config import MAX_SEEDS, parse_seeds
 from .errors import UserError
 from .identity import config_id, differences
 from .io import atomic_write_json
@@ -94,9 +95,19 @@ def merge(dirs: list[Path], out: Path, allow_partial: bool = False) -> tuple[Pat
     plan = _one_process_order(plan, runs)
     missing = {d: [s for s in v if s not in taken] for d, v in missing.items()}
     missing = {d: v for d, v in missing.items() if v}
+    absent = _missing_shards(runs)
+    if absent and rd.read_run() is not None and not differences(rd.read_run(), ref_cfg, sha):
+        there = {s for s in rd.read_run().get("seeds") or [] if isinstance(s, int) and rd.done(s)}
+        absent = {k: v for k, v in ((k, [s for s in v if s not in there]) for k, v in absent.items())
+                  if v or not absent[k]}  # an --out that holds this run already has these seeds
+    if absent and not allow_partial:
+        which = ", ".join(k.split()[1] for k in absent)
+        raise UserError(f"the folders given lack shard {which} of this run; add them, or pass --allow-partial to "
+                        "merge without them")
     if missing and not allow_partial:
         raise UserError(f"{sum(map(len, missing.values()))} seed(s) are not finished in their shards ({describe_missing(missing)}); "
                         "rerun those shards' commands, or pass --allow-partial to merge without them")
+    missing.update({name: [s for s in seeds if s not in taken] for name, seeds in absent.items()})
     rd.prepare()
     with rd.lock():
         rd.clean_stale_temps()
@@ -120,6 +131,33 @@ def merge(dirs: list[Path], out: Path, allow_partial: bool = False) -> tuple[Pat
         return rd.assemble(seeds, cats, desc, licences[0] if licences else None, info), missing
 
 
+def _missing_shards(runs: list[tuple[Path, dict, dict]]) -> dict[str, list[int]]:
+    """The shards (--shard i/n) of the folders' run that none of them is, with the seeds each was to make
+    (known when the shards recorded their whole seed list); mixed shard counts are refused."""
+    specs = [run.get("shard") for _, run, _ in runs]
+    valid = [isinstance(sp, list) and len(sp) == 2 and all(isinstance(v, int) for v in sp) and 0 <= sp[0] < sp[1]
+             for sp in specs]
+    if not any(valid):
+        return {}
+    counts = {sp[1] for sp, ok in zip(specs, valid) if ok}
+    if not all(valid) or len(counts) > 1:
+        named = ", ".join(f"{d}: {'/'.join(map(str, sp)) if ok else 'not a shard'}"
+                          for (d, _, _), sp, ok in zip(runs, specs, valid))
+        raise UserError(f"these folders are not shards of one --shard count ({named}); merge the n shards of one run")
+    lists = {run.get("shard_of") for _, run, _ in runs}
+    if len(lists) > 1:
+        raise UserError("these shards were cut from different seed lists; merge the shards of one run")
+    n = counts.pop()
+    full = lists.pop()
+    try:
+        seeds = parse_seeds(full, limit=MAX_SEEDS) if isinstance(full, str) else None
+    except UserError:
+        seeds = None
+    present = {sp[0] for sp in specs}
+    return {f"shard {i}/{n} (not given)": list(shard_seeds(seeds, i, n)) if seeds else []
+            for i in range(n) if i not in present}
+
+
 def _one_process_order(plan: list[tuple[RunDir, int]], runs: list[tuple[Path, dict, dict]]) -> list[tuple[RunDir, int]]:
     """When the folders are the n shards (--shard i/n) of one seed list, the seeds in that list's order
     (shard i holds positions i, i + n, ...), so annotation ids come out as one process numbers them;
@@ -138,8 +176,8 @@ def _one_process_order(plan: list[tuple[RunDir, int]], runs: list[tuple[Path, di
 
 def describe_missing(missing: dict[str, list[int]]) -> str:
     """The seeds a merge leaves out, per shard, on one line."""
-    return "; ".join(f"{d}: seeds {', '.join(map(str, v[:8]))}{' ...' if len(v) > 8 else ''}"
-                     for d, v in missing.items())
+    return "; ".join(f"{d}: seeds {', '.join(map(str, v[:8]))}{' ...' if len(v) > 8 else ''}" if v else
+                     f"{d}: its seeds (its shards predate the record of the seed list)" for d, v in missing.items())
 
 
 def _link(src: Path, dst: Path) -> None:

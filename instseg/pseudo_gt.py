@@ -7,7 +7,6 @@ from typing import Callable
 import numpy as np
 
 from . import coco
-from .coco import read_coco
 from .rundir import RunDir
 from .visualize import load_image
 
@@ -19,7 +18,7 @@ def pseudo_gt(run_dir: Path, segmenter, on_image: Callable[[int], None] | None =
     instance counts as foreground, else only the run's classes are kept. Build the segmenter
     with class-agnostic NMS, or one object detected as two classes becomes two references.
     """
-    run = data if data is not None else read_coco(Path(run_dir) / "annotations.json", "annotations")
+    run = data if data is not None else RunDir(run_dir).read_dataset()
     names = [c["name"] for c in sorted(run["categories"], key=lambda c: c["id"])]
     info = RunDir(run_dir).read_run()
     whole = info["config"].get("detector") == "none" if info else names == ["foreground"]

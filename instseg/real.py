@@ -19,36 +19,47 @@ MIN_SIDE = 8  # px
 
 
 def collect(specs: list[str]) -> list[Path]:
-    """Files, folders (their images, not recursing) or globs -> image paths, sorted, each once.
+    """Files, folders (their images, not recursing) or globs -> image paths as given, sorted, each once.
 
-    Refused: nothing found, a link that leads out of the folder it was found in, and two images with the
-    same file name (the dataset names images by file name)."""
+    Refused: nothing found, a link (in a folder or a glob's match) that leads out of the folder it was
+    found in, and two images stored under one name (the dataset names images by `stored_name`)."""
     found: list[Path] = []
     for spec in specs:
         p = Path(spec)
         if p.is_dir():
-            root = p.resolve()
-            for f in sorted(p.iterdir()):
-                if f.suffix.lower() in EXTENSIONS and f.is_file():
-                    if root not in f.resolve().parents:
-                        raise UserError(f"{f} is a link that leads out of {p}; refusing to read it")
-                    found.append(f)
+            found += [_not_out(f, p) for f in sorted(p.iterdir()) if f.suffix.lower() in EXTENSIONS and f.is_file()]
         elif p.is_file():
             found.append(p)
         else:
             matches = sorted(Path(m) for m in glob.glob(spec) if Path(m).is_file())
             if not matches and not any(c in spec for c in "*?["):
                 raise UserError(f"{spec} is neither an image file, a folder nor a glob that matches")
-            found += [m for m in matches if m.suffix.lower() in EXTENSIONS]
-    unique = list(dict.fromkeys(f.resolve() for f in found))
+            found += [_not_out(m, m.parent) for m in matches if m.suffix.lower() in EXTENSIONS]
+    unique = list({f.resolve(): f for f in reversed(found)}.values())[::-1]  # the first path given for each file
     if not unique:
         raise UserError(f"no images found in {' '.join(specs)} (looked for {', '.join(EXTENSIONS)})")
     names: dict[str, Path] = {}
     for f in unique:
-        if f.name in names:
-            raise UserError(f"two images are named {f.name} ({names[f.name]} and {f}); rename one")
-        names[f.name] = f
+        name = stored_name(f)
+        if name in names:
+            raise UserError(f"{names[name]} and {f} would both be stored as {name}; rename one")
+        names[name] = f
     return sorted(unique, key=lambda f: (f.name, str(f)))
+
+
+def _not_out(f: Path, folder: Path) -> Path:
+    if folder.resolve() not in f.resolve().parents:
+        raise UserError(f"{f} is a link that leads out of {folder}; refusing to read it")
+    return f
+
+
+def stored_name(path: Path) -> str:
+    """The name an input image gets in the dataset: its own, or '<name>.png' when EXIF turns it (stored upright)."""
+    try:
+        turned = exif_turned(path)
+    except Exception:  # not an image: read_rgb refuses it with its reason
+        turned = False
+    return path.name + ".png" if turned else path.name
 
 
 def read_rgb(path: Path) -> np.ndarray:

@@ -11,9 +11,10 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from .coco import decode_rle, read_coco
+from .coco import decode_rle
 from .rundir import RunDir
-from .visualize import PALETTE, load_image, load_rgb, overlay
+from .errors import UserError
+from .visualize import load_image, load_rgb
 
 GALLERY_MAX = 240  # instances shown in the gallery (the least confident first); the page says when it samples
 EMPTY_MAX = 60  # images without an instance shown
@@ -21,97 +22,181 @@ STRIPS_MAX = 4  # seeds whose variant strips are shown
 THUMB = 128  # px, the gallery's thumbnail height
 
 
-def _png(a: np.ndarray, height: int | None = None) -> str:
-    im = Image.fromarray(a)
-    if height and im.height != height:
-        im = im.resize((max(1, round(im.width * height / im.height)), height), Image.NEAREST)
+MASK_COLOUR = np.array([0, 255, 255], np.uint8)  # cyan: no box colour is near it
+BOX_COLOURS = np.array([[230, 25, 75], [255, 225, 25], [245, 130, 48], [145, 30, 180], [60, 180, 75],
+                        [240, 50, 230], [170, 110, 40], [0, 0, 128]], np.uint8)  # one per class, far from cyan
+
+
+def _png(a: np.ndarray) -> str:
     buf = io.BytesIO()
-    im.save(buf, format="PNG", compress_level=6)
+    Image.fromarray(a).save(buf, format="PNG", compress_level=6)
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
-def _box(a: np.ndarray, bbox: list[float], colour: np.ndarray) -> np.ndarray:
-    """Draw a 1-px COCO [x, y, w, h] box on an image."""
+def _resized(a: np.ndarray, height: int) -> np.ndarray:
+    """An image scaled to `height` px: pixels kept sharp when enlarged, averaged when shrunk."""
+    if a.shape[0] == height:
+        return a
+    w = max(1, round(a.shape[1] * height / a.shape[0]))
+    im = Image.fromarray(a)
+    return np.asarray(im.resize((w, height), Image.NEAREST if height > a.shape[0] else Image.BILINEAR))
+
+
+def _box(a: np.ndarray, bbox: list[float], colour: np.ndarray, scale: float) -> np.ndarray:
+    """Draw a 2-px COCO [x, y, w, h] box (in image pixels, drawn at `scale`) on a thumbnail."""
     h, w = a.shape[:2]
-    x0, y0 = int(max(0, min(w - 1, bbox[0]))), int(max(0, min(h - 1, bbox[1])))
-    x1, y1 = int(max(0, min(w - 1, bbox[0] + bbox[2] - 1))), int(max(0, min(h - 1, bbox[1] + bbox[3] - 1)))
-    a[y0, x0:x1 + 1] = a[y1, x0:x1 + 1] = colour
-    a[y0:y1 + 1, x0] = a[y0:y1 + 1, x1] = colour
+    x0, y0 = int(np.clip(bbox[0] * scale, 0, w - 1)), int(np.clip(bbox[1] * scale, 0, h - 1))
+    x1 = int(np.clip((bbox[0] + bbox[2]) * scale - 1, 0, w - 1))
+    y1 = int(np.clip((bbox[1] + bbox[3]) * scale - 1, 0, h - 1))
+    for t in range(2):
+        a[min(y0 + t, h - 1), x0:x1 + 1] = a[max(y1 - t, 0), x0:x1 + 1] = colour
+        a[y0:y1 + 1, min(x0 + t, w - 1)] = a[y0:y1 + 1, max(x1 - t, 0)] = colour
     return a
 
 
+def _mask_overlay(thumb: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """A light cyan fill and a 1-px cyan outline of `mask` (already at the thumbnail's size)."""
+    out = thumb.astype(np.float32).copy()
+    out[mask] = 0.7 * out[mask] + 0.3 * MASK_COLOUR
+    inner = mask.copy()
+    inner[1:] &= mask[:-1]
+    inner[:-1] &= mask[1:]
+    inner[:, 1:] &= mask[:, :-1]
+    inner[:, :-1] &= mask[:, 1:]
+    out[mask & ~inner] = MASK_COLOUR
+    return out.astype(np.uint8)
+
+
 def _histogram(values: list[float], bins: int, lo: float, hi: float, label: str) -> str:
-    """An inline SVG bar chart."""
+    """An inline SVG bar chart with labelled axes."""
     if not values or hi <= lo:
         return f"<p>{html.escape(label)}: no values</p>"
     counts, edges = np.histogram(values, bins=bins, range=(lo, hi))
-    top, w, h = max(int(counts.max()), 1), 360, 120
+    top, w, h, left, bottom = max(int(counts.max()), 1), 360, 120, 36, 30
     bw = w / bins
-    bars = "".join(f'<rect x="{i * bw:.1f}" y="{h - c / top * h:.1f}" width="{bw - 1:.1f}" height="{c / top * h:.1f}">'
-                   f"<title>{edges[i]:.3g}-{edges[i + 1]:.3g}: {c}</title></rect>" for i, c in enumerate(counts))
-    return (f'<figure><svg width="{w}" height="{h + 16}" role="img" aria-label="{html.escape(label)}">{bars}'
-            f'<text x="0" y="{h + 14}">{lo:.3g}</text><text x="{w}" y="{h + 14}" text-anchor="end">{hi:.3g}</text>'
-            f"</svg><figcaption>{html.escape(label)} (n={len(values)}, max bin {top})</figcaption></figure>")
+    bars = "".join(f'<rect x="{left + i * bw:.1f}" y="{h - c / top * h:.1f}" width="{bw - 1:.1f}" '
+                   f'height="{c / top * h:.1f}"><title>{edges[i]:.3g}-{edges[i + 1]:.3g}: {c}</title></rect>'
+                   for i, c in enumerate(counts))
+    yticks = "".join(f'<text x="{left - 4}" y="{h - v / top * h + 4:.1f}" text-anchor="end">{v}</text>'
+                     f'<line x1="{left - 2}" x2="{left}" y1="{h - v / top * h:.1f}" y2="{h - v / top * h:.1f}"/>'
+                     for v in sorted({0, top // 2, top}))
+    xticks = "".join(f'<text x="{left + k / 4 * w:.1f}" y="{h + 14}" text-anchor="middle">{lo + k / 4 * (hi - lo):.3g}</text>'
+                     for k in range(5))
+    axes = (f'<line x1="{left}" x2="{left}" y1="0" y2="{h}"/><line x1="{left}" x2="{left + w}" y1="{h}" y2="{h}"/>'
+            f'<text x="{left + w / 2}" y="{h + bottom - 2}" text-anchor="middle">{html.escape(label)}</text>'
+            f'<text x="10" y="{h / 2}" text-anchor="middle" transform="rotate(-90 10 {h / 2})">count</text>')
+    return (f'<figure><svg width="{left + w + 20}" height="{h + bottom + 10}" role="img" '
+            f'aria-label="{html.escape(label)}"><g transform="translate(0 10)">{bars}{axes}{yticks}{xticks}</g></svg>'
+            f"<figcaption>{html.escape(label)} (n={len(values)})</figcaption></figure>")
+
+
+def _number(v: Any, default: float) -> float:
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v) else default
+
+
+def _image_cards(run_dir: Path, im: dict, anns: list[dict], classes: dict[int, str], real: bool) -> dict[int, str]:
+    """The gallery cards of one image's instances (annotation id -> HTML): its thumbnail beside the overlay.
+
+    One image is decoded at a time and dropped after, so a folder of camera photos stays in memory budget."""
+    image = load_image(run_dir, im["file_name"])
+    if image.shape[:2] != (im["height"], im["width"]):
+        raise UserError(f"image {im['file_name']} is {image.shape[1]}x{image.shape[0]} but annotations.json says "
+                        f"{im['width']}x{im['height']}; rerun the command that made {run_dir} to redo it")
+    scale = THUMB / image.shape[0]
+    thumb = _resized(image, THUMB)
+    del image
+    plain = _png(thumb)
+    extra = ""
+    if real:
+        psnr = im.get("projection_psnr")
+        extra = (f" <small>PSNR {psnr:.1f} dB</small>" if isinstance(psnr, (int, float)) else "") + \
+            (' <small class="low">low fidelity</small>' if im.get("low_fidelity") is True else "")
+    out = {}
+    for a in anns:
+        mask = np.asarray(Image.fromarray(decode_rle(a["segmentation"])).resize(thumb.shape[1::-1], Image.NEAREST))
+        pic = _mask_overlay(thumb, mask)
+        if "bbox" in a:
+            pic = _box(pic, a["bbox"], BOX_COLOURS[(a["category_id"] - 1) % len(BOX_COLOURS)], scale)
+        name = classes[a["category_id"]]
+        out[a["id"]] = (f'<figure class="inst" data-class="{html.escape(name)}"><div class="pair">'
+                        f'<img src="{plain}" alt="image"><img src="{_png(pic)}" alt="{html.escape(name)} mask">'
+                        f'</div><figcaption>{html.escape(name)} {_number(a.get("score"), 1.0):.3f}{extra}'
+                        f' <small>{html.escape(str(im["file_name"]))}</small></figcaption></figure>')
+    return out
+
+
+def _legend(classes: dict[int, str]) -> str:
+    swatch = '<span class="sw" style="background:rgb({},{},{})"></span>'
+    boxes = "".join(f"<li>{swatch.format(*BOX_COLOURS[(cid - 1) % len(BOX_COLOURS)])}{html.escape(n)}: "
+                    "the detector's box</li>" for cid, n in classes.items())
+    return (f'<ul class="legend"><li>{swatch.format(*MASK_COLOUR)}the mask: outline and light fill</li>{boxes}</ul>')
 
 
 def build(run_dir: Path) -> str:
     """The page for a run folder, as a string."""
     run_dir = Path(run_dir)
-    data = read_coco(run_dir / "annotations.json", "annotations")
-    run = RunDir(run_dir).read_run() or {}
-    cats = {c["id"]: c["name"] for c in data["categories"]}
+    rd = RunDir(run_dir)
+    data = rd.read_dataset()
+    run = rd.read_run() or {}
+    classes = {c["id"]: c["name"] for c in data["categories"]}
     images = {im["id"]: im for im in data["images"]}
     anns = data["annotations"]
-    per_class = {name: sum(a["category_id"] == cid for a in anns) for cid, name in cats.items()}
+    info = data.get("info") if isinstance(data.get("info"), dict) else {}
+    licences = data.get("licenses") if isinstance(data.get("licenses"), list) else []
+    lic = licences[0] if licences and isinstance(licences[0], dict) else {}
+    real = isinstance((run.get("config") or {}).get("label"), dict) or "real_images" in info
+    per_class = {name: sum(a["category_id"] == cid for a in anns) for cid, name in classes.items()}
     with_inst = {a["image_id"] for a in anns}
     empty = [im for im in data["images"] if im["id"] not in with_inst]
-    scores = [float(a.get("score", 1.0)) for a in anns]
-    areas = [float(a.get("area", 0)) for a in anns]
+    scores = [_number(a.get("score"), 1.0) for a in anns]
+    areas = [_number(a.get("area"), 0.0) for a in anns]
 
-    order = sorted(range(len(anns)), key=lambda i: (float(anns[i].get("score", 1.0)), anns[i]["id"]))
-    shown = order[:GALLERY_MAX]
-    cache: dict[int, np.ndarray] = {}
-    cards = []
-    for i in shown:
-        a = anns[i]
-        im = images[a["image_id"]]
-        if a["image_id"] not in cache:
-            cache[a["image_id"]] = load_image(run_dir, im["file_name"])
-        colour = PALETTE[(a["category_id"] - 1) % len(PALETTE)]
-        pic = _box(overlay(cache[a["image_id"]], [decode_rle(a["segmentation"])]), a["bbox"], colour) \
-            if "bbox" in a else overlay(cache[a["image_id"]], [decode_rle(a["segmentation"])])
-        name = cats[a["category_id"]]
-        cards.append(f'<figure class="inst" data-class="{html.escape(name)}"><img src="{_png(pic, THUMB)}" '
-                     f'alt="{html.escape(name)}"><figcaption>{html.escape(name)} {float(a.get("score", 1.0)):.3f}'
-                     f' <small>{html.escape(str(im["file_name"]))}</small></figcaption></figure>')
-    empties = [f'<figure><img src="{_png(load_image(run_dir, im["file_name"]), THUMB // 2)}" alt="empty">'
+    order = sorted(range(len(anns)), key=lambda i: (scores[i], anns[i]["id"]))
+    shown = [anns[i] for i in order[:GALLERY_MAX]]
+    by_image: dict[int, list[dict]] = {}
+    for a in shown:
+        by_image.setdefault(a["image_id"], []).append(a)
+    made: dict[int, str] = {}
+    for iid, its in by_image.items():
+        made.update(_image_cards(run_dir, images[iid], its, classes, real))
+    cards = [made[a["id"]] for a in shown]
+    empties = [f'<figure><img src="{_png(_resized(load_image(run_dir, im["file_name"]), THUMB // 2))}" alt="empty">'
                f'<figcaption>{html.escape(str(im["file_name"]))}</figcaption></figure>' for im in empty[:EMPTY_MAX]]
     strips = []
-    rd = RunDir(run_dir)
     for im in data["images"][:STRIPS_MAX]:
         seed = im.get("seed")
-        if isinstance(seed, int) and rd.path("variants", seed).is_file():
-            strips.append(f'<figure><img src="{_png(load_rgb(rd.path("variants", seed)), THUMB // 2)}" '
+        path = rd.preview_file("variants", seed) if isinstance(seed, int) and not isinstance(seed, bool) else None
+        if path is not None:
+            strips.append(f'<figure><img src="{_png(_resized(load_rgb(path), THUMB // 2))}" '
                           f'alt="variants of seed {seed}"><figcaption>seed {seed}</figcaption></figure>')
 
-    info, lic = data.get("info") or {}, (data.get("licenses") or [{}])[0]
     sampled = (f"The gallery shows the {len(shown)} least confident of {len(anns)} instances."
                if len(shown) < len(anns) else f"The gallery shows all {len(anns)} instances, least confident first.")
     counts = {"images": len(images), "instances": len(anns), "empty": len(empty), "per_class": per_class}
     rows = "".join(f'<tr><td>{html.escape(n)}</td><td class="n" data-class-count="{html.escape(n)}">{c}</td></tr>'
                    for n, c in per_class.items())
     options = "".join(f'<option value="{html.escape(n)}">{html.escape(n)}</option>' for n in per_class)
-    warn = (f'<p class="warn"><b>Non-commercial.</b> {html.escape(info["licence_note"])}</p>'
-            if info.get("licence_note") else "")
-    command = " ".join(map(str, run.get("command") or []))
+    note = info.get("licence_note")
+    warn = f'<p class="warn"><b>Non-commercial.</b> {html.escape(note)}</p>' if isinstance(note, str) and note else ""
+    command = run.get("command")
+    command = " ".join(map(str, command)) if isinstance(command, list) else str(command or "")
+    generator = str(info.get("generator") or run_dir.name)
+    if real:
+        title = f"instseg report: your photos, labelled with {generator}"
+        intro = ("<p>The images are your own photos. Only the masks come from the generator: each photo was "
+                 "projected into it, and its style variants were clustered. A card gives the projection's PSNR; "
+                 "below the run's threshold a photo is marked low fidelity (its masks deserve less trust).</p>")
+    else:
+        title, intro = f"instseg report: {generator}", ""
+    empty_note = html.escape(f"showing {min(len(empty), EMPTY_MAX)} of {len(empty)}") if empty else "none"
     return _PAGE.format(
-        title=html.escape(f"instseg report: {info.get('generator', run_dir.name)}"), warn=warn,
-        counts_json=html.escape(json.dumps(counts)), n_images=len(images), n_inst=len(anns), n_empty=len(empty),
-        rows=rows, options=options, sampled=html.escape(sampled), cards="".join(cards),
+        title=html.escape(title), intro=intro, warn=warn,
+        counts_json=json.dumps(counts).replace("<", "\\u003c"), n_images=len(images), n_inst=len(anns),
+        n_empty=len(empty), rows=rows, options=options, sampled=html.escape(sampled), cards="".join(cards),
+        legend=_legend(classes),
         hist_score=_histogram(scores, 20, 0.0, max(1.0, max(scores, default=1.0)), "instance score"),
         hist_area=_histogram(areas, 20, 0.0, max(areas, default=1.0), "instance area (pixels)"),
-        empties="".join(empties) or "<p>none</p>",
-        empty_note=html.escape(f"showing {min(len(empty), EMPTY_MAX)} of {len(empty)}"),
+        empties="".join(empties), empty_note=empty_note,
         strips="".join(strips) or "<p>no variant strips in this folder</p>",
         provenance="".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(_text(v))}</td></tr>"
                            for k, v in {**info, "licence": lic.get("name", info.get("licence", "?")),
@@ -123,9 +208,12 @@ def _text(v: Any) -> str:
 
 
 def write(run_dir: Path, out: Path) -> Path:
+    """Write the page to `out` (refused when `out` is one of the run folder's own files)."""
     from .io import atomic_write_bytes
 
-    atomic_write_bytes(out, build(run_dir).encode())
+    RunDir(run_dir).check_own_file(out)
+    page = build(run_dir)
+    atomic_write_bytes(out, page.encode("utf-8", "backslashreplace"))  # undecodable file names stay visible
     return Path(out)
 
 
@@ -138,17 +226,22 @@ body {{ font: 14px/1.4 system-ui, sans-serif; margin: 1.5em; color: #222; }}
 figure {{ margin: 0; }} figure img {{ image-rendering: pixelated; display: block; }}
 figcaption {{ font-size: 12px; }} table {{ border-collapse: collapse; }}
 td, th {{ border: 1px solid #ccc; padding: 2px 8px; text-align: left; }} td.n {{ text-align: right; }}
-svg rect {{ fill: #3b6ea8; }} .pager button {{ margin-right: 4px; }}
+svg rect {{ fill: #3b6ea8; }} svg line {{ stroke: #555; }} svg text {{ font-size: 11px; fill: #333; }}
+.pager button {{ margin-right: 4px; }} .pair {{ display: flex; gap: 2px; }} .low {{ color: #b00; }}
+.legend {{ list-style: none; padding: 0; display: flex; gap: 1.2em; flex-wrap: wrap; }}
+.sw {{ display: inline-block; width: 12px; height: 12px; margin-right: 4px; vertical-align: -1px;
+       border: 1px solid #888; }}
 </style></head><body>
 <h1>{title}</h1>
-{warn}
+{warn}{intro}
 <script type="application/json" id="counts">{counts_json}</script>
 <p><span id="n-images">{n_images}</span> images, <span id="n-instances">{n_inst}</span> instances,
 <span id="n-empty">{n_empty}</span> images with no instance.</p>
 <h2>Classes</h2><table><tr><th>class</th><th>instances</th></tr>{rows}</table>
 <div class="grid">{hist_score}{hist_area}</div>
 <h2>Gallery</h2>
-<p>{sampled} <label>Class: <select id="cls"><option value="">all</option>{options}</select></label></p>
+<p>{sampled} Each card shows the image, then its mask over it.</p>{legend}
+<p><label>Class: <select id="cls"><option value="">all</option>{options}</select></label></p>
 <div class="pager" id="pager"></div>
 <div class="grid" id="gallery">{cards}</div>
 <h2>Images with no instance</h2><p>{empty_note}</p><div class="grid">{empties}</div>
@@ -166,7 +259,7 @@ svg rect {{ fill: #3b6ea8; }} .pager button {{ margin-right: 4px; }}
     s.slice(page * per, (page + 1) * per).forEach(function (c) {{ c.style.display = ""; }});
     var p = document.getElementById("pager");
     p.textContent = "";
-    for (var i = 0; i < pages; i++) {{
+    for (var i = 0; pages > 1 && i < pages; i++) {{
       var b = document.createElement("button");
       b.textContent = String(i + 1);
       b.disabled = i === page;
@@ -175,6 +268,8 @@ svg rect {{ fill: #3b6ea8; }} .pager button {{ margin-right: 4px; }}
     }}
   }}
   sel.onchange = function () {{ page = 0; draw(); }};
+  var counts = JSON.parse(document.getElementById("counts").textContent);
+  document.body.setAttribute("data-instances", String(counts.instances));
   draw();
 }})();
 </script>

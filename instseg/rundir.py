@@ -1,4 +1,4 @@
-"""The run folder: its layout, run.json, the id rules, the writer's lock and the assembly of
+"""The run folder: its layout, the record format (`Encoded`, `record_bytes`), run.json, the id rules, the writer's lock and the assembly of
 annotations.json. Everyone else asks this module where things are.
 
 Layout of DIR:
@@ -17,19 +17,18 @@ import json
 import logging
 import os
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
 from . import __version__, coco
-from .errors import UserError
+from .errors import UserError, short
 from .card import card
 from .io import atomic_path, atomic_save_png, atomic_write_bytes, atomic_write_json
 from .locks import Busy, clean_stale_temps, lock_file
 
-if TYPE_CHECKING:
-    from .encode import Encoded
 
 log = logging.getLogger(__name__)
 SUBDIRS = ("images", "parts", "variants", "records")
@@ -52,6 +51,18 @@ def record_bytes(entry: dict, anns: list[dict], cid: str) -> bytes:
     return json.dumps({"image": entry, "annotations": anns, "config_id": cid}, indent=1).encode()
 
 
+@dataclass
+class Encoded:
+    """One seed, ready to write: the image, cluster map and variant strip as PNG bytes, and its record."""
+
+    seed: int
+    image: bytes
+    parts: bytes
+    variants: bytes
+    record: bytes
+    settings: dict
+
+
 def image_file(seed: int) -> str:
     """COCO file_name of a seed's image, relative to the run's images/ folder."""
     return f"{seed}.png"
@@ -69,13 +80,19 @@ def image_path(root: str | os.PathLike, file_name: str) -> Path:
 
 
 def check_inside(root: Path, relative: str) -> Path:
-    """`root`/`relative`, refusing paths that leave `root` (.., absolute paths, links out)."""
-    root = Path(root).resolve()
-    if not isinstance(relative, str) or not relative:
-        raise UserError(f"bad file_name {relative!r} in {root}")
-    path = (root / relative).resolve()
-    if root != path and root not in path.parents:
-        raise UserError(f"file_name {relative!r} points outside {root}; refusing to read it")
+    """`root`/`relative` for a plain relative name: no absolute path, no '..' or empty part, no backslash,
+    and no symbolic link on the way below `root` (whatever it would resolve to)."""
+    root = Path(root)
+    parts = relative.split("/") if isinstance(relative, str) else []
+    if not relative or any(p in ("", ".", "..") for p in parts) or "\\" in relative or "\0" in relative:
+        raise UserError(f"file_name {short(relative)} is not a plain relative path inside {root}; refusing it")
+    path = root
+    if root.is_symlink():
+        raise UserError(f"{root} is a symbolic link; instseg reads no file of a dataset through a link")
+    for p in parts:
+        path = path / p
+        if path.is_symlink():
+            raise UserError(f"{path} is a symbolic link; instseg reads no file of a dataset through a link")
     return path
 
 
@@ -118,6 +135,33 @@ class RunDir:
         for sub in SUBDIRS:
             if (self.root / sub).is_symlink():
                 raise UserError(f"{self.root / sub} is a symbolic link; instseg uses only real folders inside a run")
+
+    def read_dataset(self) -> dict:
+        """annotations.json, checked, for a command that reads the folder (no link inside it is followed)."""
+        from .coco import read_coco
+
+        self.check_no_links()
+        for name in ("annotations.json", "run.json"):
+            if (self.root / name).is_symlink():
+                raise UserError(f"{self.root / name} is a symbolic link; instseg reads no file of a dataset "
+                                "through a link")
+        return read_coco(self.annotations, "annotations")
+
+    def preview_file(self, sub: str, seed: int) -> Path | None:
+        """A seed's cluster map or variant strip for reading: None when absent; a link is refused."""
+        path = self.path(sub, seed)
+        if path.is_symlink():
+            raise UserError(f"{path} is a symbolic link; instseg reads no file of a dataset through a link")
+        return path if path.is_file() else None
+
+    def check_own_file(self, out: str | os.PathLike, flag: str = "--out") -> None:
+        """Refuse an output path that is one of this folder's own files (its dataset, records, images...)."""
+        out, root = Path(out).resolve(), self.root.resolve()
+        if out.parent == root and out.name in ("run.json", "annotations.json", "README.md", ".lock"):
+            raise UserError(f"{flag} {out} is this dataset's own {out.name}; write somewhere else")
+        if any(root / sub in out.parents for sub in (*SUBDIRS, "yolo", "coco")):
+            raise UserError(f"{flag} {out} lies inside this dataset's own {out.relative_to(root).parts[0]}/; "
+                            "write somewhere else")
 
     def check_ours(self) -> None:
         """Refuse a folder holding a dataset that instseg did not write (its run.json, or records, say so)."""
@@ -264,7 +308,7 @@ class RunDir:
             f.write(f',\n"categories": {json.dumps(head["categories"])}\n}}\n')
         per_class = {name: tuple(counts.get(i + 1, (0, 0))) for i, name in enumerate(categories)}
         text = card(self.read_run(), head["info"], licence, categories, images.n, per_class, __version__)
-        atomic_write_bytes(self.root / "README.md", text.encode())
+        atomic_write_bytes(self.root / "README.md", text.encode("utf-8", "backslashreplace"))  # undecodable names stay visible
         return self.annotations
 
 

@@ -14,7 +14,7 @@ from detectors import Detector
 from . import __version__
 from .allocator import keep_freed_memory
 from .checkpoints import load_generator
-from .config import RunConfig
+from .config import RunConfig, format_seeds
 from .encode import Writer, default_encoders
 from .errors import UserError
 from .generator import Generator
@@ -70,11 +70,11 @@ def validate_checkpoint(path: Path, out_hw: tuple[int, int] | None = None) -> No
 def run(cfg: RunConfig, out: Path, on_seed: Callable[[int, bool], None] | None = None,
         download_progress: Progress | None = None, cache: Path | None = None,
         timings: dict[str, float] | None = None, detector: Detector | None = None, ray: str | None = None,
-        workers: int = 1, shard: tuple[int, int] | None = None) -> Path:
+        workers: int = 1, shard: tuple[int, int] | None = None, shard_of: tuple[int, ...] | None = None) -> Path:
     """Make (or resume) the dataset for cfg.seeds in `out`; returns the annotations path.
 
-    `shard` (i, n) records that cfg.seeds are positions i, i + n, ... of a longer list, so that a
-    merge of all n shards numbers annotations as one process would.
+    `shard` (i, n) records that cfg.seeds are positions i, i + n, ... of the list `shard_of`, so that a
+    merge of all n shards numbers annotations as one process would, and knows which shards are missing.
 
     `ray` ('local', 'auto' or a cluster address) runs the chunks on `workers` Ray actors; the
     dataset is the same as one process writes.
@@ -123,6 +123,7 @@ def run(cfg: RunConfig, out: Path, on_seed: Callable[[int, bool], None] | None =
             "versions": _versions(), "command": sys.argv,
             "generator": generator_record(gan, gan_sha, G),
             **({"shard": list(shard)} if shard else {}),
+            **({"shard_of": format_seeds(shard_of)} if shard and shard_of else {}),
         })
         what = "--detector none" if detector is None else f"--detector {cfg.detector}, classes {', '.join(categories)}"
         licence, info = dataset_provenance(gan, gan_sha)

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .coco import decode_rle, read_coco
+from .coco import decode_rle
 from .errors import UserError
 from .rundir import RunDir, image_path
 
@@ -55,23 +55,26 @@ def load_rgb(path: Path) -> np.ndarray:
 def run_rows(run_dir: Path, max_images: int = 8, data: dict | None = None) -> list[tuple[int, list[np.ndarray]]]:
     """Per image of a run dir: (seed, [image, variants strip, cluster map, overlay])."""
     run_dir = Path(run_dir)
-    data = data if data is not None else read_coco(run_dir / "annotations.json", "annotations")
+    data = data if data is not None else RunDir(run_dir).read_dataset()
     by_image: dict[int, list[dict]] = {}
     for a in data["annotations"]:
         by_image.setdefault(a["image_id"], []).append(a)
+    rd = RunDir(run_dir)
+    rd.check_no_links()
     rows = []
     for img in data["images"][:max_images]:
         seed = img.get("seed", img["id"])
         image = load_image(run_dir, img["file_name"])
         h = image.shape[0]
         panels = [image]
-        rd = RunDir(run_dir)
-        if isinstance(seed, int) and rd.path("variants", seed).exists():
-            panels.append(_fit(load_rgb(rd.path("variants", seed)), h))
-        if isinstance(seed, int) and rd.path("parts", seed).exists():
-            with Image.open(rd.path("parts", seed)) as p:
+        strip = rd.preview_file("variants", seed) if isinstance(seed, int) else None
+        if strip is not None:
+            panels.append(_fit(load_rgb(strip), h))
+        parts = rd.preview_file("parts", seed) if isinstance(seed, int) else None
+        if parts is not None:
+            with Image.open(parts) as p:
                 if p.mode not in ("L", "P"):  # a cluster map is one channel of cluster indices
-                    raise UserError(f"{rd.path('parts', seed)} is not a cluster map (mode {p.mode}); "
+                    raise UserError(f"{parts} is not a cluster map (mode {p.mode}); "
                                     "delete it and rerun the run's command to redo it")
                 panels.append(_fit(colorize(np.asarray(p)), h))
         masks = [decode_rle(a["segmentation"]) for a in by_image.get(img["id"], [])]

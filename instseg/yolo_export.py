@@ -44,11 +44,11 @@ def export_yolo(coco: dict, root: Path, out: Path, shares: dict[str, float] | No
     built in a temp folder beside `out` and swapped in whole."""
     shares = shares or {"train": 0.9, "val": 0.1}
     replace_tree(out, "YOLO", lambda names: names <= _EXPORT_ENTRIES and "data.yaml" in names,
-                 lambda tmp: _write(coco, Path(root), tmp, Path(out), shares, link))
+                 lambda tmp: _write(coco, Path(root), tmp, shares, link))
     return Path(out) / "data.yaml"
 
 
-def _write(coco: dict, root: Path, tmp: Path, final: Path, shares: dict[str, float], link: bool) -> None:
+def _write(coco: dict, root: Path, tmp: Path, shares: dict[str, float], link: bool) -> None:
     cats = sorted(coco["categories"], key=lambda c: c["id"])
     cat_index = {c["id"]: i for i, c in enumerate(cats)}
     by_image: dict[int, list[dict]] = {}
@@ -69,7 +69,8 @@ def _write(coco: dict, root: Path, tmp: Path, final: Path, shares: dict[str, flo
             link_or_copy(src, tmp / "images" / split / f"{stem}{src.suffix}", link)
             lines = label_lines(by_image.get(im["id"], []), cat_index, im["width"], im["height"])
             (tmp / "labels" / split / f"{stem}.txt").write_text("\n".join(lines) + ("\n" if lines else ""))
-    data = {"path": str(final.resolve()), "train": "images/train",
+    # no `path:`: Ultralytics and FiftyOne resolve these from the yaml's own folder, so a moved export still loads
+    data = {"train": "images/train",
             "val": "images/val" if splits.get("val") else "images/train"}
     if splits.get("test"):
         data["test"] = "images/test"

@@ -7,6 +7,7 @@ import hashlib
 import http.client
 import logging
 import os
+import re
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -101,7 +102,7 @@ def preset_path(p: Preset, cache: Path) -> Path:
 
 
 def url_path(url: str, cache: Path) -> Path:
-    tag = hashlib.sha1(url.encode()).hexdigest()[:10]
+    tag = hashlib.sha1(url.encode("utf-8", "surrogateescape")).hexdigest()[:10]
     name = Path(urllib.parse.urlparse(url).path).name or "checkpoint"
     return cache / "urls" / f"{tag}-{name}"
 
@@ -118,13 +119,32 @@ Progress = Callable[[int, "int | None"], None]  # (bytes so far, total or None)
 Validate = Callable[..., None]  # (path[, (height, width)]) raises UserError when a file is not a usable checkpoint
 
 
-def _fetch(url: str, tmp: Path, progress: Progress | None, timeout: float) -> None:
+DEFAULT_MAX_DOWNLOAD = 8 << 30  # bytes; the largest official StyleGAN file is well under 1 GB
+
+
+def max_download() -> int:
+    """The download cap: $INSTSEG_MAX_DOWNLOAD (bytes, or with a K/M/G suffix), else 8 GiB."""
+    text = os.environ.get("INSTSEG_MAX_DOWNLOAD", "").strip()
+    if not text:
+        return DEFAULT_MAX_DOWNLOAD
+    m = re.fullmatch(r"(\d{1,15})\s*([KMG]?)i?B?", text, re.I)
+    if not m or int(m.group(1)) == 0:
+        raise UserError(f"INSTSEG_MAX_DOWNLOAD={text!r}: give a size in bytes, e.g. 8G or 500000000")
+    return int(m.group(1)) << {"": 0, "K": 10, "M": 20, "G": 30}[m.group(2).upper()]
+
+
+def _fetch(url: str, tmp: Path, progress: Progress | None, timeout: float, limit: int | None = None) -> None:
+    limit = limit or max_download()
     with urllib.request.urlopen(url, timeout=timeout) as r, open(tmp, "wb") as f:
         total = int(r.headers.get("Content-Length") or 0) or None
+        if total is not None and total > limit:
+            raise OSError(f"{total:,} bytes is over the download limit of {limit:,} (INSTSEG_MAX_DOWNLOAD raises it)")
         done = 0
         while chunk := r.read(1 << 20):
-            f.write(chunk)
             done += len(chunk)
+            if done > limit:
+                raise OSError(f"more than the download limit of {limit:,} bytes (INSTSEG_MAX_DOWNLOAD raises it)")
+            f.write(chunk)
             if progress:
                 progress(done, total)
         if total is not None and done != total:
@@ -142,6 +162,7 @@ def download(urls: str | tuple[str, ...] | list[str], dest: Path, sha256: str | 
     is left in the cache on failure; the error names every URL tried and where to put the file.
     """
     urls = (urls,) if isinstance(urls, str) else tuple(urls)
+    max_download()  # a bad INSTSEG_MAX_DOWNLOAD is the user's to fix, not a URL's failure
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
         with lock_file(dest.parent / f".{dest.name}.lock"):  # one downloader per file; others wait
@@ -243,6 +264,8 @@ def resolve_gan(spec: str, cache: Path | None = None, progress: Progress | None 
         scheme = urllib.parse.urlparse(spec).scheme
         if scheme not in ("http", "https", "file"):
             raise UserError(f"{flag} {spec}: unsupported URL scheme {scheme!r} (use http, https or file)")
+        if scheme == "file":
+            _check_local_url(spec, flag)
         path = url_path(spec, cache)
         if not path.exists():
             _sidecar(path).unlink(missing_ok=True)
@@ -253,6 +276,19 @@ def resolve_gan(spec: str, cache: Path | None = None, progress: Progress | None 
     if path.is_file():
         return ResolvedGan(path, str(path), None)
     raise UserError(f"{flag} {spec!r} is neither a preset ({', '.join(table)}), an existing file nor a URL")
+
+
+def _check_local_url(url: str, flag: str) -> None:
+    """A file:// URL must name a regular file (not /dev/zero, a FIFO or a folder)."""
+    import stat
+
+    local = urllib.request.url2pathname(urllib.parse.urlparse(url).path)
+    try:
+        regular = stat.S_ISREG(os.stat(local).st_mode)
+    except OSError as e:
+        raise UserError(f"{flag} {url}: {e.strerror}") from None
+    if not regular:
+        raise UserError(f"{flag} {url} is not a regular file")
 
 
 def preset_table(cache: Path) -> list[dict[str, Any]]:

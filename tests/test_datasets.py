@@ -172,7 +172,9 @@ def test_the_report_loads_in_a_real_browser_with_the_files_counts(run, tmp_path)
     for c in data["categories"]:
         n = int(re.search(rf'data-class-count="{c["name"]}">(\d+)<', dom.stdout).group(1))
         assert n == sum(a["category_id"] == c["id"] for a in data["annotations"])
-    assert 'id="pager"><button' in dom.stdout  # the script ran and built the pager
+    # the script ran and parsed the embedded JSON block (a script element's content is raw text, not HTML)
+    assert f'data-instances="{len(data["annotations"])}"' in dom.stdout
+    assert ('id="pager"><button' in dom.stdout) == (len(data["annotations"]) > 60)  # a pager only for 2+ pages
     shot = tmp_path / "shot.png"
     r = _chromium(profile + ["--window-size=1200,900", f"--screenshot={shot}", page.as_uri()])
     assert r.returncode == 0 and shot.exists(), r.stderr[-2000:]

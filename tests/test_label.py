@@ -146,7 +146,7 @@ def test_grey_16_bit_rgba_palette_and_exif_rotated_images_are_read(tmp_path):
 
 @pytest.mark.parametrize("case,needle", [
     ("not-an-image", "not a readable image"), ("truncated", "not a readable image"), ("tiny", "at least"),
-    ("bomb", "more than the limit"), ("empty", "no images found"), ("same-name", "two images are named"),
+    ("bomb", "more than the limit"), ("empty", "no images found"), ("same-name", "would both be stored as"),
     ("link-out", "leads out of"), ("no-such", "neither an image"),
 ])
 def test_bad_inputs_give_one_line_and_write_nothing(tmp_path, case, needle):

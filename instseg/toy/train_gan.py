@@ -95,12 +95,41 @@ def resumed_state(out: str | Path, resume_from: str | None) -> Path | None:
     return state if (state / "state.json").exists() else Path(resume_from) if resume_from else None
 
 
+def read_state(state: Path) -> dict:
+    """A state folder's state.json, checked: an iteration count and a config whose recipe values have the
+    types TrainConfig gives them (ValueError, one line, otherwise)."""
+    path = Path(state) / "state.json"
+    try:
+        meta = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{path} is not readable JSON ({getattr(e, 'strerror', None) or e})") from None
+    if not isinstance(meta, dict) or not isinstance(meta.get("config"), dict) or \
+            not isinstance(meta.get("iter"), int) or isinstance(meta["iter"], bool) or meta["iter"] < 0:
+        raise ValueError(f"{path} lacks an iteration count and a config; it is not a training state")
+    defaults = TrainConfig()
+    for k in RECIPE:
+        if k in meta["config"] and not _fits(meta["config"][k], getattr(defaults, k), k):
+            raise ValueError(f"{path}: config {k} is {meta['config'][k]!r}, not a valid value")
+    if not isinstance(meta.get("history", []), list):
+        raise ValueError(f"{path}: history is not a list")
+    return meta
+
+
+def _fits(value: object, default: object, key: str) -> bool:
+    if value is None:
+        return key in ("r1_gamma", "r1_gamma_joint")
+    if isinstance(default, bool) or key in ("labels", "split_d", "blur_d", "mismatch"):
+        return isinstance(value, bool)
+    if isinstance(default, int):
+        return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+    if isinstance(default, float) or key in ("r1_gamma", "r1_gamma_joint"):
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    return isinstance(value, str)
+
+
 def recipe_of(state: Path) -> dict:
     """The recipe options a state folder was trained with, from its state.json (keys it predates are left out)."""
-    try:
-        config = json.loads((Path(state) / "state.json").read_text())["config"]
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise ValueError(f"{state} has no readable state.json with a config: {e}") from None
+    config = read_state(state)["config"]
     return {k: config[k] for k in RECIPE if k in config}
 
 
@@ -176,7 +205,7 @@ class Critics:
 
 def _load_state(folder: Path, modules: dict, opts: dict, cfg: TrainConfig, device: torch.device) -> int:
     """Load a state folder into `modules` (and the optimisers where opt.pt is there); returns the iteration."""
-    meta = json.loads((folder / "state.json").read_text())
+    meta = read_state(folder)
     if bool(meta["config"].get("split_d")) != cfg.split_d or meta["config"].get("labels") != cfg.labels:
         raise ValueError(f"{folder} was trained with split_d={meta['config'].get('split_d')}, "
                          f"labels={meta['config'].get('labels')}; this run asks for {cfg.split_d}, {cfg.labels}")
@@ -232,7 +261,7 @@ def train(cfg: TrainConfig, resume_from: str | None = None) -> Path:
     src = resumed_state(out, resume_from)
     it = _load_state(src, modules, opts, cfg, device) if src else 0
     if src:
-        history = json.loads((src / "state.json").read_text()).get("history", [])
+        history = read_state(src).get("history", [])
         log.info("resumed from %s at iteration %d", src, it)
     if cfg.dataset_size:
         data = render_dataset(cfg.dataset_size, cfg.resolution, world=cfg.world, labels=cfg.labels,
