@@ -224,6 +224,8 @@ def ablation_list(gan: str) -> list[tuple[str, dict]]:
           if f != defaults["join_features"]],
         *[(f"join_weight={w:g}", {"join_weight": w}) for w in (1.0, 2.0, 4.0, 8.0, 16.0)
           if defaults["join_features"] != "none" and w != defaults["join_weight"]],
+        *[(f"join_features=image (the source's own pixels, raw), join_weight={w:g}",
+           {"join_features": "image", "join_weight": w}) for w in (4.0, 8.0)],
         ("repeats=3 (vote)", {"repeats": 3}),
         *[(f"detector={d}", {"detector": d}) for d in ("yolo:toy-flat", "yolo:toy-flat-gan")
           if d != defaults["detector"] and packaged_weights(d[5:])],

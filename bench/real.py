@@ -16,6 +16,7 @@ import json
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 sys.path.append(str(Path(__file__).resolve().parents[1]))  # for bench.common; an installed instseg wins
@@ -30,35 +31,55 @@ from instseg.config import build_config  # noqa: E402
 from instseg.evaluate import evaluate  # noqa: E402
 from instseg import labeler  # noqa: E402
 from instseg.config import LabelConfig  # noqa: E402
-from instseg.labeler import label_images  # noqa: E402
+from instseg.labeler import SURE, label_images  # noqa: E402
 from instseg.toy.render import CLASSES, render_seed  # noqa: E402
 
 FIRST = EVAL_SEEDS + 30_000
+TUNING = EVAL_SEEDS + 50_000  # scenes for choosing defaults; FIRST's are looked at only with the chosen ones
 
 
 _projections: dict = {}
 _project = labeler.project
 
 
-def _cached_project(G, targets, steps, lr, loss, space):
+def _cached_project(G, targets, steps, lr, loss, space, **kw):
     """The projection of a batch, computed once per setting: the methods and crossovers share it."""
-    key = (targets.numpy().tobytes(), steps, lr, loss, space)
+    key = (targets.numpy().tobytes(), steps, lr, loss, space, tuple(sorted(kw.items())))
     if key not in _projections:
         t = time.perf_counter()
-        _projections[key] = (_project(G, targets, steps, lr, loss, space), time.perf_counter() - t)
+        _projections[key] = (_project(G, targets, steps, lr, loss, space, **kw), time.perf_counter() - t)
     return _projections[key][0]
 
 
-def projection_seconds(steps: int, loss: str, space: str) -> float:
-    return sum(dt for (_, s, _, lo, sp), (_, dt) in _projections.items() if (s, lo, sp) == (steps, loss, space))
+def _setting(lcfg: LabelConfig) -> tuple:
+    return (lcfg.steps, lcfg.loss, lcfg.space, (("prior_weight", lcfg.prior), ("starts", lcfg.starts)))
 
 
-def scenes(folder: Path, n: int, size: int) -> dict:
+def projection_seconds(lcfg: LabelConfig) -> float:
+    return sum(dt for (_, s, _, lo, sp, kw), (_, dt) in _projections.items() if (s, lo, sp, kw) == _setting(lcfg))
+
+
+def degrade(img: np.ndarray, rng: np.random.RandomState) -> np.ndarray:
+    """A photo as cameras leave it: a small blur (sigma 0.5 px), Gaussian noise of 5/255, JPEG quality 75."""
+    import io
+
+    from PIL import ImageFilter
+
+    im = Image.fromarray(img).filter(ImageFilter.GaussianBlur(0.5))
+    a = np.asarray(im).astype(np.float32) + rng.normal(0, 5, img.shape)
+    buf = io.BytesIO()
+    Image.fromarray(a.clip(0, 255).astype(np.uint8)).save(buf, format="JPEG", quality=75)
+    return np.asarray(Image.open(buf).convert("RGB"))
+
+
+def scenes(folder: Path, n: int, size: int, first: int = FIRST, degraded: bool = False) -> dict:
     """Write n scenes as PNGs (sorted names = id order) and return their exact COCO instances."""
     folder.mkdir(parents=True)
     images, anns = [], []
-    for i, seed in enumerate(range(FIRST, FIRST + n)):
+    for i, seed in enumerate(range(first, first + n)):
         img, inst, classes = render_seed(seed, size, "flat")
+        if degraded:
+            img = degrade(img, np.random.RandomState(seed))
         name = f"r{seed}.png"
         Image.fromarray(img).save(folder / name)
         images.append(coco.image_entry(i + 1, name, size, size, seed=seed))
@@ -70,11 +91,13 @@ def scenes(folder: Path, n: int, size: int) -> dict:
 
 
 def score(folder: Path, gt: dict, out: Path, overrides: dict, lcfg: LabelConfig, device: str) -> dict:
-    cfg = build_config("toy-flat", {**method_overrides(overrides), "device": device})
-    before = projection_seconds(lcfg.steps, lcfg.loss, lcfg.space)
+    overrides = dict(overrides)
+    labeler.SURE = overrides.pop("_sure", SURE)  # the empty-box check's detector score (0: off)
+    cfg = build_config("toy-flat", {**method_overrides(overrides), "device": device}, photos=True)
+    before = projection_seconds(lcfg)
     t = time.perf_counter()
     label_images([str(folder)], cfg, lcfg, out)
-    reused = projection_seconds(lcfg.steps, lcfg.loss, lcfg.space) if before else 0.0  # count it as if made here
+    reused = projection_seconds(lcfg) if before else 0.0  # count it as if made here
     dt = (time.perf_counter() - t + reused) / len(gt["images"])
     pred = json.loads((out / "annotations.json").read_text())
     res = evaluate(pred, json.loads(json.dumps(gt)))
@@ -92,6 +115,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--images", type=int, default=60)
     ap.add_argument("--size", type=int, default=32, help="scene size (the generator's is 32; larger ones are fitted)")
+    ap.add_argument("--degraded", action="store_true", help="blur, noise and JPEG the scenes first, as photos are")
+    ap.add_argument("--tuning", action="store_true", help="tuning scenes (seeds TUNING+), for choosing defaults")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--quick", action="store_true", help="ours and the baselines only, no ablations")
     args = ap.parse_args()
@@ -100,18 +125,29 @@ def main() -> None:
     head = ["| setting | mIoU | IoU fg | trimap mIoU | mask AP | AP50 | instances | PSNR dB | s/img |",
             "|---|" + "---:|" * 8]
     base = LabelConfig()
-    methods = [("ours: projection + variants", {}, base),
-               ("GrabCut (same image, same boxes)", {"method": "grabcut"}, base),
-               ("k-means RGB (same image, same boxes)", {"method": "kmeans-rgb"}, base),
+    methods = [("ours (defaults: join the photo's pixels, refine grabcut)", {}, base),
+               ("GrabCut on the photo, same boxes", {"method": "grabcut"}, base),
+               ("k-means RGB on the photo, same boxes", {"method": "kmeans-rgb"}, base),
                ("k-means on the projected latent's activations", {"method": "activations"}, base)]
-    ablations = [("ours, joined with the image's own pixels (join_features=image)", {"join_features": "image"}, base)]
-    ablations += [(f"ours, steps {s}", {}, LabelConfig(steps=s)) for s in (100, 600)]
-    ablations += [("ours, loss multiscale", {}, LabelConfig(loss="multiscale")),
-                  ("ours, space w (one w for all layers)", {}, LabelConfig(space="w"))]
+    variants_only = {"join_features": "b32.conv1", "join_weight": 8}  # the samples' settings (toy-flat preset)
+    ablations = [("ours, refine none", {}, replace(base, refine="none")),
+                 ("ours, refine guided", {}, replace(base, refine="guided")),
+                 ("ours, refine grabcut without the empty-box check", {"_sure": 0.0}, base),
+                 ("ours, the samples' join (b32.conv1 at 8), refine none", variants_only, replace(base, refine="none")),
+                 ("ours, the samples' join (b32.conv1 at 8), refine grabcut", variants_only, base)]
+    ablations += [(f"ours, join image at weight {w}", {"join_weight": w}, base) for w in (2, 8, 16)]
+    ablations += [(f"ours, steps {s}", {}, replace(base, steps=s)) for s in (100, 600)]
+    ablations += [("ours, loss multiscale", {}, replace(base, loss="multiscale")),
+                  ("ours, space w (one w for all layers)", {}, replace(base, space="w")),
+                  ("ours, space pivot (W, then W+ offsets)", {}, replace(base, space="pivot")),
+                  ("ours, P_N prior 1e-4", {}, replace(base, prior=1e-4)),
+                  ("ours, P_N prior 1e-3", {}, replace(base, prior=1e-3)),
+                  ("ours, 2 starts", {}, replace(base, starts=2))]
     ablations += [(f"ours, mix_from {m}", {"mix_from": m}, base) for m in ((2,), (3,), (5, 6))]
+    first = TUNING if args.tuning else FIRST
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "scenes"
-        gt = scenes(folder, args.images, args.size)
+        gt = scenes(folder, args.images, args.size, first, args.degraded)
         rows = list(head)
         for k, (name, over, lcfg) in enumerate(methods + ([] if args.quick else [("", None, None)] + ablations)):
             if over is None:
@@ -119,13 +155,18 @@ def main() -> None:
                 continue
             rows.append(row(name, score(folder, gt, Path(tmp) / f"o{k}", over, lcfg, args.device)))
             print(rows[-1], flush=True)
-    body = (f"{args.images} renderer scenes of the flat world at {args.size}px (seeds {FIRST}+) labelled as real "
-            f"images with `instseg label --gan toy-flat` (fit crop, {base.steps} steps, lr {base.lr}, {base.loss} "
-            f"loss, W+; boxes from the preset's detector on each image); exact instance masks as reference. Every row "
-            "projects (its PSNR is the projection's; s/img counts the projection, which rows of one setting share).\n\n"
+    kind = ("degraded (blur 0.5 px, noise 5/255, JPEG 75) " if args.degraded else "") + \
+        ("tuning" if args.tuning else "held-out")
+    body = (f"{args.images} {kind} renderer scenes of the flat world at {args.size}px (seeds {first}+) labelled as "
+            f"real photos with `instseg label --gan toy-flat` (fit crop, {base.steps} steps, lr {base.lr}, {base.loss} "
+            "loss, W+; boxes from the preset's detector on each fitted photo); exact instance masks as reference. "
+            "GrabCut and k-means RGB run on the photo itself at its own size, on the same boxes; every row projects "
+            "(its PSNR is the projection's; s/img counts the projection, which rows of one setting share).\n\n"
             + "\n".join(rows))
     dev = torch.device(args.device)
-    write_section(f"real-images-{dev.type}", f"Real images: projection, then style mixing ({dev.type})", body, dev)
+    name = f"real-images-{dev.type}-{args.size}px" + ("-degraded" if args.degraded else "") + \
+        ("-tuning" if args.tuning else "")
+    write_section(name, f"Real photos: {kind} scenes at {args.size} px ({dev.type})", body, dev)
 
 
 if __name__ == "__main__":

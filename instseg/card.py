@@ -65,13 +65,16 @@ def card(run: dict | None, info: dict, licence: dict | None, categories: list[st
               "ds = wrap_dataset_for_transforms_v2(CocoDetection('images', 'annotations.json'),",
               "                                    target_keys=('boxes', 'labels', 'masks'))",
               "",
-              "import fiftyone as fo",
+              "import fiftyone as fo  # needs pycocotools installed beside it",
               "ds = fo.Dataset.from_dir(dataset_type=fo.types.COCODetectionDataset, data_path='images',",
               "                         labels_path='annotations.json', label_types=['segmentations'])",
               "```", "",
               "For Ultralytics: `instseg export . --format yolo --split train=0.8,val=0.2`, then "
-              "`yolo segment train data=yolo/data.yaml`. For the standard split tree: "
-              "`instseg export . --format coco` (`coco/annotations/instances_<split>.json`, `coco/images/<split>/`).",
+              "`yolo segment train data=yolo/data.yaml` (the paths in `data.yaml` are relative to it, so the export "
+              "can be moved; FiftyOne's YOLO importer takes it with `yaml_path=\"data.yaml\"`). For the standard "
+              "split tree, which datumaro reads (it needs an `annotations/` folder): `instseg export . --format coco` "
+              "(`coco/annotations/instances_<split>.json`, `coco/images/<split>/`). torchmetrics' "
+              "`MeanAveragePrecision(iou_type=\"segm\")` needs `pip install \"torchmetrics[detection]\"`.",
               ""]
     return "\n".join(lines)
 

@@ -373,13 +373,24 @@ def _export_yolo(run_dir: Path, out: Path) -> Path:
 @click.option("--loss", type=click.Choice(C.PROJECTION_LOSSES), default=C.label_default("loss"), show_default=True,
               help="Projection loss: pixel MSE, or that plus L1 at 1/2 and 1/4 scale.")
 @click.option("--space", type=click.Choice(C.PROJECTION_SPACES), default=C.label_default("space"), show_default=True,
-              help="Projection space: a w per layer (W+), or one w shared by all layers (W).")
+              help="Projection space: a w per layer (W+), one w shared by all layers (W), or a W pivot first, then "
+                   "per-layer offsets from it under an L2 penalty.")
+@click.option("--prior", type=FiniteFloat(0, 100), default=C.label_default("prior"), show_default=True, metavar="W",
+              help="Weight of a prior that keeps the projected codes near those the generator draws (P_N space, "
+                   "Zhu et al. 2020); 0: none.")
+@click.option("--starts", type=click.IntRange(1, 64), default=C.label_default("starts"), show_default=True,
+              metavar="S", help="Projections per image, from w_avg and the truncation centres that fit it best; "
+                                "the best is kept (S times the projection's cost).")
 @click.option("--min-psnr", type=FiniteFloat(0, 100), default=C.label_default("min_psnr"), show_default=True,
               metavar="DB",
               help="Images reconstructed below this PSNR are marked low_fidelity in their record and in COCO.")
 @click.option("--project-batch", type=click.IntRange(1, 4096), default=C.label_default("batch"), show_default=True,
               metavar="B",
               help="Images projected together.")
+@click.option("--refine", type=click.Choice(C.label_choices("refine")), default=C.label_default("refine"),
+              show_default=True,
+              help="Move each mask to the photo's own edges, at its own size: GrabCut seeded from the mask (its core "
+                   "object, outside its box background), or a guided filter with the photo as guide.")
 @click.option("--copy", is_flag=True, help="Copy the images into DIR/images (default: hard links where possible).")
 @click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False), default=None, metavar="FILE",
               help="YAML mapping of RunConfig fields over the preset's.")
@@ -397,7 +408,7 @@ def _export_yolo(run_dir: Path, out: Path) -> Path:
 @_run_option("--method", "variants: ours; or a single-image baseline.", type=click.Choice(C.METHODS))
 @_run_option("--device", "Where to compute: auto, cpu, cuda or cuda:N.", metavar="DEV")
 def label(images: tuple[str, ...], gan: str, out: str, fit: str, steps: int, lr: float, loss: str, space: str,
-          min_psnr: float,
+          prior: float, starts: int, min_psnr: float, refine: str,
           project_batch: int, copy: bool, config_file: str | None, sets: tuple[str, ...], mix_from: str | None,
           **flags: Any) -> None:
     """Label real IMAGES (files, folders or globs): project each into the generator's W+, then segment it by
@@ -409,9 +420,10 @@ def label(images: tuple[str, ...], gan: str, out: str, fit: str, steps: int, lr:
     overrides = dict(flags)
     if mix_from is not None:
         overrides["mix_from"] = C.parse_ints(mix_from)
-    cfg = C.build_config(gan, overrides, C.load_config_file(config_file) if config_file else None, C.parse_set(sets))
+    cfg = C.build_config(gan, overrides, C.load_config_file(config_file) if config_file else None, C.parse_set(sets),
+                         photos=True)
     lcfg = C.LabelConfig(fit=fit, steps=steps, lr=lr, loss=loss, space=space, min_psnr=min_psnr, batch=project_batch,
-                       copy=copy)
+                         copy=copy, refine=refine, prior=prior, starts=starts)
     bars: list[Any] = []
 
     def on_image(key: int, skipped: bool) -> None:

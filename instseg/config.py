@@ -21,7 +21,7 @@ MASK_SCORES = ("margin", "margin_inside")
 METHODS = ("variants", "grabcut", "kmeans-rgb", "activations")
 FITS = ("crop", "pad", "resize")  # how `label` puts an image into the generator's square frame
 PROJECTION_LOSSES = ("pixel", "multiscale")
-PROJECTION_SPACES = ("w+", "w")
+PROJECTION_SPACES = ("w+", "w", "pivot")
 
 
 MAX_SEEDS = 10_000_000  # one run; larger datasets are made in shards (--seeds ranges) and merged
@@ -276,10 +276,15 @@ def _coerce(merged: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
+# What `instseg label` changes for photos: box crops also cluster on the photo's own pixels, at this weight
+# (the toy world's tuning scenes, BENCHMARKS.md real-images-cpu-32px-tuning).
+PHOTO_DEFAULTS: dict[str, Any] = {"join_features": "image", "join_weight": 4.0}
+
+
 def build_config(gan: str, overrides: dict[str, Any], config_file: dict[str, Any] | None = None,
-                 sets: dict[str, Any] | None = None) -> RunConfig:
-    """Dataclass defaults <- the preset (detector, classes, category, its `run` fields) <- --config
-    FILE <- --set pairs <- CLI flags that were set (`overrides`)."""
+                 sets: dict[str, Any] | None = None, photos: bool = False) -> RunConfig:
+    """Dataclass defaults <- the preset (detector, classes, category, its `run` fields) <- PHOTO_DEFAULTS
+    when labelling photos <- --config FILE <- --set pairs <- CLI flags that were set (`overrides`)."""
     from .zoo import presets
 
     merged: dict[str, Any] = {"gan": gan}
@@ -287,6 +292,8 @@ def build_config(gan: str, overrides: dict[str, Any], config_file: dict[str, Any
     if p is not None:
         merged.update(detector=p.detector, classes=p.classes, category=p.category)
         merged.update(p.run)
+    if photos:
+        merged.update(PHOTO_DEFAULTS)
     for layer, where in ((config_file or {}, "--config"), (sets or {}, "--set"),
                          ({k: v for k, v in overrides.items() if v is not None}, "the options")):
         check_keys(layer, where)
@@ -306,15 +313,31 @@ class LabelConfig:
     min_psnr: float = 20.0  # below this reconstruction PSNR (dB) an image is flagged low_fidelity
     batch: int = 16  # images projected together
     copy: bool = False  # copy the user's files into images/ (default: hard links where possible)
+    prior: float = 0.0  # weight of the P_N prior (Zhu et al. 2020) on the codes; 0: none
+    starts: int = 1  # starts per image (w_avg, then the truncation centres that fit it best); the best is kept
+    refine: str = "grabcut"  # none | grabcut | guided: our masks refined with the photo's own evidence, at its size
 
     def __post_init__(self) -> None:
+        from .photo import REFINEMENTS
+
+        if self.refine not in REFINEMENTS:
+            raise UserError(f"--refine must be one of {', '.join(REFINEMENTS)}, got {self.refine!r}")
         if self.fit not in FITS:
             raise UserError(f"--fit must be one of {', '.join(FITS)}, got {self.fit!r}")
         if self.loss not in PROJECTION_LOSSES or self.space not in PROJECTION_SPACES:
             raise UserError(f"--loss must be one of {', '.join(PROJECTION_LOSSES)} and --space one of "
                             f"{', '.join(PROJECTION_SPACES)}")
+        if not (0 <= self.prior <= 100 and math.isfinite(self.prior) and 1 <= self.starts <= 64):
+            raise UserError("--prior must lie in 0..100 and --starts in 1..64")
         if not (1 <= self.steps <= 100_000 and 0 < self.lr <= 10 and 1 <= self.batch <= 4096):
             raise UserError("--steps must lie in 1..100000, --lr in (0, 10] and --project-batch in 1..4096")
+
+
+def label_choices(name: str) -> tuple[str, ...]:
+    """The values a LabelConfig choice field takes."""
+    from .photo import REFINEMENTS
+
+    return {"refine": REFINEMENTS, "fit": FITS, "loss": PROJECTION_LOSSES, "space": PROJECTION_SPACES}[name]
 
 
 def label_default(name: str) -> Any:

@@ -11,7 +11,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from . import coco
+from . import coco, photo
 from .config import LabelConfig, RunConfig
 from .errors import UserError
 from .generator import to_uint8
@@ -69,6 +69,53 @@ def label_images(specs: list[str], cfg: RunConfig, lcfg: LabelConfig, out: Path,
     return rd.annotations
 
 
+SURE = 0.5  # a detector score that keeps a box the photo's GrabCut finds empty (tuning scenes: false boxes read 0.3-0.5)
+Object = tuple[np.ndarray, str, float, float, np.ndarray]  # mask at the photo's size, label, det score, mask conf, box
+
+
+def _refined(cfg: RunConfig, refine: str, rgb: np.ndarray, fit: Fit, instances: list) -> list[Object]:
+    """Our instances mapped to the photo's pixels; with `refine`, each mask moved to the photo's own edges
+    (seeded GrabCut or a guided filter) and the set merged again (cut to its boxes, NMS, disjoint)."""
+    objects = [(fit.to_image(torch.from_numpy(inst.mask)), inst.label, inst.det_score, inst.mask_confidence,
+                np.asarray(fit.box_to_image(inst.box))) for inst in instances]
+    if refine == "none" or not objects:
+        return objects
+    scale = max(rgb.shape[:2]) / fit.size
+    if refine == "vote":
+        x = torch.from_numpy(np.array(rgb)).permute(2, 0, 1).float() / 127.5 - 1
+        masks = [photo.cluster_vote(x, m, box, cfg.box_k or cfg.k, cfg.box_margin) for m, _, _, _, box in objects]
+    elif refine == "grabcut":
+        # the photo's own verdict: where GrabCut from the box finds no object, only a sure detection stays
+        objects = [o for o in objects if o[2] >= SURE or photo.grabcut(rgb, o[4]).sum() >= max(cfg.min_area, 1)]
+        if not objects:
+            return []
+        masks = [photo.seeded_grabcut(rgb, m, box, cfg.clip_margin) for m, _, _, _, box in objects]
+    if refine == "guided":
+        masks = [photo.guided_refine(rgb, m.astype(np.float32), max(1, round(scale))) for m, _, _, _, box in objects]
+    kept, order = photo.merge(masks, [det * conf for _, _, det, conf, _ in objects],
+                              np.stack([o[4] for o in objects]), cfg.clip_margin, cfg.nms_iou, cfg.min_area)
+    return [(m, *objects[i][1:]) for m, i in zip(kept, order)]
+
+
+def _photo_baseline(cfg: RunConfig, rgb: np.ndarray, fit: Fit, det) -> list[Object]:
+    """A single-image baseline run as a user would: on the photo itself, at its size, on the detector's boxes."""
+    if det is None or not len(det.boxes):
+        return []
+    boxes = np.array([fit.box_to_image(b) for b in np.asarray(det.boxes).reshape(-1, 4)], np.float32)
+    scores = [float(s) for s in det.scores]
+    if cfg.method == "grabcut":
+        masks, conf = photo.grabcut_masks(rgb, boxes), [1.0] * len(boxes)
+    else:
+        x = torch.from_numpy(np.array(rgb)).permute(2, 0, 1).float() / 127.5 - 1
+        work = max(cfg.work_res, 1) * max(1, round(max(rgb.shape[:2]) / fit.size))
+        m, c = photo.kmeans_rgb_masks(x, boxes, cfg.box_k or cfg.k, work, cfg.box_margin, cfg.instance_rule,
+                                      cfg.mask_score, cfg.normalize)
+        masks, conf = list(m.numpy()), c.tolist()
+    kept, order = photo.merge(masks, [s * c for s, c in zip(scores, conf)], boxes, cfg.clip_margin, cfg.nms_iou,
+                              cfg.min_area)
+    return [(m, det.labels[i], scores[i], conf[i], boxes[i]) for m, i in zip(kept, order)]
+
+
 PHOTOS_LICENCE = {"id": 1, "name": "the photos' own: they are the user's images, and their terms are not known to "
                                   "instseg", "url": ""}
 
@@ -99,17 +146,22 @@ def _label_chunk(pipeline: Pipeline, lcfg: LabelConfig, rd: RunDir, cid: str, it
     fits = [Fit(lcfg.fit, rgb.shape[0], rgb.shape[1], size) for _, _, rgb in items]
     targets = torch.stack([f.to_frame(rgb) for f, (_, _, rgb) in zip(fits, items)]).to(pipeline.device)
     with torch.enable_grad():
-        proj = project(G, targets, lcfg.steps, lcfg.lr, lcfg.loss, lcfg.space)
+        proj = project(G, targets, lcfg.steps, lcfg.lr, lcfg.loss, lcfg.space, prior_weight=lcfg.prior,
+                       starts=lcfg.starts)
     results = pipeline.segment([key for key, _, _ in items], proj.ws, targets)
+    at_photo = pipeline.detector is not None and pipeline.cfg.method in ("grabcut", "kmeans-rgb")
+    found = pipeline.detect(targets) if at_photo else [None] * len(items)
     for j, ((key, path, rgb), fit, seg) in enumerate(zip(items, fits, results)):
         iid = image_id(key)
         if pipeline.detector is None:
             masks = [] if seg.foreground is None else [fit.to_image(torch.from_numpy(seg.foreground))]
             anns = [coco.annotation(m, iid, 1, seg.fg_confidence) for m in masks if m.any()]
         else:
-            anns = [coco.annotation(m, iid, categories.index(inst.label) + 1, inst.score, det_score=inst.det_score,
-                                    det_box=fit.box_to_image(inst.box), mask_confidence=inst.mask_confidence)
-                    for inst in seg.instances if (m := fit.to_image(torch.from_numpy(inst.mask))).any()]
+            objects = (_photo_baseline(pipeline.cfg, rgb, fit, found[j]) if at_photo
+                       else _refined(pipeline.cfg, lcfg.refine, rgb, fit, seg.instances))
+            anns = [coco.annotation(m, iid, categories.index(label) + 1, det * conf, det_score=det,
+                                    det_box=[float(v) for v in box], mask_confidence=conf)
+                    for m, label, det, conf, box in objects if m.any()]
         name = stored_name(path)
         place(path, rd.root / IMAGES / name, rgb, name == path.name, lcfg.copy)
         psnr, loss = float(proj.psnr[j]), float(proj.loss[j])

@@ -159,17 +159,21 @@ class Pipeline:
         if images is None:
             images = synthesize(self.G, ws, self.rows)
         clock.lap("source")
-        found: list[Detections | None] = [None] * len(keys)
-        if self.detector is not None:
-            wanted = set(self.categories)
-            found = [d.keep(np.array([i for i, lab in enumerate(d.labels) if lab in wanted], dtype=int))
-                     for d in self.detector(list(to_uint8(images)))]
+        found = self.detect(images)
         clock.lap("detect")
         boxes = Boxes.of(found, tuple(images.shape[-2:]), self.cfg.box_margin)
         seg = segment_chunk(self.G, self.cfg, Chunk(keys, ws, images, boxes, self.rows, self.padded), clock)
         out = seg.to_host()
         clock.lap("host")
         return out
+
+    def detect(self, images: Tensor) -> list[Detections | None]:
+        """The detector's boxes of the run's classes on images [B, C, H, W] (None each without a detector)."""
+        if self.detector is None:
+            return [None] * len(images)
+        wanted = set(self.categories)
+        return [d.keep(np.array([i for i, lab in enumerate(d.labels) if lab in wanted], dtype=int))
+                for d in self.detector(list(to_uint8(images)))]
 
     def record(self, seed: int, r: ImageResult) -> SeedRecord:
         """An image's result as the writer's record (objects in score order)."""

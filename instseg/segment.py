@@ -124,19 +124,22 @@ def _unit_spread(x: Tensor) -> Tensor:
     return x / (x - x.mean(0)).square().sum(1).mean().clamp_min(1e-12).sqrt()
 
 
-def joined_features(stack: Tensor, normalize: str, joined: Tensor | None, weight: float = 1.0) -> Tensor:
-    """Pixel features of a stack [N, C, h, w], with `joined` [1, C', h, w] (the source's activations,
-    standardised per pixel) appended; each part is scaled to the same spread over the region's
-    pixels, then the joined part's squared distances are multiplied by `weight`."""
+def joined_features(stack: Tensor, normalize: str, joined: Tensor | None, weight: float = 1.0,
+                    join_normalize: str = "standardize") -> Tensor:
+    """Pixel features of a stack [N, C, h, w], with `joined` [1, C', h, w] appended (the source's
+    activations, standardised per pixel; an image's own pixels raw, so brightness counts); each part is
+    scaled to the same spread over the region's pixels, then the joined part's squared distances are
+    multiplied by `weight`."""
     x = pixel_features(stack, normalize)
     if joined is None:
         return x
-    return torch.cat([_unit_spread(x), _unit_spread(pixel_features(joined, "standardize")) * weight ** 0.5], 1)
+    return torch.cat([_unit_spread(x), _unit_spread(pixel_features(joined, join_normalize)) * weight ** 0.5], 1)
 
 
 def cluster_regions(stacks: list[list[Tensor]], k: int, iters: int, tol: float, normalize: str,
                     keys: list[tuple[int, int]], joined: list[Tensor | None] | None = None,
-                    padded: bool | None = None, join_weight: float = 1.0) -> list[tuple[Tensor, Tensor]]:
+                    padded: bool | None = None, join_weight: float = 1.0,
+                    join_normalize: str = "standardize") -> list[tuple[Tensor, Tensor]]:
     """stacks[set][repeat] = [N, C, h, w] -> per set (labels [h, w], margin [h, w]).
 
     Every set and repeat goes into one batched k-means; repeats are merged by a per-pixel majority
@@ -145,7 +148,8 @@ def cluster_regions(stacks: list[list[Tensor]], k: int, iters: int, tol: float, 
     if not stacks:
         return []
     joined = joined or [None] * len(stacks)
-    feats = [[joined_features(st, normalize, j, join_weight) for st in reps] for reps, j in zip(stacks, joined)]
+    feats = [[joined_features(st, normalize, j, join_weight, join_normalize) for st in reps]
+             for reps, j in zip(stacks, joined)]
     flat = [x for reps in feats for x in reps]
     seeds = [kmeans_seed(key, region, r) for (key, region), reps in zip(keys, feats) for r in range(len(reps))]
     done: list[tuple[Tensor, Tensor] | None] = [None] * len(flat)
@@ -255,18 +259,20 @@ def _variants_method(G: Generator, chunk: Chunk, cfg: RunConfig, clock: Stopwatc
     clock.lap("generate")
     box_k = cfg.box_k or cfg.k
     iters, tol, norm = cfg.kmeans_iters, cfg.kmeans_tol, cfg.normalize
+    join_norm = "raw" if cfg.join_features == "image" else "standardize"
     box_sets = [(b, j) for b in range(B) for j in range(1, len(regions[b]))]
     whole_sets = [per_image[b][0] for b in range(B)]
     whole_keys = [(key, 0) for key in chunk.keys]
     if box_k == cfg.k:  # one k-means over every region of every image
         done = cluster_regions(whole_sets + [per_image[b][j] for b, j in box_sets], cfg.k, iters, tol, norm,
                                whole_keys + [(chunk.keys[b], j) for b, j in box_sets],
-                               [None] * B + [joined[b][j] for b, j in box_sets], chunk.padded, cfg.join_weight)
+                               [None] * B + [joined[b][j] for b, j in box_sets], chunk.padded, cfg.join_weight,
+                               join_norm)
     else:  # a box crop holds one object and its surroundings: it may want fewer clusters than the whole image
         done = cluster_regions(whole_sets, cfg.k, iters, tol, norm, whole_keys, padded=chunk.padded)
         done += cluster_regions([per_image[b][j] for b, j in box_sets], box_k, iters, tol, norm,
                                 [(chunk.keys[b], j) for b, j in box_sets], [joined[b][j] for b, j in box_sets],
-                                chunk.padded, cfg.join_weight)
+                                chunk.padded, cfg.join_weight, join_norm)
     labels = torch.stack([lab for lab, _ in done[:B]])
     conf = torch.stack([c for _, c in done[:B]])
     fg = FOREGROUND_RULES[cfg.foreground](labels, cfg.k)

@@ -172,3 +172,14 @@ def test_bf16_generator_masks_agree_with_fp32(tiny_ckpt, tmp_path):
     assert ious and float(np.mean(ious)) >= 0.9, ious
     r = CliRunner().invoke(main, _base(tiny_ckpt, tmp_path / "h") + ["--precision", "fp16", "--device", "cpu"])
     assert r.exit_code == 2 and "CUDA only" in r.output
+
+
+def test_version_prints_the_installed_version():
+    from importlib.metadata import version
+
+    from click.testing import CliRunner
+
+    from instseg.cli import main
+
+    r = CliRunner().invoke(main, ["--version"])
+    assert r.exit_code == 0 and r.output.strip() == f"instseg {version('instseg')}"

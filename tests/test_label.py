@@ -190,3 +190,94 @@ def test_box_crops_can_join_the_images_own_pixels(tmp_path):
     run = json.loads((tmp_path / "o" / "run.json").read_text())
     assert run["config"]["join_features"] == "image" and run["method_settings"]["join_features"] == "image"
     assert json.loads((tmp_path / "o" / "annotations.json").read_text())["annotations"]
+
+
+# --- issue 41: the projection's prior and the photo's own evidence ---------------------------------
+
+def test_the_pn_prior_keeps_a_samples_projection_nearer_its_true_latent():
+    import torch
+
+    from instseg.checkpoints import load_generator
+    from instseg.project import pn_stats, project
+    from instseg.sampling import source_latents, synthesize
+    from instseg.zoo import resolve_gan
+
+    G = load_generator(resolve_gan("toy-flat").path, "cpu")
+    ws = source_latents(G, [901, 902, 903, 904], 1.0, torch.device("cpu"))
+    images = synthesize(G, ws, 4)
+    stats = pn_stats(G)
+    free = project(G, images, steps=150)
+    held = project(G, images, steps=150, prior_weight=1e-4, prior=stats)
+    dist = [(p.ws - ws).norm(dim=-1).mean().item() for p in (free, held)]
+    assert dist[1] < dist[0], dist
+    # the prior is near zero on the generator's own codes and large far from them
+    assert stats.penalty(ws).mean() < 3 and stats.penalty(ws * 4).mean() > 4 * stats.penalty(ws).mean()
+
+
+def _step_photo(size=128, edge=70):
+    """A photo with a vertical step edge at x = edge: dark object on the left, bright background right."""
+    import numpy as np
+
+    photo = np.full((size, size, 3), 220, np.uint8)
+    photo[:, :edge] = 40
+    return photo
+
+
+def test_seeded_grabcut_keeps_the_definite_pixels_and_follows_the_edge():
+    import numpy as np
+
+    from instseg.photo import seeded_grabcut
+
+    photo = _step_photo()
+    rng = np.random.RandomState(0)
+    photo = np.clip(photo.astype(int) + rng.randint(-10, 11, photo.shape), 0, 255).astype(np.uint8)
+    truth = np.zeros((128, 128), bool)
+    truth[20:108, 10:70] = True
+    photo[~truth] = 220  # the object is a dark rectangle on bright ground
+    photo[:20] = photo[108:] = photo[:, :10] = 220
+    rough = np.zeros_like(truth)
+    rough[24:100, 16:78] = True  # 8 px past the edge on the right, short elsewhere
+    box = np.array([10, 20, 70, 108], np.float32)
+    out = seeded_grabcut(photo, rough, box, 0.1)
+    side = round(0.15 * 60)
+    core = np.zeros_like(truth)
+    core[24 + side:100 - side, 16 + side:78 - side] = True
+    assert out[core].all()  # the definite object stays object
+    iou = lambda m: (m & truth).sum() / (m | truth).sum()  # noqa: E731
+    assert iou(out) > 0.95 > iou(rough), (iou(out), iou(rough))
+
+
+def test_guided_refinement_maps_a_frame_mask_to_the_photo_and_follows_a_step_edge():
+    import numpy as np
+    import torch
+
+    from instseg.photo import guided_refine
+    from instseg.real import Fit
+
+    photo = _step_photo(128, edge=70)
+    frame = np.zeros((32, 32), bool)
+    frame[:, :18] = True  # the edge at 70 / 4 = 17.5 frame px: the frame mask cannot place it
+    fit = Fit("resize", 128, 128, 32)
+    up = fit.to_image(torch.from_numpy(frame))
+    assert up.shape == (128, 128) and up[:, :72].all() and not up[:, 72:].any()  # two columns past the edge
+    out = guided_refine(photo, up.astype(np.float32), radius=4)
+    assert out.shape == (128, 128)
+    assert out[:, :68].all() and not out[:, 71:].any()
+
+
+def test_a_labelled_folder_says_the_images_are_the_users_photos(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    _scenes(tmp_path / "imgs", seeds=[3_300_400])
+    assert _label(["imgs"], "o").exit_code == 0
+    data = json.loads((tmp_path / "o" / "annotations.json").read_text())
+    card = (tmp_path / "o" / "README.md").read_text()
+    assert "your photos" in card.splitlines()[0] and "user's own photos" in card
+    assert "Licence of the generator, and so of these images" not in card and "Synthetic images" not in card
+    assert data["licenses"] == [{"id": 1, "name": data["licenses"][0]["name"], "url": ""}]
+    assert "photos" in data["licenses"][0]["name"] and all(im["license"] == 1 for im in data["images"])
+    assert data["info"]["images"].startswith("the user's own photos") and data["info"]["masks_licence"].startswith("MIT")
+    assert [im["source"] for im in data["images"]] == [os.path.join("imgs", "s3300400.png")]  # as given, not absolute
+    page = tmp_path / "r.html"
+    assert _invoke(["report", "o", "--out", page]).exit_code == 0
+    html = page.read_text()
+    assert "your photos" in html and "PSNR" in html

@@ -55,3 +55,27 @@ def test_the_stock_yolo_cli_trains_on_an_instseg_export(tmp_path):
                        capture_output=True, text=True, timeout=300, cwd=tmp_path, env={**os.environ, "YOLO_OFFLINE": "1"})
     assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
     assert (tmp_path / "train" / "t" / "weights" / "last.pt").exists()
+
+
+def test_a_moved_export_still_loads_with_ultralytics_own_check(tmp_path):
+    """data.yaml holds paths relative to itself: a copied or moved export loads, with the same counts."""
+    import shutil
+
+    os.environ["YOLO_OFFLINE"] = "1"
+    from ultralytics.data.utils import check_det_dataset
+
+    ann = write_scenes(range(3_910_000, 3_910_010), tmp_path / "scenes", size=64)
+    data = json.loads(ann.read_text())
+    export_yolo(data, tmp_path / "scenes", tmp_path / "yolo", {"train": 0.7, "val": 0.3})
+    assert "path" not in yaml.safe_load((tmp_path / "yolo" / "data.yaml").read_text())
+
+    def counts(root):
+        info = check_det_dataset(str(root / "data.yaml"))
+        images = {s: len(os.listdir(info[s])) for s in ("train", "val")}
+        labels = sum(len(p.read_text().splitlines()) for p in (root / "labels").rglob("*.txt"))
+        return images, labels
+    before = counts(tmp_path / "yolo")
+    moved = tmp_path / "elsewhere" / "moved"
+    moved.parent.mkdir()
+    shutil.move(str(tmp_path / "yolo"), str(moved))
+    assert counts(moved) == before and sum(before[0].values()) == 10 and before[1] == len(data["annotations"])
