@@ -136,7 +136,7 @@ def main() -> None:
                  ("ours, the samples' join (b32.conv1 at 8), refine none", variants_only, replace(base, refine="none")),
                  ("ours, the samples' join (b32.conv1 at 8), refine grabcut", variants_only, base)]
     ablations += [(f"ours, join image at weight {w}", {"join_weight": w}, base) for w in (2, 8, 16)]
-    ablations += [(f"ours, steps {s}", {}, replace(base, steps=s)) for s in (100, 600)]
+    ablations += [(f"ours, steps {s}", {}, replace(base, steps=s)) for s in (300, 600)]
     ablations += [("ours, loss multiscale", {}, replace(base, loss="multiscale")),
                   ("ours, space w (one w for all layers)", {}, replace(base, space="w")),
                   ("ours, space pivot (W, then W+ offsets)", {}, replace(base, space="pivot")),

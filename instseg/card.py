@@ -50,6 +50,8 @@ def card(run: dict | None, info: dict, licence: dict | None, categories: list[st
     if cfg:
         lines += ["", "## Method settings", ""]
         lines += [f"- `{k}`: {_value(cfg[k])}" for k in _SETTINGS if k in cfg]
+        if isinstance(cfg.get("label"), dict):  # a labelled folder: how the photos were projected and refined
+            lines += [f"- `label.{k}`: {_value(v)}" for k, v in cfg["label"].items()]
     lines += ["", "## Files", "",
               "- `images/<name>`: your photos (hard links or copies; an EXIF-turned one upright as `<name>.png`); COCO "
               "`file_name`s are relative to `images/`" if photos else

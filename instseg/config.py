@@ -306,7 +306,7 @@ def build_config(gan: str, overrides: dict[str, Any], config_file: dict[str, Any
 @dataclass(frozen=True)
 class LabelConfig:
     fit: str = "crop"  # crop | pad | resize: how an image enters the generator's square frame
-    steps: int = 300  # projection steps
+    steps: int = 100  # projection steps (100 read as well as 300 and 600 once the photo joins: real-images tuning)
     lr: float = 0.05  # projection learning rate (Adam, cosine decay over the last quarter)
     loss: str = "pixel"  # pixel | multiscale (pixel MSE plus L1 at 1/2 and 1/4 scale)
     space: str = "w+"  # w+: a w per layer; w: one w shared by all layers

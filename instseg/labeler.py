@@ -17,7 +17,7 @@ from .errors import UserError
 from .generator import to_uint8
 from .identity import config_id, differences
 from .project import project
-from .real import Fit, collect, file_digest, place, read_rgb, stored_name
+from .real import Fit, collect, file_digest, photo_tensor, place, read_rgb, stored_name
 from .rundir import IMAGES, RunDir, image_id
 from .pipeline import Pipeline, pick_device
 from .runner import _versions, chunks_to_do, dataset_provenance, generator_record, load_checked, validate_checkpoint
@@ -74,24 +74,24 @@ Object = tuple[np.ndarray, str, float, float, np.ndarray]  # mask at the photo's
 
 
 def _refined(cfg: RunConfig, refine: str, rgb: np.ndarray, fit: Fit, instances: list) -> list[Object]:
-    """Our instances mapped to the photo's pixels; with `refine`, each mask moved to the photo's own edges
-    (seeded GrabCut or a guided filter) and the set merged again (cut to its boxes, NMS, disjoint)."""
+    """Our instances mapped to the photo's pixels; with `refine` (photo.REFINEMENTS), each mask moved to the
+    photo's own edges and the set merged again (cut to its boxes, mask-NMS, disjoint)."""
     objects = [(fit.to_image(torch.from_numpy(inst.mask)), inst.label, inst.det_score, inst.mask_confidence,
                 np.asarray(fit.box_to_image(inst.box))) for inst in instances]
     if refine == "none" or not objects:
         return objects
-    scale = max(rgb.shape[:2]) / fit.size
-    if refine == "vote":
-        x = torch.from_numpy(np.array(rgb)).permute(2, 0, 1).float() / 127.5 - 1
-        masks = [photo.cluster_vote(x, m, box, cfg.box_k or cfg.k, cfg.box_margin) for m, _, _, _, box in objects]
-    elif refine == "grabcut":
+    if refine == "grabcut":
         # the photo's own verdict: where GrabCut from the box finds no object, only a sure detection stays
         objects = [o for o in objects if o[2] >= SURE or photo.grabcut(rgb, o[4]).sum() >= max(cfg.min_area, 1)]
         if not objects:
             return []
         masks = [photo.seeded_grabcut(rgb, m, box, cfg.clip_margin) for m, _, _, _, box in objects]
-    if refine == "guided":
-        masks = [photo.guided_refine(rgb, m.astype(np.float32), max(1, round(scale))) for m, _, _, _, box in objects]
+    elif refine == "vote":
+        x = photo_tensor(rgb)
+        masks = [photo.cluster_vote(x, m, box, cfg.box_k or cfg.k, cfg.box_margin) for m, _, _, _, box in objects]
+    else:  # guided, its radius the photo's pixels per frame pixel
+        radius = max(1, round(max(rgb.shape[:2]) / fit.size))
+        masks = [photo.guided_refine(rgb, m.astype(np.float32), radius) for m, _, _, _, _ in objects]
     kept, order = photo.merge(masks, [det * conf for _, _, det, conf, _ in objects],
                               np.stack([o[4] for o in objects]), cfg.clip_margin, cfg.nms_iou, cfg.min_area)
     return [(m, *objects[i][1:]) for m, i in zip(kept, order)]
@@ -106,7 +106,7 @@ def _photo_baseline(cfg: RunConfig, rgb: np.ndarray, fit: Fit, det) -> list[Obje
     if cfg.method == "grabcut":
         masks, conf = photo.grabcut_masks(rgb, boxes), [1.0] * len(boxes)
     else:
-        x = torch.from_numpy(np.array(rgb)).permute(2, 0, 1).float() / 127.5 - 1
+        x = photo_tensor(rgb)
         work = max(cfg.work_res, 1) * max(1, round(max(rgb.shape[:2]) / fit.size))
         m, c = photo.kmeans_rgb_masks(x, boxes, cfg.box_k or cfg.k, work, cfg.box_margin, cfg.instance_rule,
                                       cfg.mask_score, cfg.normalize)
@@ -129,8 +129,9 @@ def photo_provenance(gan: ResolvedGan, gan_sha: str, lcfg: LabelConfig) -> tuple
     info.update({
         "images": "the user's own photos, not the generator's: their licence is their owner's",
         "masks_licence": lic.name, "masks_licence_url": lic.url,
-        "real_images": (f"projected into the generator's W+ ({lcfg.steps} steps, {lcfg.loss} loss, fit {lcfg.fit}); "
-                        f"images below {lcfg.min_psnr} dB PSNR are marked low_fidelity"),
+        "real_images": (f"projected into the generator's {lcfg.space.upper()} ({lcfg.steps} steps, {lcfg.loss} loss, "
+                        f"fit {lcfg.fit}), masks refined on the photo: {lcfg.refine}; images below {lcfg.min_psnr} dB "
+                        "PSNR are marked low_fidelity"),
     })
     if not lic.commercial:
         info["licence_note"] = ("The masks were made with a generator under a non-commercial licence: they, and "

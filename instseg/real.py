@@ -93,6 +93,11 @@ def read_rgb(path: Path) -> np.ndarray:
         raise UserError(f"{path} is not a readable image ({str(e).splitlines()[0][:100] if str(e) else type(e).__name__})") from None
 
 
+def photo_tensor(rgb: np.ndarray) -> Tensor:
+    """[H, W, 3] uint8 -> [3, H, W] float in [-1, 1]."""
+    return torch.from_numpy(np.array(rgb)).permute(2, 0, 1).float() / 127.5 - 1
+
+
 @dataclass(frozen=True)
 class Fit:
     """How an image of (height, width) was put into the generator's (size, size) frame."""
@@ -115,7 +120,7 @@ class Fit:
 
     def to_frame(self, rgb: np.ndarray) -> Tensor:
         """[H, W, 3] uint8 -> [3, size, size] in [-1, 1]."""
-        x = torch.from_numpy(np.array(rgb)).permute(2, 0, 1).float()[None] / 127.5 - 1
+        x = photo_tensor(rgb)[None]
         s = self.size
         if self.mode == "resize":
             return F.interpolate(x, size=(s, s), mode="bilinear", antialias=True, align_corners=False)[0]
