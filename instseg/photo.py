@@ -1,5 +1,6 @@
 """A real photo at its own resolution: the single-image baselines on the photo itself, and refinement of
-our masks with the photo's own evidence (seeded GrabCut, a guided filter). Pure arrays and tensors."""
+our masks with the photo's own evidence (seeded GrabCut, a vote of the photo's colour clusters, a guided filter).
+Pure arrays and tensors."""
 from __future__ import annotations
 
 import numpy as np
