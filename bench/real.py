@@ -44,7 +44,8 @@ _project = labeler.project
 
 def _cached_project(G, targets, steps, lr, loss, space, **kw):
     """The projection of a batch, computed once per setting: the methods and crossovers share it."""
-    key = (targets.numpy().tobytes(), steps, lr, loss, space, tuple(sorted(kw.items())))
+    settings = tuple(sorted((k, v) for k, v in kw.items() if k != "prior"))  # the prior's statistics follow from G
+    key = (targets.numpy().tobytes(), steps, lr, loss, space, settings)
     if key not in _projections:
         t = time.perf_counter()
         _projections[key] = (_project(G, targets, steps, lr, loss, space, **kw), time.perf_counter() - t)

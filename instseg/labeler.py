@@ -16,7 +16,7 @@ from .config import LabelConfig, RunConfig
 from .errors import UserError
 from .generator import to_uint8
 from .identity import config_id, differences
-from .project import project
+from .project import PNStats, pn_stats, project
 from .real import Fit, collect, file_digest, photo_tensor, place, read_rgb, stored_name
 from .rundir import IMAGES, RunDir, image_id
 from .pipeline import Pipeline, pick_device
@@ -59,10 +59,11 @@ def label_images(specs: list[str], cfg: RunConfig, lcfg: LabelConfig, out: Path,
                       "generator": generator_record(gan, gan_sha, G)})
         chunks = chunks_to_do(rd, cfg, cid, on_image, lcfg.batch)
         licence, info = photo_provenance(gan, gan_sha, lcfg)
+        prior = pn_stats(G) if lcfg.prior > 0 else None  # once per run, not per chunk
         try:
             for chunk in chunks:
                 _label_chunk(pipeline, lcfg, rd, cid,
-                             [(i, files[i], read_rgb(files[i])) for i in chunk], on_image)
+                             [(i, files[i], read_rgb(files[i])) for i in chunk], on_image, prior)
         finally:
             what = "--detector none" if detector is None else f"--detector {cfg.detector}"
             rd.assemble(cfg.seeds, categories, f"instseg label with {cfg.gan}: real images, {what}", licence, info)
@@ -141,14 +142,14 @@ def photo_provenance(gan: ResolvedGan, gan_sha: str, lcfg: LabelConfig) -> tuple
 
 
 def _label_chunk(pipeline: Pipeline, lcfg: LabelConfig, rd: RunDir, cid: str, items: list[tuple[int, Path, np.ndarray]],
-                 on_image: Callable[[int, bool], None] | None) -> None:
+                 on_image: Callable[[int, bool], None] | None, prior: PNStats | None = None) -> None:
     G, categories = pipeline.G, pipeline.categories
     size = G.cfg.resolution
     fits = [Fit(lcfg.fit, rgb.shape[0], rgb.shape[1], size) for _, _, rgb in items]
     targets = torch.stack([f.to_frame(rgb) for f, (_, _, rgb) in zip(fits, items)]).to(pipeline.device)
     with torch.enable_grad():
         proj = project(G, targets, lcfg.steps, lcfg.lr, lcfg.loss, lcfg.space, prior_weight=lcfg.prior,
-                       starts=lcfg.starts)
+                       starts=lcfg.starts, prior=prior)
     results = pipeline.segment([key for key, _, _ in items], proj.ws, targets)
     at_photo = pipeline.detector is not None and pipeline.cfg.method in ("grabcut", "kmeans-rgb")
     found = pipeline.detect(targets) if at_photo else [None] * len(items)
