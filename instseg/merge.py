@@ -96,8 +96,9 @@ def merge(dirs: list[Path], out: Path, allow_partial: bool = False) -> tuple[Pat
     missing = {d: [s for s in v if s not in taken] for d, v in missing.items()}
     missing = {d: v for d, v in missing.items() if v}
     absent = _missing_shards(runs)
-    if absent and rd.read_run() is not None and not differences(rd.read_run(), ref_cfg, sha):
-        there = {s for s in rd.read_run().get("seeds") or [] if isinstance(s, int) and rd.done(s)}
+    held = rd.read_run() if absent else None
+    if held is not None and not differences(held, ref_cfg, sha):
+        there = {s for s in held.get("seeds") or [] if isinstance(s, int) and rd.done(s)}
         absent = {k: v for k, v in ((k, [s for s in v if s not in there]) for k, v in absent.items())
                   if v or not absent[k]}  # an --out that holds this run already has these seeds
     if absent and not allow_partial:

@@ -1,5 +1,5 @@
-"""The run folder: its layout, the record format (`Encoded`, `record_bytes`), run.json, the id rules, the writer's lock and the assembly of
-annotations.json. Everyone else asks this module where things are.
+"""The run folder: its layout, the record format (`Encoded`, `record_bytes`), run.json, the id rules, the
+writer's lock and the assembly of annotations.json. Everyone else asks this module where things are.
 
 Layout of DIR:
   run.json            config, generator provenance, seeds, config identity
@@ -28,7 +28,6 @@ from .errors import UserError, short
 from .card import card
 from .io import atomic_path, atomic_save_png, atomic_write_bytes, atomic_write_json
 from .locks import Busy, clean_stale_temps, lock_file
-
 
 log = logging.getLogger(__name__)
 SUBDIRS = ("images", "parts", "variants", "records")
@@ -86,13 +85,16 @@ def check_inside(root: Path, relative: str) -> Path:
     parts = relative.split("/") if isinstance(relative, str) else []
     if not relative or any(p in ("", ".", "..") for p in parts) or "\\" in relative or "\0" in relative:
         raise UserError(f"file_name {short(relative)} is not a plain relative path inside {root}; refusing it")
-    path = root
-    if root.is_symlink():
-        raise UserError(f"{root} is a symbolic link; instseg reads no file of a dataset through a link")
+    path = refuse_link(root)
     for p in parts:
-        path = path / p
-        if path.is_symlink():
-            raise UserError(f"{path} is a symbolic link; instseg reads no file of a dataset through a link")
+        path = refuse_link(path / p)
+    return path
+
+
+def refuse_link(path: Path) -> Path:
+    """`path`, unless it is a symbolic link: nothing of a dataset is read through one."""
+    if path.is_symlink():
+        raise UserError(f"{path} is a symbolic link; instseg reads no file of a dataset through a link")
     return path
 
 
@@ -142,16 +144,12 @@ class RunDir:
 
         self.check_no_links()
         for name in ("annotations.json", "run.json"):
-            if (self.root / name).is_symlink():
-                raise UserError(f"{self.root / name} is a symbolic link; instseg reads no file of a dataset "
-                                "through a link")
+            refuse_link(self.root / name)
         return read_coco(self.annotations, "annotations")
 
     def preview_file(self, sub: str, seed: int) -> Path | None:
         """A seed's cluster map or variant strip for reading: None when absent; a link is refused."""
-        path = self.path(sub, seed)
-        if path.is_symlink():
-            raise UserError(f"{path} is a symbolic link; instseg reads no file of a dataset through a link")
+        path = refuse_link(self.path(sub, seed))
         return path if path.is_file() else None
 
     def check_own_file(self, out: str | os.PathLike, flag: str = "--out") -> None:
