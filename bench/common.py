@@ -48,7 +48,7 @@ def timeit(fn: Callable[[], object], device: torch.device, repeat: int = 3, warm
     return best
 
 
-def _shown(arg: str) -> str:
+def shown_arg(arg: str) -> str:
     """A command-line argument as BENCHMARKS.md shows it: a path outside the repository by its name alone
     (a work folder or weights file of one machine means nothing on another)."""
     path = Path(arg)
@@ -59,7 +59,7 @@ def _shown(arg: str) -> str:
 
 def write_section(name: str, title: str, body: str, device: torch.device) -> None:
     """Replace (or append) the section `name` of BENCHMARKS.md with a dated, reproducible table."""
-    cmd = "python " + " ".join([os.path.relpath(sys.argv[0], ROOT)] + [_shown(a) for a in sys.argv[1:]])
+    cmd = "python " + " ".join([os.path.relpath(sys.argv[0], ROOT)] + [shown_arg(a) for a in sys.argv[1:]])
     stamp = datetime.date.today().isoformat()
     block = (f"<!-- bench:{name} -->\n## {title}\n\nCommand: `{cmd}`  \nMachine: {machine(device)}  \n"
              f"Date: {stamp}\n\n{body.strip()}\n<!-- /bench:{name} -->")

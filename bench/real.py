@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import tempfile
 import time
@@ -120,6 +121,8 @@ def main() -> None:
     ap.add_argument("--tuning", action="store_true", help="tuning scenes (seeds TUNING+), for choosing defaults")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--quick", action="store_true", help="ours and the baselines only, no ablations")
+    ap.add_argument("--only", action="append", default=[], metavar="TEXT",
+                    help="run only the ablations whose name holds TEXT (repeatable)")
     args = ap.parse_args()
     torch.manual_seed(0)
     labeler.project = _cached_project  # one projection per (steps, loss, space), shared by methods and crossovers
@@ -133,10 +136,12 @@ def main() -> None:
     variants_only = {"join_features": "b32.conv1", "join_weight": 8}  # the samples' settings (toy-flat preset)
     ablations = [("ours, refine none", {}, replace(base, refine="none")),
                  ("ours, refine guided", {}, replace(base, refine="guided")),
+                 ("ours, refine vote", {}, replace(base, refine="vote")),
                  ("ours, refine grabcut without the empty-box check", {"_sure": 0.0}, base),
                  ("ours, the samples' join (b32.conv1 at 8), refine none", variants_only, replace(base, refine="none")),
                  ("ours, the samples' join (b32.conv1 at 8), refine grabcut", variants_only, base)]
-    ablations += [(f"ours, join image at weight {w}", {"join_weight": w}, base) for w in (2, 8, 16)]
+    ablations += [(f"ours, empty-box check at score {t}", {"_sure": t}, base) for t in (0.3, 0.4, 0.6, 0.7)]
+    ablations += [(f"ours, join image at weight {w}", {"join_weight": w}, base) for w in (2, 8, 16, 32, 64)]
     ablations += [(f"ours, steps {s}", {}, replace(base, steps=s)) for s in (300, 600)]
     ablations += [("ours, loss multiscale", {}, replace(base, loss="multiscale")),
                   ("ours, space w (one w for all layers)", {}, replace(base, space="w")),
@@ -145,6 +150,8 @@ def main() -> None:
                   ("ours, P_N prior 1e-3", {}, replace(base, prior=1e-3)),
                   ("ours, 2 starts", {}, replace(base, starts=2))]
     ablations += [(f"ours, mix_from {m}", {"mix_from": m}, base) for m in ((2,), (3,), (5, 6))]
+    if args.only:
+        ablations = [a for a in ablations if any(t in a[0] for t in args.only)]
     first = TUNING if args.tuning else FIRST
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "scenes"
@@ -166,7 +173,7 @@ def main() -> None:
             + "\n".join(rows))
     dev = torch.device(args.device)
     name = f"real-images-{dev.type}-{args.size}px" + ("-degraded" if args.degraded else "") + \
-        ("-tuning" if args.tuning else "")
+        ("-tuning" if args.tuning else "") + "".join("-" + re.sub(r"\W+", "-", t).strip("-") for t in args.only)
     write_section(name, f"Real photos: {kind} scenes at {args.size} px ({dev.type})", body, dev)
 
 

@@ -5,7 +5,8 @@ from typing import Any
 
 # Settings of the method worth a reader's eye (the rest are in run.json).
 _SETTINGS = ("method", "variants", "mix_from", "truncation_psi", "truncation_centres", "features", "k", "box_k",
-             "normalize", "join_features", "join_weight", "repeats", "detector", "classes", "conf", "box_margin",
+             "normalize", "join_features", "join_weight", "repeats", "detector", "classes", "class_names", "conf",
+             "box_margin",
              "clip_margin", "instance_rule", "mask_score", "nms_iou", "min_area")
 
 
@@ -44,6 +45,10 @@ def card(run: dict | None, info: dict, licence: dict | None, categories: list[st
         lines.append(f"- command: `{' '.join(map(str, run['command']))}`")
     if info.get("merged_from"):
         lines.append(f"- merged from {len(info['merged_from'])} shard folders")
+    cond = (run or {}).get("conditional")
+    if isinstance(cond, dict) and isinstance(cond.get("classes"), list):
+        lines.append(f"- class-conditional generator: each image drawn for one class of "
+                     f"{', '.join(map(str, cond['classes']))} ({cond.get('rule', '')}); COCO `images[].class` names it")
     lines += ["", "| class | instances | images with one |", "|---|---:|---:|"]
     lines += [f"| {c} | {per_class.get(c, (0, 0))[0]} | {per_class.get(c, (0, 0))[1]} |" for c in categories]
     cfg = (run or {}).get("config") or {}

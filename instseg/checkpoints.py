@@ -2,7 +2,8 @@
 
 Supported, all read with PyTorch alone and without running code stored in the file:
   (a) NVIDIA StyleGAN2 TensorFlow pickles (`Gs` of the (G, D, Gs) tuple);
-  (b) StyleGAN2-ADA / StyleGAN3-repo PyTorch pickles of the StyleGAN2 architecture (`G_ema`);
+  (b) StyleGAN2-ADA / StyleGAN3-repo PyTorch pickles (`G_ema`): StyleGAN2 (class-conditional too) and
+      StyleGAN3 -T and -R;
   (c) rosinality state dicts {"g_ema", "latent_avg"};
   (d) the native format written by `save_native`.
 """
@@ -26,12 +27,13 @@ from torch import Tensor
 
 from .errors import CheckpointError
 from .generator import Generator, GeneratorConfig
+from .stylegan3 import FAMILY as SG3, LayerSpec, SG3Config, SG3Generator
 from .io import atomic_torch_save
 
 NATIVE_FORMAT = "instseg-native"
 SUPPORTED = (
     "supported formats: NVIDIA StyleGAN2 TF pickle, StyleGAN2-ADA/StyleGAN3-repo PyTorch pickle "
-    "of a StyleGAN2 generator, rosinality {g_ema, latent_avg} .pt, instseg native .pt"
+    "(StyleGAN2, conditional or not, and StyleGAN3 -T/-R), rosinality {g_ema, latent_avg} .pt, instseg native .pt"
 )
 _TORCH_LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 
@@ -40,7 +42,7 @@ _TORCH_LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 # Native format
 
 
-def save_native(G: Generator, path: str | os.PathLike, meta: dict | None = None, half: bool = False) -> None:
+def save_native(G: Generator | SG3Generator, path: str | os.PathLike, meta: dict | None = None, half: bool = False) -> None:
     """Write the native format: architecture config + state dict (+ free-form meta).
 
     `half` stores float16 tensors (half the size; loading casts back to float32).
@@ -57,8 +59,12 @@ def native_meta(path: str | os.PathLike) -> dict:
     return dict(torch.load(path, map_location="cpu", weights_only=True).get("meta", {}))
 
 
-def _from_native(obj: dict) -> Generator:
-    return _build(GeneratorConfig(**obj["config"]), obj["state_dict"], "native checkpoint")
+def _from_native(obj: dict) -> Generator | SG3Generator:
+    conf = obj["config"]
+    if not isinstance(conf, dict):
+        raise CheckpointError(f"native checkpoint: its config is not a mapping; {SUPPORTED}")
+    cfg = SG3Config(**conf) if conf.get("family") == SG3 else GeneratorConfig(**conf)
+    return _build(cfg, obj["state_dict"], "native checkpoint")
 
 
 # ---------------------------------------------------------------------------------------
@@ -144,33 +150,39 @@ def _infer_channels(chans: dict[int, int]) -> tuple[int, int]:
 
 def _config(z_dim: int, w_dim: int, img_ch: int, chans: dict[int, int], n_map: int, lr_mul: float,
             clamp: float | None = None, out_hw: tuple[int | None, int | None] = (None, None),
-            hidden: int | None = None) -> GeneratorConfig:
+            hidden: int | None = None, c_dim: int = 0) -> GeneratorConfig:
     base, cmax = _infer_channels(chans)
     cfg = GeneratorConfig(resolution=max(chans), z_dim=z_dim, w_dim=w_dim, img_channels=img_ch, channel_base=base,
                           channel_max=cmax, mapping_layers=n_map, mapping_lr_mul=lr_mul, conv_clamp=clamp,
                           out_height=out_hw[0], out_width=out_hw[1],
-                          mapping_hidden=None if hidden in (None, w_dim) or n_map < 2 else hidden)
+                          mapping_hidden=None if hidden in (None, w_dim) or n_map < 2 else hidden, c_dim=c_dim)
     if any(cfg.channels(r) != c for r, c in chans.items()):
         raise CheckpointError(f"unsupported channel layout {chans}; {SUPPORTED}")
     return cfg
 
 
-def _build(cfg: GeneratorConfig, sd: dict[str, Tensor], source: str) -> Generator:
+def make_generator(cfg: GeneratorConfig | SG3Config) -> Generator | SG3Generator:
+    """An untrained generator of either family for its config."""
+    return SG3Generator(cfg) if isinstance(cfg, SG3Config) else Generator(cfg)
+
+
+def _build(cfg: GeneratorConfig | SG3Config, sd: dict[str, Tensor], source: str) -> Generator | SG3Generator:
     """A Generator of `cfg` holding `sd`, checked key by key and shape by shape before any memory is
     allocated (on the meta device), so a file with a huge config and few weights is refused cheaply."""
     if not isinstance(sd, dict) or not all(isinstance(v, Tensor) for v in sd.values()):
         raise CheckpointError(f"{source}: the weights are not a mapping of tensors; {SUPPORTED}")
     with torch.device("meta"):
-        own = Generator(cfg).state_dict()
+        own = make_generator(cfg).state_dict()
     missing = sorted(set(own) - set(sd))
     extra = sorted(set(sd) - set(own))
     if missing or extra:
-        raise CheckpointError(f"{source}: variables do not match a StyleGAN2 skip generator "
+        kind = "StyleGAN3 generator" if isinstance(cfg, SG3Config) else "StyleGAN2 skip generator"
+        raise CheckpointError(f"{source}: variables do not match a {kind} "
                               f"(missing {missing[:3]}, unexpected {extra[:3]}); {SUPPORTED}")
     for k, v in sd.items():
         if tuple(v.shape) != tuple(own[k].shape):
             raise CheckpointError(f"{source}: {k} has shape {tuple(v.shape)}, expected {tuple(own[k].shape)}")
-    G = Generator(cfg)
+    G = make_generator(cfg)
     G.load_state_dict({k: v.float() for k, v in sd.items()})
     return G
 
@@ -245,27 +257,122 @@ def _flatten_persistent(obj: _Persistent, prefix: str = "") -> dict[str, Tensor]
     return out
 
 
-def _from_ada(G: _Persistent) -> Generator:
-    st = G.state
-    syn = st.get("_modules", {}).get("synthesis")
-    if not isinstance(syn, _Persistent) or "SynthesisInput" in syn.module_src or "input" in syn.state.get("_modules", {}):
-        raise CheckpointError(f"StyleGAN3 (-T/-R) generators are not supported; {SUPPORTED}")
-    if st.get("c_dim", 0):
-        raise CheckpointError(f"conditional generators (c_dim={st['c_dim']}) are not supported; {SUPPORTED}")
-    src = _flatten_persistent(G)
-    mapping = st["_modules"]["mapping"]
-    n_map = int(mapping.state.get("num_layers", len([k for k in src if re.fullmatch(r"mapping\.fc\d+\.weight", k)])))
-    lr_mul = float(mapping.state["_modules"]["fc0"].state.get("bias_gain", 0.01))
-    ress = sorted(int(k.split(".")[1][1:]) for k in src if re.fullmatch(r"synthesis\.b\d+\.conv1\.weight", k))
-    chans = {r: src[f"synthesis.b{r}.conv1.weight"].shape[0] for r in ress}
-    clamp = syn.state["_modules"][f"b{ress[-1]}"].state.get("conv_clamp")
-    cfg = _config(int(st["z_dim"]), int(st["w_dim"]), int(st["img_channels"]), chans, n_map, lr_mul,
-                  None if clamp is None else float(clamp), hidden=int(src["mapping.fc0.weight"].shape[0]))
+def _int(v: Any, name: str, lo: int = 0, hi: int = 1 << 20) -> int:
+    """A size or count from a pickle's attributes (a Python or numpy integer, or a 2-vector of equal ones)."""
+    a = np.asarray(v)
+    if a.ndim == 1 and a.size == 2 and a[0] == a[1]:
+        a = a[0]
+    if a.ndim != 0 or a.dtype.kind not in "iu" or not lo <= int(a) <= hi:
+        raise CheckpointError(f"{name} must be an integer in {lo}..{hi} (square maps only), got {short_repr(v)}")
+    return int(a)
 
+
+def _float(v: Any, name: str) -> float:
+    a = np.asarray(v)
+    if a.ndim != 0 or a.dtype.kind not in "iuf" or not np.isfinite(a):
+        raise CheckpointError(f"{name} must be a finite number, got {short_repr(v)}")
+    return float(a)
+
+
+def short_repr(v: Any) -> str:
+    r = repr(v)
+    return r if len(r) <= 60 else r[:57] + "..."
+
+
+def _mapping(st: dict, src: dict[str, Tensor]) -> tuple[int, float, int]:
+    """(layers, lr multiplier, class count) of an ADA/StyleGAN3 mapping network."""
+    mapping = st["_modules"]["mapping"]
+    n_map = _int(mapping.state.get("num_layers", len([k for k in src if re.fullmatch(r"mapping\.fc\d+\.weight", k)])),
+                 "mapping num_layers", 1, 64)
+    lr_mul = _float(mapping.state["_modules"]["fc0"].state.get("bias_gain", 0.01), "mapping lr multiplier")
+    c_dim = _int(st.get("c_dim", 0), "c_dim", 0, 100_000)
+    if c_dim and "mapping.embed.weight" not in src:
+        raise CheckpointError(f"a conditional generator (c_dim={c_dim}) without its class embedding; {SUPPORTED}")
+    if c_dim and tuple(src["mapping.embed.weight"].shape) != (int(st["w_dim"]), c_dim):
+        raise CheckpointError(f"class embedding of shape {tuple(src['mapping.embed.weight'].shape)}: only "
+                              f"embed_features = w_dim is supported; {SUPPORTED}")
+    return n_map, lr_mul, c_dim
+
+
+def _mapping_sd(src: dict[str, Tensor], n_map: int, c_dim: int) -> dict[str, Tensor]:
     sd: dict[str, Tensor] = {"mapping_net.w_avg": src["mapping.w_avg"]}
     for i in range(n_map):
         for k in ("weight", "bias"):
             sd[f"mapping_net.fcs.{i}.{k}"] = src[f"mapping.fc{i}.{k}"]
+    if c_dim:
+        sd["mapping_net.embed.weight"], sd["mapping_net.embed.bias"] = src["mapping.embed.weight"], src["mapping.embed.bias"]
+    return sd
+
+
+def _from_sg3(G: _Persistent) -> SG3Generator:
+    """A StyleGAN3 snapshot: every layer's geometry from its attributes (checked for consistency), every
+    weight, filter and buffer from its state."""
+    st = G.state
+    syn = st["_modules"]["synthesis"]
+    src = _flatten_persistent(G)
+    n_map, lr_mul, c_dim = _mapping(st, src)
+    names = syn.state.get("layer_names")
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) and n.isidentifier() for n in names):
+        raise CheckpointError(f"StyleGAN3 synthesis without a list of layer names; {SUPPORTED}")
+    inp = syn.state["_modules"]["input"].state
+    specs = []
+    for n in names:
+        m = syn.state["_modules"].get(n)
+        if not isinstance(m, _Persistent):
+            raise CheckpointError(f"StyleGAN3 layer {n} is missing; {SUPPORTED}")
+        a = m.state
+        up_taps, down_taps = _int(a["up_taps"], f"{n}.up_taps", 1, 256), _int(a["down_taps"], f"{n}.down_taps", 1, 256)
+        clamp = a.get("conv_clamp")
+        try:
+            specs.append(LayerSpec(
+                _int(a["in_channels"], f"{n}.in_channels", 1, 8192), _int(a["out_channels"], f"{n}.out_channels", 1, 8192),
+                _int(a["in_size"], f"{n}.in_size", 1, 8192), _int(a["out_size"], f"{n}.out_size", 1, 8192),
+                _float(a["in_sampling_rate"], f"{n}.in_sampling_rate"),
+                _float(a["out_sampling_rate"], f"{n}.out_sampling_rate"),
+                _int(a["conv_kernel"], f"{n}.conv_kernel", 1, 16), _int(a["up_factor"], f"{n}.up_factor", 1, 16),
+                _int(a["down_factor"], f"{n}.down_factor", 1, 16), up_taps, down_taps, bool(a.get("down_radial", False)),
+                tuple(_int(v, f"{n}.padding", -(1 << 16), 1 << 16) for v in a["padding"]), bool(a["is_torgb"]),
+                bool(a.get("use_fp16", False)), None if clamp is None else _float(clamp, f"{n}.conv_clamp"),
+                *(_float(a.get(k, 0.0), f"{n}.{k}") for k in ("in_cutoff", "out_cutoff", "in_half_width", "out_half_width"))))
+        except (TypeError, ValueError) as e:
+            raise CheckpointError(f"StyleGAN3 layer {n}: {e}; {SUPPORTED}") from None
+    try:
+        cfg = SG3Config(
+            resolution=_int(syn.state["img_resolution"], "img_resolution", 4, 8192), layers=tuple(specs),
+            input_channels=_int(inp["channels"], "input channels", 1, 8192), input_size=_int(inp["size"], "input size", 1, 8192),
+            input_rate=_float(inp["sampling_rate"], "input sampling_rate"), input_bandwidth=_float(inp["bandwidth"], "input bandwidth"),
+            z_dim=_int(st["z_dim"], "z_dim", 1, 8192), w_dim=_int(st["w_dim"], "w_dim", 1, 8192), c_dim=c_dim,
+            img_channels=_int(st["img_channels"], "img_channels", 1, 16), mapping_layers=n_map, mapping_lr_mul=lr_mul,
+            mapping_hidden=None, output_scale=_float(syn.state.get("output_scale", 1.0), "output_scale"))
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"StyleGAN3 synthesis: {e}; {SUPPORTED}") from None
+    if cfg.num_ws != _int(syn.state.get("num_ws", cfg.num_ws), "num_ws", 1, 128):
+        raise CheckpointError(f"StyleGAN3 synthesis says num_ws {syn.state['num_ws']}, its layers take {cfg.num_ws}")
+    sd = _mapping_sd(src, n_map, c_dim)
+    for k in ("weight", "affine.weight", "affine.bias", "transform", "freqs", "phases"):
+        sd[f"input.{k}"] = src[f"synthesis.input.{k}"]
+    for i, n in enumerate(names):
+        for k in ("weight", "bias", "affine.weight", "affine.bias", "magnitude_ema", "up_filter", "down_filter"):
+            if f"synthesis.{n}.{k}" in src:
+                sd[f"layers.{i}.{k}"] = src[f"synthesis.{n}.{k}"]
+    return _build(cfg, sd, "StyleGAN3 pickle")
+
+
+def _from_ada(G: _Persistent) -> Generator | SG3Generator:
+    st = G.state
+    syn = st.get("_modules", {}).get("synthesis")
+    if not isinstance(syn, _Persistent):
+        raise CheckpointError(f"ADA pickle without a synthesis network; {SUPPORTED}")
+    if "input" in syn.state.get("_modules", {}):
+        return _from_sg3(G)
+    src = _flatten_persistent(G)
+    n_map, lr_mul, c_dim = _mapping(st, src)
+    ress = sorted(int(k.split(".")[1][1:]) for k in src if re.fullmatch(r"synthesis\.b\d+\.conv1\.weight", k))
+    chans = {r: src[f"synthesis.b{r}.conv1.weight"].shape[0] for r in ress}
+    clamp = syn.state["_modules"][f"b{ress[-1]}"].state.get("conv_clamp")
+    cfg = _config(int(st["z_dim"]), int(st["w_dim"]), int(st["img_channels"]), chans, n_map, lr_mul,
+                  None if clamp is None else float(clamp), hidden=int(src["mapping.fc0.weight"].shape[0]), c_dim=c_dim)
+    sd = _mapping_sd(src, n_map, c_dim)
     for bi, r in enumerate(ress):  # ADA's block names are ours: synthesis.b{r}.X -> blocks.{i}.X
         prefix = f"synthesis.b{r}."
         for k, v in src.items():
@@ -334,7 +441,7 @@ def _torch_load(data: bytes) -> Any:
         raise CheckpointError(f"refused to load: {what}; {SUPPORTED}") from None
 
 
-def detect_and_load(data: bytes, name: str = "checkpoint") -> tuple[Generator, str]:
+def detect_and_load(data: bytes, name: str = "checkpoint") -> tuple[Generator | SG3Generator, str]:
     """Read a checkpoint's bytes into a Generator; returns (generator, format name)."""
     try:
         if data[:4] == b"PK\x03\x04":
@@ -355,7 +462,8 @@ def detect_and_load(data: bytes, name: str = "checkpoint") -> tuple[Generator, s
         if isinstance(obj, dict) and "g_ema" in obj:
             return _from_rosinality(obj), "rosinality"
         if isinstance(obj, dict) and isinstance(obj.get("G_ema"), _Persistent):
-            return _from_ada(obj["G_ema"]), "ada"
+            G = _from_ada(obj["G_ema"])
+            return G, ("stylegan3" if isinstance(G, SG3Generator) else "ada")
         if isinstance(obj, tuple) and len(obj) == 3 and isinstance(obj[2], _TFNetwork):
             return _from_tf(obj[2]), "tf"
     except CheckpointError:
@@ -387,6 +495,8 @@ def generator_from_bytes(data: bytes, name: str = "checkpoint", device: str | to
     if out_hw is not None and max(out_hw) != G.cfg.resolution:
         raise CheckpointError(f"{name} is a {G.cfg.resolution}px generator; a {out_hw[1]}x{out_hw[0]} one is needed")
     if out_hw is not None and out_hw != G.out_hw:
+        if isinstance(G, SG3Generator):
+            raise CheckpointError(f"{name} is a square StyleGAN3 generator; output crops are for StyleGAN2 only")
         cropped = Generator(dataclasses.replace(G.cfg, out_height=out_hw[0], out_width=out_hw[1]))
         cropped.load_state_dict(G.state_dict())
         G = cropped

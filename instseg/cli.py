@@ -275,8 +275,12 @@ def convert(src: str, dst: str, half: bool) -> None:
              "keeps a many-class world's modes); 1: toward the mean w, as StyleGAN does.", preset=True, metavar="K")
 @_run_option("--detector", "Box detector: none (whole image), yolo:PATH|NAME or frcnn[:PATH].", preset=True,
              metavar="SPEC")
-@_run_option("--classes", "Detector classes to keep; they become the COCO categories.", preset=True,
-             metavar="A,B")
+@_run_option("--classes", "Detector classes to keep, or a class-conditional generator's classes to make (seed s draws "
+             "class s mod the count); they become the COCO categories.", preset=True, metavar="A,B")
+@_run_option("--class-names", "A class-conditional generator's class names, one per index (default: class0, class1, "
+             "...).", preset=True, metavar="A,B,..")
+@click.option("--per-class", type=click.IntRange(1, C.MAX_SEEDS), default=None, metavar="N",
+              help="A class-conditional generator: N images of each chosen class (seeds 0..N*classes-1).")
 @_run_option("--conf", "Detector score threshold.", metavar="P")
 @_run_option("--max-det", "Detections per image.", metavar="N")
 @_run_option("--instance-rule", "Which clusters of a box crop form the instance.", type=click.Choice(C.INSTANCE_RULES))
@@ -297,7 +301,7 @@ def convert(src: str, dst: str, half: bool) -> None:
 @_run_option("--encoders", "Processes that encode PNGs and masks beside the compute (-1: 0 on a CPU, more on a GPU "
              "machine).", metavar="N")
 def run(gan: str, out: str, num_images: int | None, seeds: tuple[int, ...] | None, mix_from: str | None,
-        shard: str | None, ray_address: str | None, workers: int, config_file: str | None, sets: tuple[str, ...],
+        per_class: int | None, shard: str | None, ray_address: str | None, workers: int, config_file: str | None, sets: tuple[str, ...],
         formats: tuple[str, ...], compile_: bool | None, **flags: Any) -> None:
     """Make a COCO segmentation dataset from a generator."""
     import dataclasses
@@ -307,8 +311,8 @@ def run(gan: str, out: str, num_images: int | None, seeds: tuple[int, ...] | Non
     from .merge import parse_shard, shard_seeds
     from .runner import run as run_pipeline
 
-    if num_images is not None and seeds is not None:
-        raise UserError("give --num-images or --seeds, not both")
+    if sum(v is not None for v in (num_images, seeds, per_class)) > 1:
+        raise UserError("give one of --num-images, --seeds and --per-class")
     overrides = dict(flags, compile=compile_ or None)
     if num_images is not None:
         overrides["seeds"] = tuple(range(num_images))
@@ -317,6 +321,13 @@ def run(gan: str, out: str, num_images: int | None, seeds: tuple[int, ...] | Non
     if mix_from is not None:
         overrides["mix_from"] = C.parse_ints(mix_from)
     cfg = C.build_config(gan, overrides, C.load_config_file(config_file) if config_file else None, C.parse_set(sets))
+    if per_class is not None:  # the chosen classes' count is known once the generator is: checked again there
+        n = len(cfg.classes or cfg.class_names)
+        if not n:
+            raise UserError("--per-class needs the classes: give --classes (or --class-names for all of them)")
+        if per_class * n > C.MAX_SEEDS:
+            raise UserError(f"--per-class {per_class} x {n} classes is more than {C.MAX_SEEDS:,} images")
+        cfg = dataclasses.replace(cfg, seeds=tuple(range(per_class * n)))
     shard_at, shard_of = None, None
     if shard is not None:
         shard_at, shard_of = parse_shard(shard), cfg.seeds

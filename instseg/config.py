@@ -58,7 +58,8 @@ class RunConfig:
     foreground: str = "border"  # whole-image foreground rule: border | center
     category: str = "foreground"  # the single category of a whole-image (--detector none) run
     detector: str = "none"  # none | yolo:PATH|NAME | frcnn[:PATH]
-    classes: tuple[str, ...] = ()  # detector classes to keep (categories of the dataset)
+    classes: tuple[str, ...] = ()  # detector classes to keep, or a conditional generator's classes to make (categories)
+    class_names: tuple[str, ...] = ()  # a class-conditional generator's class names, one per index
     conf: float = 0.25  # detector score threshold
     max_det: int = 20  # detections per image
     box_margin: float = 0.15  # crop = box grown by this fraction of its size on each side
@@ -84,7 +85,7 @@ class RunConfig:
             if f.name in BOUNDS and not BOUNDS[f.name][0] <= v <= BOUNDS[f.name][1]:
                 lo, hi = BOUNDS[f.name]
                 raise UserError(f"{_flag(f.name)} must lie in {_num(lo)}..{_num(hi)}, got {v}")
-        for name, typ in (("seeds", int), ("mix_from", int), ("classes", str)):
+        for name, typ in (("seeds", int), ("mix_from", int), ("classes", str), ("class_names", str)):
             v = getattr(self, name)
             if not isinstance(v, tuple) or not all(isinstance(x, typ) and not isinstance(x, bool) for x in v):
                 raise UserError(f"{_flag(name)} must be a list of {typ.__name__} values, got {short(v)}")
@@ -103,6 +104,8 @@ class RunConfig:
             raise UserError("seeds repeat values; each seed is one image")
         if len(self.seeds) > MAX_SEEDS or min(self.seeds) < 0 or max(self.seeds) > MAX_SEED:
             raise UserError(f"seeds must be at most {MAX_SEEDS:,} values in 0..{MAX_SEED}")
+        if any(not n.strip() for n in self.class_names) or len(set(self.class_names)) != len(self.class_names):
+            raise UserError("--class-names must be distinct, non-empty names")
         if not self.category.strip() or not self.gan or not self.device:
             raise UserError("category, --gan and --device must not be empty")
 
@@ -262,14 +265,15 @@ def _coerce(merged: dict[str, Any]) -> dict[str, Any]:
     for k in ("seeds", "mix_from"):
         if k in merged:
             merged[k] = _int_list(merged[k], k)
-    if "classes" in merged:
-        c = merged["classes"]
-        if isinstance(c, str):
-            merged["classes"] = tuple(x.strip() for x in c.split(",") if x.strip())
-        elif isinstance(c, (list, tuple)) and all(isinstance(x, str) for x in c):
-            merged["classes"] = tuple(c)
-        else:
-            raise UserError(f"--classes must be class names (a,b or a list), got {short(c)}")
+    for k in ("classes", "class_names"):
+        if k in merged:
+            c = merged[k]
+            if isinstance(c, str):
+                merged[k] = tuple(x.strip() for x in c.split(",") if x.strip())
+            elif isinstance(c, (list, tuple)) and all(isinstance(x, str) for x in c):
+                merged[k] = tuple(c)
+            else:
+                raise UserError(f"{_flag(k)} must be class names (a,b or a list), got {short(c)}")
     for k in ("truncation_psi", "kmeans_tol", "conf", "box_margin", "clip_margin", "nms_iou", "join_weight"):
         if isinstance(merged.get(k), int) and not isinstance(merged.get(k), bool):
             merged[k] = float(merged[k])
@@ -290,7 +294,7 @@ def build_config(gan: str, overrides: dict[str, Any], config_file: dict[str, Any
     merged: dict[str, Any] = {"gan": gan}
     p = presets().get(gan)
     if p is not None:
-        merged.update(detector=p.detector, classes=p.classes, category=p.category)
+        merged.update(detector=p.detector, classes=p.classes, category=p.category, class_names=p.class_names)
         merged.update(p.run)
     if photos:
         merged.update(PHOTO_DEFAULTS)

@@ -28,7 +28,7 @@ def encode(rec: SeedRecord, cid: str) -> Encoded:
     iid = image_id(rec.seed)
     h, w = rec.image.shape[:2]
     anns = [coco.annotation(o.mask, iid, o.category_id, o.score, **o.extra) for o in rec.objects]
-    entry = coco.image_entry(iid, image_file(rec.seed), h, w, seed=rec.seed)
+    entry = coco.image_entry(iid, image_file(rec.seed), h, w, seed=rec.seed, **rec.image_extra)
     return Encoded(rec.seed, png_bytes(rec.image), png_bytes(rec.cluster_map.astype(np.uint8), PREVIEW_LEVEL),
                    png_bytes(rec.preview, PREVIEW_LEVEL), record_bytes(entry, anns, cid), rec.settings)
 

@@ -27,6 +27,7 @@ class GeneratorConfig:
     resolution: int = 256  # square synthesis resolution, a power of two
     z_dim: int = 512
     w_dim: int = 512
+    c_dim: int = 0  # classes of a class-conditional generator (StyleGAN2-ADA's embedding); 0: unconditional
     img_channels: int = 3
     label_channels: int = 0  # extra output channels drawn with the image (toy world: one per class)
     channel_base: int = 32768  # channels at resolution r: min(channel_base // r, channel_max)
@@ -43,9 +44,9 @@ class GeneratorConfig:
         if r < 4 or r & (r - 1) or r > 8192:
             raise ValueError(f"resolution must be a power of two in 4..8192, got {r}")
         for name, hi in (("z_dim", 8192), ("w_dim", 8192), ("img_channels", 16), ("label_channels", 256),
-                         ("channel_max", 8192), ("mapping_layers", 64)):
+                         ("channel_max", 8192), ("mapping_layers", 64), ("c_dim", 100_000)):
             v = getattr(self, name)
-            if not isinstance(v, int) or not (0 if name == "label_channels" else 1) <= v <= hi:
+            if not isinstance(v, int) or not (0 if name in ("label_channels", "c_dim") else 1) <= v <= hi:
                 raise ValueError(f"{name} must be an integer in 0..{hi}, got {v!r}")
         for name in ("out_height", "out_width"):
             v = getattr(self, name)
@@ -97,12 +98,12 @@ def upsample2d(x: Tensor, f: Tensor) -> Tensor:
 
 def modulated_conv2d(
     x: Tensor, weight: Tensor, styles: Tensor, demodulate: bool = True, up: bool = False, f: Tensor | None = None,
-    fused: bool = False,
+    fused: bool = False, padding: int | None = None,
 ) -> Tensor:
     """Modulated (and optionally demodulated) conv. x [B, I, H, W], weight [O, I, k, k], styles [B, I].
 
     With `up`, a stride-2 transposed conv followed by the FIR blur gives a 2x larger output.
-    `fused` folds styles and demodulation into per-row weights and runs one grouped conv: the
+    `padding` defaults to k // 2 (same size; StyleGAN3 pads k - 1). `fused` folds styles and demodulation into per-row weights and runs one grouped conv: the
     same result up to rounding, without two elementwise passes over x (for inference).
     """
     if demodulate and x.dtype == torch.float16:  # scale both so the demodulation sums stay in fp16's range
@@ -110,6 +111,7 @@ def modulated_conv2d(
         k2 = weight[0].numel()
         weight = (weight.float() / (k2 ** 0.5 * weight.float().abs().amax(dim=[1, 2, 3], keepdim=True))).to(x.dtype)
         styles = (styles.float() / styles.float().abs().amax(dim=1, keepdim=True)).to(x.dtype)
+    pad = weight.shape[-1] // 2 if padding is None else padding
     if fused:
         B, I, H, W = x.shape
         O, k = weight.shape[0], weight.shape[-1]
@@ -121,7 +123,7 @@ def modulated_conv2d(
             x = F.conv_transpose2d(x, w.transpose(1, 2).reshape(B * I, O, k, k), stride=2, groups=B)
             x = upfirdn2d(x, f, pad=(1, 1, 1, 1), gain=4.0)
         else:
-            x = F.conv2d(x, w.reshape(B * O, I, k, k), padding=k // 2, groups=B)
+            x = F.conv2d(x, w.reshape(B * O, I, k, k), padding=pad, groups=B)
         return x.reshape(B, O, *x.shape[2:])
     x = x * styles[:, :, None, None]
     if up:
@@ -129,7 +131,7 @@ def modulated_conv2d(
         x = F.conv_transpose2d(x, weight.transpose(0, 1), stride=2)  # [B, O, 2H+1, 2W+1]
         x = upfirdn2d(x, f, pad=(1, 1, 1, 1), gain=4.0)
     else:
-        x = F.conv2d(x, weight, padding=weight.shape[-1] // 2)
+        x = F.conv2d(x, weight, padding=pad)
     if demodulate:
         d = torch.rsqrt(styles.square() @ weight.square().sum(dim=[2, 3]).t() + 1e-8)  # [B, O]
         x = x * d[:, :, None, None]
@@ -168,10 +170,15 @@ class EqualLinear(nn.Module):
 
 
 class MappingNetwork(nn.Module):
+    """z (and, for a conditional generator, a one-hot class c) -> ws. The class enters as ADA's layout has it:
+    the normalised z and the normalised embedding of c, concatenated, before the first layer."""
+
     def __init__(self, cfg: GeneratorConfig):
         super().__init__()
         hidden = cfg.mapping_hidden or cfg.w_dim
-        dims = [cfg.z_dim] + [hidden] * (cfg.mapping_layers - 1) + [cfg.w_dim]
+        self.c_dim = cfg.c_dim
+        self.embed = EqualLinear(cfg.c_dim, cfg.w_dim) if cfg.c_dim else None
+        dims = [cfg.z_dim + (cfg.w_dim if cfg.c_dim else 0)] + [hidden] * (cfg.mapping_layers - 1) + [cfg.w_dim]
         self.fcs = nn.ModuleList(
             EqualLinear(dims[i], dims[i + 1], lr_mul=cfg.mapping_lr_mul, act=True) for i in range(cfg.mapping_layers)
         )
@@ -180,8 +187,17 @@ class MappingNetwork(nn.Module):
         # multi-modal truncation: [k, w_dim] centres, each w pulled toward its nearest (sampling.set_truncation_centres)
         self.register_buffer("w_centres", None, persistent=False)
 
-    def forward(self, z: Tensor, truncation_psi: float = 1.0, truncation_cutoff: int | None = None) -> Tensor:
-        x = z * torch.rsqrt(z.square().mean(dim=1, keepdim=True) + 1e-8)
+    def forward(self, z: Tensor, truncation_psi: float = 1.0, truncation_cutoff: int | None = None,
+                c: Tensor | None = None) -> Tensor:
+        x = _normalize(z)
+        if self.c_dim:
+            if c is None:
+                raise ValueError(f"this generator is class-conditional (c_dim={self.c_dim}): give each row a class")
+            if c.shape != (z.shape[0], self.c_dim):
+                raise ValueError(f"classes must be one-hot rows of shape [{z.shape[0]}, {self.c_dim}], got {list(c.shape)}")
+            x = torch.cat([x, _normalize(self.embed(c.to(x.dtype)))], 1)
+        elif c is not None:
+            raise ValueError("this generator is not class-conditional: it takes no class")
         for fc in self.fcs:
             x = fc(x)
         ws = x[:, None, :].repeat(1, self.num_ws, 1)  # [B, num_ws, w_dim]
@@ -193,6 +209,17 @@ class MappingNetwork(nn.Module):
                 c = self.w_centres
                 ws[:, :cut] = c[nearest_centre(x, c.float()), None].lerp(ws[:, :cut], truncation_psi)
         return ws
+
+
+def _normalize(x: Tensor) -> Tensor:
+    return x * torch.rsqrt(x.square().mean(dim=1, keepdim=True) + 1e-8)
+
+
+def one_hot(classes: Sequence[int], c_dim: int, device: torch.device | str = "cpu") -> Tensor | None:
+    """Class indices -> one-hot rows [B, c_dim] (None for an unconditional generator, c_dim 0)."""
+    if not c_dim:
+        return None
+    return F.one_hot(torch.as_tensor(list(classes), dtype=torch.long), c_dim).float().to(device)
 
 
 class SynthesisLayer(nn.Module):
@@ -286,9 +313,20 @@ class Generator(nn.Module):
         r = self.cfg.resolution
         return (self.cfg.out_height or r, self.cfg.out_width or r)
 
-    def mapping(self, z: Tensor, truncation_psi: float = 1.0, truncation_cutoff: int | None = None) -> Tensor:
-        """z [B, z_dim] -> ws [B, num_ws, w_dim]."""
-        return self.mapping_net(z, truncation_psi, truncation_cutoff)
+    @property
+    def c_dim(self) -> int:
+        return self.cfg.c_dim
+
+    @property
+    def row_bytes(self) -> int:
+        """Bytes of the largest fp32 activation of one row (sizes synthesis calls)."""
+        last = self.blocks[-1]
+        return last.conv1.weight.shape[0] * last.res ** 2 * 4
+
+    def mapping(self, z: Tensor, truncation_psi: float = 1.0, truncation_cutoff: int | None = None,
+                c: Tensor | None = None) -> Tensor:
+        """z [B, z_dim] (and one-hot classes c [B, c_dim] for a conditional generator) -> ws [B, num_ws, w_dim]."""
+        return self.mapping_net(z, truncation_psi, truncation_cutoff, c)
 
     def synthesis(
         self, ws: Tensor, noise_mode: str = "const", features: Sequence[str] = (), shared_ws: int = 0,
@@ -373,8 +411,8 @@ class Generator(nn.Module):
         if name in want:
             feats[name] = self._crop(_repeat(t, g, B) if compact else t[:B])
 
-    def forward(self, z: Tensor, truncation_psi: float = 1.0, noise_mode: str = "const") -> Tensor:
-        return self.synthesis(self.mapping(z, truncation_psi), noise_mode)[0]
+    def forward(self, z: Tensor, truncation_psi: float = 1.0, noise_mode: str = "const", c: Tensor | None = None) -> Tensor:
+        return self.synthesis(self.mapping(z, truncation_psi, c=c), noise_mode)[0]
 
     def _crop(self, t: Tensor) -> Tensor:
         """Centre-crop a map by the same fraction as the output crop (non-square generators)."""

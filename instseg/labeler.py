@@ -37,7 +37,11 @@ def label_images(specs: list[str], cfg: RunConfig, lcfg: LabelConfig, out: Path,
     cfg = RunConfig(**{**cfg.__dict__, "seeds": tuple(range(len(files)))})
     gan = resolve_gan(cfg.gan, cache, validate=validate_checkpoint)
     device = pick_device(cfg.device)
-    pipeline = Pipeline(cfg, load_checked(gan, device), device)
+    G = load_checked(gan, device)
+    if G.c_dim:
+        raise UserError(f"label needs an unconditional generator: {cfg.gan} is class-conditional (c_dim={G.c_dim}), "
+                        "and a photo's class is not known")
+    pipeline = Pipeline(cfg, G, device)
     G, detector, categories = pipeline.G, pipeline.detector, pipeline.categories
     if G.cfg.out_height is not None and G.cfg.out_height != G.cfg.resolution:
         raise UserError("label needs a square generator (this one crops its output)")

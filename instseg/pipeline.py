@@ -4,7 +4,7 @@ The local loop (`runner`) and Ray actors (`distributed`) both call it on the sam
 does not depend on how many workers ran."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -36,12 +36,55 @@ def pick_device(spec: str) -> torch.device:
     return dev
 
 
-def build_detector(cfg: RunConfig, device: torch.device) -> tuple[Detector | None, list[str]]:
-    """The detector and the dataset categories (the requested classes, in the detector's order)."""
+@dataclass(frozen=True)
+class Conditioning:
+    """A class-conditional generator's classes: every name (one per index) and the ones a run makes. The
+    image of seed s is of class chosen[s mod len(chosen)], whichever shard or chunk draws it."""
+
+    names: tuple[str, ...]
+    chosen: tuple[str, ...]
+
+    RULE = "the image of seed s is drawn for class classes[s mod len(classes)]"
+
+    def index(self, seed: int) -> int:
+        return self.names.index(self.name(seed))
+
+    def name(self, seed: int) -> str:
+        return self.chosen[seed % len(self.chosen)]
+
+    def record(self) -> dict:
+        return {"class_names": list(self.names), "classes": list(self.chosen), "rule": self.RULE}
+
+
+def conditioning(cfg: RunConfig, c_dim: int) -> Conditioning | None:
+    """The classes of a run on a class-conditional generator (None for an unconditional one): names from
+    --class-names (else class0, class1, ...), made from --classes (else all), in index order."""
+    if not c_dim:
+        if cfg.class_names:
+            raise UserError("--class-names is for class-conditional generators; this generator takes no class")
+        return None
+    names = tuple(cfg.class_names) or tuple(f"class{i}" for i in range(c_dim))
+    if len(names) != c_dim:
+        raise UserError(f"--class-names gives {len(names)} name(s); the generator has {c_dim} classes (one name each)")
+    unknown = [c for c in cfg.classes if c not in names]
+    if unknown:
+        raise UserError(f"--classes {', '.join(unknown)}: not a class of this generator; its classes: {', '.join(names)}")
+    return Conditioning(names, tuple(n for n in names if not cfg.classes or n in cfg.classes))
+
+
+def build_detector(cfg: RunConfig, device: torch.device, made: tuple[str, ...] = ()) -> tuple[Detector | None, list[str]]:
+    """The detector and the dataset categories (the requested classes, in the detector's order; `made`: a
+    conditional generator's chosen classes, which are the categories whatever the detector)."""
     try:
         det = load_detector(cfg.detector, str(device), cfg.conf, cfg.max_det)
         if det is None:
-            return None, [cfg.category]
+            return None, list(made) or [cfg.category]
+        if made:
+            missing = [c for c in made if c not in det.class_names]
+            if missing:
+                raise UserError(f"the detector has no class {', '.join(missing)}; pick classes it knows with --classes, "
+                                "or run with --detector none")
+            return det, list(made)
         check_classes(cfg.classes, det.class_names)
     except DetectorError as e:
         raise UserError(str(e)) from None
@@ -56,6 +99,9 @@ FP16_CLAMP = 256.0  # ... with their activations clamped to +-256
 def mixed_precision(G: Generator, dtype: torch.dtype, blocks: int = FP16_BLOCKS, clamp: float = FP16_CLAMP) -> Generator:
     """The highest-resolution `blocks` in `dtype` with activations clamped to +-clamp (unless the
     generator clamps already); the mapping, the low-resolution blocks and the image sum stay fp32."""
+    if hasattr(G, "mixed_precision"):  # StyleGAN3: the layers its snapshot flags fp16
+        G.mixed_precision(dtype)
+        return G
     for blk in G.blocks[-blocks:]:
         blk.to(dtype)
         for layer in (getattr(blk, "conv0", None), blk.conv1, blk.torgb):
@@ -78,12 +124,13 @@ def prepare_generator(G: Generator, cfg: RunConfig, device: torch.device) -> Gen
         from torch._dynamo import config as dynamo_config
 
         from .generator import SynthesisLayer, ToRGB
+        from .stylegan3 import SG3Layer
 
         # every layer shares one forward: give dynamo a cache entry per layer shape, not its default 8
         dynamo_config.cache_size_limit = max(dynamo_config.cache_size_limit, 64)
 
         for m in G.modules():
-            if isinstance(m, (SynthesisLayer, ToRGB)):
+            if isinstance(m, (SynthesisLayer, ToRGB, SG3Layer)):
                 m.compile(dynamic=False)
     return G
 
@@ -123,6 +170,7 @@ class SeedRecord:
     preview: np.ndarray  # [h, n * w, 3] uint8, a strip of style variants
     objects: list[Annotation]
     settings: dict
+    image_extra: dict = field(default_factory=dict)  # more fields of its COCO image entry (a conditional run's class)
 
 
 class Pipeline:
@@ -141,46 +189,58 @@ class Pipeline:
         self.cfg, self.device, self.timings, self.padded = cfg, device, timings, padded
         self.G = prepare_generator(G.to(device).eval(), cfg, device)
         check_generator(self.G, cfg)
+        self.cond = conditioning(cfg, self.G.c_dim)
+        made = self.cond.chosen if self.cond else ()
         if detector is None and categories is None:
-            detector, categories = build_detector(cfg, device)
+            detector, categories = build_detector(cfg, device, made)
         self.detector = detector
-        self.categories = categories if categories is not None else (list(cfg.classes) or detector.class_names)
+        self.categories = categories if categories is not None else (
+            list(made) or list(cfg.classes) or detector.class_names)
         self.rows = synthesis_rows(self.G, device)
 
     def __call__(self, seeds: list[int]) -> list[SeedRecord]:
-        results = self.segment(seeds, source_latents(self.G, seeds, self.cfg.truncation_psi, self.device))
+        classes = [self.cond.index(s) for s in seeds] if self.cond else None
+        ws = source_latents(self.G, seeds, self.cfg.truncation_psi, self.device, classes)
+        results = self.segment(seeds, ws, classes=classes)
         return [self.record(seed, r) for seed, r in zip(seeds, results)]
 
     @torch.no_grad()
-    def segment(self, keys: list[int], ws: Tensor, images: Tensor | None = None) -> list[ImageResult]:
+    def segment(self, keys: list[int], ws: Tensor, images: Tensor | None = None,
+                classes: list[int] | None = None) -> list[ImageResult]:
         """Images from ws [B, num_ws, w_dim] (or given `images`, for real photos), detected and segmented;
-        `keys` name each image's random streams (its seed)."""
+        `keys` name each image's random streams (its seed); `classes`: each image's class index, for a
+        class-conditional generator (its variants keep it, and a detector keeps boxes of it only)."""
         clock = Stopwatch(self.timings, self.device)
         if images is None:
             images = synthesize(self.G, ws, self.rows)
         clock.lap("source")
-        found = self.detect(images)
+        found = self.detect(images, None if classes is None else [self.cond.names[c] for c in classes])
         clock.lap("detect")
         boxes = Boxes.of(found, tuple(images.shape[-2:]), self.cfg.box_margin)
-        seg = segment_chunk(self.G, self.cfg, Chunk(keys, ws, images, boxes, self.rows, self.padded), clock)
+        chunk = Chunk(keys, ws, images, boxes, self.rows, self.padded, classes)
+        seg = segment_chunk(self.G, self.cfg, chunk, clock)
         out = seg.to_host()
         clock.lap("host")
         return out
 
-    def detect(self, images: Tensor) -> list[Detections | None]:
-        """The detector's boxes of the run's classes on images [B, C, H, W] (None each without a detector)."""
+    def detect(self, images: Tensor, classes: list[str] | None = None) -> list[Detections | None]:
+        """The detector's boxes of the run's classes on images [B, C, H, W] (None each without a detector);
+        with `classes` (one per image), of that image's class only."""
         if self.detector is None:
             return [None] * len(images)
-        wanted = set(self.categories)
-        return [d.keep(np.array([i for i, lab in enumerate(d.labels) if lab in wanted], dtype=int))
-                for d in self.detector(list(to_uint8(images)))]
+        wanted = [set(self.categories) if classes is None else {classes[b]} for b in range(len(images))]
+        return [d.keep(np.array([i for i, lab in enumerate(d.labels) if lab in wanted[b]], dtype=int))
+                for b, d in enumerate(self.detector(list(to_uint8(images))))]
 
     def record(self, seed: int, r: ImageResult) -> SeedRecord:
         """An image's result as the writer's record (objects in score order)."""
+        extra = {"class": self.cond.name(seed), "class_index": self.cond.index(seed)} if self.cond else {}
         if self.detector is None:
-            objects = [] if r.foreground is None else [Annotation(r.foreground, 1, r.fg_confidence, {"seed": seed})]
+            cid = self.categories.index(self.cond.name(seed)) + 1 if self.cond else 1
+            objects = [] if r.foreground is None else [Annotation(r.foreground, cid, r.fg_confidence, {"seed": seed})]
         else:
             objects = [Annotation(i.mask, self.categories.index(i.label) + 1, i.score,
                                   {"det_score": i.det_score, "det_box": [float(v) for v in i.box],
                                    "mask_confidence": i.mask_confidence, "seed": seed}) for i in r.instances]
-        return SeedRecord(seed, r.image, r.label_map, np.concatenate(list(r.preview), axis=1), objects, r.settings)
+        return SeedRecord(seed, r.image, r.label_map, np.concatenate(list(r.preview), axis=1), objects, r.settings,
+                          extra)

@@ -122,10 +122,13 @@ def run(cfg: RunConfig, out: Path, on_seed: Callable[[int, bool], None] | None =
             "config": cfg.to_dict(), "config_id": cid, "seeds": seeds, "device": str(device),
             "versions": _versions(), "command": sys.argv,
             "generator": generator_record(gan, gan_sha, G),
+            **({"conditional": pipeline.cond.record()} if pipeline.cond else {}),
             **({"shard": list(shard)} if shard else {}),
             **({"shard_of": format_seeds(shard_of)} if shard and shard_of else {}),
         })
         what = "--detector none" if detector is None else f"--detector {cfg.detector}, classes {', '.join(categories)}"
+        if pipeline.cond:
+            what += f", class-conditional: {', '.join(categories)}"
         licence, info = dataset_provenance(gan, gan_sha)
         try:
             encoders = cfg.encoders if cfg.encoders >= 0 else default_encoders(device.type)

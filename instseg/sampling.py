@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 
 from .cluster import kmeans
-from .generator import Generator
+from .generator import Generator, one_hot
 
 CENTRE_SAMPLES = 20_000  # ws that multi-modal truncation's k-means clusters
 CENTRE_SEED = 0x7C3A
@@ -25,15 +25,26 @@ def z_from_seed(seed: int, z_dim: int) -> Tensor:
     return torch.from_numpy(np.random.RandomState(seed).randn(1, z_dim)).float()
 
 
-def source_ws(G: Generator, seed: int, truncation_psi: float, device: torch.device) -> Tensor:
-    """One seed's ws: [1, num_ws, w_dim]."""
+def source_ws(G: Generator, seed: int, truncation_psi: float, device: torch.device, cls: int | None = None) -> Tensor:
+    """One seed's ws: [1, num_ws, w_dim] (`cls`: its class index, for a class-conditional generator)."""
     z = z_from_seed(seed, G.z_dim).to(device, G.mapping_net.w_avg.dtype)
-    return G.mapping(z, truncation_psi)
+    return G.mapping(z, truncation_psi, c=_classes(G, [cls], device))
 
 
-def source_latents(G: Generator, seeds: list[int], truncation_psi: float, device: torch.device) -> Tensor:
+def source_latents(G: Generator, seeds: list[int], truncation_psi: float, device: torch.device,
+                   classes: list[int] | None = None) -> Tensor:
     """The source ws of several seeds, each mapped alone: [B, num_ws, w_dim]."""
-    return torch.cat([source_ws(G, s, truncation_psi, device) for s in seeds])
+    classes = classes or [None] * len(seeds)
+    return torch.cat([source_ws(G, s, truncation_psi, device, c) for s, c in zip(seeds, classes)])
+
+
+def _classes(G: Generator, classes: list[int | None], device: torch.device | str) -> Tensor | None:
+    """One-hot rows for a conditional generator (None for an unconditional one); a missing class is refused."""
+    if not G.c_dim:
+        return None
+    if any(c is None for c in classes):
+        raise ValueError(f"this generator is class-conditional (c_dim={G.c_dim}): every row needs a class")
+    return one_hot(classes, G.c_dim, device)  # type: ignore[arg-type]
 
 
 @torch.no_grad()
@@ -42,8 +53,10 @@ def truncation_centres(G: Generator, k: int, samples: int = CENTRE_SAMPLES, seed
     whatever G's device, so a run's sampling does not depend on it: [k, w_dim]."""
     mapping = copy.deepcopy(G.mapping_net).cpu().float()
     mapping.w_centres = None
-    z = torch.from_numpy(np.random.RandomState(seed).randn(samples, G.z_dim)).float()
-    return kmeans(mapping(z)[:, 0], k, iters=100, seed=seed)[1]
+    rng = np.random.RandomState(seed)
+    z = torch.from_numpy(rng.randn(samples, G.z_dim)).float()
+    c = _classes(G, list(rng.randint(0, max(G.c_dim, 1), samples)), "cpu")  # a conditional G: every class alike
+    return kmeans(mapping(z, c=c)[:, 0], k, iters=100, seed=seed)[1]
 
 
 def set_truncation_centres(G: Generator, k: int) -> Generator:
@@ -63,21 +76,23 @@ def variant_rng(image_seed: int, repeat: int = 0) -> np.random.RandomState:
 
 @torch.no_grad()
 def mix_ws(G: Generator, ws_src: Tensor, n: int, mix_from: tuple[int, ...], rng: np.random.RandomState,
-           truncation_psi: float = 0.7) -> Tensor:
-    """ws_src [1, num_ws, w_dim] -> [n, num_ws, w_dim]: variant i keeps ws_src[:, :c_i], c_i drawn from mix_from."""
+           truncation_psi: float = 0.7, cls: int | None = None) -> Tensor:
+    """ws_src [1, num_ws, w_dim] -> [n, num_ws, w_dim]: variant i keeps ws_src[:, :c_i], c_i drawn from mix_from.
+    The fresh ws of a class-conditional generator are of the source's class `cls`."""
     if max(mix_from) >= G.num_ws:
         raise ValueError(f"crossover {max(mix_from)} must be below num_ws={G.num_ws}")
     z = torch.from_numpy(rng.randn(n, G.z_dim)).to(ws_src.device, ws_src.dtype)
     c = torch.as_tensor(rng.choice(mix_from, size=n)).to(ws_src.device)
-    ws_new = G.mapping(z, truncation_psi)  # [n, num_ws, w_dim]
+    ws_new = G.mapping(z, truncation_psi, c=_classes(G, [cls] * n, ws_src.device))  # [n, num_ws, w_dim]
     keep = torch.arange(G.num_ws, device=ws_src.device)[None] < c[:, None]  # [n, num_ws]
     return torch.where(keep[..., None], ws_src.expand_as(ws_new), ws_new)
 
 
 def variant_latents(G: Generator, keys: list[int], ws_src: Tensor, n: int, mix_from: tuple[int, ...],
-                    repeats: int, truncation_psi: float) -> Tensor:
+                    repeats: int, truncation_psi: float, classes: list[int] | None = None) -> Tensor:
     """Every image's variants for every repeat, in (image, repeat, variant) order: [B * repeats * n, ...]."""
-    return torch.cat([mix_ws(G, ws_src[b:b + 1], n, mix_from, variant_rng(key, r), truncation_psi)
+    classes = classes or [None] * len(keys)
+    return torch.cat([mix_ws(G, ws_src[b:b + 1], n, mix_from, variant_rng(key, r), truncation_psi, classes[b])
                       for b, key in enumerate(keys) for r in range(repeats)])
 
 
@@ -88,8 +103,7 @@ def synthesis_rows(G: Generator, device: torch.device | str, memory: int | None 
     passes of a big call miss the cache), at most 64. On a GPU a quarter of the device's memory (or
     of `memory` bytes) over ~8 live activations of that size."""
     dev = torch.device(device)
-    last = G.blocks[-1]
-    row = last.conv1.weight.shape[0] * last.res ** 2 * 4
+    row = G.row_bytes
     if dev.type != "cuda":
         return max(1, min(CPU_MAX_ROWS, CPU_CALL_BYTES // row))
     total = memory if memory is not None else torch.cuda.get_device_properties(dev).total_memory

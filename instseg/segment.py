@@ -113,6 +113,7 @@ class Chunk:
     boxes: Boxes
     rows: int  # rows per synthesis call
     padded: bool | None  # the batched k-means (default: on GPUs)
+    classes: list[int] | None = None  # each image's class, for a class-conditional generator
 
     @property
     def hw(self) -> tuple[int, int]:
@@ -227,14 +228,14 @@ def _variants_method(G: Generator, chunk: Chunk, cfg: RunConfig, clock: Stopwatc
     whole_hw, regions = _regions(chunk, cfg.work_res)
     if cfg.method == "variants":
         n, repeats, feature, shared = cfg.variants, cfg.repeats, cfg.features, min(cfg.mix_from)
-        ws = variant_latents(G, chunk.keys, chunk.ws, n, cfg.mix_from, repeats, cfg.truncation_psi)
+        ws = variant_latents(G, chunk.keys, chunk.ws, n, cfg.mix_from, repeats, cfg.truncation_psi, chunk.classes)
         settings = {"variants": n, "mix_from": list(cfg.mix_from), "repeats": repeats,
                     "features": feature, "normalize": cfg.normalize, "join_features": cfg.join_features,
                     "join_weight": cfg.join_weight}
     else:  # single-image baselines: the "stack" is the source image alone (N = 1)
         n, repeats, ws, shared = 1, 1, chunk.ws, 0
         feature = "rgb" if cfg.method == "kmeans-rgb" else (
-            cfg.features if cfg.features != "rgb" else default_activation_layer(G.feature_names))
+            cfg.features if cfg.features != "rgb" else default_activation_layer(G))
         settings = {"variants": 1, "repeats": 1, "features": feature, "normalize": cfg.normalize}
     # groups of n rows: (image, repeat); every group of an image cuts that image's regions
     stacks = variant_stacks(G, ws, feature, [regions[b] for b in range(B) for _ in range(repeats)], chunk.rows, shared)

@@ -23,7 +23,7 @@ from .io import atomic_path, atomic_write_bytes
 from .locks import clean_stale_temps, lock_file
 
 log = logging.getLogger(__name__)
-FORMATS = ("native", "tf", "ada", "rosinality")
+FORMATS = ("native", "tf", "ada", "stylegan3", "rosinality")
 
 
 @dataclass(frozen=True)
@@ -54,6 +54,7 @@ class Preset:
     licence: Licence
     classes: tuple[str, ...] = ()  # detector classes; () = whole-image foreground
     detector: str = "none"  # default --detector spec
+    class_names: tuple[str, ...] = ()  # a class-conditional generator's class names, one per index
     category: str = "foreground"  # the category of a whole-image (no detector) run
     run: dict[str, Any] = field(default_factory=dict)  # RunConfig fields that differ from the defaults
     sha256: str | None = None  # known checksum; otherwise recorded on first download
@@ -82,7 +83,8 @@ def presets() -> dict[str, Preset]:
         file = p.get("file") or Path(urllib.parse.urlparse(urls[0]).path).name
         out[name] = Preset(name, urls, file, p["format"], int(p["size"][0]), int(p["size"][1]), int(p["num_ws"]),
                            lic[p["licence"]], tuple(p.get("classes") or ()), p.get("detector", "none"),
-                           p.get("category", "foreground"), dict(p.get("run") or {}), p.get("sha256"))
+                           tuple(p.get("class_names") or ()), p.get("category", "foreground"), dict(p.get("run") or {}),
+                           p.get("sha256"))
     return out
 
 
@@ -300,7 +302,8 @@ def preset_table(cache: Path) -> list[dict[str, Any]]:
             "name": p.name, "urls": list(p.urls), "file": p.file, "resolution": [p.height, p.width],
             "num_ws": p.num_ws, "format": p.format,
             "licence": {"name": p.licence.name, "url": p.licence.url, "commercial": p.licence.commercial},
-            "classes": list(p.classes), "category": None if p.classes else p.category,
+            "classes": list(p.classes), "class_names": list(p.class_names),
+            "category": None if p.classes or p.class_names else p.category,
             "detector": None if p.detector == "none" else p.detector,
             "cached": str(path) if path.exists() else None,
         })

@@ -7,6 +7,7 @@ back must give the same image as the native model.
 """
 from __future__ import annotations
 
+import functools
 import pickle
 import sys
 import types
@@ -129,27 +130,45 @@ class _Persist(nn.Module):
         return (_fake_persistence(), (meta,))
 
 
-def ada_pickle_bytes(G: Generator, stylegan3: bool = False) -> bytes:
+def _fc(sd: dict, prefix: str, lr_mul: float) -> _Persist:
+    m = _Persist("FullyConnectedLayer", bias_gain=lr_mul, weight_gain=lr_mul / np.sqrt(sd[f"{prefix}.weight"].shape[1]),
+                 in_features=sd[f"{prefix}.weight"].shape[1], out_features=sd[f"{prefix}.weight"].shape[0])
+    m.weight, m.bias = nn.Parameter(sd[f"{prefix}.weight"].clone()), nn.Parameter(sd[f"{prefix}.bias"].clone())
+    return m
+
+
+def _mapping(G, sd: dict) -> _Persist:
+    """ADA's and StyleGAN3's MappingNetwork (with `embed` for a conditional generator)."""
+    cfg = G.cfg
+    mapping = _Persist("MappingNetwork", z_dim=cfg.z_dim, c_dim=cfg.c_dim, w_dim=cfg.w_dim, num_ws=cfg.num_ws,
+                       num_layers=cfg.mapping_layers, w_avg_beta=0.995,
+                       embed_features=cfg.w_dim if cfg.c_dim else 0)
+    if cfg.c_dim:
+        mapping.embed = _fc(sd, "mapping_net.embed", 1.0)
+    for i in range(cfg.mapping_layers):
+        setattr(mapping, f"fc{i}", _fc(sd, f"mapping_net.fcs.{i}", cfg.mapping_lr_mul))
+    mapping.register_buffer("w_avg", sd["mapping_net.w_avg"].clone())
+    return mapping
+
+
+def _snapshot(G, synthesis: _Persist, sd: dict) -> bytes:
+    cfg = G.cfg
+    G_ema = _Persist("Generator", z_dim=cfg.z_dim, c_dim=cfg.c_dim, w_dim=cfg.w_dim, img_resolution=cfg.resolution,
+                     img_channels=cfg.img_channels, num_ws=cfg.num_ws)
+    G_ema.mapping, G_ema.synthesis = _mapping(G, sd), synthesis
+    return pickle.dumps({"G": G_ema, "D": None, "G_ema": G_ema, "augment_pipe": None,
+                         "training_set_kwargs": None}, protocol=4)
+
+
+def ada_pickle_bytes(G: Generator) -> bytes:
     cfg = G.cfg
     sd = G.state_dict()
     P = nn.Parameter
-
-    def fc(prefix: str, lr_mul: float) -> _Persist:
-        m = _Persist("FullyConnectedLayer", bias_gain=lr_mul, weight_gain=lr_mul / np.sqrt(sd[f"{prefix}.weight"].shape[1]))
-        m.weight, m.bias = P(sd[f"{prefix}.weight"].clone()), P(sd[f"{prefix}.bias"].clone())
-        return m
-
-    mapping = _Persist("MappingNetwork", z_dim=cfg.z_dim, c_dim=0, w_dim=cfg.w_dim, num_ws=cfg.num_ws,
-                       num_layers=cfg.mapping_layers, w_avg_beta=0.995)
-    for i in range(cfg.mapping_layers):
-        setattr(mapping, f"fc{i}", fc(f"mapping_net.fcs.{i}", cfg.mapping_lr_mul))
-    mapping.register_buffer("w_avg", sd["mapping_net.w_avg"].clone())
+    fc = functools.partial(_fc, sd)
     synthesis = _Persist("SynthesisNetwork", w_dim=cfg.w_dim, img_resolution=cfg.resolution,
                          img_channels=cfg.img_channels, num_ws=cfg.num_ws)
     fir = torch.tensor([1.0, 3, 3, 1])
     fir = (fir[:, None] * fir[None]) / 64
-    if stylegan3:
-        synthesis.input = _Persist("SynthesisInput")
     for bi, r in enumerate(cfg.block_resolutions):
         blk = _Persist("SynthesisBlock", resolution=r, architecture="skip", conv_clamp=cfg.conv_clamp,
                        num_conv=1 if r == 4 else 2, num_torgb=1)
@@ -172,11 +191,44 @@ def ada_pickle_bytes(G: Generator, stylegan3: bool = False) -> bytes:
         T.weight, T.bias = P(sd[f"{p}.weight"].clone()), P(sd[f"{p}.bias"].clone())
         blk.torgb = T
         setattr(synthesis, f"b{r}", blk)
-    G_ema = _Persist("Generator", z_dim=cfg.z_dim, c_dim=0, w_dim=cfg.w_dim, img_resolution=cfg.resolution,
-                     img_channels=cfg.img_channels, num_ws=cfg.num_ws)
-    G_ema.mapping, G_ema.synthesis = mapping, synthesis
-    return pickle.dumps({"G": G_ema, "D": None, "G_ema": G_ema, "augment_pipe": None,
-                         "training_set_kwargs": None}, protocol=4)
+    return _snapshot(G, synthesis, sd)
+
+
+def sg3_pickle_bytes(G) -> bytes:
+    """A StyleGAN3 snapshot of our SG3Generator: the official module names (L{i}_{size}_{channels}), each
+    layer's geometry as the attributes the official layers keep (numpy scalars and 2-vectors), and its
+    weights, filters and buffers."""
+    cfg = G.cfg
+    sd = G.state_dict()
+    P = nn.Parameter
+    synthesis = _Persist("SynthesisNetwork", w_dim=cfg.w_dim, num_ws=cfg.num_ws, img_resolution=cfg.resolution,
+                         img_channels=cfg.img_channels, num_layers=len(cfg.layers) - 1, num_critical=2, margin_size=10,
+                         output_scale=cfg.output_scale, num_fp16_res=4, layer_names=list(G.layer_names))
+    inp = _Persist("SynthesisInput", w_dim=cfg.w_dim, channels=cfg.input_channels,
+                   size=np.array([cfg.input_size, cfg.input_size]), sampling_rate=np.float64(cfg.input_rate),
+                   bandwidth=np.float64(cfg.input_bandwidth))
+    inp.weight = P(sd["input.weight"].clone())
+    inp.affine = _fc(sd, "input.affine", 1.0)
+    for k in ("transform", "freqs", "phases"):
+        inp.register_buffer(k, sd[f"input.{k}"].clone())
+    synthesis.input = inp
+    for i, (name, spec) in enumerate(zip(G.layer_names, cfg.layers)):
+        L = _Persist("SynthesisLayer", w_dim=cfg.w_dim, is_torgb=spec.torgb, is_critically_sampled=False,
+                     use_fp16=spec.fp16, in_channels=spec.in_channels, out_channels=spec.out_channels,
+                     in_size=np.array([spec.in_size] * 2), out_size=np.array([spec.out_size] * 2),
+                     in_sampling_rate=np.float64(spec.in_rate), out_sampling_rate=np.float64(spec.out_rate),
+                     in_cutoff=np.float64(spec.in_cutoff), out_cutoff=np.float64(spec.out_cutoff),
+                     in_half_width=np.float64(spec.in_half_width), out_half_width=np.float64(spec.out_half_width),
+                     conv_kernel=spec.kernel, conv_clamp=spec.clamp, magnitude_ema_beta=0.999,
+                     up_factor=np.int64(spec.up), up_taps=spec.up_taps, up_radial=False, down_factor=np.int64(spec.down),
+                     down_taps=spec.down_taps, down_radial=spec.down_radial, padding=[int(v) for v in spec.padding])
+        L.affine = _fc(sd, f"layers.{i}.affine", 1.0)
+        L.weight, L.bias = P(sd[f"layers.{i}.weight"].clone()), P(sd[f"layers.{i}.bias"].clone())
+        L.register_buffer("magnitude_ema", sd[f"layers.{i}.magnitude_ema"].clone())
+        for k in ("up_filter", "down_filter"):
+            L.register_buffer(k, sd[f"layers.{i}.{k}"].clone() if f"layers.{i}.{k}" in sd else None)
+        setattr(synthesis, name, L)
+    return _snapshot(G, synthesis, sd)
 
 
 # ---------------------------------------------------------------------------------------

@@ -58,11 +58,6 @@ def test_tf_pickle_flips_the_upsampling_kernel(tiny_G):
     assert not torch.equal(tiny_G.blocks[1].conv0.weight, tiny_G.blocks[1].conv0.weight.flip([2, 3]))
 
 
-def test_stylegan3_pickle_is_refused(tiny_G):
-    with pytest.raises(CheckpointError, match="StyleGAN3"):
-        detect_and_load(ada_pickle_bytes(tiny_G, stylegan3=True))
-
-
 @pytest.mark.parametrize("cut", [0.1, 0.5, 0.9])
 @pytest.mark.parametrize("fmt", ["tf", "ada", "native"])
 def test_truncated_checkpoint_gives_one_line(tiny_G, fmt, cut, tmp_path):

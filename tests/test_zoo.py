@@ -21,6 +21,7 @@ NVIDIA_PREFIXES = (
     "http://d36zk2xti64re0.cloudfront.net/stylegan2/networks/stylegan2-",
     "https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/",
     "https://api.ngc.nvidia.com/v2/models/nvidia/research/stylegan2/versions/1/files/stylegan2-",
+    "https://api.ngc.nvidia.com/v2/models/nvidia/research/stylegan3/versions/1/files/stylegan3-",
 )
 
 
@@ -186,7 +187,10 @@ def test_models_json_lists_every_preset_with_nvidia_urls(tmp_path, monkeypatch):
         assert all(u.startswith(NVIDIA_PREFIXES) for u in p["urls"]), name
         assert p["urls"] or name == "toy-flat"
         assert p["licence"]["commercial"] == name.startswith("toy-")
-        assert p["num_ws"] == 2 * (max(p["resolution"]).bit_length() - 1) - 2
+        if p["format"] == "stylegan3":  # 14 layers and ToRGB at any resolution, and the input's w
+            assert p["num_ws"] == 16
+        else:
+            assert p["num_ws"] == 2 * (max(p["resolution"]).bit_length() - 1) - 2
     for face in ("ffhq", "celebahq", "metfaces"):
         assert rows[face]["detector"] is None and rows[face]["classes"] == [] and rows[face]["category"] == "face"
     assert rows["lsun-car"]["resolution"] == [384, 512] and rows["lsun-dog"]["classes"] == ["dog"]
