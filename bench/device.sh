@@ -3,7 +3,7 @@
 #
 #   bench/device.sh OUTDIR [TRAIN_MINUTES]      (default 3; total well under 8 minutes on an H100/H200)
 #
-# Steps: f256 pipeline at fp32/bf16/fp16, generator, 1024 memory, real-image labelling (projection time
+# Steps: f256 pipeline at fp32/bf16/fp16, encoders, StyleGAN3-T 256 at fp32/fp16, generator, 1024 memory, real-image labelling (projection time
 # per image), then training. Needs torch with CUDA and our tree (PYTHONPATH=.). Wheels for what the machine lacks (pycocotools,
 # ultralytics for the FD judge) are installed from .whl/ when it is there: bench/device-wheels.sh
 # fetches them on a connected machine. Each step is bounded and independent: one failing leaves the rest.
@@ -45,6 +45,11 @@ if [ "$ONLY" != train ]; then
   for e in 0 2 4 8; do
     step "encoders-$e" 60 python3 bench/pipeline.py f256 --device "$DEV" --precision fp16 --images 32 --batch 16 \
       --encoders "$e" --repeats 1 --json
+  done
+  # StyleGAN3-T at 256 (NVIDIA's layout, random weights): fp32, and fp16 by the snapshot's own layer flags
+  for p in fp32 fp16; do
+    step "pipeline-sg3t256-$p" 120 python3 bench/pipeline.py sg3t256 --device "$DEV" --precision "$p" --images 16 \
+      --batch 16 --repeats 1 --json
   done
   step generator 60 python3 bench/generator.py --device "$DEV"
   step memory-1024 60 python3 bench/memory.py --device "$DEV"

@@ -2,6 +2,7 @@
 
     python bench/pipeline.py toy [--images 16] [--device cpu]     # toy-flat + its YOLOv8n-seg
     python bench/pipeline.py f256 [--images 4] [--device cpu]     # config-f 256, random weights, fixed boxes
+    python bench/pipeline.py sg3t256 [--images 4] [--device cuda]  # StyleGAN3-T 256, random weights, fixed boxes
 
 'source' makes the source images for the detector, 'generate' the N variants of each; 'variants
 only' times that generation alone, in a separate pass (with the same shared early blocks). Our
@@ -28,6 +29,7 @@ from instseg.config import build_config  # noqa: E402
 from instseg.features import variant_stacks, work_size  # noqa: E402
 from instseg.generator import Generator, GeneratorConfig  # noqa: E402
 from instseg.sampling import source_latents, synthesis_rows, variant_latents  # noqa: E402
+from instseg.stylegan3 import SG3Generator, design, design_filters  # noqa: E402
 from instseg.pipeline import prepare_generator  # noqa: E402
 from instseg.runner import run  # noqa: E402
 from instseg.segment import METHODS  # noqa: E402
@@ -83,7 +85,7 @@ def profile(cfg, out: Path, detector, device: torch.device) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("world", choices=["toy", "f256"])
+    ap.add_argument("world", choices=["toy", "f256", "sg3t256"])
     ap.add_argument("--images", type=int, default=None)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--method", default="variants", choices=list(METHODS))
@@ -105,13 +107,20 @@ def main() -> None:
         else:
             n = args.images or 4
             torch.manual_seed(0)
-            gan = Path(tmp) / "f256.pt"
-            save_native(Generator(GeneratorConfig(resolution=256)), gan)
-            cfg = build_config(str(gan), {"seeds": tuple(range(n)), "mix_from": (6, 7, 8, 9), "variants": 32,
+            gan = Path(tmp) / f"{args.world}.pt"
+            if args.world == "f256":
+                save_native(Generator(GeneratorConfig(resolution=256)), gan)
+                mix, what = (6, 7, 8, 9), "config-f 256x256"
+            else:  # the -T layout of NVIDIA's 256 px models, filters by the paper's recipe
+                G3 = SG3Generator(design(256))
+                design_filters(G3)
+                save_native(G3, gan)
+                mix, what = (7, 8, 9, 10), "StyleGAN3-T 256x256"
+            cfg = build_config(str(gan), {"seeds": tuple(range(n)), "mix_from": mix, "variants": 32,
                                           "method": args.method, "precision": args.precision,
                                           "device": args.device, "detector": "fixed", "classes": ("object",),
                                           "encoders": args.encoders, **({"batch": args.batch} if args.batch else {})})
-            detector, what = FixedBoxes(), "config-f 256x256, random weights, 2 fixed overlapping boxes"
+            detector, what = FixedBoxes(), f"{what}, random weights, 2 fixed overlapping boxes"
         # warm-up on a throwaway seed so one-off start-up costs stay out of the figures
         run(build_config(cfg.gan, {**cfg.to_dict(), "seeds": (999_999,)}), Path(tmp) / "warm", detector=detector)
         # end-to-end and variants-only alternate, `--repeats` times each; the medians are compared

@@ -141,7 +141,7 @@ def main() -> None:
                  ("ours, the samples' join (b32.conv1 at 8), refine none", variants_only, replace(base, refine="none")),
                  ("ours, the samples' join (b32.conv1 at 8), refine grabcut", variants_only, base)]
     ablations += [(f"ours, empty-box check at score {t}", {"_sure": t}, base) for t in (0.3, 0.4, 0.6, 0.7)]
-    ablations += [(f"ours, join image at weight {w}", {"join_weight": w}, base) for w in (2, 8, 16, 32, 64)]
+    ablations += [(f"ours, join image at weight {w}", {"join_weight": w}, base) for w in (2, 4, 8, 32, 64)]
     ablations += [(f"ours, steps {s}", {}, replace(base, steps=s)) for s in (300, 600)]
     ablations += [("ours, loss multiscale", {}, replace(base, loss="multiscale")),
                   ("ours, space w (one w for all layers)", {}, replace(base, space="w")),

@@ -197,7 +197,8 @@ def models(as_json: bool) -> None:
         return
     table = [("name", "size", "segments", "licence", "cached", "source")]
     for r in rows:
-        what = f"{','.join(r['classes'])} (detector)" if r["classes"] else f"{r['category']} (whole image)"
+        what = (f"{len(r['class_names'])} classes (conditional)" if r.get("class_names") else
+                f"{','.join(r['classes'])} (detector)" if r["classes"] else f"{r['category']} (whole image)")
         table.append((r["name"], f"{r['resolution'][1]}x{r['resolution'][0]}", what,
                       "MIT" if r["licence"]["commercial"] else "non-commercial",
                       "packaged" if not r["urls"] else ("yes" if r["cached"] else "no"),

@@ -353,24 +353,13 @@ class Generator(nn.Module):
 
     def _run(self, ws: Tensor, noise_mode: str, features: Sequence[str], shared_ws: int,
              stop_early: bool, groups: Sequence[int] | None = None) -> tuple[Tensor | None, dict[str, Tensor]]:
-        if noise_mode not in NOISE_MODES:
-            raise ValueError(f"noise_mode must be one of {NOISE_MODES}, got {noise_mode!r}")
-        unknown = set(features) - set(self.feature_names)
-        if unknown:
-            raise ValueError(f"unknown feature layer(s) {sorted(unknown)}; valid: {', '.join(self.feature_names)}")
-        want = set(features)
+        want = check_request(self.feature_names, noise_mode, features)
         needs_end = bool(want & {"rgb", "labels"}) or not stop_early
         last = max((int(n[1:].split(".")[0]) for n in want if n.startswith("b")), default=0)
         B = ws.shape[0]
-        groups = [B] if groups is None else list(groups)
-        if sum(groups) != B or min(groups) < 1:
-            raise ValueError(f"groups {groups} do not split {B} rows")
         if noise_mode == "random":  # per-row noise: nothing is shared
             shared_ws = 0
-        rows = _padded_rows(ws, B)  # every row's own ws, padded on a CPU
-        firsts = torch.as_tensor(np.cumsum([0] + groups[:-1]), device=ws.device)
-        heads = _padded_rows(ws[firsts], len(groups))  # one row per group, for the shared blocks
-        g = torch.as_tensor(np.repeat(np.arange(len(groups)), groups), device=ws.device)  # row -> its group
+        rows, heads, g = row_groups(ws, groups)
         feats: dict[str, Tensor] = {}
         x = img = None
         compact = True  # x holds one row per group (shared blocks) until the first block that differs per row
@@ -424,6 +413,28 @@ class Generator(nn.Module):
         w = max(1, round(t.shape[3] * ow / r))
         y0, x0 = (t.shape[2] - h) // 2, (t.shape[3] - w) // 2
         return t[:, :, y0 : y0 + h, x0 : x0 + w]
+
+
+def check_request(names: list[str], noise_mode: str, features: Sequence[str]) -> set[str]:
+    """The requested feature names as a set, once the noise mode and every name are known valid."""
+    if noise_mode not in NOISE_MODES:
+        raise ValueError(f"noise_mode must be one of {NOISE_MODES}, got {noise_mode!r}")
+    unknown = set(features) - set(names)
+    if unknown:
+        raise ValueError(f"unknown feature layer(s) {sorted(unknown)}; valid: {', '.join(names)}")
+    return set(features)
+
+
+def row_groups(ws: Tensor, groups: Sequence[int] | None) -> tuple[Tensor, Tensor, Tensor]:
+    """For a synthesis call over ws [B, ...] in consecutive groups (default: one): every row's ws and one row
+    per group (each padded on a CPU), and each row's group index [B]."""
+    B = ws.shape[0]
+    groups = [B] if groups is None else list(groups)
+    if sum(groups) != B or min(groups) < 1:
+        raise ValueError(f"groups {groups} do not split {B} rows")
+    firsts = torch.as_tensor(np.cumsum([0] + groups[:-1]), device=ws.device)
+    g = torch.as_tensor(np.repeat(np.arange(len(groups)), groups), device=ws.device)
+    return _padded_rows(ws, B), _padded_rows(ws[firsts], len(groups)), g
 
 
 CPU_MIN_ROWS = 4  # MKL's GEMM and oneDNN's conv take other kernels below 4 rows (other rounding)

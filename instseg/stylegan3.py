@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .generator import NOISE_MODES, EqualLinear, MappingNetwork, _padded_rows, _repeat, modulated_conv2d
+from .generator import EqualLinear, MappingNetwork, _repeat, check_request, modulated_conv2d, row_groups
 
 FAMILY = "stylegan3"
 
@@ -145,21 +145,53 @@ class SG3Config:
 def upfirdn(x: Tensor, f: Tensor | None, up: int = 1, down: int = 1, padding: Sequence[int] = (0, 0, 0, 0),
             gain: float = 1.0) -> Tensor:
     """Upsample by zero insertion, pad (x0, x1, y0, y1; negative crops), convolve with f (1D: separable, 2D:
-    as is; None: identity) scaled to `gain` in total, keep every `down`-th pixel. x [B, C, H, W]."""
-    B, C, H, W = x.shape
-    if up > 1:
-        x = F.pad(x.reshape(B, C, H, 1, W, 1), [0, up - 1, 0, 0, 0, up - 1]).reshape(B, C, H * up, W * up)
-    x = F.pad(x, list(padding))
+    as is; None: identity) scaled to `gain` in total, keep every `down`-th pixel. x [B, C, H, W].
+
+    Computed without the zeros: a 1D filter upsamples in `up` phases (each a short filter on the input),
+    and every filter downsamples by striding, so no sample that is thrown away is ever computed."""
     if f is None:
-        x = x * gain if gain != 1 else x
-    else:
-        f = (f.to(x.dtype) * gain ** (f.ndim / 2)).flip(list(range(f.ndim)))
-        if f.ndim == 1:
-            x = F.conv2d(x, f[None, None, None].expand(C, 1, 1, -1), groups=C)
-            x = F.conv2d(x, f[None, None, :, None].expand(C, 1, -1, 1), groups=C)
+        f = torch.ones([1], device=x.device)
+    f = f.to(x.dtype) * gain ** (f.ndim / 2)
+    if f.ndim == 2:
+        if up > 1:
+            raise ValueError("2D filters only downsample")
+        k = f.flip([0, 1])[None, None].expand(x.shape[1], 1, *f.shape)
+        return F.conv2d(F.pad(x, list(padding)), k, stride=down, groups=x.shape[1])
+    x = _along(x, f, up, down, padding[0], padding[1], 3)
+    return _along(x, f, up, down, padding[2], padding[3], 2)
+
+
+def _along(x: Tensor, f: Tensor, up: int, down: int, p0: int, p1: int, axis: int) -> Tensor:
+    """upfirdn along one axis (3: width, 2: height) with the 1D filter f."""
+    B, C = x.shape[:2]
+    T = f.shape[0]
+    n_out = x.shape[axis] * up + p0 + p1 - T + 1  # samples of the padded, filtered signal before striding
+
+    def kernel(w: Tensor) -> Tensor:  # [rows, K] -> depthwise kernels along the axis
+        return w[:, None, None, :] if axis == 3 else w[:, None, :, None]
+
+    def pad(t: Tensor, lo: int, hi: int) -> Tensor:
+        return F.pad(t, (lo, hi) if axis == 3 else (0, 0, lo, hi))
+
+    if up == 1:
+        full, start, k = x, -p0, f.flip(0)  # out[n] = sum_t x[n - p0 + T - 1 - t] f[t]: correlate from index -p0
+    else:  # full[i * up + p] = sum_k x[i - k] f[k * up + p]: one short filter per phase p, interleaved
+        K = -(-T // up)
+        phases = F.pad(f, (0, K * up - T)).reshape(K, up).t().flip(1)  # [up, K], flipped for correlation
+        y = F.conv2d(pad(x, K - 1, K - 1), kernel(phases.repeat(C, 1)), groups=C)  # [B, C * up, H', W']
+        H, W = y.shape[2:]
+        if axis == 3:
+            full = y.reshape(B, C, up, H, W).permute(0, 1, 3, 4, 2).reshape(B, C, H, W * up)
         else:
-            x = F.conv2d(x, f[None, None].expand(C, 1, *f.shape), groups=C)
-    return x[:, :, ::down, ::down] if down > 1 else x
+            full = y.reshape(B, C, up, H, W).permute(0, 1, 3, 2, 4).reshape(B, C, H * up, W)
+        start, k, T = T - 1 - p0, None, 1  # out[n] = full[n + T - 1 - p0]
+    n = full.shape[axis]
+    lo, hi = max(0, -start), max(0, start + n_out + T - 1 - n)
+    full = pad(full, lo, hi).narrow(axis, start + lo, n_out + T - 1)
+    if k is None:
+        return full if down == 1 else full[:, :, :, ::down] if axis == 3 else full[:, :, ::down]
+    stride = (1, down) if axis == 3 else (down, 1)
+    return F.conv2d(full, kernel(k[None].expand(C, -1)).to(full.dtype), stride=stride, groups=C)
 
 
 def filtered_lrelu(x: Tensor, bias: Tensor, fu: Tensor | None, fd: Tensor | None, up: int, down: int,
@@ -328,22 +360,11 @@ class SG3Generator(nn.Module):
 
     def _run(self, ws: Tensor, noise_mode: str, features: Sequence[str], shared_ws: int,
              groups: Sequence[int] | None, stop_early: bool) -> tuple[Tensor | None, dict[str, Tensor]]:
-        if noise_mode not in NOISE_MODES:
-            raise ValueError(f"noise_mode must be one of {NOISE_MODES}, got {noise_mode!r}")
-        unknown = set(features) - set(self.feature_names)
-        if unknown:
-            raise ValueError(f"unknown feature layer(s) {sorted(unknown)}; valid: {', '.join(self.feature_names)}")
-        want = set(features)
+        want = check_request(self.feature_names, noise_mode, features)
         last = len(self.layers) - 1 if ("rgb" in want or not stop_early) else \
             max((self.layer_names.index(n) for n in want), default=-1)
         B = ws.shape[0]
-        groups = [B] if groups is None else list(groups)
-        if sum(groups) != B or min(groups) < 1:
-            raise ValueError(f"groups {groups} do not split {B} rows")
-        rows = _padded_rows(ws, B)
-        firsts = torch.as_tensor(np.cumsum([0] + groups[:-1]), device=ws.device)
-        heads = _padded_rows(ws[firsts], len(groups))
-        g = torch.as_tensor(np.repeat(np.arange(len(groups)), groups), device=ws.device)
+        rows, heads, g = row_groups(ws, groups)
         compact = shared_ws > 0
         x = self.input((heads if compact else rows)[:, 0])
         feats: dict[str, Tensor] = {}

@@ -55,7 +55,8 @@ def _np_upfirdn(x: np.ndarray, f: np.ndarray, up: int, down: int, pad: tuple[int
         a = np.moveaxis(a, axis, -1)
         u = np.zeros(a.shape[:-1] + (a.shape[-1] * up,))
         u[..., ::up] = a
-        u = np.concatenate([np.zeros(a.shape[:-1] + (pad[0],)), u, np.zeros(a.shape[:-1] + (pad[1],))], -1)
+        u = np.concatenate([np.zeros(a.shape[:-1] + (max(pad[0], 0),)), u, np.zeros(a.shape[:-1] + (max(pad[1], 0),))], -1)
+        u = u[..., max(-pad[0], 0):u.shape[-1] - max(-pad[1], 0)]  # negative padding crops
         out = np.apply_along_axis(lambda r: np.convolve(r, f * up, mode="valid"), -1, u)
         return np.moveaxis(out[..., ::down], -1, axis)
     return along(along(x, 0), 1)
@@ -75,6 +76,17 @@ def test_filtered_lrelu_matches_a_direct_upsample_activate_downsample():
                          torch.tensor(fd).float(), 2, 2, (*pad, *pad), math.sqrt(2), 0.2, 1.5)[0, 0]
     assert got.shape == want.shape
     np.testing.assert_allclose(got.numpy(), want, atol=1e-5)
+
+
+@pytest.mark.parametrize("up, down, pad", [(1, 1, (2, 3)), (2, 1, (6, 5)), (4, 1, (13, 10)), (1, 2, (0, 0)),
+                                            (2, 1, (-3, 4)), (1, 4, (5, -2)), (3, 1, (0, 0))])
+def test_upfirdn_matches_a_direct_zero_insertion_reference(up, down, pad):
+    """The phase-split upsampling and strided downsampling equal zero insertion, full filtering and subsampling."""
+    x = np.random.RandomState(up * 7 + down).randn(24, 27)
+    f = np.random.RandomState(3).rand(4 * max(up, down) - 1)  # odd length, not symmetric, not a multiple of up
+    want = _np_upfirdn(x, f, up, down, pad)
+    got = upfirdn(torch.tensor(x)[None, None], torch.tensor(f), up=up, down=down, padding=(*pad, *pad), gain=up ** 2)
+    np.testing.assert_allclose(got[0, 0].numpy(), want, atol=1e-10)
 
 
 def test_filtered_lrelu_with_hold_and_average_filters_is_the_plain_activation():
@@ -395,3 +407,51 @@ def test_run_label_and_crossover_bench_on_a_stylegan3_snapshot(tmp_path):
     md = (tmp_path / "B.md").read_text()
     assert "<!-- bench:crossover-sg3 -->" in md and "colour segments" in md and str(tmp_path) not in md
     assert sum(line.startswith("| ") and line[2].isdigit() for line in md.splitlines()) == 7  # crossovers 1..num_ws-1
+
+
+def test_conditional_run_with_a_detector_keeps_boxes_of_each_image_own_class(cond_G, tmp_path):
+    from detectors import Detections
+
+    from instseg.config import build_config
+    from instseg.runner import run
+
+    class ThreeBoxes:  # one box per class a, b, c on every image
+        class_names = ["a", "b", "c", "d"]
+
+        def __call__(self, images):
+            b = np.array([[1, 1, 8, 8], [6, 6, 15, 15], [2, 8, 9, 15]], np.float32)
+            return [Detections(b, np.array([0.9, 0.8, 0.7], np.float32), ["a", "b", "c"]) for _ in images]
+
+    path = tmp_path / "cond.pkl"
+    path.write_bytes(ada_pickle_bytes(cond_G))
+    cfg = build_config(str(path), {"class_names": ("a", "b", "c", "d"), "classes": ("b", "d"), "seeds": tuple(range(4)),
+                                   "mix_from": (3,), "variants": 4, "min_area": 1, "device": "cpu"})
+    run(cfg, tmp_path / "out", detector=ThreeBoxes())
+    d = json.loads((tmp_path / "out" / "annotations.json").read_text())
+    assert [c["name"] for c in d["categories"]] == ["b", "d"]
+    cls = {im["id"]: im["class"] for im in d["images"]}
+    assert {cls[a["image_id"]] for a in d["annotations"]} == {"b"}  # d images: no d box, so nothing
+    assert all(a["category_id"] == 1 and a["det_box"] == [6, 6, 15, 15] for a in d["annotations"])
+
+
+def test_the_class_of_a_seed_does_not_depend_on_its_shard_or_chunk():
+    from instseg.config import RunConfig
+    from instseg.pipeline import conditioning
+
+    cond = conditioning(RunConfig(class_names=("a", "b", "c", "d"), classes=("d", "b")), 4)
+    assert cond.chosen == ("b", "d")  # index order, whatever order --classes gives
+    assert [cond.name(s) for s in (0, 1, 2, 7, 10)] == ["b", "d", "b", "d", "b"]
+    assert [cond.index(s) for s in (0, 1)] == [1, 3]
+    assert conditioning(RunConfig(), 0) is None and conditioning(RunConfig(), 3).chosen == ("class0", "class1", "class2")
+
+
+def test_stylegan3_mixed_precision_follows_the_snapshot_flags():
+    with torch.device("meta"):
+        cfg = design(256)
+    assert [s.fp16 for s in cfg.layers] == [False] * 3 + [True] * 12  # sampling rate x 2^4 above the resolution
+    G = _sg3(64, False)
+    want = _images(G)
+    G.mixed_precision(torch.float16)
+    assert all(layer.weight.dtype == torch.float16 for layer, s in zip(G.layers, G.cfg.layers) if s.fp16)
+    got = _images(G)
+    assert got.dtype == torch.float32 and float((got - want).abs().max()) < 0.02
