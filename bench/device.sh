@@ -52,6 +52,7 @@ if [ "$ONLY" != train ]; then
       --batch 16 --repeats 1 --json
   done
   step generator 60 python3 bench/generator.py --device "$DEV"
+  step generator-sg3-t 60 python3 bench/generator.py --device "$DEV" --family sg3-t
   step memory-1024 60 python3 bench/memory.py --device "$DEV"
   step real-images 150 python3 bench/real.py --device "$DEV" --images 60 --quick
 fi

@@ -32,7 +32,7 @@ from instseg.config import build_config  # noqa: E402
 from instseg.evaluate import evaluate  # noqa: E402
 from instseg import labeler  # noqa: E402
 from instseg.config import LabelConfig  # noqa: E402
-from instseg.labeler import SURE, label_images  # noqa: E402
+from instseg.labeler import EXCLUSIVE, SURE, label_images  # noqa: E402
 from instseg.toy.render import CLASSES, render_seed  # noqa: E402
 
 FIRST = EVAL_SEEDS + 30_000
@@ -95,6 +95,7 @@ def scenes(folder: Path, n: int, size: int, first: int = FIRST, degraded: bool =
 def score(folder: Path, gt: dict, out: Path, overrides: dict, lcfg: LabelConfig, device: str) -> dict:
     overrides = dict(overrides)
     labeler.SURE = overrides.pop("_sure", SURE)  # the empty-box check's detector score (0: off)
+    labeler.EXCLUSIVE = overrides.pop("_exclusive", EXCLUSIVE)  # other instances' cores as background
     cfg = build_config("toy-flat", {**method_overrides(overrides), "device": device}, photos=True)
     before = projection_seconds(lcfg)
     t = time.perf_counter()
@@ -138,6 +139,9 @@ def main() -> None:
                  ("ours, refine guided", {}, replace(base, refine="guided")),
                  ("ours, refine vote", {}, replace(base, refine="vote")),
                  ("ours, refine grabcut without the empty-box check", {"_sure": 0.0}, base),
+                 ("ours, refine grabcut, other instances' cores as background", {"_exclusive": True}, base),
+                 ("ours, refine grabcut, other instances' cores as background, no empty-box check",
+                  {"_exclusive": True, "_sure": 0.0}, base),
                  ("ours, the samples' join (b32.conv1 at 8), refine none", variants_only, replace(base, refine="none")),
                  ("ours, the samples' join (b32.conv1 at 8), refine grabcut", variants_only, base)]
     ablations += [(f"ours, empty-box check at score {t}", {"_sure": t}, base) for t in (0.3, 0.4, 0.6, 0.7)]

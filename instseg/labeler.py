@@ -75,6 +75,7 @@ def label_images(specs: list[str], cfg: RunConfig, lcfg: LabelConfig, out: Path,
 
 
 SURE = 0.5  # a detector score that keeps a box the photo's GrabCut finds empty (tuning scenes: false boxes read 0.3-0.5)
+EXCLUSIVE = False  # seeded GrabCut: the other instances' cores are definite background
 Object = tuple[np.ndarray, str, float, float, np.ndarray]  # mask at the photo's size, label, det score, mask conf, box
 
 
@@ -90,7 +91,12 @@ def _refined(cfg: RunConfig, refine: str, rgb: np.ndarray, fit: Fit, instances: 
         objects = [o for o in objects if o[2] >= SURE or photo.grabcut(rgb, o[4]).sum() >= max(cfg.min_area, 1)]
         if not objects:
             return []
-        masks = [photo.seeded_grabcut(rgb, m, box, cfg.clip_margin) for m, _, _, _, box in objects]
+        others: list[np.ndarray | None] = [None] * len(objects)
+        if EXCLUSIVE and len(objects) > 1:  # another instance's sure pixels are background to this one
+            cores = [photo.mask_core(m, box) for m, _, _, _, box in objects]
+            others = [np.logical_or.reduce([c for j, c in enumerate(cores) if j != i]) for i in range(len(objects))]
+        masks = [photo.seeded_grabcut(rgb, m, box, cfg.clip_margin, others=o)
+                 for (m, _, _, _, box), o in zip(objects, others)]
     elif refine == "vote":
         x = photo_tensor(rgb)
         masks = [photo.cluster_vote(x, m, box, cfg.box_k or cfg.k, cfg.box_margin) for m, _, _, _, box in objects]

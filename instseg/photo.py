@@ -41,12 +41,21 @@ def grabcut_masks(photo: np.ndarray, boxes: np.ndarray) -> list[np.ndarray]:
     return [grabcut(photo, b) for b in boxes]
 
 
+def mask_core(mask: np.ndarray, box: np.ndarray, core: float = 0.15) -> np.ndarray:
+    """The mask eroded by `core` of its box's shorter side: the pixels it is sure of. mask [H, W] bool."""
+    import cv2
+
+    side = max(1, int(round(core * min(box[2] - box[0], box[3] - box[1]))))
+    return cv2.erode(mask.astype(np.uint8), np.ones((2 * side + 1, 2 * side + 1), np.uint8)).astype(bool)
+
+
 def seeded_grabcut(photo: np.ndarray, mask: np.ndarray, box: np.ndarray, margin: float, iters: int = 3,
-                   core: float = 0.15) -> np.ndarray:
+                   core: float = 0.15, others: np.ndarray | None = None) -> np.ndarray:
     """GrabCut seeded from a mask instead of a rectangle: the mask's core is definite object, the crop
     outside the box grown by `margin` definite background, the rest probable as the mask says; the
     colour models and the photo's edges then move the boundary. photo [H, W, 3] uint8, mask [H, W] bool.
-    `core`: the mask eroded by this share of the box's shorter side is definite (0: nothing is)."""
+    `core`: the mask eroded by this share of the box's shorter side is definite (0: nothing is).
+    `others` [H, W] bool: pixels that are definitely another object's (so background here)."""
     import cv2
 
     H, W = mask.shape
@@ -57,8 +66,9 @@ def seeded_grabcut(photo: np.ndarray, mask: np.ndarray, box: np.ndarray, margin:
     gx0, gy0, gx1, gy1 = box_crop(box, margin, (H, W))  # outside this: background (masks are cut to it)
     init = np.where(m, cv2.GC_PR_FGD, cv2.GC_PR_BGD).astype(np.uint8)
     if core > 0:
-        side = max(1, int(round(core * min(box[2] - box[0], box[3] - box[1]))))
-        init[cv2.erode(m.astype(np.uint8), np.ones((2 * side + 1, 2 * side + 1), np.uint8)).astype(bool)] = cv2.GC_FGD
+        init[mask_core(m, box, core)] = cv2.GC_FGD
+    if others is not None:
+        init[others[y0:y1, x0:x1] & (init != cv2.GC_FGD)] = cv2.GC_BGD
     outside = np.ones_like(m)
     outside[gy0 - y0:gy1 - y0, gx0 - x0:gx1 - x0] = False
     init[outside] = cv2.GC_BGD
