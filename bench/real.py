@@ -32,7 +32,7 @@ from instseg.config import build_config  # noqa: E402
 from instseg.evaluate import evaluate  # noqa: E402
 from instseg import labeler  # noqa: E402
 from instseg.config import LabelConfig  # noqa: E402
-from instseg.labeler import EXCLUSIVE, SURE, label_images  # noqa: E402
+from instseg.labeler import AGREE, EXCLUSIVE, SURE, label_images  # noqa: E402
 from instseg.toy.render import CLASSES, render_seed  # noqa: E402
 
 FIRST = EVAL_SEEDS + 30_000
@@ -96,6 +96,7 @@ def score(folder: Path, gt: dict, out: Path, overrides: dict, lcfg: LabelConfig,
     overrides = dict(overrides)
     labeler.SURE = overrides.pop("_sure", SURE)  # the empty-box check's detector score (0: off)
     labeler.EXCLUSIVE = overrides.pop("_exclusive", EXCLUSIVE)  # other instances' cores as background
+    labeler.AGREE = overrides.pop("_agree", AGREE)  # GrabCut's mask kept only this close to the variants' one
     cfg = build_config("toy-flat", {**method_overrides(overrides), "device": device}, photos=True)
     before = projection_seconds(lcfg)
     t = time.perf_counter()
@@ -144,6 +145,8 @@ def main() -> None:
                   {"_exclusive": True, "_sure": 0.0}, base),
                  ("ours, the samples' join (b32.conv1 at 8), refine none", variants_only, replace(base, refine="none")),
                  ("ours, the samples' join (b32.conv1 at 8), refine grabcut", variants_only, base)]
+    ablations += [(f"ours, GrabCut kept at IoU {t} with the variants' mask{', no empty-box check' if not s else ''}",
+                   {"_agree": t, "_sure": s}, base) for t in (0.5, 0.7) for s in (SURE, 0.0)]
     ablations += [(f"ours, empty-box check at score {t}", {"_sure": t}, base) for t in (0.3, 0.4, 0.6, 0.7)]
     ablations += [(f"ours, join image at weight {w}", {"join_weight": w}, base) for w in (2, 4, 8, 32, 64)]
     ablations += [(f"ours, steps {s}", {}, replace(base, steps=s)) for s in (300, 600)]

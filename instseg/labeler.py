@@ -75,7 +75,12 @@ def label_images(specs: list[str], cfg: RunConfig, lcfg: LabelConfig, out: Path,
 
 
 SURE = 0.5  # a detector score that keeps a box the photo's GrabCut finds empty (tuning scenes: false boxes read 0.3-0.5)
-EXCLUSIVE = False  # seeded GrabCut: the other instances' cores are definite background
+# Two variants of the GrabCut refinement, off: measured on tuning scenes (BENCHMARKS.md real-images-*-tuning-*),
+# neither helped. AGREE keeps GrabCut's mask only at this IoU with the variants' one or more (0.7: degraded
+# scenes 0.809 / 0.432 mIoU / mask AP against 0.803 / 0.417, 128 px 0.932 / 0.829 against 0.939 / 0.847);
+# EXCLUSIVE makes the other instances' cores definite background (no change in either).
+AGREE = 0.0
+EXCLUSIVE = False
 Object = tuple[np.ndarray, str, float, float, np.ndarray]  # mask at the photo's size, label, det score, mask conf, box
 
 
@@ -97,6 +102,8 @@ def _refined(cfg: RunConfig, refine: str, rgb: np.ndarray, fit: Fit, instances: 
             others = [np.logical_or.reduce([c for j, c in enumerate(cores) if j != i]) for i in range(len(objects))]
         masks = [photo.seeded_grabcut(rgb, m, box, cfg.clip_margin, others=o)
                  for (m, _, _, _, box), o in zip(objects, others)]
+        if AGREE:  # GrabCut that moved a mask this far is not trusted: the mask stays as the variants drew it
+            masks = [g if _iou(g, o[0]) >= AGREE else o[0] for g, o in zip(masks, objects)]
     elif refine == "vote":
         x = photo_tensor(rgb)
         masks = [photo.cluster_vote(x, m, box, cfg.box_k or cfg.k, cfg.box_margin) for m, _, _, _, box in objects]
@@ -106,6 +113,11 @@ def _refined(cfg: RunConfig, refine: str, rgb: np.ndarray, fit: Fit, instances: 
     kept, order = photo.merge(masks, [det * conf for _, _, det, conf, _ in objects],
                               np.stack([o[4] for o in objects]), cfg.clip_margin, cfg.nms_iou, cfg.min_area)
     return [(m, *objects[i][1:]) for m, i in zip(kept, order)]
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    union = np.logical_or(a, b).sum()
+    return float(np.logical_and(a, b).sum() / union) if union else 1.0
 
 
 def _photo_baseline(cfg: RunConfig, rgb: np.ndarray, fit: Fit, det) -> list[Object]:
