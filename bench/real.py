@@ -131,23 +131,25 @@ def main() -> None:
     head = ["| setting | mIoU | IoU fg | trimap mIoU | mask AP | AP50 | instances | PSNR dB | s/img |",
             "|---|" + "---:|" * 8]
     base = LabelConfig()
-    methods = [("ours (defaults: join the photo's pixels, refine grabcut)", {}, base),
+    gc = replace(base, refine="grabcut")  # the GrabCut refinement whatever the photo's size (auto: from 2x the frame)
+    methods = [("ours (defaults: join the photo's pixels, refine auto)", {}, base),
                ("GrabCut on the photo, same boxes", {"method": "grabcut"}, base),
                ("k-means RGB on the photo, same boxes", {"method": "kmeans-rgb"}, base),
                ("k-means on the projected latent's activations", {"method": "activations"}, base)]
     variants_only = {"join_features": "b32.conv1", "join_weight": 8}  # the samples' settings (toy-flat preset)
-    ablations = [("ours, refine none", {}, replace(base, refine="none")),
+    ablations = [("ours, refine grabcut", {}, gc),
+                 ("ours, refine none", {}, replace(base, refine="none")),
                  ("ours, refine guided", {}, replace(base, refine="guided")),
                  ("ours, refine vote", {}, replace(base, refine="vote")),
-                 ("ours, refine grabcut without the empty-box check", {"_sure": 0.0}, base),
-                 ("ours, refine grabcut, other instances' cores as background", {"_exclusive": True}, base),
+                 ("ours, refine grabcut without the empty-box check", {"_sure": 0.0}, gc),
+                 ("ours, refine grabcut, other instances' cores as background", {"_exclusive": True}, gc),
                  ("ours, refine grabcut, other instances' cores as background, no empty-box check",
-                  {"_exclusive": True, "_sure": 0.0}, base),
+                  {"_exclusive": True, "_sure": 0.0}, gc),
                  ("ours, the samples' join (b32.conv1 at 8), refine none", variants_only, replace(base, refine="none")),
-                 ("ours, the samples' join (b32.conv1 at 8), refine grabcut", variants_only, base)]
+                 ("ours, the samples' join (b32.conv1 at 8), refine grabcut", variants_only, gc)]
     ablations += [(f"ours, GrabCut kept at IoU {t} with the variants' mask{', no empty-box check' if not s else ''}",
-                   {"_agree": t, "_sure": s}, base) for t in (0.5, 0.7) for s in (SURE, 0.0)]
-    ablations += [(f"ours, empty-box check at score {t}", {"_sure": t}, base) for t in (0.3, 0.4, 0.6, 0.7)]
+                   {"_agree": t, "_sure": s}, gc) for t in (0.5, 0.7) for s in (SURE, 0.0)]
+    ablations += [(f"ours, refine grabcut, empty-box check at score {t}", {"_sure": t}, gc) for t in (0.3, 0.4, 0.6, 0.7)]
     ablations += [(f"ours, join image at weight {w}", {"join_weight": w}, base) for w in (2, 4, 8, 32, 64)]
     ablations += [(f"ours, steps {s}", {}, replace(base, steps=s)) for s in (300, 600)]
     ablations += [("ours, loss multiscale", {}, replace(base, loss="multiscale")),

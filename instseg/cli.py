@@ -404,7 +404,7 @@ def _export_yolo(run_dir: Path, out: Path) -> Path:
               help="Move each mask to the photo's own edges, at its own size: GrabCut seeded from the mask (its core "
                    "object, outside its box background; a box GrabCut finds empty needs a sure detection), the "
                    "photo's colour clusters the mask mostly covers (vote), a guided filter with the photo as guide, "
-                   "or none.")
+                   "or none; auto: grabcut for a photo at least twice the generator's size, else none.")
 @click.option("--copy", is_flag=True, help="Copy the images into DIR/images (default: hard links where possible).")
 @click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False), default=None, metavar="FILE",
               help="YAML mapping of RunConfig fields over the preset's.")

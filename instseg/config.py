@@ -320,7 +320,7 @@ class LabelConfig:
     copy: bool = False  # copy the user's files into images/ (default: hard links where possible)
     prior: float = 0.0  # weight of the P_N prior (Zhu et al. 2020) on the codes; 0: none
     starts: int = 1  # starts per image (w_avg, then the truncation centres that fit it best); the best is kept
-    refine: str = "grabcut"  # none | grabcut | guided: our masks refined with the photo's own evidence, at its size
+    refine: str = "auto"  # auto | none | grabcut | vote | guided: our masks refined with the photo's own evidence, at its size
 
     def __post_init__(self) -> None:
         from .photo import REFINEMENTS

@@ -89,6 +89,8 @@ def _refined(cfg: RunConfig, refine: str, rgb: np.ndarray, fit: Fit, instances: 
     photo's own edges and the set merged again (cut to its boxes, mask-NMS, disjoint)."""
     objects = [(fit.to_image(torch.from_numpy(inst.mask)), inst.label, inst.det_score, inst.mask_confidence,
                 np.asarray(fit.box_to_image(inst.box))) for inst in instances]
+    if refine == "auto":
+        refine = photo.auto_refinement(rgb.shape[:2], fit.size)
     if refine == "none" or not objects:
         return objects
     if refine == "grabcut":

@@ -12,7 +12,15 @@ from .baselines import grabcut  # noqa: F401  (photo.grabcut: GrabCut from a box
 from .features import resize, work_size
 from .instances import box_crop, clip_to_boxes, merge_instances
 
-REFINEMENTS = ("none", "grabcut", "vote", "guided")
+REFINEMENTS = ("auto", "none", "grabcut", "vote", "guided")
+AUTO_SCALE = 2  # auto: GrabCut for a photo at least this many times the generator's frame, else none
+
+
+def auto_refinement(photo_hw: tuple[int, int], frame: int) -> str:
+    """`--refine auto`: GrabCut where the photo is larger than the generator's frame (the masks, made in the
+    frame, need the photo's edges), none at the frame's own size (there GrabCut and its empty-box check cost
+    more than they give on noisy photos; tuning scenes, BENCHMARKS.md real-images-cpu-*-tuning-*)."""
+    return "grabcut" if max(photo_hw) >= AUTO_SCALE * frame else "none"
 
 
 def kmeans_rgb_masks(photo: Tensor, boxes: np.ndarray, k: int, work_res: int, margin: float, rule: str,

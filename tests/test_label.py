@@ -281,3 +281,10 @@ def test_a_labelled_folder_says_the_images_are_the_users_photos(tmp_path, monkey
     assert _invoke(["report", "o", "--out", page]).exit_code == 0
     html = page.read_text()
     assert "your photos" in html and "PSNR" in html
+
+
+def test_auto_refinement_uses_grabcut_only_above_the_generator_size():
+    from instseg.photo import auto_refinement
+
+    assert auto_refinement((32, 32), 32) == "none" and auto_refinement((48, 40), 32) == "none"
+    assert auto_refinement((64, 20), 32) == "grabcut" and auto_refinement((128, 128), 32) == "grabcut"
