@@ -46,7 +46,7 @@ def main() -> None:
         rows.append(f"| {b} | {t:.3f} | {b / t:.2f} |")
         print(rows[-1], flush=True)
     body = (f"{what}, {params:.1f}M parameters), "
-            "random weights, synthesis only, const noise, float32, best of "
+            f"random weights, synthesis only, {'const noise, ' if args.family == 'f' else ''}float32, best of "
             f"{args.repeat} after a warm-up.\n\n" + "\n".join(rows))
     name = f"generator-{device.type}" + ("" if args.family == "f" else f"-{args.family}")
     write_section(name, f"Generator throughput ({device.type}{'' if args.family == 'f' else ', ' + args.family})", body,
