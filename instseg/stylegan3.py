@@ -234,8 +234,8 @@ def fourier_grid(size: int, rate: float) -> Tensor:
 
 
 def input_transform(t: Tensor, user: Tensor) -> Tensor:
-    """The Fourier input's transform from the affine of w[0], t [B, 4] = (cos-ish, sin-ish, tx, ty): the rotation
-    (t[:2] normalised) after the translation by -t[2:], after the stored user transform [3, 3]: [B, 3, 3]."""
+    """The Fourier input's transform from the affine of w[0], t [B, 4], all of it divided by |t[:2]|: the rotation
+    (cos, sin) = t[:2] after the translation by -t[2:], after the stored user transform [3, 3]: [B, 3, 3]."""
     t = t / t[:, :2].norm(dim=1, keepdim=True)
     B = t.shape[0]
     rot = torch.eye(3, device=t.device, dtype=t.dtype).repeat(B, 1, 1)
