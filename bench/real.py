@@ -132,12 +132,15 @@ def main() -> None:
             "|---|" + "---:|" * 8]
     base = LabelConfig()
     gc = replace(base, refine="grabcut")  # the GrabCut refinement whatever the photo's size (auto: from 2x the frame)
-    methods = [("ours (defaults: join the photo's pixels, refine auto)", {}, base),
+    methods = [("ours (defaults: join the photo's pixels, cluster at the photo's size, error scale 0.2, refine auto)",
+                {}, base),
                ("GrabCut on the photo, same boxes", {"method": "grabcut"}, base),
                ("k-means RGB on the photo, same boxes", {"method": "kmeans-rgb"}, base),
                ("k-means on the projected latent's activations", {"method": "activations"}, base)]
     variants_only = {"join_features": "b32.conv1", "join_weight": 8}  # the samples' settings (toy-flat preset)
-    ablations = [("ours, refine grabcut", {}, gc),
+    ablations = [("ours, cluster at frame (masks mapped up)", {}, replace(base, cluster_at="frame")),
+                 ("ours, cluster at frame, refine none", {}, replace(base, cluster_at="frame", refine="none")),
+                 ("ours, refine grabcut", {}, gc),
                  ("ours, refine none", {}, replace(base, refine="none")),
                  ("ours, refine guided", {}, replace(base, refine="guided")),
                  ("ours, refine vote", {}, replace(base, refine="vote")),
@@ -151,6 +154,7 @@ def main() -> None:
                    {"_agree": t, "_sure": s}, gc) for t in (0.5, 0.7) for s in (SURE, 0.0)]
     ablations += [(f"ours, refine grabcut, empty-box check at score {t}", {"_sure": t}, gc) for t in (0.3, 0.4, 0.6, 0.7)]
     ablations += [(f"ours, join image at weight {w}", {"join_weight": w}, base) for w in (2, 4, 8, 32, 64)]
+    ablations += [(f"ours, error scale {e}", {}, replace(base, error_scale=e)) for e in (0, 0.1, 0.4)]
     ablations += [(f"ours, steps {s}", {}, replace(base, steps=s)) for s in (300, 600)]
     ablations += [("ours, loss multiscale", {}, replace(base, loss="multiscale")),
                   ("ours, space w (one w for all layers)", {}, replace(base, space="w")),

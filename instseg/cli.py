@@ -399,6 +399,14 @@ def _export_yolo(run_dir: Path, out: Path) -> Path:
 @click.option("--project-batch", type=click.IntRange(1, 4096), default=C.label_default("batch"), show_default=True,
               metavar="B",
               help="Images projected together.")
+@click.option("--cluster-at", type=click.Choice(C.CLUSTER_AT), default=C.label_default("cluster_at"),
+              show_default=True,
+              help="Cluster each box crop at the photo's own pixels (up to 4 times the generator's size and 1024 px; "
+                   "the variants are upsampled to them), or in the generator's frame (masks mapped up to the photo).")
+@click.option("--error-scale", type=FiniteFloat(0, 10), default=C.label_default("error_scale"), show_default=True,
+              metavar="E",
+              help="Where the projection misses the photo, its variants count less: their weight at a pixel is "
+                   "exp(-(e/E)^2), e the reconstruction's RGB error there (images in [-1, 1]); 0: the same everywhere.")
 @click.option("--refine", type=click.Choice(C.label_choices("refine")), default=C.label_default("refine"),
               show_default=True,
               help="Move each mask to the photo's own edges, at its own size: GrabCut seeded from the mask (its core "
@@ -422,7 +430,7 @@ def _export_yolo(run_dir: Path, out: Path) -> Path:
 @_run_option("--method", "variants: ours; or a single-image baseline.", type=click.Choice(C.METHODS))
 @_run_option("--device", "Where to compute: auto, cpu, cuda or cuda:N.", metavar="DEV")
 def label(images: tuple[str, ...], gan: str, out: str, fit: str, steps: int, lr: float, loss: str, space: str,
-          prior: float, starts: int, min_psnr: float, refine: str,
+          prior: float, starts: int, min_psnr: float, cluster_at: str, error_scale: float, refine: str,
           project_batch: int, copy: bool, config_file: str | None, sets: tuple[str, ...], mix_from: str | None,
           **flags: Any) -> None:
     """Label real IMAGES (files, folders or globs): project each into the generator's W+, then segment it by
@@ -437,7 +445,8 @@ def label(images: tuple[str, ...], gan: str, out: str, fit: str, steps: int, lr:
     cfg = C.build_config(gan, overrides, C.load_config_file(config_file) if config_file else None, C.parse_set(sets),
                          photos=True)
     lcfg = C.LabelConfig(fit=fit, steps=steps, lr=lr, loss=loss, space=space, min_psnr=min_psnr, batch=project_batch,
-                         copy=copy, refine=refine, prior=prior, starts=starts)
+                         copy=copy, cluster_at=cluster_at, error_scale=error_scale, refine=refine, prior=prior,
+                         starts=starts)
     bars: list[Any] = []
 
     def on_image(key: int, skipped: bool) -> None:

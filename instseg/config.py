@@ -21,6 +21,7 @@ MASK_SCORES = ("margin", "margin_inside")
 METHODS = ("variants", "grabcut", "kmeans-rgb", "activations")
 FITS = ("crop", "pad", "resize")  # how `label` puts an image into the generator's square frame
 PROJECTION_LOSSES = ("pixel", "multiscale")
+CLUSTER_AT = ("photo", "frame")  # where `label` clusters a photo's box crops: at its own pixels, or in the frame
 PROJECTION_SPACES = ("w+", "w", "pivot")
 
 
@@ -320,11 +321,15 @@ class LabelConfig:
     copy: bool = False  # copy the user's files into images/ (default: hard links where possible)
     prior: float = 0.0  # weight of the P_N prior (Zhu et al. 2020) on the codes; 0: none
     starts: int = 1  # starts per image (w_avg, then the truncation centres that fit it best); the best is kept
+    cluster_at: str = "photo"  # photo: box crops clustered at the photo's pixels (up to 4x the frame, 1024 px); frame: in it
+    error_scale: float = 0.2  # the variants' weight at a pixel: exp(-(e / this)^2), e its reconstruction error; 0: 1
     refine: str = "auto"  # auto | none | grabcut | vote | guided: our masks refined with the photo's own evidence, at its size
 
     def __post_init__(self) -> None:
         from .photo import REFINEMENTS
 
+        if self.cluster_at not in CLUSTER_AT:
+            raise UserError(f"--cluster-at must be one of {', '.join(CLUSTER_AT)}, got {self.cluster_at!r}")
         if self.refine not in REFINEMENTS:
             raise UserError(f"--refine must be one of {', '.join(REFINEMENTS)}, got {self.refine!r}")
         if self.fit not in FITS:
@@ -334,6 +339,8 @@ class LabelConfig:
                             f"{', '.join(PROJECTION_SPACES)}")
         if not (0 <= self.prior <= 100 and math.isfinite(self.prior) and 1 <= self.starts <= 64):
             raise UserError("--prior must lie in 0..100 and --starts in 1..64")
+        if not (0 <= self.error_scale <= 10 and math.isfinite(self.error_scale)):
+            raise UserError("--error-scale must lie in 0..10")
         if not (1 <= self.steps <= 100_000 and 0 < self.lr <= 10 and 1 <= self.batch <= 4096):
             raise UserError("--steps must lie in 1..100000, --lr in (0, 10] and --project-batch in 1..4096")
 
@@ -342,7 +349,7 @@ def label_choices(name: str) -> tuple[str, ...]:
     """The values a LabelConfig choice field takes."""
     from .photo import REFINEMENTS
 
-    return {"refine": REFINEMENTS, "fit": FITS, "loss": PROJECTION_LOSSES, "space": PROJECTION_SPACES}[name]
+    return {"refine": REFINEMENTS, "cluster_at": CLUSTER_AT, "fit": FITS, "loss": PROJECTION_LOSSES, "space": PROJECTION_SPACES}[name]
 
 
 def label_default(name: str) -> Any:

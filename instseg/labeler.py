@@ -10,10 +10,13 @@ from typing import Callable
 
 import numpy as np
 import torch
+from detectors import Detections
+from torch import Tensor
 
 from . import coco, photo
 from .config import LabelConfig, RunConfig
 from .errors import UserError
+from .features import resize
 from .generator import to_uint8
 from .identity import config_id, differences
 from .project import PNStats, pn_stats, project
@@ -84,13 +87,14 @@ EXCLUSIVE = False
 Object = tuple[np.ndarray, str, float, float, np.ndarray]  # mask at the photo's size, label, det score, mask conf, box
 
 
-def _refined(cfg: RunConfig, refine: str, rgb: np.ndarray, fit: Fit, instances: list) -> list[Object]:
+def _refined(cfg: RunConfig, refine: str, rgb: np.ndarray, fit: Fit, instances: list, frame: int) -> list[Object]:
     """Our instances mapped to the photo's pixels; with `refine` (photo.REFINEMENTS), each mask moved to the
-    photo's own edges and the set merged again (cut to its boxes, mask-NMS, disjoint)."""
+    photo's own edges and the set merged again (cut to its boxes, mask-NMS, disjoint). `frame`: the
+    generator's size (auto's rule reads it)."""
     objects = [(fit.to_image(torch.from_numpy(inst.mask)), inst.label, inst.det_score, inst.mask_confidence,
                 np.asarray(fit.box_to_image(inst.box))) for inst in instances]
     if refine == "auto":
-        refine = photo.auto_refinement(rgb.shape[:2], fit.size)
+        refine = photo.auto_refinement(rgb.shape[:2], frame)
     if refine == "none" or not objects:
         return objects
     if refine == "grabcut":
@@ -110,7 +114,7 @@ def _refined(cfg: RunConfig, refine: str, rgb: np.ndarray, fit: Fit, instances: 
         x = photo_tensor(rgb)
         masks = [photo.cluster_vote(x, m, box, cfg.box_k or cfg.k, cfg.box_margin) for m, _, _, _, box in objects]
     else:  # guided, its radius the photo's pixels per frame pixel
-        radius = max(1, round(max(rgb.shape[:2]) / fit.size))
+        radius = max(1, round(max(rgb.shape[:2]) / fit.size))  # fit.size: the frame the masks were made in
         masks = [photo.guided_refine(rgb, m.astype(np.float32), radius) for m, _, _, _, _ in objects]
     kept, order = photo.merge(masks, [det * conf for _, _, det, conf, _ in objects],
                               np.stack([o[4] for o in objects]), cfg.clip_margin, cfg.nms_iou, cfg.min_area)
@@ -155,14 +159,42 @@ def photo_provenance(gan: ResolvedGan, gan_sha: str, lcfg: LabelConfig) -> tuple
         "images": "the user's own photos, not the generator's: their licence is their owner's",
         "masks_licence": lic.name, "masks_licence_url": lic.url,
         "real_images": (f"projected into the generator's {lcfg.space.upper()} ({lcfg.steps} steps, {lcfg.loss} loss, "
-                        f"fit {lcfg.fit}), masks refined on the photo: {lcfg.refine}; images below {lcfg.min_psnr} dB "
-                        "PSNR are marked low_fidelity"),
+                        f"fit {lcfg.fit}), box crops clustered at the {lcfg.cluster_at}'s pixels (error scale "
+                        f"{lcfg.error_scale}), masks refined on the photo: {lcfg.refine}; images below "
+                        f"{lcfg.min_psnr} dB PSNR are marked low_fidelity"),
     })
     if not lic.commercial:
         info["licence_note"] = ("The masks were made with a generator under a non-commercial licence: they, and "
                                 "models trained on them, may carry that restriction; read the licence before any "
                                 "commercial use.")
     return PHOTOS_LICENCE, info
+
+
+def _segment(pipeline: Pipeline, items: list[tuple[int, Path, np.ndarray]], fits: list[Fit],
+             ws: Tensor, targets: Tensor, found: list, at_photo_size: bool,
+             trust: Tensor | None) -> tuple[list, list[Fit], list[Tensor]]:
+    """Each photo segmented in the generator's frame, or (`at_photo_size`) in a frame of the photo's own
+    pixels up to photo.MAX_SCALE times the generator's, the variants upsampled to it: photos of one scale
+    go together. Returns the results, the fits their masks map back with, and the images they segmented."""
+    size, n = pipeline.G.cfg.resolution, len(items)
+    scales = [photo.cluster_scale(f.window_side, size) if at_photo_size else 1 for f in fits]
+    results: list = [None] * n
+    out_fits, shown = list(fits), list(targets)
+    for scale in sorted(set(scales)):
+        idx = [j for j in range(n) if scales[j] == scale]
+        if scale == 1:
+            images, boxes = targets[idx], [found[j] for j in idx]
+        else:
+            for j in idx:
+                out_fits[j] = Fit(fits[j].mode, fits[j].height, fits[j].width, size * scale)
+            images = torch.stack([out_fits[j].to_frame(items[j][2]) for j in idx]).to(targets.device)
+            boxes = [None if found[j] is None else Detections(np.asarray(found[j].boxes) * scale, found[j].scores,
+                                                              found[j].labels) for j in idx]
+        done = pipeline.segment([items[j][0] for j in idx], ws[idx], images, found=boxes, scale=scale,
+                                trust=None if trust is None else trust[idx])
+        for j, r, im in zip(idx, done, images):
+            results[j], shown[j] = r, im
+    return results, out_fits, shown
 
 
 def _label_chunk(pipeline: Pipeline, lcfg: LabelConfig, rd: RunDir, cid: str, items: list[tuple[int, Path, np.ndarray]],
@@ -174,17 +206,21 @@ def _label_chunk(pipeline: Pipeline, lcfg: LabelConfig, rd: RunDir, cid: str, it
     with torch.enable_grad():
         proj = project(G, targets, lcfg.steps, lcfg.lr, lcfg.loss, lcfg.space, prior_weight=lcfg.prior,
                        starts=lcfg.starts, prior=prior)
-    results = pipeline.segment([key for key, _, _ in items], proj.ws, targets)
+    found = pipeline.detect(targets) if pipeline.detector is not None else [None] * len(items)
     at_photo = pipeline.detector is not None and pipeline.cfg.method in ("grabcut", "kmeans-rgb")
-    found = pipeline.detect(targets) if at_photo else [None] * len(items)
-    for j, ((key, path, rgb), fit, seg) in enumerate(zip(items, fits, results)):
+    trust = None
+    if lcfg.error_scale > 0:  # where the projection misses the photo, its variants count less
+        trust = torch.exp(-((proj.images - targets).norm(dim=1, keepdim=True) / lcfg.error_scale) ** 2)
+    results, seg_fits, shown = _segment(pipeline, items, fits, proj.ws, targets, found,
+                                        lcfg.cluster_at == "photo" and not at_photo, trust)
+    for j, ((key, path, rgb), fit, seg) in enumerate(zip(items, seg_fits, results)):
         iid = image_id(key)
         if pipeline.detector is None:
             masks = [] if seg.foreground is None else [fit.to_image(torch.from_numpy(seg.foreground))]
             anns = [coco.annotation(m, iid, 1, seg.fg_confidence) for m in masks if m.any()]
         else:
-            objects = (_photo_baseline(pipeline.cfg, rgb, fit, found[j]) if at_photo
-                       else _refined(pipeline.cfg, lcfg.refine, rgb, fit, seg.instances))
+            objects = (_photo_baseline(pipeline.cfg, rgb, fits[j], found[j]) if at_photo
+                       else _refined(pipeline.cfg, lcfg.refine, rgb, fit, seg.instances, size))
             anns = [coco.annotation(m, iid, categories.index(label) + 1, det * conf, det_score=det,
                                     det_box=[float(v) for v in box], mask_confidence=conf)
                     for m, label, det, conf, box in objects if m.any()]
@@ -196,9 +232,8 @@ def _label_chunk(pipeline: Pipeline, lcfg: LabelConfig, rd: RunDir, cid: str, it
                                  low_fidelity=psnr < lcfg.min_psnr)
         if psnr < lcfg.min_psnr:
             log.warning("%s reconstructs at %.1f dB PSNR (below %.1f): marked low_fidelity", path, psnr, lcfg.min_psnr)
-        shown = torch.nn.functional.interpolate(targets[j:j + 1], size=seg.preview.shape[1:3], mode="bilinear",
-                                                align_corners=False)
-        preview = np.concatenate([to_uint8(shown)[0], *seg.preview], axis=1)  # the image, then variants
+        image = resize(shown[j][None].float(), seg.preview.shape[1:3])
+        preview = np.concatenate([to_uint8(image)[0], *seg.preview], axis=1)  # the image, then variants
         rd.write_record(key, entry, seg.label_map, preview, anns, cid)
         if not rd.settings_recorded:
             rd.record_settings(seg.settings)

@@ -16,6 +16,16 @@ REFINEMENTS = ("auto", "none", "grabcut", "vote", "guided")
 AUTO_SCALE = 2  # auto: GrabCut for a photo at least this many times the generator's frame, else none
 
 
+MAX_SCALE = 4  # cluster_at photo: a frame of at most this many times the generator's size,
+MAX_SIDE = 1024  # and at most this many pixels across (memory: whole frames and masks are held per chunk)
+
+
+def cluster_scale(window_side: int, frame: int) -> int:
+    """cluster_at photo: the photo's frame is this many times the generator's (whole times, not above the
+    photo's own pixels, at most MAX_SCALE and MAX_SIDE)."""
+    return max(1, min(MAX_SCALE, window_side // frame, MAX_SIDE // frame))
+
+
 def auto_refinement(photo_hw: tuple[int, int], frame: int) -> str:
     """`--refine auto`: GrabCut where the photo is larger than the generator's frame (the masks, made in the
     frame, need the photo's edges), none at the frame's own size (there GrabCut and its empty-box check cost

@@ -4,14 +4,14 @@ The local loop (`runner`) and Ray actors (`distributed`) both call it on the sam
 does not depend on how many workers ran."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
 from detectors import Detections, Detector, DetectorError, check_classes, load_detector
 from torch import Tensor
 
-from .config import RunConfig
+from .config import BOUNDS, RunConfig
 from .errors import UserError
 from .generator import Generator, to_uint8
 from .sampling import set_truncation_centres, source_latents, synthesis_rows, synthesize
@@ -206,19 +206,26 @@ class Pipeline:
 
     @torch.no_grad()
     def segment(self, keys: list[int], ws: Tensor, images: Tensor | None = None,
-                classes: list[int] | None = None) -> list[ImageResult]:
+                classes: list[int] | None = None, found: list[Detections | None] | None = None,
+                scale: int = 1, trust: Tensor | None = None) -> list[ImageResult]:
         """Images from ws [B, num_ws, w_dim] (or given `images`, for real photos), detected and segmented;
         `keys` name each image's random streams (its seed); `classes`: each image's class index, for a
-        class-conditional generator (its variants keep it, and a detector keeps boxes of it only)."""
+        class-conditional generator (its variants keep it, and a detector keeps boxes of it only).
+        `found`: boxes already detected (in `images`' pixels). `scale`: the given images are this many times
+        the generator's size, and are clustered at it (the variants upsampled to them; work_res x scale).
+        `trust` [B, 1, h, w]: per-pixel weight of the variants beside a joined image (segment.joined_features)."""
         clock = Stopwatch(self.timings, self.device)
         if images is None:
             images = synthesize(self.G, ws, self.rows)
         clock.lap("source")
-        found = self.detect(images, None if classes is None else [self.cond.names[c] for c in classes])
+        if found is None:
+            found = self.detect(images, None if classes is None else [self.cond.names[c] for c in classes])
         clock.lap("detect")
         boxes = Boxes.of(found, tuple(images.shape[-2:]), self.cfg.box_margin)
-        chunk = Chunk(keys, ws, images, boxes, self.rows, self.padded, classes)
-        seg = segment_chunk(self.G, self.cfg, chunk, clock)
+        chunk = Chunk(keys, ws, images, boxes, self.rows, self.padded, classes, trust)
+        top = int(BOUNDS["work_res"][1])
+        cfg = self.cfg if scale == 1 else replace(self.cfg, work_res=min(self.cfg.work_res * scale, top))
+        seg = segment_chunk(self.G, cfg, chunk, clock)
         out = seg.to_host()
         clock.lap("host")
         return out

@@ -28,6 +28,7 @@ class Projection:
     ws: Tensor  # [B, num_ws, w_dim] the fitted W+ latents
     psnr: Tensor  # [B] reconstruction PSNR in dB (images in [-1, 1], peak-to-peak 2)
     loss: Tensor  # [B] the final reconstruction loss
+    images: Tensor  # [B, C, H, W] the reconstructions G(ws)
 
 
 @dataclass(frozen=True)
@@ -164,7 +165,7 @@ def project(G: Generator, targets: Tensor, steps: int = 300, lr: float = 0.05, l
             best = torch.minimum(rec, best)
     with torch.no_grad():
         img = G.synthesis(best_ws, noise_mode="const")[0]
-        return Projection(best_ws.contiguous(), psnr(img, targets), image_loss(img, targets, loss))
+        return Projection(best_ws.contiguous(), psnr(img, targets), image_loss(img, targets, loss), img)
 
 
 @torch.no_grad()

@@ -118,6 +118,11 @@ class Fit:
         side = min(h, w)
         return (h - side) // 2, (w - side) // 2, side, side
 
+    @property
+    def window_side(self) -> int:
+        """The image pixels across the frame: the longer side (pad, resize) or the shorter (crop)."""
+        return max(self.height, self.width) if self.mode != "crop" else min(self.height, self.width)
+
     def to_frame(self, rgb: np.ndarray) -> Tensor:
         """[H, W, 3] uint8 -> [3, size, size] in [-1, 1]."""
         x = photo_tensor(rgb)[None]

@@ -114,6 +114,7 @@ class Chunk:
     rows: int  # rows per synthesis call
     padded: bool | None  # the batched k-means (default: on GPUs)
     classes: list[int] | None = None  # each image's class, for a class-conditional generator
+    trust: Tensor | None = None  # [B, 1, h, w] in [0, 1]: per-pixel weight of the variants beside joined pixels
 
     @property
     def hw(self) -> tuple[int, int]:
@@ -126,31 +127,38 @@ def _unit_spread(x: Tensor) -> Tensor:
 
 
 def joined_features(stack: Tensor, normalize: str, joined: Tensor | None, weight: float = 1.0,
-                    join_normalize: str = "standardize") -> Tensor:
+                    join_normalize: str = "standardize", trust: Tensor | None = None) -> Tensor:
     """Pixel features of a stack [N, C, h, w], with `joined` [1, C', h, w] appended (the source's
     activations, standardised per pixel; an image's own pixels raw, so brightness counts); each part is
     scaled to the same spread over the region's pixels, then the joined part's squared distances are
-    multiplied by `weight`."""
+    multiplied by `weight`. `trust` [1, 1, h, w] in [0, 1] scales the stack's part per pixel (a photo's
+    pixels that its projection misses lean on the joined part)."""
     x = pixel_features(stack, normalize)
     if joined is None:
         return x
-    return torch.cat([_unit_spread(x), _unit_spread(pixel_features(joined, join_normalize)) * weight ** 0.5], 1)
+    x = _unit_spread(x)
+    if trust is not None:
+        x = x * trust.reshape(-1, 1)
+    return torch.cat([x, _unit_spread(pixel_features(joined, join_normalize)) * weight ** 0.5], 1)
 
 
 def cluster_regions(stacks: list[list[Tensor]], k: int, iters: int, tol: float, normalize: str,
                     keys: list[tuple[int, int]], joined: list[Tensor | None] | None = None,
                     padded: bool | None = None, join_weight: float = 1.0,
-                    join_normalize: str = "standardize") -> list[tuple[Tensor, Tensor]]:
+                    join_normalize: str = "standardize",
+                    trust: list[Tensor | None] | None = None) -> list[tuple[Tensor, Tensor]]:
     """stacks[set][repeat] = [N, C, h, w] -> per set (labels [h, w], margin [h, w]).
 
     Every set and repeat goes into one batched k-means; repeats are merged by a per-pixel majority
     vote. keys[set] = (image key, region): the k-means seed comes from (key, region, repeat).
-    `joined[set]`, when given, is appended to every repeat's features (`joined_features`, with `join_weight`)."""
+    `joined[set]`, when given, is appended to every repeat's features (`joined_features`, with `join_weight`
+    and the per-pixel `trust[set]`)."""
     if not stacks:
         return []
     joined = joined or [None] * len(stacks)
-    feats = [[joined_features(st, normalize, j, join_weight, join_normalize) for st in reps]
-             for reps, j in zip(stacks, joined)]
+    trust = trust or [None] * len(stacks)
+    feats = [[joined_features(st, normalize, j, join_weight, join_normalize, t) for st in reps]
+             for reps, j, t in zip(stacks, joined, trust)]
     flat = [x for reps in feats for x in reps]
     seeds = [kmeans_seed(key, region, r) for (key, region), reps in zip(keys, feats) for r in range(len(reps))]
     done: list[tuple[Tensor, Tensor] | None] = [None] * len(flat)
@@ -248,11 +256,15 @@ def _variants_method(G: Generator, chunk: Chunk, cfg: RunConfig, clock: Stopwatc
     per_image = [[[stacks[b * repeats + r][j] for r in range(repeats)] for j in range(len(regions[b]))]
                  for b in range(B)]
     joined: list[list[Tensor | None]] = [[None] * len(r) for r in regions]
+    trust: list[list[Tensor | None]] = [[None] * len(r) for r in regions]
     if cfg.method == "variants" and len(chunk.boxes):
         if cfg.join_features == "image":  # the image's own pixels
             for b in range(B):
                 joined[b][1:] = [resize(crop_region(chunk.images[b:b + 1].float(), reg), hw)
                                  for reg, hw in regions[b][1:]]
+                if chunk.trust is not None:
+                    trust[b][1:] = [resize(crop_region(chunk.trust[b:b + 1].float(), reg), hw)
+                                    for reg, hw in regions[b][1:]]
         elif cfg.join_features != "none":  # the source's activations, box crops only
             src = variant_stacks(G, chunk.ws, cfg.join_features, [r[1:] for r in regions], chunk.rows)
             for b in range(B):
@@ -268,12 +280,12 @@ def _variants_method(G: Generator, chunk: Chunk, cfg: RunConfig, clock: Stopwatc
         done = cluster_regions(whole_sets + [per_image[b][j] for b, j in box_sets], cfg.k, iters, tol, norm,
                                whole_keys + [(chunk.keys[b], j) for b, j in box_sets],
                                [None] * B + [joined[b][j] for b, j in box_sets], chunk.padded, cfg.join_weight,
-                               join_norm)
+                               join_norm, [None] * B + [trust[b][j] for b, j in box_sets])
     else:  # a box crop holds one object and its surroundings: it may want fewer clusters than the whole image
         done = cluster_regions(whole_sets, cfg.k, iters, tol, norm, whole_keys, padded=chunk.padded)
         done += cluster_regions([per_image[b][j] for b, j in box_sets], box_k, iters, tol, norm,
                                 [(chunk.keys[b], j) for b, j in box_sets], [joined[b][j] for b, j in box_sets],
-                                chunk.padded, cfg.join_weight, join_norm)
+                                chunk.padded, cfg.join_weight, join_norm, [trust[b][j] for b, j in box_sets])
     labels = torch.stack([lab for lab, _ in done[:B]])
     conf = torch.stack([c for _, c in done[:B]])
     fg = FOREGROUND_RULES[cfg.foreground](labels, cfg.k)

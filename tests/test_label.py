@@ -288,3 +288,59 @@ def test_auto_refinement_uses_grabcut_only_above_the_generator_size():
 
     assert auto_refinement((32, 32), 32) == "none" and auto_refinement((48, 40), 32) == "none"
     assert auto_refinement((64, 20), 32) == "grabcut" and auto_refinement((128, 128), 32) == "grabcut"
+
+
+def test_cluster_scale_follows_the_photos_pixels_up_to_four_frames_and_1024_px():
+    from instseg.photo import cluster_scale
+
+    assert [cluster_scale(s, 32) for s in (20, 32, 63, 64, 100, 128, 4000)] == [1, 1, 1, 2, 3, 4, 4]
+    assert cluster_scale(4000, 256) == 4 and cluster_scale(4000, 512) == 2 and cluster_scale(4000, 1024) == 1
+
+
+def _exact_ious(out, size, seeds):
+    """Each exact instance's best IoU among the labelled masks of its scene."""
+    from pycocotools import mask as mask_util
+
+    from instseg.toy.render import render_seed
+
+    data = json.loads((out / "annotations.json").read_text())
+    ious = []
+    for im in data["images"]:
+        _, inst, _ = render_seed(seeds[im["id"] - 1], size, "flat")
+        preds = [mask_util.decode(a["segmentation"]).astype(bool) for a in data["annotations"]
+                 if a["image_id"] == im["id"]]
+        for j in range(1, inst.max() + 1):
+            t = inst == j
+            ious.append(max([(t & p).sum() / (t | p).sum() for p in preds] or [0.0]))
+    return np.array(ious)
+
+
+def test_a_photo_above_the_frame_is_clustered_at_its_own_pixels(tmp_path):
+    """A 128 px photo and the 32 px generator: box crops are clustered at the photo's pixels (parts are
+    128 px, work_res x 4), and the masks fit the exact ones better than masks made in the frame and mapped up."""
+    seeds = [3_300_800, 3_300_801, 3_300_802]
+    folder = _scenes(tmp_path / "imgs", seeds=seeds, size=128)
+    for at in ("photo", "frame"):
+        r = _label([folder], tmp_path / at, "--cluster-at", at, "--refine", "none")
+        assert r.exit_code == 0, r.output
+    parts = {at: Image.open(next((tmp_path / at / "parts").iterdir())).size for at in ("photo", "frame")}
+    assert parts == {"photo": (128, 128), "frame": (32, 32)}
+    photo, frame = _exact_ious(tmp_path / "photo", 128, seeds), _exact_ious(tmp_path / "frame", 128, seeds)
+    assert photo.mean() > frame.mean() and photo.mean() > 0.85, (photo, frame)
+    run = json.loads((tmp_path / "photo" / "run.json").read_text())
+    assert run["config"]["label"]["cluster_at"] == "photo"
+
+
+def test_pixels_the_projection_misses_lean_on_the_photo():
+    """trust 0 at a pixel removes the variants' part of its features, 1 keeps it, the photo's part stays."""
+    from instseg.segment import joined_features
+
+    g = torch.Generator().manual_seed(0)
+    stack, photo = torch.randn(8, 3, 4, 5, generator=g), torch.rand(1, 3, 4, 5, generator=g)
+    trust = torch.ones(1, 1, 4, 5)
+    trust[..., 0, :] = 0  # the first row: the projection missed it
+    full, leaned = joined_features(stack, "standardize", photo, 16, "raw"), \
+        joined_features(stack, "standardize", photo, 16, "raw", trust)
+    variants = slice(0, 24)
+    assert torch.equal(leaned[:5, variants], torch.zeros(5, 24)) and torch.allclose(leaned[5:], full[5:])
+    assert torch.allclose(leaned[:, 24:], full[:, 24:])
