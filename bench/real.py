@@ -157,11 +157,13 @@ def main() -> None:
     ablations += [(f"ours, error scale {e}", {}, replace(base, error_scale=e)) for e in (0, 0.1, 0.4)]
     ablations += [(f"ours, steps {s}", {}, replace(base, steps=s)) for s in (300, 600)]
     ablations += [("ours, loss multiscale", {}, replace(base, loss="multiscale")),
+                  ("ours, loss random-cnn (a fixed random CNN's features)", {}, replace(base, loss="random-cnn")),
                   ("ours, space w (one w for all layers)", {}, replace(base, space="w")),
                   ("ours, space pivot (W, then W+ offsets)", {}, replace(base, space="pivot")),
                   ("ours, P_N prior 1e-4", {}, replace(base, prior=1e-4)),
                   ("ours, P_N prior 1e-3", {}, replace(base, prior=1e-3)),
-                  ("ours, 2 starts", {}, replace(base, starts=2))]
+                  ("ours, 2 starts", {}, replace(base, starts=2)),
+                  ("ours, PTI 100 steps (a copy of G tuned to each photo)", {}, replace(base, tune=100))]
     ablations += [(f"ours, mix_from {m}", {"mix_from": m}, base) for m in ((2,), (3,), (5, 6))]
     if args.only:
         ablations = [a for a in ablations if any(t in a[0] for t in args.only)]

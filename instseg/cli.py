@@ -383,7 +383,8 @@ def _export_yolo(run_dir: Path, out: Path) -> Path:
 @click.option("--lr", type=FiniteFloat(1e-6, 10), default=C.label_default("lr"), show_default=True, metavar="LR",
               help="Projection learning rate.")
 @click.option("--loss", type=click.Choice(C.PROJECTION_LOSSES), default=C.label_default("loss"), show_default=True,
-              help="Projection loss: pixel MSE, or that plus L1 at 1/2 and 1/4 scale.")
+              help="Projection loss: pixel MSE; or that plus L1 at 1/2 and 1/4 scale (multiscale); or plus the distance "
+                   "of a fixed random CNN's features (random-cnn, a perceptual loss with no download).")
 @click.option("--space", type=click.Choice(C.PROJECTION_SPACES), default=C.label_default("space"), show_default=True,
               help="Projection space: a w per layer (W+), one w shared by all layers (W), or a W pivot first, then "
                    "per-layer offsets from it under an L2 penalty.")
@@ -407,6 +408,10 @@ def _export_yolo(run_dir: Path, out: Path) -> Path:
               metavar="E",
               help="Where the projection misses the photo, its variants count less: their weight at a pixel is "
                    "exp(-(e/E)^2), e the reconstruction's RGB error there (images in [-1, 1]); 0: the same everywhere.")
+@click.option("--tune-generator", "tune", type=click.IntRange(0, 10_000), default=C.label_default("tune"),
+              show_default=True, metavar="STEPS",
+              help="Pivotal tuning (PTI): tune a copy of the generator to each photo for STEPS steps and draw its "
+                   "variants from that copy (slower; the card says so; the generator file is unchanged). 0: off.")
 @click.option("--refine", type=click.Choice(C.label_choices("refine")), default=C.label_default("refine"),
               show_default=True,
               help="Move each mask to the photo's own edges, at its own size: GrabCut seeded from the mask (its core "
@@ -430,7 +435,7 @@ def _export_yolo(run_dir: Path, out: Path) -> Path:
 @_run_option("--method", "variants: ours; or a single-image baseline.", type=click.Choice(C.METHODS))
 @_run_option("--device", "Where to compute: auto, cpu, cuda or cuda:N.", metavar="DEV")
 def label(images: tuple[str, ...], gan: str, out: str, fit: str, steps: int, lr: float, loss: str, space: str,
-          prior: float, starts: int, min_psnr: float, cluster_at: str, error_scale: float, refine: str,
+          prior: float, starts: int, min_psnr: float, cluster_at: str, error_scale: float, tune: int, refine: str,
           project_batch: int, copy: bool, config_file: str | None, sets: tuple[str, ...], mix_from: str | None,
           **flags: Any) -> None:
     """Label real IMAGES (files, folders or globs): project each into the generator's W+, then segment it by
@@ -445,7 +450,7 @@ def label(images: tuple[str, ...], gan: str, out: str, fit: str, steps: int, lr:
     cfg = C.build_config(gan, overrides, C.load_config_file(config_file) if config_file else None, C.parse_set(sets),
                          photos=True)
     lcfg = C.LabelConfig(fit=fit, steps=steps, lr=lr, loss=loss, space=space, min_psnr=min_psnr, batch=project_batch,
-                         copy=copy, cluster_at=cluster_at, error_scale=error_scale, refine=refine, prior=prior,
+                         copy=copy, cluster_at=cluster_at, error_scale=error_scale, tune=tune, refine=refine, prior=prior,
                          starts=starts)
     bars: list[Any] = []
 

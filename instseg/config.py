@@ -20,7 +20,7 @@ INSTANCE_RULES = ("combined", "inside", "border", "center")
 MASK_SCORES = ("margin", "margin_inside")
 METHODS = ("variants", "grabcut", "kmeans-rgb", "activations")
 FITS = ("crop", "pad", "resize")  # how `label` puts an image into the generator's square frame
-PROJECTION_LOSSES = ("pixel", "multiscale")
+PROJECTION_LOSSES = ("pixel", "multiscale", "random-cnn")
 CLUSTER_AT = ("photo", "frame")  # where `label` clusters a photo's box crops: at its own pixels, or in the frame
 PROJECTION_SPACES = ("w+", "w", "pivot")
 
@@ -323,6 +323,7 @@ class LabelConfig:
     starts: int = 1  # starts per image (w_avg, then the truncation centres that fit it best); the best is kept
     cluster_at: str = "photo"  # photo: box crops clustered at the photo's pixels (up to 4x the frame, 1024 px); frame: in it
     error_scale: float = 0.2  # the variants' weight at a pixel: exp(-(e / this)^2), e its reconstruction error; 0: 1
+    tune: int = 0  # pivotal tuning (PTI) steps: a copy of G tuned to each photo draws its variants; 0: off
     refine: str = "auto"  # auto | none | grabcut | vote | guided: our masks refined with the photo's own evidence, at its size
 
     def __post_init__(self) -> None:
@@ -339,6 +340,8 @@ class LabelConfig:
                             f"{', '.join(PROJECTION_SPACES)}")
         if not (0 <= self.prior <= 100 and math.isfinite(self.prior) and 1 <= self.starts <= 64):
             raise UserError("--prior must lie in 0..100 and --starts in 1..64")
+        if not 0 <= self.tune <= 10_000:
+            raise UserError("--tune-generator must lie in 0..10000 steps")
         if not (0 <= self.error_scale <= 10 and math.isfinite(self.error_scale)):
             raise UserError("--error-scale must lie in 0..10")
         if not (1 <= self.steps <= 100_000 and 0 < self.lr <= 10 and 1 <= self.batch <= 4096):

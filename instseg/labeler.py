@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Callable
 
@@ -19,7 +19,7 @@ from .errors import UserError
 from .features import resize
 from .generator import to_uint8
 from .identity import config_id, differences
-from .project import PNStats, pn_stats, project
+from .project import PNStats, image_loss, pn_stats, project, psnr as psnr_db, tune_generator
 from .real import Fit, collect, file_digest, photo_tensor, place, read_rgb, stored_name
 from .rundir import IMAGES, RunDir, image_id
 from .pipeline import Pipeline, pick_device
@@ -89,12 +89,20 @@ Object = tuple[np.ndarray, str, float, float, np.ndarray]  # mask at the photo's
 
 def _refined(cfg: RunConfig, refine: str, rgb: np.ndarray, fit: Fit, instances: list, frame: int) -> list[Object]:
     """Our instances mapped to the photo's pixels; with `refine` (photo.REFINEMENTS), each mask moved to the
-    photo's own edges and the set merged again (cut to its boxes, mask-NMS, disjoint). `frame`: the
-    generator's size (auto's rule reads it)."""
+    photo's own edges and the set merged again (refine_objects). `frame`: the generator's size (auto's rule
+    reads it)."""
     objects = [(fit.to_image(torch.from_numpy(inst.mask)), inst.label, inst.det_score, inst.mask_confidence,
                 np.asarray(fit.box_to_image(inst.box))) for inst in instances]
     if refine == "auto":
         refine = photo.auto_refinement(rgb.shape[:2], frame)
+    # guided: its radius the photo's pixels per frame pixel (fit.size: the frame the masks were made in)
+    return refine_objects(cfg, refine, rgb, objects, max(1, round(max(rgb.shape[:2]) / fit.size)))
+
+
+def refine_objects(cfg: RunConfig, refine: str, rgb: np.ndarray, objects: list[Object], radius: int = 1) -> list[Object]:
+    """One image's objects with each mask moved to the image's own edges (`refine`: none | grabcut | vote |
+    guided, the guided filter's `radius` in pixels), then merged again (cut to their boxes, mask-NMS,
+    disjoint). rgb [H, W, 3] uint8, masks at its size."""
     if refine == "none" or not objects:
         return objects
     if refine == "grabcut":
@@ -113,8 +121,7 @@ def _refined(cfg: RunConfig, refine: str, rgb: np.ndarray, fit: Fit, instances: 
     elif refine == "vote":
         x = photo_tensor(rgb)
         masks = [photo.cluster_vote(x, m, box, cfg.box_k or cfg.k, cfg.box_margin) for m, _, _, _, box in objects]
-    else:  # guided, its radius the photo's pixels per frame pixel
-        radius = max(1, round(max(rgb.shape[:2]) / fit.size))  # fit.size: the frame the masks were made in
+    else:  # guided
         masks = [photo.guided_refine(rgb, m.astype(np.float32), radius) for m, _, _, _, _ in objects]
     kept, order = photo.merge(masks, [det * conf for _, _, det, conf, _ in objects],
                               np.stack([o[4] for o in objects]), cfg.clip_margin, cfg.nms_iou, cfg.min_area)
@@ -159,7 +166,7 @@ def photo_provenance(gan: ResolvedGan, gan_sha: str, lcfg: LabelConfig) -> tuple
         "images": "the user's own photos, not the generator's: their licence is their owner's",
         "masks_licence": lic.name, "masks_licence_url": lic.url,
         "real_images": (f"projected into the generator's {lcfg.space.upper()} ({lcfg.steps} steps, {lcfg.loss} loss, "
-                        f"fit {lcfg.fit}), box crops clustered at the {lcfg.cluster_at}'s pixels (error scale "
+                        f"fit {lcfg.fit}){_tuned(lcfg)}, box crops clustered at the {lcfg.cluster_at}'s pixels (error scale "
                         f"{lcfg.error_scale}), masks refined on the photo: {lcfg.refine}; images below "
                         f"{lcfg.min_psnr} dB PSNR are marked low_fidelity"),
     })
@@ -170,18 +177,25 @@ def photo_provenance(gan: ResolvedGan, gan_sha: str, lcfg: LabelConfig) -> tuple
     return PHOTOS_LICENCE, info
 
 
+def _tuned(lcfg: LabelConfig) -> str:
+    return (f", then a copy of the generator tuned to each photo ({lcfg.tune} steps of pivotal tuning, PTI; the "
+            "generator file is unchanged)") if lcfg.tune else ""
+
+
 def _segment(pipeline: Pipeline, items: list[tuple[int, Path, np.ndarray]], fits: list[Fit],
              ws: Tensor, targets: Tensor, found: list, at_photo_size: bool,
-             trust: Tensor | None) -> tuple[list, list[Fit], list[Tensor]]:
+             trust: Tensor | None, generators: list | None = None) -> tuple[list, list[Fit], list[Tensor]]:
     """Each photo segmented in the generator's frame, or (`at_photo_size`) in a frame of the photo's own
     pixels up to photo.MAX_SCALE times the generator's, the variants upsampled to it: photos of one scale
-    go together. Returns the results, the fits their masks map back with, and the images they segmented."""
+    go together (one by one with `generators`, a tuned copy per photo). Returns the results, the fits their
+    masks map back with, and the images they segmented."""
     size, n = pipeline.G.cfg.resolution, len(items)
     scales = [photo.cluster_scale(f.window_side, size) if at_photo_size else 1 for f in fits]
     results: list = [None] * n
     out_fits, shown = list(fits), list(targets)
-    for scale in sorted(set(scales)):
-        idx = [j for j in range(n) if scales[j] == scale]
+    groups = [[j] for j in range(n)] if generators else [[j for j in range(n) if scales[j] == s] for s in sorted(set(scales))]
+    for idx in groups:
+        scale = scales[idx[0]]
         if scale == 1:
             images, boxes = targets[idx], [found[j] for j in idx]
         else:
@@ -191,7 +205,8 @@ def _segment(pipeline: Pipeline, items: list[tuple[int, Path, np.ndarray]], fits
             boxes = [None if found[j] is None else Detections(np.asarray(found[j].boxes) * scale, found[j].scores,
                                                               found[j].labels) for j in idx]
         done = pipeline.segment([items[j][0] for j in idx], ws[idx], images, found=boxes, scale=scale,
-                                trust=None if trust is None else trust[idx])
+                                trust=None if trust is None else trust[idx],
+                                generator=generators[idx[0]] if generators else None)
         for j, r, im in zip(idx, done, images):
             results[j], shown[j] = r, im
     return results, out_fits, shown
@@ -206,13 +221,20 @@ def _label_chunk(pipeline: Pipeline, lcfg: LabelConfig, rd: RunDir, cid: str, it
     with torch.enable_grad():
         proj = project(G, targets, lcfg.steps, lcfg.lr, lcfg.loss, lcfg.space, prior_weight=lcfg.prior,
                        starts=lcfg.starts, prior=prior)
+        generators = None
+        if lcfg.tune:  # PTI: a copy of G per photo, tuned to reconstruct it; its variants segment the photo
+            generators = [tune_generator(G, targets[j:j + 1], proj.ws[j:j + 1], lcfg.tune, seed=key)
+                          for j, (key, _, _) in enumerate(items)]
+            with torch.no_grad():
+                rec = torch.cat([g.synthesis(proj.ws[j:j + 1], noise_mode="const")[0] for j, g in enumerate(generators)])
+            proj = replace(proj, images=rec, psnr=psnr_db(rec, targets), loss=image_loss(rec, targets, lcfg.loss))
     found = pipeline.detect(targets) if pipeline.detector is not None else [None] * len(items)
     at_photo = pipeline.detector is not None and pipeline.cfg.method in ("grabcut", "kmeans-rgb")
     trust = None
     if lcfg.error_scale > 0:  # where the projection misses the photo, its variants count less
         trust = torch.exp(-((proj.images - targets).norm(dim=1, keepdim=True) / lcfg.error_scale) ** 2)
     results, seg_fits, shown = _segment(pipeline, items, fits, proj.ws, targets, found,
-                                        lcfg.cluster_at == "photo" and not at_photo, trust)
+                                        lcfg.cluster_at == "photo" and not at_photo, trust, generators)
     for j, ((key, path, rgb), fit, seg) in enumerate(zip(items, seg_fits, results)):
         iid = image_id(key)
         if pipeline.detector is None:

@@ -207,16 +207,18 @@ class Pipeline:
     @torch.no_grad()
     def segment(self, keys: list[int], ws: Tensor, images: Tensor | None = None,
                 classes: list[int] | None = None, found: list[Detections | None] | None = None,
-                scale: int = 1, trust: Tensor | None = None) -> list[ImageResult]:
+                scale: int = 1, trust: Tensor | None = None, generator: Generator | None = None) -> list[ImageResult]:
         """Images from ws [B, num_ws, w_dim] (or given `images`, for real photos), detected and segmented;
         `keys` name each image's random streams (its seed); `classes`: each image's class index, for a
         class-conditional generator (its variants keep it, and a detector keeps boxes of it only).
         `found`: boxes already detected (in `images`' pixels). `scale`: the given images are this many times
         the generator's size, and are clustered at it (the variants upsampled to them; work_res x scale).
-        `trust` [B, 1, h, w]: per-pixel weight of the variants beside a joined image (segment.joined_features)."""
+        `trust` [B, 1, h, w]: per-pixel weight of the variants beside a joined image (segment.joined_features).
+        `generator`: draws the variants instead of the pipeline's own (a copy tuned to a photo, same layout)."""
         clock = Stopwatch(self.timings, self.device)
+        G = generator or self.G
         if images is None:
-            images = synthesize(self.G, ws, self.rows)
+            images = synthesize(G, ws, self.rows)
         clock.lap("source")
         if found is None:
             found = self.detect(images, None if classes is None else [self.cond.names[c] for c in classes])
@@ -225,7 +227,7 @@ class Pipeline:
         chunk = Chunk(keys, ws, images, boxes, self.rows, self.padded, classes, trust)
         top = int(BOUNDS["work_res"][1])
         cfg = self.cfg if scale == 1 else replace(self.cfg, work_res=min(self.cfg.work_res * scale, top))
-        seg = segment_chunk(self.G, cfg, chunk, clock)
+        seg = segment_chunk(G, cfg, chunk, clock)
         out = seg.to_host()
         clock.lap("host")
         return out

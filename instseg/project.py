@@ -7,6 +7,7 @@ in P_N space (Zhu et al. 2020: the mapping's last leaky ReLU undone, then whiten
 keeps the codes near the ones the generator draws; several starts keep each image's best."""
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 
@@ -21,6 +22,9 @@ from .generator import Generator
 PN_SAMPLES = 10_000  # mapped z's whose PCA whitens P_N space
 PN_SEED = 7_000_003  # their stream, used by nothing else
 NOISE_START, NOISE_RAMP = 0.05, 0.75  # StyleGAN2's projector: w noise of 0.05 x W's spread, ramped to 0 by 3/4
+PTI_LR = 3e-4  # pivotal tuning (Roich et al. 2021): Adam on the synthesis weights at their learning rate
+PTI_LOCALITY = 0.1  # their locality regulariser's weight ...
+PTI_RADIUS = 1.0  # ... at latents this far from the pivot, in W's spread (sqrt(w_dim) x _spread: a sample's distance)
 
 
 @dataclass
@@ -65,13 +69,42 @@ def pn_stats(G: Generator, samples: int = PN_SAMPLES, seed: int = PN_SEED) -> PN
     return PNStats(mean.float(), (vecs / vals.clamp_min(1e-8).sqrt()).float())
 
 
+RANDOM_CNN_SEED = 7_000_005  # the fixed random feature net's weights (Amir & Weiss 2021: random features
+RANDOM_CNN_WIDTHS = (16, 32, 64)  # compare images about as well as pretrained perceptual ones); no download
+_random_nets: dict = {}
+
+
+def random_features(x: Tensor) -> list[Tensor]:
+    """Features [B, c, h, w] of a fixed, randomly initialised CNN (3x3 convs, ReLU, 2x pooling between stages),
+    each unit-normalised over channels per pixel as LPIPS does. The same weights on every machine."""
+    key = (x.device, x.shape[1])
+    if key not in _random_nets:
+        gen = torch.Generator().manual_seed(RANDOM_CNN_SEED)
+        widths, convs = (x.shape[1], *RANDOM_CNN_WIDTHS), []
+        for cin, cout in zip(widths, widths[1:]):
+            w = torch.randn(cout, cin, 3, 3, generator=gen) * math.sqrt(2 / (cin * 9))  # He init
+            convs.append(w.to(x.device))
+        _random_nets[key] = convs
+    feats, h = [], x
+    for i, w in enumerate(_random_nets[key]):
+        if i:
+            h = F.avg_pool2d(h, 2) if min(h.shape[-2:]) >= 2 else h
+        h = F.relu(F.conv2d(h, w, padding=1))
+        feats.append(h * torch.rsqrt(h.square().sum(1, keepdim=True) + 1e-10))
+    return feats
+
+
 def image_loss(x: Tensor, y: Tensor, kind: str) -> Tensor:
-    """Per-image loss [B] between images [B, C, H, W]: pixel MSE, plus L1 at 1/2 and 1/4 scale for 'multiscale'."""
+    """Per-image loss [B] between images [B, C, H, W]: pixel MSE, plus L1 at 1/2 and 1/4 scale for 'multiscale',
+    or plus the squared distance of a fixed random CNN's normalised features for 'random-cnn'."""
     loss = (x - y).square().mean(dim=(1, 2, 3))
     if kind == "multiscale":
         for f in (2, 4):
             if min(x.shape[-2:]) >= 2 * f:
                 loss = loss + (F.avg_pool2d(x, f) - F.avg_pool2d(y, f)).abs().mean(dim=(1, 2, 3))
+    elif kind == "random-cnn":
+        for fx, fy in zip(random_features(x), random_features(y)):
+            loss = loss + (fx - fy).square().sum(1).mean(dim=(1, 2))
     return loss
 
 
@@ -166,6 +199,40 @@ def project(G: Generator, targets: Tensor, steps: int = 300, lr: float = 0.05, l
     with torch.no_grad():
         img = G.synthesis(best_ws, noise_mode="const")[0]
         return Projection(best_ws.contiguous(), psnr(img, targets), image_loss(img, targets, loss), img)
+
+
+def tune_generator(G: Generator, target: Tensor, ws: Tensor, steps: int, lr: float = PTI_LR,
+                   locality: float = PTI_LOCALITY, seed: int = 0) -> Generator:
+    """Pivotal tuning (PTI): a copy of G whose synthesis weights are tuned for `steps` so that the copy's
+    image of ws [1, num_ws, w_dim] reconstructs target [1, C, H, W] (pixel MSE). Each step, a latent at
+    PTI_RADIUS from the pivot (towards a fresh sample of W, stream `seed`) must keep G's own image there
+    (L2, weight `locality`), so the copy stays G away from this photo. G itself is never changed."""
+    tuned = copy.deepcopy(G).train(False)
+    tuned.requires_grad_(False)
+    params = [p for name, p in tuned.named_parameters() if not name.startswith("mapping_net.")]
+    for p in params:
+        p.requires_grad_(True)
+    opt = torch.optim.Adam(params, lr=lr)
+    gen = torch.Generator().manual_seed(seed)
+    pivot = ws.detach().float().mean(1)  # [1, w_dim]
+    radius = float(_spread(G)) * math.sqrt(pivot.shape[1]) * PTI_RADIUS
+    target = target.float()
+    for _ in range(steps):
+        opt.zero_grad(set_to_none=True)
+        loss = (tuned.synthesis(ws, noise_mode="const")[0] - target).square().mean()
+        if locality > 0:
+            z = torch.randn(1, G.z_dim, generator=gen).to(pivot.device)
+            c = F.one_hot(torch.randint(G.c_dim, (1,), generator=gen), G.c_dim).float().to(z.device) if G.c_dim else None
+            with torch.no_grad():
+                w_z = G.mapping_net(z, c=c)[:, 0]
+                step = w_z - pivot
+                w_r = (pivot + radius * step / step.norm().clamp_min(1e-8))[:, None].expand(1, G.num_ws, -1)
+                kept = G.synthesis(w_r, noise_mode="const")[0]
+            loss = loss + locality * (tuned.synthesis(w_r, noise_mode="const")[0] - kept).square().mean()
+        loss.backward()
+        opt.step()
+    tuned.requires_grad_(False)
+    return tuned
 
 
 @torch.no_grad()

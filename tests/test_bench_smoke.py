@@ -25,6 +25,10 @@ def test_accuracy_and_pipeline_benchmarks_smoke(tmp_path):
     for m in ("variants (ours)", "grabcut", "kmeans-rgb", "activations"):
         assert f"{m}, per instance" in rows
     assert sum(r.endswith("whole image fg/bg") for r in rows) == 4
+    md = _bench(["bench/accuracy.py", "ablations", "--seeds", "10000-10001", "--only", "refine"], tmp_path)
+    section = md[md.index("<!-- bench:ablations-refine -->"):]
+    rows = [line.split("|")[1].strip() for line in section.splitlines() if line.startswith("| ")][1:]
+    assert rows[0] == "shipped defaults" and sum("refine=grabcut" in r for r in rows) == 2, rows
     md = _bench(["bench/pipeline.py", "toy", "--images", "1"], tmp_path)
     assert "end to end" in md and "ratio end-to-end / variants" in md
 

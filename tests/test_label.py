@@ -214,6 +214,30 @@ def test_the_pn_prior_keeps_a_samples_projection_nearer_its_true_latent():
     assert stats.penalty(ws).mean() < 3 and stats.penalty(ws * 4).mean() > 4 * stats.penalty(ws).mean()
 
 
+def test_the_random_cnn_loss_is_fixed_and_adds_to_the_pixel_loss():
+    """The random CNN's weights are the same on every call (rebuilt from its seed); its term is zero for equal
+    images and adds to the pixel MSE otherwise. A projection with it still reconstructs the generator's own
+    samples."""
+    from instseg import project as P
+    from instseg.checkpoints import load_generator
+    from instseg.sampling import source_images
+    from instseg.zoo import resolve_gan
+
+    x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    P._random_nets.clear()
+    first = [f.clone() for f in P.random_features(x)]
+    P._random_nets.clear()
+    assert all(torch.equal(a, b) for a, b in zip(first, P.random_features(x)))
+    y = x.clone()
+    y[1, :, 8:16, 8:16] *= -1
+    extra = P.image_loss(x, y, "random-cnn") - P.image_loss(x, y, "pixel")
+    assert extra[0].item() == 0 and extra[1].item() > 0, extra
+
+    G = load_generator(resolve_gan("toy-flat").path)
+    images = source_images(G, [910_000, 910_001], 0.7, torch.device("cpu"), 2)
+    assert P.project(G, images, steps=150, loss="random-cnn").psnr.min() > 24
+
+
 def _step_photo(size=128, edge=70):
     """A photo with a vertical step edge at x = edge: dark object on the left, bright background right."""
     import numpy as np
@@ -281,6 +305,38 @@ def test_a_labelled_folder_says_the_images_are_the_users_photos(tmp_path, monkey
     assert _invoke(["report", "o", "--out", page]).exit_code == 0
     html = page.read_text()
     assert "your photos" in html and "PSNR" in html
+
+
+def test_pivotal_tuning_fits_a_copy_of_the_generator_and_leaves_the_file_alone():
+    """PTI: a copy tuned to a sample with a patch the generator did not draw reconstructs it better than G
+    does, G's weights are unchanged, and the copy still draws G's images for latents far from this one."""
+    from instseg.checkpoints import load_generator
+    from instseg.project import psnr, tune_generator
+    from instseg.sampling import source_latents
+    from instseg.zoo import resolve_gan
+
+    G = load_generator(resolve_gan("toy-flat").path)
+    ws = source_latents(G, [910_000], 0.7, torch.device("cpu"))
+    with torch.no_grad():
+        target = G.synthesis(ws, noise_mode="const")[0]
+    target[:, :, 8:20, 8:20] = target[:, :, 8:20, 8:20].flip(1)
+    before = {k: v.clone() for k, v in G.state_dict().items()}
+    tuned = tune_generator(G, target, ws, 60)
+    far = source_latents(G, [920_000, 920_001, 920_002], 1.0, torch.device("cpu"))
+    with torch.no_grad():
+        gain = psnr(tuned.synthesis(ws, noise_mode="const")[0], target) - psnr(G.synthesis(ws, noise_mode="const")[0], target)
+        drift = (tuned.synthesis(far, noise_mode="const")[0] - G.synthesis(far, noise_mode="const")[0]).square().mean()
+    assert gain.item() > 3 and drift.item() < 0.005, (gain, drift)
+    assert all(torch.equal(before[k], v) for k, v in G.state_dict().items())
+
+
+def test_label_with_pivotal_tuning_says_so_in_its_card(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    _scenes(tmp_path / "imgs", seeds=[3_300_401])
+    assert _label(["imgs"], "o", "--tune-generator", "5").exit_code == 0
+    data = json.loads((tmp_path / "o" / "annotations.json").read_text())
+    assert "pivotal tuning" in data["info"]["real_images"] and "pivotal tuning" in (tmp_path / "o" / "README.md").read_text()
+    assert data["annotations"], "the tuned copy's variants still give masks"
 
 
 def test_auto_refinement_uses_grabcut_only_above_the_generator_size():
