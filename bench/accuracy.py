@@ -256,8 +256,8 @@ def ablation_list(gan: str) -> list[tuple[str, dict]]:
         *[(f"join_features=image (the source's own pixels, raw), join_weight={w:g}",
            {"join_features": "image", "join_weight": w}) for w in (4.0, 8.0)],
         ("repeats=3 (vote)", {"repeats": 3}),
-        # what helps photos, on samples: each mask refined by GrabCut seeded from it (instseg label --refine
-        # grabcut), for ours and the strongest baseline alike (run with --only refine)
+        # what helps photos, on samples: each mask refined on the sample as `instseg label --refine` refines a
+        # photo's (GrabCut seeded from it, or the guided filter), for ours and the strongest baseline (--only refine)
         *[(f"refine={r} on the sample (as label refines photos)", {"_refine": r}) for r in ("grabcut", "guided")],
         *[(f"activations baseline, normalize=standardize, refine={r}",
            {"method": "activations", "normalize": "standardize", "_refine": r}) for r in ("none", "grabcut")],

@@ -19,7 +19,7 @@ from .errors import UserError
 from .features import resize
 from .generator import to_uint8
 from .identity import config_id, differences
-from .project import PNStats, image_loss, pn_stats, project, psnr as psnr_db, tune_generator
+from .project import PNStats, image_loss, pn_stats, project, psnr as psnr_db, tune_generator, w_spread_of
 from .real import Fit, collect, file_digest, photo_tensor, place, read_rgb, stored_name
 from .rundir import IMAGES, RunDir, image_id
 from .pipeline import Pipeline, pick_device
@@ -223,7 +223,8 @@ def _label_chunk(pipeline: Pipeline, lcfg: LabelConfig, rd: RunDir, cid: str, it
                        starts=lcfg.starts, prior=prior)
         generators = None
         if lcfg.tune:  # PTI: a copy of G per photo, tuned to reconstruct it; its variants segment the photo
-            generators = [tune_generator(G, targets[j:j + 1], proj.ws[j:j + 1], lcfg.tune, seed=key)
+            spread = float(w_spread_of(G))  # once per chunk, not per photo
+            generators = [tune_generator(G, targets[j:j + 1], proj.ws[j:j + 1], lcfg.tune, seed=key, spread=spread)
                           for j, (key, _, _) in enumerate(items)]
             with torch.no_grad():
                 rec = torch.cat([g.synthesis(proj.ws[j:j + 1], noise_mode="const")[0] for j, g in enumerate(generators)])

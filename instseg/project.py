@@ -24,7 +24,7 @@ PN_SEED = 7_000_003  # their stream, used by nothing else
 NOISE_START, NOISE_RAMP = 0.05, 0.75  # StyleGAN2's projector: w noise of 0.05 x W's spread, ramped to 0 by 3/4
 PTI_LR = 3e-4  # pivotal tuning (Roich et al. 2021): Adam on the synthesis weights at their learning rate
 PTI_LOCALITY = 0.1  # their locality regulariser's weight ...
-PTI_RADIUS = 1.0  # ... at latents this far from the pivot, in W's spread (sqrt(w_dim) x _spread: a sample's distance)
+PTI_RADIUS = 1.0  # ... at latents this far from the pivot, in W's spread (sqrt(w_dim) x w_spread_of: a sample's distance)
 
 
 @dataclass
@@ -184,7 +184,7 @@ def project(G: Generator, targets: Tensor, steps: int = 300, lr: float = 0.05, l
     if prior_weight > 0 and prior is None:
         prior = pn_stats(G)
     candidates = _starts(G, targets, starts, loss)  # [S, B, w_dim]
-    w_std = float(_spread(G))
+    w_std = float(w_spread_of(G))
     best_ws, best = None, None
     for start in candidates:
         ws = _fit(G, targets, start, steps, lr, loss, space, prior, prior_weight, offset_weight, w_std)
@@ -202,11 +202,12 @@ def project(G: Generator, targets: Tensor, steps: int = 300, lr: float = 0.05, l
 
 
 def tune_generator(G: Generator, target: Tensor, ws: Tensor, steps: int, lr: float = PTI_LR,
-                   locality: float = PTI_LOCALITY, seed: int = 0) -> Generator:
+                   locality: float = PTI_LOCALITY, seed: int = 0, spread: float | None = None) -> Generator:
     """Pivotal tuning (PTI): a copy of G whose synthesis weights are tuned for `steps` so that the copy's
     image of ws [1, num_ws, w_dim] reconstructs target [1, C, H, W] (pixel MSE). Each step, a latent at
     PTI_RADIUS from the pivot (towards a fresh sample of W, stream `seed`) must keep G's own image there
-    (L2, weight `locality`), so the copy stays G away from this photo. G itself is never changed."""
+    (L2, weight `locality`), so the copy stays G away from this photo. G itself is never changed.
+    `spread`: W's spread (`w_spread_of(G)`), computed here when not given (pass it when tuning many photos)."""
     tuned = copy.deepcopy(G).train(False)
     tuned.requires_grad_(False)
     params = [p for name, p in tuned.named_parameters() if not name.startswith("mapping_net.")]
@@ -215,7 +216,7 @@ def tune_generator(G: Generator, target: Tensor, ws: Tensor, steps: int, lr: flo
     opt = torch.optim.Adam(params, lr=lr)
     gen = torch.Generator().manual_seed(seed)
     pivot = ws.detach().float().mean(1)  # [1, w_dim]
-    radius = float(_spread(G)) * math.sqrt(pivot.shape[1]) * PTI_RADIUS
+    radius = (float(w_spread_of(G)) if spread is None else spread) * math.sqrt(pivot.shape[1]) * PTI_RADIUS
     target = target.float()
     for _ in range(steps):
         opt.zero_grad(set_to_none=True)
@@ -236,7 +237,7 @@ def tune_generator(G: Generator, target: Tensor, ws: Tensor, steps: int, lr: flo
 
 
 @torch.no_grad()
-def _spread(G: Generator, samples: int = 2000) -> Tensor:
+def w_spread_of(G: Generator, samples: int = 2000) -> Tensor:
     """W's spread: the root mean squared distance of mapped z's from w_avg."""
     z = torch.from_numpy(np.random.RandomState(PN_SEED + 1).randn(samples, G.z_dim)).float()
     w = G.mapping_net(z.to(G.mapping_net.w_avg.device))[:, 0]
