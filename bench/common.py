@@ -59,7 +59,10 @@ def shown_arg(arg: str) -> str:
 
 def write_section(name: str, title: str, body: str, device: torch.device) -> None:
     """Replace (or append) the section `name` of BENCHMARKS.md with a dated, reproducible table."""
-    cmd = "python " + " ".join([os.path.relpath(sys.argv[0], ROOT)] + [shown_arg(a) for a in sys.argv[1:]])
+    script = os.path.relpath(sys.argv[0], ROOT)
+    if script.startswith("bench" + os.sep) and script.endswith(".py"):  # benches run as modules: python -m bench.x
+        script = "-m bench." + Path(script).stem
+    cmd = "python " + " ".join([script] + [shown_arg(a) for a in sys.argv[1:]])
     stamp = datetime.date.today().isoformat()
     block = (f"<!-- bench:{name} -->\n## {title}\n\nCommand: `{cmd}`  \nMachine: {machine(device)}  \n"
              f"Date: {stamp}\n\n{body.strip()}\n<!-- /bench:{name} -->")

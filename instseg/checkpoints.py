@@ -102,6 +102,29 @@ def _rebuild_parameter(data: Tensor, requires_grad: bool, backward_hooks: Any, *
     return data
 
 
+DIRECT_ARRAY_BYTES = 1 << 20  # a pickle's own arrays arrive with their data; one built from a bare shape is tiny
+
+
+class _GuardedArray(np.ndarray):
+    """numpy.ndarray as a pickle may name it: a class for numpy's `_reconstruct` (whose data the pickle then
+    holds), or a constructor called on a bare shape, refused above DIRECT_ARRAY_BYTES (a few bytes of
+    pickle must not allocate gigabytes)."""
+
+    def __new__(cls, shape: Any = (), dtype: Any = float, *args: Any, **kw: Any) -> np.ndarray:
+        try:
+            dims = [int(shape)] if np.ndim(shape) == 0 else [int(d) for d in shape]
+            size = np.dtype(dtype).itemsize
+        except (TypeError, ValueError, OverflowError):
+            raise CheckpointError(f"refused to unpickle: an array of shape {short_repr(shape)}; {SUPPORTED}") from None
+        total = size
+        for d in dims:
+            total *= max(d, 0)
+        if total > DIRECT_ARRAY_BYTES:
+            raise CheckpointError(f"refused to unpickle: an empty array of {total} bytes is built from its shape "
+                                  f"alone; {SUPPORTED}")
+        return np.ndarray(tuple(dims), dtype, *args, **kw)
+
+
 def _numpy(name: str) -> Any:
     core = getattr(np, "_core", None) or np.core
     return getattr(core.multiarray, name)
@@ -120,7 +143,7 @@ _ALLOWED: dict[tuple[str, str], Any] = {
     ("torch._utils", "_rebuild_parameter_with_state"): _rebuild_parameter,
     ("torch.storage", "_load_from_bytes"): _load_storage_bytes,
     ("numpy", "dtype"): np.dtype,
-    ("numpy", "ndarray"): np.ndarray,
+    ("numpy", "ndarray"): _GuardedArray,
     ("_codecs", "encode"): codecs.encode,  # protocol-2 pickles (old TF files) store byte strings this way
 }
 for _mod in ("numpy.core.multiarray", "numpy._core.multiarray"):
@@ -182,9 +205,48 @@ def _build(cfg: GeneratorConfig | SG3Config, sd: dict[str, Tensor], source: str)
     for k, v in sd.items():
         if tuple(v.shape) != tuple(own[k].shape):
             raise CheckpointError(f"{source}: {k} has shape {tuple(v.shape)}, expected {tuple(own[k].shape)}")
+    check_tensors(sd, source)
     G = make_generator(cfg)
     G.load_state_dict({k: v.float() for k, v in sd.items()})
     return G
+
+
+FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
+def check_tensors(sd: dict[str, Tensor], source: str) -> None:
+    """Every tensor a loader accepts: a float dtype, its values stored (each element backed by its own bytes:
+    no stride-0 or overlapping views that materialise into more memory than the file holds) and finite.
+    What the tensors claim in all is counted against what their storages hold before anything is allocated."""
+    claimed, held, seen = 0, 0, set()
+    for k, v in sd.items():
+        if v.dtype not in FLOAT_DTYPES:
+            raise CheckpointError(f"{source}: {k} is {str(v.dtype).replace('torch.', '')}, not a float tensor")
+        n = v.numel() * v.element_size()
+        st = v.untyped_storage()
+        if v.numel() > 1 and not _dense(v) or v.storage_offset() * v.element_size() + n > st.nbytes():
+            raise CheckpointError(f"{source}: {k} is not backed by its own stored values (a strided or repeated "
+                                  "view); refused")
+        claimed += n
+        if st.data_ptr() not in seen:
+            seen.add(st.data_ptr())
+            held += st.nbytes()
+    if claimed > held:
+        raise CheckpointError(f"{source}: its tensors claim {claimed} bytes but store {held}; refused")
+    for k, v in sd.items():
+        if not bool(torch.isfinite(v).all()):
+            raise CheckpointError(f"{source}: {k} holds NaN or infinite values; refused")
+
+
+def _dense(v: Tensor) -> bool:
+    """Its elements occupy numel distinct, adjacent slots (contiguous in some order of the dimensions)."""
+    dims = sorted((st, sz) for st, sz in zip(v.stride(), v.shape) if sz > 1)
+    expect = 1
+    for st, sz in dims:
+        if st != expect:
+            return False
+        expect *= sz
+    return True
 
 
 def _t(a: Any) -> Tensor:
@@ -448,7 +510,7 @@ def detect_and_load(data: bytes, name: str = "checkpoint") -> tuple[Generator | 
             obj: Any = _torch_load(data)
         else:
             obj = _RestrictedUnpickler(io.BytesIO(data)).load()
-            if obj == _TORCH_LEGACY_MAGIC:
+            if type(obj) is int and obj == _TORCH_LEGACY_MAGIC:
                 obj = _torch_load(data)
     except CheckpointError:
         raise

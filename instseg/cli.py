@@ -352,7 +352,7 @@ def run(gan: str, out: str, num_images: int | None, seeds: tuple[int, ...] | Non
 
     try:
         path = run_pipeline(cfg, Path(out), on_seed, _tqdm_download(), ray=ray_address, workers=workers,
-                            shard=shard_at, shard_of=shard_of)
+                            shard=shard_at, shard_of=shard_of, per_class=per_class)
     finally:
         for b in bars:
             b.close()
@@ -621,7 +621,8 @@ def toy() -> None:
 @click.option("--size", type=click.IntRange(16, 1024), default=32, show_default=True, metavar="PX",
               help="Image size.")
 @click.option("--world", type=click.Choice(WORLDS), default="flat", show_default=True,
-              help="Renderer world: flat (upright, anti-aliased: toy-flat's) or classic (rotated, striped shapes; "
+              help="Renderer world: flat (upright, anti-aliased, flat colours: toy-flat's), textured (flat's layouts, "
+                   "photographed textures in one palette per scene: toy-textured's) or classic (rotated, striped shapes; "
                    "no shipped model).")
 @click.option("--yolo", is_flag=True, help="Also write the YOLO-seg layout to DIR/yolo.")
 def toy_render(out: str, seeds: tuple[int, ...], size: int, world: str, yolo: bool) -> None:
@@ -810,14 +811,16 @@ def toy_train_labels(gan: str, out: str, iters: int, world: str, device: str, th
               help="With --gan: how many of its samples (seeds 6000000 on, used by nothing else).")
 def toy_train_detector(out: str, scenes: int, epochs: int, imgsz: int, world: str, size: int, device: str,
                        gan: str | None, gan_samples: int) -> None:
-    """Train the toy YOLOv8n-seg from its yaml on rendered scenes; writes DIR/toy-flat-yolo.pt."""
+    """Train the toy YOLOv8n-seg from its yaml on rendered scenes; writes DIR/toy-WORLD-yolo.pt."""
     from .toy.train_detector import train
 
     if imgsz % 32:
         raise UserError(f"--imgsz must be a multiple of 32, got {imgsz}")
     if device not in ("cpu",) and not device.isdigit():
         raise UserError(f"--device {device!r}: use cpu or a CUDA index such as 0")
-    click.echo(f"wrote {train(Path(out), scenes, epochs, imgsz, size=size, device=device, world=world, gan=gan, gan_samples=gan_samples)}")
+    path = train(Path(out), scenes, epochs, imgsz, size=size, device=device, world=world, gan=gan,
+                 gan_samples=gan_samples)
+    click.echo(f"wrote {path}")
 
 
 if __name__ == "__main__":

@@ -105,8 +105,10 @@ class RunConfig:
             raise UserError("seeds repeat values; each seed is one image")
         if len(self.seeds) > MAX_SEEDS or min(self.seeds) < 0 or max(self.seeds) > MAX_SEED:
             raise UserError(f"seeds must be at most {MAX_SEEDS:,} values in 0..{MAX_SEED}")
-        if any(not n.strip() for n in self.class_names) or len(set(self.class_names)) != len(self.class_names):
-            raise UserError("--class-names must be distinct, non-empty names")
+        for name in ("classes", "class_names"):
+            v = getattr(self, name)
+            if any(not n.strip() for n in v) or len(set(v)) != len(v):
+                raise UserError(f"{_flag(name)} must be distinct, non-empty names, got {short(','.join(v))}")
         if not self.category.strip() or not self.gan or not self.device:
             raise UserError("category, --gan and --device must not be empty")
 
@@ -269,8 +271,8 @@ def _coerce(merged: dict[str, Any]) -> dict[str, Any]:
     for k in ("classes", "class_names"):
         if k in merged:
             c = merged[k]
-            if isinstance(c, str):
-                merged[k] = tuple(x.strip() for x in c.split(",") if x.strip())
+            if isinstance(c, str):  # an empty slot ("a,,b") stays, to be refused: dropping it shifts the names
+                merged[k] = tuple(x.strip() for x in c.split(",")) if c.strip() else ()
             elif isinstance(c, (list, tuple)) and all(isinstance(x, str) for x in c):
                 merged[k] = tuple(c)
             else:

@@ -50,8 +50,14 @@ class GeneratorConfig:
                 raise ValueError(f"{name} must be an integer in 0..{hi}, got {v!r}")
         for name in ("out_height", "out_width"):
             v = getattr(self, name)
-            if v is not None and not 0 < v <= r:
-                raise ValueError(f"{name} must lie in 1..{r}, got {v}")
+            if v is not None and not (isinstance(v, int) and 0 < v <= r):
+                raise ValueError(f"{name} must lie in 1..{r}, got {v!r}")
+        if self.mapping_hidden is not None and not (isinstance(self.mapping_hidden, int) and
+                                                    1 <= self.mapping_hidden <= 8192):
+            raise ValueError(f"mapping_hidden must be an integer in 1..8192, got {self.mapping_hidden!r}")
+        check_number(self.mapping_lr_mul, "mapping_lr_mul", positive=True)
+        if self.conv_clamp is not None:
+            check_number(self.conv_clamp, "conv_clamp", positive=True)
 
     @property
     def num_ws(self) -> int:
@@ -215,11 +221,23 @@ def _normalize(x: Tensor) -> Tensor:
     return x * torch.rsqrt(x.square().mean(dim=1, keepdim=True) + 1e-8)
 
 
+def check_number(v: object, name: str, positive: bool = False) -> float:
+    """A config's real number: an int or float (not a bool or a string), finite, and > 0 where `positive`."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or positive and v <= 0:
+        raise ValueError(f"{name} must be a finite{' positive' if positive else ''} number, got {v!r}")
+    return float(v)
+
+
 def one_hot(classes: Sequence[int], c_dim: int, device: torch.device | str = "cpu") -> Tensor | None:
     """Class indices -> one-hot rows [B, c_dim] (None for an unconditional generator, c_dim 0)."""
     if not c_dim:
         return None
-    return F.one_hot(torch.as_tensor(list(classes), dtype=torch.long), c_dim).float().to(device)
+    idx = torch.as_tensor(list(classes), dtype=torch.long)
+    if len(idx) and not 0 <= int(idx.min()) <= int(idx.max()) < c_dim:
+        raise ValueError(f"class indices must lie in 0..{c_dim - 1}")
+    out = torch.zeros(len(idx), c_dim, device=device)
+    out[torch.arange(len(idx)), idx.to(device)] = 1
+    return out
 
 
 class SynthesisLayer(nn.Module):

@@ -11,6 +11,8 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from .errors import UserError
+
 
 @contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
@@ -68,8 +70,17 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
         tmp.write_bytes(data)
 
 
+def strict_json(obj: Any, indent: int | None = None) -> str:
+    """JSON as strict readers take it: a NaN or infinite number is refused (UserError), never written."""
+    try:
+        return json.dumps(obj, indent=indent, allow_nan=False)
+    except ValueError:
+        raise UserError("refused to write a NaN or infinite number into a dataset file; the generator or its "
+                        "settings produce non-finite values") from None
+
+
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
-    atomic_write_bytes(path, json.dumps(obj, indent=1).encode())
+    atomic_write_bytes(path, strict_json(obj, indent=1).encode())
 
 
 def png_bytes(array: np.ndarray, compress_level: int = 6) -> bytes:

@@ -38,6 +38,9 @@ def label_images(specs: list[str], cfg: RunConfig, lcfg: LabelConfig, out: Path,
         read_rgb(f)
     digests = [file_digest(f) for f in files]
     cfg = RunConfig(**{**cfg.__dict__, "seeds": tuple(range(len(files)))})
+    if cfg.precision != "fp32":
+        raise UserError(f"label projects photos by gradient descent in fp32; precision={cfg.precision} is for "
+                        "`instseg run`")
     gan = resolve_gan(cfg.gan, cache, validate=validate_checkpoint)
     device = pick_device(cfg.device)
     G = load_checked(gan, device)
@@ -229,6 +232,9 @@ def _label_chunk(pipeline: Pipeline, lcfg: LabelConfig, rd: RunDir, cid: str, it
             with torch.no_grad():
                 rec = torch.cat([g.synthesis(proj.ws[j:j + 1], noise_mode="const")[0] for j, g in enumerate(generators)])
             proj = replace(proj, images=rec, psnr=psnr_db(rec, targets), loss=image_loss(rec, targets, lcfg.loss))
+    if not bool(torch.isfinite(proj.images).all()):
+        raise UserError("the generator draws NaN or infinite pixels for these photos' projections; its weights or "
+                        f"--set precision={pipeline.cfg.precision} do not work together")
     found = pipeline.detect(targets) if pipeline.detector is not None else [None] * len(items)
     at_photo = pipeline.detector is not None and pipeline.cfg.method in ("grabcut", "kmeans-rgb")
     trust = None

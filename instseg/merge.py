@@ -18,11 +18,14 @@ from .rundir import RunDir
 log = logging.getLogger(__name__)
 
 
+MAX_SHARDS = 65_536  # shards of one run
+
+
 def parse_shard(text: str) -> tuple[int, int]:
     """'2/8' -> (2, 8): the third of eight shards (0-based index)."""
     m = re.fullmatch(r"\s*(\d{1,6})\s*/\s*(\d{1,6})\s*", str(text))
-    if not m or int(m.group(2)) < 1 or int(m.group(1)) >= int(m.group(2)):
-        raise UserError(f"--shard {text!r}: use i/n with 0 <= i < n, e.g. 0/4")
+    if not m or not 1 <= int(m.group(2)) <= MAX_SHARDS or int(m.group(1)) >= int(m.group(2)):
+        raise UserError(f"--shard {text!r}: use i/n with 0 <= i < n <= {MAX_SHARDS}, e.g. 0/4")
     return int(m.group(1)), int(m.group(2))
 
 
@@ -102,7 +105,8 @@ def merge(dirs: list[Path], out: Path, allow_partial: bool = False) -> tuple[Pat
         absent = {k: v for k, v in ((k, [s for s in v if s not in there]) for k, v in absent.items())
                   if v or not absent[k]}  # an --out that holds this run already has these seeds
     if absent and not allow_partial:
-        which = ", ".join(k.split()[1] for k in absent)
+        names = [k.split()[1] for k in absent]
+        which = ", ".join(names[:8]) + (f" and {len(names) - 8} more" if len(names) > 8 else "")
         raise UserError(f"the folders given lack shard {which} of this run; add them, or pass --allow-partial to "
                         "merge without them")
     if missing and not allow_partial:
@@ -136,8 +140,11 @@ def _missing_shards(runs: list[tuple[Path, dict, dict]]) -> dict[str, list[int]]
     """The shards (--shard i/n) of the folders' run that none of them is, with the seeds each was to make
     (known when the shards recorded their whole seed list); mixed shard counts are refused."""
     specs = [run.get("shard") for _, run, _ in runs]
-    valid = [isinstance(sp, list) and len(sp) == 2 and all(isinstance(v, int) for v in sp) and 0 <= sp[0] < sp[1]
-             for sp in specs]
+    valid = [isinstance(sp, list) and len(sp) == 2 and all(type(v) is int for v in sp) and
+             0 <= sp[0] < sp[1] <= MAX_SHARDS for sp in specs]
+    for (d, _, _), sp, ok in zip(runs, specs, valid):
+        if sp is not None and not ok:
+            raise UserError(f"{d}/run.json: shard {short_text(sp)} is not [i, n] with 0 <= i < n <= {MAX_SHARDS}")
     if not any(valid):
         return {}
     counts = {sp[1] for sp, ok in zip(specs, valid) if ok}
@@ -173,6 +180,11 @@ def _one_process_order(plan: list[tuple[RunDir, int]], runs: list[tuple[Path, di
         for k, seed in enumerate(run.get("seeds") or []):
             position.setdefault(seed, i + n * k)
     return sorted(plan, key=lambda p: position.get(p[1], len(position)))
+
+
+def short_text(v: object, most: int = 40) -> str:
+    r = repr(v)
+    return r if len(r) <= most else r[:most - 3] + "..."
 
 
 def describe_missing(missing: dict[str, list[int]]) -> str:

@@ -122,10 +122,24 @@ def cluster_vote(photo: Tensor, mask: np.ndarray, box: np.ndarray, k: int, margi
     return out
 
 
+def box_mean(x: Tensor, radius: int) -> Tensor:
+    """The mean of x [H, W] over the (2 radius + 1)^2 window at each pixel, cut to the image: running sums along
+    each axis, so its cost does not grow with the radius."""
+    out = x.double()
+    for dim in (0, 1):
+        n = out.shape[dim]
+        c = torch.cat([torch.zeros_like(out.narrow(dim, 0, 1)), out.cumsum(dim)], dim)
+        i = torch.arange(n)
+        lo, hi = (i - radius).clamp(min=0), (i + radius + 1).clamp(max=n)
+        shape = (-1, 1) if dim == 0 else (1, -1)
+        out = (c.index_select(dim, hi) - c.index_select(dim, lo)) / (hi - lo).double().view(shape)
+    return out.to(x.dtype)
+
+
 def guided_filter(guide: Tensor, src: Tensor, radius: int, eps: float) -> Tensor:
     """He et al.'s guided filter with a grey guide: guide, src [H, W] -> the filtered src [H, W]."""
     def box(x: Tensor) -> Tensor:
-        return F.avg_pool2d(x[None, None], 2 * radius + 1, stride=1, padding=radius, count_include_pad=False)[0, 0]
+        return box_mean(x, radius)
     mean_i, mean_p = box(guide), box(src)
     a = (box(guide * src) - mean_i * mean_p) / (box(guide * guide) - mean_i * mean_i + eps)
     b = mean_p - a * mean_i

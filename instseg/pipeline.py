@@ -16,6 +16,7 @@ from .errors import UserError
 from .generator import Generator, to_uint8
 from .sampling import set_truncation_centres, source_latents, synthesis_rows, synthesize
 from .segment import Boxes, Chunk, ImageResult, segment_chunk
+from .stylegan3 import SG3Generator
 from .timing import Stopwatch
 
 
@@ -115,6 +116,9 @@ def prepare_generator(G: Generator, cfg: RunConfig, device: torch.device) -> Gen
     to a loaded generator."""
     if cfg.precision == "fp16" and device.type != "cuda":
         raise UserError("--precision fp16 runs on CUDA only; on a CPU use bf16 or fp32")
+    if cfg.precision == "bf16" and isinstance(G, SG3Generator):
+        raise UserError("--precision bf16 is for StyleGAN2 generators; a StyleGAN3 one runs in fp32 (or fp16 on "
+                        "CUDA, in the layers its snapshot marks)")
     set_truncation_centres(G, cfg.truncation_centres)
     if cfg.precision == "fp16":
         G = mixed_precision(G, torch.float16)
@@ -197,6 +201,21 @@ class Pipeline:
         self.categories = categories if categories is not None else (
             list(made) or list(cfg.classes) or detector.class_names)
         self.rows = synthesis_rows(self.G, device)
+        self._check_synthesis()
+
+    @torch.no_grad()
+    def _check_synthesis(self) -> None:
+        """One image at the run's settings before anything is written: a generator that draws NaN or
+        infinite pixels (or fails at this precision) is refused while --out is still untouched."""
+        ws = source_latents(self.G, [0], self.cfg.truncation_psi, self.device, [0] if self.cond else None)
+        try:
+            img = self.G.synthesis(ws, noise_mode="const")[0]
+        except RuntimeError as e:
+            raise UserError(f"the generator does not run at --precision {self.cfg.precision}: "
+                            f"{str(e).splitlines()[0][:120]}") from None
+        if not bool(torch.isfinite(img).all()):
+            raise UserError(f"the generator draws NaN or infinite pixels at --precision {self.cfg.precision}; its "
+                            "weights or settings are broken")
 
     def __call__(self, seeds: list[int]) -> list[SeedRecord]:
         classes = [self.cond.index(s) for s in seeds] if self.cond else None
@@ -219,6 +238,9 @@ class Pipeline:
         G = generator or self.G
         if images is None:
             images = synthesize(G, ws, self.rows)
+            if not bool(torch.isfinite(images).all()):
+                raise UserError(f"the generator drew NaN or infinite pixels (seeds {', '.join(map(str, keys[:4]))}); "
+                                f"its weights or --precision {self.cfg.precision} do not work together")
         clock.lap("source")
         if found is None:
             found = self.detect(images, None if classes is None else [self.cond.names[c] for c in classes])

@@ -26,7 +26,7 @@ import numpy as np
 from . import __version__, coco
 from .errors import UserError, short
 from .card import card
-from .io import atomic_path, atomic_save_png, atomic_write_bytes, atomic_write_json
+from .io import atomic_path, atomic_save_png, atomic_write_bytes, atomic_write_json, strict_json
 from .locks import Busy, clean_stale_temps, lock_file
 
 log = logging.getLogger(__name__)
@@ -47,7 +47,7 @@ PREVIEW_LEVEL = 1  # PNG zlib level of the cluster map and variant strip: speed 
 
 def record_bytes(entry: dict, anns: list[dict], cid: str) -> bytes:
     """A seed's record file: its image entry, annotations and the config identity it was made with."""
-    return json.dumps({"image": entry, "annotations": anns, "config_id": cid}, indent=1).encode()
+    return strict_json({"image": entry, "annotations": anns, "config_id": cid}, indent=1).encode()
 
 
 @dataclass
@@ -329,7 +329,7 @@ class _JsonList:
 
     def add(self, item: dict) -> None:
         out = self.f if self.side is None else self.side
-        out.write(("," if self.n else "") + "\n" + json.dumps(item))
+        out.write(("," if self.n else "") + "\n" + strict_json(item))
         self.n += 1
 
     def close(self) -> None:

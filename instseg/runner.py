@@ -70,11 +70,13 @@ def validate_checkpoint(path: Path, out_hw: tuple[int, int] | None = None) -> No
 def run(cfg: RunConfig, out: Path, on_seed: Callable[[int, bool], None] | None = None,
         download_progress: Progress | None = None, cache: Path | None = None,
         timings: dict[str, float] | None = None, detector: Detector | None = None, ray: str | None = None,
-        workers: int = 1, shard: tuple[int, int] | None = None, shard_of: tuple[int, ...] | None = None) -> Path:
+        workers: int = 1, shard: tuple[int, int] | None = None, shard_of: tuple[int, ...] | None = None,
+        per_class: int | None = None) -> Path:
     """Make (or resume) the dataset for cfg.seeds in `out`; returns the annotations path.
 
     `shard` (i, n) records that cfg.seeds are positions i, i + n, ... of the list `shard_of`, so that a
     merge of all n shards numbers annotations as one process would, and knows which shards are missing.
+    `per_class`: the seeds were asked for as that many images per class (refused for a generator without classes).
 
     `ray` ('local', 'auto' or a cluster address) runs the chunks on `workers` Ray actors; the
     dataset is the same as one process writes.
@@ -100,6 +102,11 @@ def run(cfg: RunConfig, out: Path, on_seed: Callable[[int, bool], None] | None =
     # built before run.json: a bad --classes or --features must not leave a run behind
     pipeline = Pipeline(cfg, load_checked(gan, device), device, detector, timings=timings)
     G, detector, categories = pipeline.G, pipeline.detector, pipeline.categories
+    if per_class is not None and pipeline.cond is None:
+        raise UserError("--per-class is for class-conditional generators; this one draws no class (use --num-images)")
+    if per_class is not None and per_class * len(pipeline.cond.chosen) != len(shard_of or cfg.seeds):
+        raise UserError(f"--per-class {per_class}: the run makes {len(pipeline.cond.chosen)} classes, not "
+                        f"{len(shard_of or cfg.seeds) // per_class}")
     clock.lap("load")  # generator and detector: once per run, not per image
     rd = RunDir(out)
     rd.prepare()

@@ -55,8 +55,11 @@ def truncation_centres(G: Generator, k: int, samples: int = CENTRE_SAMPLES, seed
     mapping.w_centres = None
     rng = np.random.RandomState(seed)
     z = torch.from_numpy(rng.randn(samples, G.z_dim)).float()
-    c = _classes(G, list(rng.randint(0, max(G.c_dim, 1), samples)), "cpu")  # a conditional G: every class alike
-    return kmeans(mapping(z, c=c)[:, 0], k, iters=100, seed=seed)[1]
+    cls = list(rng.randint(0, max(G.c_dim, 1), samples))  # a conditional G: every class alike
+    step = max(1, (1 << 22) // max(G.c_dim, 1))  # one-hot rows per call: at most 4M entries, whatever c_dim
+    w = torch.cat([mapping(z[a:a + step], c=_classes(G, cls[a:a + step], "cpu"))[:, 0]
+                   for a in range(0, samples, step)])
+    return kmeans(w, k, iters=100, seed=seed)[1]
 
 
 def set_truncation_centres(G: Generator, k: int) -> Generator:

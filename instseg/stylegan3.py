@@ -19,7 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .generator import EqualLinear, MappingNetwork, _repeat, check_request, modulated_conv2d, row_groups
+from .generator import (EqualLinear, MappingNetwork, _repeat, check_number, check_request, modulated_conv2d,
+                        row_groups)
 
 FAMILY = "stylegan3"
 
@@ -58,6 +59,17 @@ class LayerSpec:
                 raise ValueError(f"layer {name} must be an integer in 1..8192, got {v!r}")
         if self.up > 16 or self.down > 16 or self.up_taps > 256 or self.down_taps > 256:
             raise ValueError("layer resampling factors or filters are implausibly large")
+        for name in ("in_rate", "out_rate"):
+            check_number(getattr(self, name), f"layer {name}", positive=True)
+        for name in ("in_cutoff", "out_cutoff", "in_half_width", "out_half_width"):
+            check_number(getattr(self, name), f"layer {name}")
+        if self.clamp is not None:
+            check_number(self.clamp, "layer clamp", positive=True)
+        for name in ("down_radial", "torgb", "fp16"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"layer {name} must be true or false, got {getattr(self, name)!r}")
+        if not isinstance(self.padding, tuple) or len(self.padding) != 4:
+            raise ValueError(f"layer padding must be 4 integers, got {self.padding!r}")
         if tuple(self.padding) != padding_for(self.in_size, self.out_size, self.kernel, self.up, self.down,
                                               self.up_taps, self.down_taps):
             raise ValueError(f"layer padding {list(self.padding)} does not take {self.in_size} px to {self.out_size} px")
@@ -113,6 +125,16 @@ class SG3Config:
                 raise ValueError(f"{name} must be an integer in 1..{hi}, got {v!r}")
         if not isinstance(self.c_dim, int) or not 0 <= self.c_dim <= 100_000:
             raise ValueError(f"c_dim must be an integer in 0..100000, got {self.c_dim!r}")
+        check_number(self.input_rate, "input sampling rate", positive=True)
+        check_number(self.input_bandwidth, "input bandwidth", positive=True)
+        check_number(self.output_scale, "output_scale")
+        check_number(self.mapping_lr_mul, "mapping_lr_mul", positive=True)
+        if self.mapping_hidden is not None and not (isinstance(self.mapping_hidden, int) and
+                                                    1 <= self.mapping_hidden <= 8192):
+            raise ValueError(f"mapping_hidden must be an integer in 1..8192, got {self.mapping_hidden!r}")
+        most = 2 * r + 64  # official layers carry margins of about 10 px beyond the image
+        if self.input_size > most or any(max(L.in_size, L.out_size) > most for L in layers):
+            raise ValueError(f"feature maps above {most} px are implausible for a {r} px generator")
         prev_c, prev_s = self.input_channels, self.input_size
         for i, L in enumerate(layers):
             try:
@@ -336,7 +358,11 @@ class SG3Generator(nn.Module):
 
     @property
     def row_bytes(self) -> int:
-        return max(s.out_channels * (s.out_size * s.up) ** 2 for s in self.cfg.layers) * 4
+        """The largest activation of one row, in fp32 bytes: the Fourier input, or a layer's conv output
+        upsampled inside its filtered leaky ReLU."""
+        c = self.cfg
+        return max([c.input_channels * c.input_size ** 2] +
+                   [s.out_channels * ((s.in_size + s.kernel - 1) * s.up) ** 2 for s in c.layers]) * 4
 
     def mapping(self, z: Tensor, truncation_psi: float = 1.0, truncation_cutoff: int | None = None,
                 c: Tensor | None = None) -> Tensor:

@@ -44,3 +44,23 @@ def tiny_ckpt(tmp_path_factory):
     path = tmp_path_factory.mktemp("gan") / "tiny.pt"
     save_native(G, path)
     return path
+
+
+def invoke(args, **kw):
+    """The CLI in-process, every argument as a string."""
+    from click.testing import CliRunner
+
+    from instseg.cli import main
+
+    return CliRunner().invoke(main, [str(a) for a in args], **kw)
+
+
+def one_line_error(r, *needles):
+    """A refusal as users must see it: exit 2, a last line 'Error: ...' holding each needle, no traceback."""
+    assert r.exit_code == 2, r.output
+    lines = r.output.strip().splitlines()
+    assert lines and lines[-1].startswith("Error: "), r.output
+    assert "Traceback" not in r.output, r.output
+    assert r.exception is None or isinstance(r.exception, SystemExit), r.output
+    for n in needles:
+        assert n in lines[-1], lines[-1]

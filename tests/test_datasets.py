@@ -9,21 +9,17 @@ import sys
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
-from instseg.cli import main
+from conftest import invoke
 
 CHROMIUM = next((shutil.which(b) for b in ("chromium", "chromium-browser", "google-chrome") if shutil.which(b)), None)
 
-
-def _invoke(args):
-    return CliRunner().invoke(main, [str(a) for a in args])
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     out = tmp_path_factory.mktemp("ds") / "run"
-    r = _invoke(["run", "--gan", "toy-flat", "--num-images", "10", "--out", out, "--variants", "8"])
+    r = invoke(["run", "--gan", "toy-flat", "--num-images", "10", "--out", out, "--variants", "8"])
     assert r.exit_code == 0, r.output
     return out
 
@@ -60,7 +56,7 @@ def test_pycocotools_scores_a_run_against_itself_at_ap_1(run):
 
 def test_coco_split_export_is_the_standard_tree_and_torchvision_reads_each_split(run, tmp_path):
     out = tmp_path / "coco"
-    r = _invoke(["export", run, "--format", "coco", "--split", "train=0.6,val=0.2,test=0.2", "--out", out])
+    r = invoke(["export", run, "--format", "coco", "--split", "train=0.6,val=0.2,test=0.2", "--out", out])
     assert r.exit_code == 0, r.output
     seen = []
     for split in ("train", "val", "test"):
@@ -91,7 +87,7 @@ def test_splits_follow_the_seed_not_the_run_size(caplog):
 
 def test_bad_split_specs_give_one_line(run):
     for bad in ("train=0.5", "val=1.0", "train=0.8,foo=0.2", "train=x", "train=0.8,train=0.2"):
-        r = _invoke(["export", run, "--split", bad])
+        r = invoke(["export", run, "--split", bad])
         assert r.exit_code == 2 and r.output.startswith("Error: --split"), r.output
 
 
@@ -99,7 +95,7 @@ def test_bad_split_specs_give_one_line(run):
 def test_the_stock_yolo_cli_validates_on_a_split_export(run, tmp_path):
     from detectors.yolo import packaged_weights
 
-    r = _invoke(["export", run, "--format", "yolo", "--split", "train=0.7,val=0.3", "--out", tmp_path / "y"])
+    r = invoke(["export", run, "--format", "yolo", "--split", "train=0.7,val=0.3", "--out", tmp_path / "y"])
     assert r.exit_code == 0, r.output
     yolo = Path(sys.executable).with_name("yolo")
     if not yolo.exists():
@@ -134,15 +130,15 @@ def test_a_non_commercial_card_says_so_first(tmp_path):
 def test_a_run_of_the_older_layout_resumes_and_merges(tiny_ckpt, tmp_path):
     base = ["run", "--gan", tiny_ckpt, "--variants", "4", "--mix-from", "3"]
     for d in ("a", "b"):
-        assert _invoke(base + ["--out", tmp_path / d, "--seeds", "0-1" if d == "a" else "2-3"]).exit_code == 0
+        assert invoke(base + ["--out", tmp_path / d, "--seeds", "0-1" if d == "a" else "2-3"]).exit_code == 0
         for f in (tmp_path / d / "records").glob("*.json"):  # as the version before wrote them
             rec = json.loads(f.read_text())
             rec["image"]["file_name"] = "images/" + rec["image"]["file_name"]
             f.write_text(json.dumps(rec))
-    assert _invoke(base + ["--out", tmp_path / "a", "--seeds", "0-2"]).exit_code == 0
+    assert invoke(base + ["--out", tmp_path / "a", "--seeds", "0-2"]).exit_code == 0
     names = [im["file_name"] for im in json.loads((tmp_path / "a" / "annotations.json").read_text())["images"]]
     assert names == ["0.png", "1.png", "2.png"]
-    r = _invoke(["merge", tmp_path / "a", tmp_path / "b", "--out", tmp_path / "m"])
+    r = invoke(["merge", tmp_path / "a", tmp_path / "b", "--out", tmp_path / "m"])
     assert r.exit_code == 0, r.output
     assert _torchvision_items(tmp_path / "m" / "images", tmp_path / "m" / "annotations.json") == 4
 
@@ -160,7 +156,7 @@ def test_the_report_loads_in_a_real_browser_with_the_files_counts(run, tmp_path)
     from PIL import Image
 
     page = tmp_path / "report.html"
-    assert _invoke(["report", run, "--out", page]).exit_code == 0
+    assert invoke(["report", run, "--out", page]).exit_code == 0
     profile = ["--user-data-dir=" + str(tmp_path / "profile")]
     dom = _chromium(profile + ["--dump-dom", page.as_uri()])
     assert dom.returncode == 0, dom.stderr[-2000:]

@@ -15,7 +15,7 @@ import torch
 from click.testing import CliRunner
 from pycocotools.coco import COCO
 
-from conftest import randomise, tiny_config
+from conftest import invoke, one_line_error, randomise, tiny_config
 from layouts import ada_pickle_bytes, tf_pickle_bytes
 from instseg import coco
 from instseg.checkpoints import detect_and_load, save_native
@@ -27,17 +27,6 @@ from instseg.rundir import RunDir
 INSTSEG = [sys.executable, "-m", "instseg.cli"]
 
 
-def _invoke(args):
-    return CliRunner().invoke(main, [str(a) for a in args])
-
-
-def _one_line_error(r, *needles):
-    assert r.exit_code == 2, r.output
-    lines = r.output.strip().splitlines()
-    assert len(lines) >= 1 and lines[-1].startswith("Error: "), r.output
-    assert "Traceback" not in r.output and r.exception is None or isinstance(r.exception, SystemExit), r.output
-    for n in needles:
-        assert n in lines[-1], lines[-1]
 
 
 def _base(ckpt, out):
@@ -47,7 +36,7 @@ def _base(ckpt, out):
 @pytest.fixture(scope="module")
 def done_run(tiny_ckpt, tmp_path_factory):
     out = tmp_path_factory.mktemp("done") / "run"
-    r = _invoke(_base(tiny_ckpt, out) + ["--num-images", "8"])
+    r = invoke(_base(tiny_ckpt, out) + ["--num-images", "8"])
     assert r.exit_code == 0, r.output
     return out
 
@@ -58,10 +47,10 @@ def done_run(tiny_ckpt, tmp_path_factory):
 def test_a_held_run_folder_refuses_a_second_writer(tiny_ckpt, tmp_path):
     out = tmp_path / "run"
     with RunDir(out).lock():
-        r = _invoke(_base(tiny_ckpt, out) + ["--num-images", "2"])
-    _one_line_error(r, "being written by another instseg process")
+        r = invoke(_base(tiny_ckpt, out) + ["--num-images", "2"])
+    one_line_error(r, "being written by another instseg process")
     assert not (out / "run.json").exists()
-    assert _invoke(_base(tiny_ckpt, out) + ["--num-images", "2"]).exit_code == 0  # the lock went with its holder
+    assert invoke(_base(tiny_ckpt, out) + ["--num-images", "2"]).exit_code == 0  # the lock went with its holder
 
 
 @pytest.mark.parametrize("second", [[], ["--k", "4", "--variants", "5"]], ids=["same-config", "other-config"])
@@ -85,10 +74,10 @@ def test_two_concurrent_runs_give_one_consistent_dataset_or_a_refusal(tiny_ckpt,
 
 def test_yolo_export_is_written_fresh(done_run, tmp_path):
     out = tmp_path / "yolo"
-    assert _invoke(["export", done_run, "--out", out]).exit_code == 0
+    assert invoke(["export", done_run, "--out", out]).exit_code == 0
     (out / "images" / "train" / "999.png").write_bytes(b"")  # debris of a failed export
     (out / "labels" / "train" / "999.txt").write_text("0 0 0 1 0 1 1\n")
-    assert _invoke(["export", done_run, "--out", out]).exit_code == 0
+    assert invoke(["export", done_run, "--out", out]).exit_code == 0
     assert not (out / "images" / "train" / "999.png").exists() and not (out / "labels" / "train" / "999.txt").exists()
     assert all(p.stat().st_size > 0 for p in (out / "images").rglob("*.png"))
 
@@ -96,7 +85,7 @@ def test_yolo_export_is_written_fresh(done_run, tmp_path):
 def test_a_growing_run_never_puts_an_image_in_train_and_val(tiny_ckpt, tmp_path):
     out = tmp_path / "run"
     for n in ("4", "8"):
-        r = _invoke(_base(tiny_ckpt, out) + ["--num-images", n, "--format", "coco", "--format", "yolo"])
+        r = invoke(_base(tiny_ckpt, out) + ["--num-images", n, "--format", "coco", "--format", "yolo"])
         assert r.exit_code == 0, r.output
     train = {p.name for p in (out / "yolo" / "images" / "train").iterdir()}
     val = {p.name for p in (out / "yolo" / "images" / "val").iterdir()}
@@ -108,7 +97,7 @@ def test_export_refuses_to_replace_a_folder_that_is_not_an_export(done_run, tmp_
     precious = tmp_path / "home"
     precious.mkdir()
     (precious / "thesis.tex").write_text("do not delete")
-    _one_line_error(_invoke(["export", done_run, "--out", precious]), "not a YOLO export")
+    one_line_error(invoke(["export", done_run, "--out", precious]), "not a YOLO export")
     assert (precious / "thesis.tex").read_text() == "do not delete"
 
 
@@ -116,18 +105,18 @@ def test_export_refuses_to_replace_a_folder_that_is_not_an_export(done_run, tmp_
                                         ("--conf", "-inf"), ("--set", "truncation_psi=.nan"),
                                         ("--set", "nms_iou=.inf")])
 def test_non_finite_floats_are_refused(tiny_ckpt, tmp_path, flag, value):
-    r = _invoke(_base(tiny_ckpt, tmp_path / "o") + [flag, value])
-    _one_line_error(r)
+    r = invoke(_base(tiny_ckpt, tmp_path / "o") + [flag, value])
+    one_line_error(r)
     assert "finite" in r.output or "must lie in" in r.output
     assert not (tmp_path / "o" / "run.json").exists()
 
 
 def test_resume_redoes_a_seed_whose_files_are_gone(tiny_ckpt, tmp_path):
     out = tmp_path / "run"
-    assert _invoke(_base(tiny_ckpt, out) + ["--num-images", "6"]).exit_code == 0
+    assert invoke(_base(tiny_ckpt, out) + ["--num-images", "6"]).exit_code == 0
     (out / "images" / "5.png").unlink()
     (out / "parts" / "2.png").write_bytes(b"")
-    assert _invoke(_base(tiny_ckpt, out) + ["--num-images", "6"]).exit_code == 0
+    assert invoke(_base(tiny_ckpt, out) + ["--num-images", "6"]).exit_code == 0
     assert (out / "images" / "5.png").stat().st_size > 0 and (out / "parts" / "2.png").stat().st_size > 0
     c = COCO(str(out / "annotations.json"))
     assert all((out / "images" / im["file_name"]).stat().st_size > 0 for im in c.dataset["images"])
@@ -139,17 +128,17 @@ def test_export_refuses_file_names_outside_the_run(done_run, tmp_path):
     data = json.loads((done_run / "annotations.json").read_text())
     data["images"][0]["file_name"] = "../../../../../../etc/passwd"
     (bad / "annotations.json").write_text(json.dumps(data))
-    _one_line_error(_invoke(["export", bad, "--out", tmp_path / "y"]), "not a plain relative path")
+    one_line_error(invoke(["export", bad, "--out", tmp_path / "y"]), "not a plain relative path")
     assert not (tmp_path / "y").exists()
-    _one_line_error(_invoke(["show", bad, "--out", tmp_path / "g.png"]), "not a plain relative path")
+    one_line_error(invoke(["show", bad, "--out", tmp_path / "g.png"]), "not a plain relative path")
 
 
 def test_a_deleted_run_json_cannot_smuggle_in_another_config(tiny_ckpt, tmp_path):
     out = tmp_path / "run"
-    assert _invoke(_base(tiny_ckpt, out) + ["--num-images", "2"]).exit_code == 0
+    assert invoke(_base(tiny_ckpt, out) + ["--num-images", "2"]).exit_code == 0
     (out / "run.json").unlink()
-    _one_line_error(_invoke(_base(tiny_ckpt, out) + ["--num-images", "2", "--k", "4"]), "different config")
-    r = _invoke(_base(tiny_ckpt, out) + ["--num-images", "3"])  # the same config resumes
+    one_line_error(invoke(_base(tiny_ckpt, out) + ["--num-images", "2", "--k", "4"]), "different config")
+    r = invoke(_base(tiny_ckpt, out) + ["--num-images", "3"])  # the same config resumes
     assert r.exit_code == 0, r.output
     assert len(json.loads((out / "annotations.json").read_text())["images"]) == 3
 
@@ -158,12 +147,12 @@ def test_an_aborted_start_does_not_block_the_corrected_command(tiny_ckpt, tmp_pa
     out = tmp_path / "run"
     out.mkdir()
     (out / "run.json").write_text(json.dumps({"config": {"k": 1000}, "seeds": [0]}))  # no records behind it
-    r = _invoke(_base(tiny_ckpt, out) + ["--num-images", "1", "--k", "3"])
+    r = invoke(_base(tiny_ckpt, out) + ["--num-images", "1", "--k", "3"])
     assert r.exit_code == 0, r.output
 
 
 def test_train_gan_with_zero_iterations_is_refused(tmp_path):
-    _one_line_error(_invoke(["toy", "train-gan", "--iters", "0", "--out", tmp_path / "t"]), "--iters")
+    one_line_error(invoke(["toy", "train-gan", "--iters", "0", "--out", tmp_path / "t"]), "--iters")
     assert not (tmp_path / "t" / "generator.pt").exists()
 
 
@@ -187,25 +176,25 @@ def test_train_gan_with_zero_iterations_is_refused(tmp_path):
     (["--device", "cuda:7"], "cuda"),
 ])
 def test_bad_run_options(tiny_ckpt, tmp_path, extra, needle):
-    r = _invoke(_base(tiny_ckpt, tmp_path / "o") + extra)
-    _one_line_error(r, needle)
+    r = invoke(_base(tiny_ckpt, tmp_path / "o") + extra)
+    one_line_error(r, needle)
     assert not (tmp_path / "o" / "run.json").exists()
 
 
 @pytest.mark.parametrize("content", [os.urandom(64), b"null", b"[1, 2]", b"{\"config\": 3}"])
 def test_a_garbage_run_json_gives_one_line(tiny_ckpt, tmp_path, content):
     out = tmp_path / "run"
-    assert _invoke(_base(tiny_ckpt, out) + ["--num-images", "1"]).exit_code == 0
+    assert invoke(_base(tiny_ckpt, out) + ["--num-images", "1"]).exit_code == 0
     (out / "run.json").write_bytes(content)
-    _one_line_error(_invoke(_base(tiny_ckpt, out) + ["--num-images", "1"]), "run.json")
+    one_line_error(invoke(_base(tiny_ckpt, out) + ["--num-images", "1"]), "run.json")
 
 
 @pytest.mark.parametrize("content", [b"", b"{\"image\": {\"id\"", b"null"])
 def test_a_truncated_record_is_redone(tiny_ckpt, tmp_path, content):
     out = tmp_path / "run"
-    assert _invoke(_base(tiny_ckpt, out) + ["--num-images", "3"]).exit_code == 0
+    assert invoke(_base(tiny_ckpt, out) + ["--num-images", "3"]).exit_code == 0
     (out / "records" / "1.json").write_bytes(content)
-    r = _invoke(_base(tiny_ckpt, out) + ["--num-images", "3"])
+    r = invoke(_base(tiny_ckpt, out) + ["--num-images", "3"])
     assert r.exit_code == 0, r.output
     assert json.loads((out / "records" / "1.json").read_text())["image"]["seed"] == 1
     assert len(COCO(str(out / "annotations.json")).dataset["images"]) == 3
@@ -215,22 +204,22 @@ def test_show_and_export_on_broken_folders(done_run, tmp_path):
     broken = tmp_path / "b"
     broken.mkdir()
     (broken / "annotations.json").write_text('{"a": 1}')
-    _one_line_error(_invoke(["show", broken, "--out", tmp_path / "g.png"]), "not a COCO")
-    _one_line_error(_invoke(["export", broken]), "not a COCO")
+    one_line_error(invoke(["show", broken, "--out", tmp_path / "g.png"]), "not a COCO")
+    one_line_error(invoke(["export", broken]), "not a COCO")
     missing = tmp_path / "m"
     missing.mkdir()
     (missing / "annotations.json").write_text((done_run / "annotations.json").read_text())
-    _one_line_error(_invoke(["show", missing, "--out", tmp_path / "g.png"]), "images/0.png")
-    _one_line_error(_invoke(["export", missing]), "images/0.png")
+    one_line_error(invoke(["show", missing, "--out", tmp_path / "g.png"]), "images/0.png")
+    one_line_error(invoke(["export", missing]), "images/0.png")
 
 
 def test_pseudo_gt_without_run_json_or_with_a_bad_conf(done_run, tmp_path):
     bare = tmp_path / "bare"
     bare.mkdir()
     (bare / "annotations.json").write_text((done_run / "annotations.json").read_text())
-    _one_line_error(_invoke(["pseudo-gt", "--run", bare, "--out", tmp_path / "gt.json"]), "run.json")
-    _one_line_error(_invoke(["pseudo-gt", "--run", done_run, "--conf", "2.0", "--out", tmp_path / "gt.json"]), "--conf")
-    _one_line_error(_invoke(["pseudo-gt", "--run", done_run, "--segmenter", "frob:x", "--out", tmp_path / "gt.json"]),
+    one_line_error(invoke(["pseudo-gt", "--run", bare, "--out", tmp_path / "gt.json"]), "run.json")
+    one_line_error(invoke(["pseudo-gt", "--run", done_run, "--conf", "2.0", "--out", tmp_path / "gt.json"]), "--conf")
+    one_line_error(invoke(["pseudo-gt", "--run", done_run, "--segmenter", "frob:x", "--out", tmp_path / "gt.json"]),
                     "--segmenter")
 
 
@@ -244,7 +233,7 @@ def test_outputs_under_a_file(done_run, tiny_ckpt, tmp_path, cmd):
     blocker = tmp_path / "file"
     blocker.write_text("x")
     args = [a.format(run=done_run, file=blocker, ckpt=tiny_ckpt) for a in cmd]
-    _one_line_error(_invoke(args))
+    one_line_error(invoke(args))
 
 
 @pytest.mark.parametrize("args,needle", [
@@ -259,7 +248,7 @@ def test_outputs_under_a_file(done_run, tiny_ckpt, tmp_path, cmd):
     (["convert", "nosuch", "{tmp}/x.pt"], "SRC"),
 ])
 def test_bad_toy_and_misc_options(tmp_path, args, needle):
-    _one_line_error(_invoke([a.format(tmp=tmp_path) for a in args]), needle)
+    one_line_error(invoke([a.format(tmp=tmp_path) for a in args]), needle)
 
 
 def _gt_and_pred(tmp_path):
@@ -280,7 +269,7 @@ def test_eval_reads_polygon_and_uncompressed_rle_segmentations(tmp_path):
     gt, pred = _gt_and_pred(tmp_path)
     pred["annotations"][0]["segmentation"] = [[2, 2, 6, 2, 6, 6, 2, 6]]
     gt["annotations"][0]["segmentation"] = {"size": [8, 8], "counts": [18, 4, 4, 4, 4, 4, 4, 4, 18]}
-    r = _invoke(["eval", "--pred", _write(tmp_path, "p.json", pred), "--gt", _write(tmp_path, "g.json", gt), "--json"])
+    r = invoke(["eval", "--pred", _write(tmp_path, "p.json", pred), "--gt", _write(tmp_path, "g.json", gt), "--json"])
     assert r.exit_code == 0, r.output
     res = json.loads(r.output)
     assert res["iou_fg"] > 0.5 and res["ap50"] > 0.99
@@ -297,14 +286,14 @@ def test_eval_reads_polygon_and_uncompressed_rle_segmentations(tmp_path):
 def test_eval_rejects_bad_files_in_one_line(tmp_path, breakage, needle):
     gt, pred = _gt_and_pred(tmp_path)
     breakage(pred)
-    r = _invoke(["eval", "--pred", _write(tmp_path, "p.json", pred), "--gt", _write(tmp_path, "g.json", gt)])
-    _one_line_error(r, needle)
+    r = invoke(["eval", "--pred", _write(tmp_path, "p.json", pred), "--gt", _write(tmp_path, "g.json", gt)])
+    one_line_error(r, needle)
 
 
 def test_eval_json_prints_null_not_nan(tmp_path):
     gt, pred = _gt_and_pred(tmp_path)
     gt["annotations"] = []  # no references: AP is undefined
-    r = _invoke(["eval", "--pred", _write(tmp_path, "p.json", pred), "--gt", _write(tmp_path, "g.json", gt), "--json"])
+    r = invoke(["eval", "--pred", _write(tmp_path, "p.json", pred), "--gt", _write(tmp_path, "g.json", gt), "--json"])
     assert r.exit_code == 0 and "NaN" not in r.output
     assert json.loads(r.output)["ap"] is None
 
@@ -440,10 +429,10 @@ def test_a_full_disk_during_run_gives_one_line_and_no_half_files(tiny_ckpt, tmp_
 
     out = tmp_path / "run"
     monkeypatch.setattr(Image.Image, "save", _disk_full)
-    _one_line_error(_invoke(_base(tiny_ckpt, out) + ["--num-images", "2"]), "No space left on device")
+    one_line_error(invoke(_base(tiny_ckpt, out) + ["--num-images", "2"]), "No space left on device")
     assert not list(out.rglob("*.tmp")) and not list((out / "records").glob("*.json"))
     monkeypatch.undo()
-    assert _invoke(_base(tiny_ckpt, out) + ["--num-images", "2"]).exit_code == 0
+    assert invoke(_base(tiny_ckpt, out) + ["--num-images", "2"]).exit_code == 0
 
 
 @pytest.mark.parametrize("encoders", [0, 2])
@@ -457,8 +446,8 @@ def test_inline_and_pooled_encoding_give_the_same_files_and_keep_what_finished(t
         return _base(tiny_ckpt, out) + ["--num-images", "5", "--batch", "2", "--encoders", str(n)]
 
     ref, out = tmp_path / "ref", tmp_path / "run"
-    assert _invoke(args(ref, 0)).exit_code == 0
-    assert _invoke(args(out, encoders)).exit_code == 0
+    assert invoke(args(ref, 0)).exit_code == 0
+    assert invoke(args(out, encoders)).exit_code == 0
     for sub in ("images", "parts", "variants"):
         for f in sorted((ref / sub).iterdir()):
             assert f.read_bytes() == (out / sub / f.name).read_bytes(), f
@@ -474,23 +463,23 @@ def test_inline_and_pooled_encoding_give_the_same_files_and_keep_what_finished(t
 
     monkeypatch.setattr(RunDir, "write_encoded", fail_on_seed_3)
     fresh = tmp_path / "fails"
-    _one_line_error(_invoke(args(fresh, encoders)), "No space left on device")
+    one_line_error(invoke(args(fresh, encoders)), "No space left on device")
     assert sorted(int(f.stem) for f in (fresh / "records").glob("*.json")) == [0, 1, 2]
 
 
 def test_a_full_disk_during_convert_gives_one_line(tiny_ckpt, tmp_path, monkeypatch):
     monkeypatch.setattr(torch, "save", _disk_full)
-    _one_line_error(_invoke(["convert", tiny_ckpt, tmp_path / "x.pt"]), "No space left on device")
+    one_line_error(invoke(["convert", tiny_ckpt, tmp_path / "x.pt"]), "No space left on device")
     assert list(tmp_path.iterdir()) == []
 
 
 def test_a_resume_removes_temp_files_a_killed_writer_left(tiny_ckpt, tmp_path):
     out = tmp_path / "run"
-    assert _invoke(_base(tiny_ckpt, out) + ["--num-images", "2"]).exit_code == 0
+    assert invoke(_base(tiny_ckpt, out) + ["--num-images", "2"]).exit_code == 0
     debris = [out / "variants" / ".3.png.abc123.tmp", out / "images" / ".1.png.x.tmp", out / ".run.json.y.tmp"]
     for d in debris:
         d.write_bytes(b"half")
-    assert _invoke(_base(tiny_ckpt, out) + ["--num-images", "2"]).exit_code == 0
+    assert invoke(_base(tiny_ckpt, out) + ["--num-images", "2"]).exit_code == 0
     assert not any(d.exists() for d in debris) and not list(out.rglob("*.tmp"))
 
 
@@ -511,11 +500,11 @@ def test_a_failure_in_the_next_chunk_still_writes_the_chunk_before(tiny_ckpt, tm
     monkeypatch.setattr(Pipeline, "__call__", fail_second)
     out = tmp_path / "run"
     args = _base(tiny_ckpt, out) + ["--num-images", "4", "--batch", "2", "--encoders", str(encoders)]
-    _one_line_error(_invoke(args), "Input/output error")
+    one_line_error(invoke(args), "Input/output error")
     assert sorted(int(f.stem) for f in (out / "records").glob("*.json")) == [0, 1]
     assert json.loads((out / "annotations.json").read_text())["images"][1]["seed"] == 1
     monkeypatch.undo()
-    assert _invoke(args).exit_code == 0
+    assert invoke(args).exit_code == 0
 
 
 def _as_if_made_before_box_k(out):
@@ -531,10 +520,10 @@ def _as_if_made_before_box_k(out):
 
 def test_a_run_begun_before_a_field_existed_resumes_when_its_default_is_kept(tiny_ckpt, tmp_path):
     out = tmp_path / "run"
-    assert _invoke(_base(tiny_ckpt, out) + ["--num-images", "2"]).exit_code == 0
+    assert invoke(_base(tiny_ckpt, out) + ["--num-images", "2"]).exit_code == 0
     _as_if_made_before_box_k(out)
     before = {p.name: p.stat().st_mtime_ns for p in (out / "images").iterdir()}
-    assert _invoke(_base(tiny_ckpt, out) + ["--num-images", "3"]).exit_code == 0
+    assert invoke(_base(tiny_ckpt, out) + ["--num-images", "3"]).exit_code == 0
     assert all((out / "images" / n).stat().st_mtime_ns == t for n, t in before.items())  # not redone
     assert [i["seed"] for i in json.loads((out / "annotations.json").read_text())["images"]] == [0, 1, 2]
     assert json.loads((out / "records" / "2.json").read_text())["config_id"] == "made-before-box-k"
@@ -542,9 +531,9 @@ def test_a_run_begun_before_a_field_existed_resumes_when_its_default_is_kept(tin
 
 def test_a_run_begun_before_a_field_existed_refuses_another_value_of_it(tiny_ckpt, tmp_path):
     out = tmp_path / "run"
-    assert _invoke(_base(tiny_ckpt, out) + ["--num-images", "2"]).exit_code == 0
+    assert invoke(_base(tiny_ckpt, out) + ["--num-images", "2"]).exit_code == 0
     _as_if_made_before_box_k(out)
-    _one_line_error(_invoke(_base(tiny_ckpt, out) + ["--num-images", "3", "--box-k", "2"]), "box_k")
+    one_line_error(invoke(_base(tiny_ckpt, out) + ["--num-images", "3", "--box-k", "2"]), "box_k")
 
 
 _REALLOC = r"""

@@ -9,25 +9,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 from PIL import Image
 
-from instseg.cli import main
+from conftest import invoke, one_line_error
 
 INSTSEG = [sys.executable, "-m", "instseg.cli"]
 
 
-def _invoke(args, **kw):
-    return CliRunner().invoke(main, [str(a) for a in args], **kw)
-
-
-def _one_line_error(r, *needles):
-    assert r.exit_code == 2, r.output
-    lines = r.output.strip().splitlines()
-    assert lines and lines[-1].startswith("Error: "), r.output
-    assert "Traceback" not in r.output and (r.exception is None or isinstance(r.exception, SystemExit)), r.output
-    for n in needles:
-        assert n in lines[-1], lines[-1]
 
 
 def _base(ckpt, out):
@@ -37,7 +25,7 @@ def _base(ckpt, out):
 @pytest.fixture
 def run4(tiny_ckpt, tmp_path):
     out = tmp_path / "run"
-    r = _invoke(_base(tiny_ckpt, out) + ["--num-images", "4"])
+    r = invoke(_base(tiny_ckpt, out) + ["--num-images", "4"])
     assert r.exit_code == 0, r.output
     return out
 
@@ -58,18 +46,18 @@ def _evil(path: Path, marker: Path) -> None:
 def test_a_yolo_file_with_code_in_its_pickle_does_not_run_it(tiny_ckpt, tmp_path, monkeypatch, spec):
     monkeypatch.chdir(tmp_path)
     _evil(tmp_path / "evil.pt", tmp_path / "PWNED")
-    r = _invoke(_base(tiny_ckpt, tmp_path / "o") + ["--num-images", "1", "--detector", spec.format(dir=tmp_path)])
+    r = invoke(_base(tiny_ckpt, tmp_path / "o") + ["--num-images", "1", "--detector", spec.format(dir=tmp_path)])
     assert not (tmp_path / "PWNED").exists()
     if spec == "yolo:evil.pt":  # a bare name is looked up in the cache, never in the working directory
-        _one_line_error(r, "not in the cache")
+        one_line_error(r, "not in the cache")
     else:
-        _one_line_error(r, "posix.system", "not a model class")
+        one_line_error(r, "posix.system", "not a model class")
 
 
 def test_pseudo_gt_segmenter_file_is_checked_too(run4, tmp_path):
     _evil(tmp_path / "evil.pt", tmp_path / "PWNED")
-    r = _invoke(["pseudo-gt", "--run", run4, "--segmenter", f"yolo:{tmp_path / 'evil.pt'}", "--out", tmp_path / "g.json"])
-    _one_line_error(r, "posix.system")
+    r = invoke(["pseudo-gt", "--run", run4, "--segmenter", f"yolo:{tmp_path / 'evil.pt'}", "--out", tmp_path / "g.json"])
+    one_line_error(r, "posix.system")
     assert not (tmp_path / "PWNED").exists()
 
 
@@ -96,7 +84,7 @@ def test_a_lock_symlink_is_not_followed(tiny_ckpt, tmp_path):
     (tmp_path / "f").write_text("data\n")
     (tmp_path / "o" / ".lock").symlink_to(tmp_path / "f")
     for args in (_base(tiny_ckpt, tmp_path / "o") + ["--num-images", "1"],):
-        _one_line_error(_invoke(args), "symbolic link")
+        one_line_error(invoke(args), "symbolic link")
     assert (tmp_path / "f").read_text() == "data\n"
 
 
@@ -106,7 +94,7 @@ def test_a_symlinked_subfolder_is_refused(tiny_ckpt, tmp_path, sub):
     (tmp_path / "e").mkdir()
     (tmp_path / "e" / "0.png").write_text("keep\n")
     (tmp_path / "o" / sub).symlink_to(tmp_path / "e")
-    _one_line_error(_invoke(_base(tiny_ckpt, tmp_path / "o") + ["--num-images", "1"]), "symbolic link")
+    one_line_error(invoke(_base(tiny_ckpt, tmp_path / "o") + ["--num-images", "1"]), "symbolic link")
     assert (tmp_path / "e" / "0.png").read_text() == "keep\n"
 
 
@@ -118,11 +106,11 @@ def test_merge_refuses_a_shard_with_a_symlinked_folder_and_a_linked_out_lock(tin
     for sub in ("parts", "variants", "records"):
         (shard / sub).mkdir()
     (shard / "images").symlink_to(run4 / "images")
-    _one_line_error(_invoke(["merge", shard, "--out", tmp_path / "m"]), "symbolic link")
+    one_line_error(invoke(["merge", shard, "--out", tmp_path / "m"]), "symbolic link")
     (tmp_path / "m2").mkdir()
     (tmp_path / "f").write_text("data\n")
     (tmp_path / "m2" / ".lock").symlink_to(tmp_path / "f")
-    _one_line_error(_invoke(["merge", run4, "--out", tmp_path / "m2"]), "symbolic link")
+    one_line_error(invoke(["merge", run4, "--out", tmp_path / "m2"]), "symbolic link")
     assert (tmp_path / "f").read_text() == "data\n"
 
 
@@ -136,7 +124,7 @@ def test_no_lock_file_is_left_once_a_run_ends(run4):
 def test_repeated_seeds_are_refused_from_set_and_config(tiny_ckpt, tmp_path, how):
     (tmp_path / "c.yaml").write_text("seeds: [2, 2, 0]\n")
     extra = ["--set", "seeds=[3,1,3]"] if how == "set" else ["--config", tmp_path / "c.yaml"]
-    _one_line_error(_invoke(_base(tiny_ckpt, tmp_path / "o") + extra), "repeat")
+    one_line_error(invoke(_base(tiny_ckpt, tmp_path / "o") + extra), "repeat")
     assert not (tmp_path / "o" / "run.json").exists()
 
 
@@ -144,12 +132,12 @@ def test_repeated_seeds_are_refused_from_set_and_config(tiny_ckpt, tmp_path, how
                                    "seeds=2020-01-01", "mix_from=3.5", "mix_from={3: 2}", "seeds=0x10", "seeds=1:30",
                                    "seeds=[1, x]", "k=[1]", "device=cpu:1"])
 def test_set_values_of_the_wrong_type_give_one_line(tiny_ckpt, tmp_path, value):
-    _one_line_error(_invoke(["run", "--gan", tiny_ckpt, "--out", tmp_path / "o", "--set", value]))
+    one_line_error(invoke(["run", "--gan", tiny_ckpt, "--out", tmp_path / "o", "--set", value]))
     assert not (tmp_path / "o" / "run.json").exists()
 
 
 def test_yaml_numbers_read_as_yaml_1_2(tiny_ckpt, tmp_path):
-    r = _invoke(_base(tiny_ckpt, tmp_path / "o") + ["--set", "seeds=010", "--set", "mix_from=03"])
+    r = invoke(_base(tiny_ckpt, tmp_path / "o") + ["--set", "seeds=010", "--set", "mix_from=03"])
     assert r.exit_code == 0, r.output
     assert json.loads((tmp_path / "o" / "run.json").read_text())["seeds"] == [10]
     assert json.loads((tmp_path / "o" / "run.json").read_text())["config"]["mix_from"] == [3]
@@ -157,7 +145,7 @@ def test_yaml_numbers_read_as_yaml_1_2(tiny_ckpt, tmp_path):
 
 def test_duplicate_keys_in_a_config_are_refused(tiny_ckpt, tmp_path):
     (tmp_path / "c.yaml").write_text("k: 3\nk: 4\n")
-    _one_line_error(_invoke(_base(tiny_ckpt, tmp_path / "o") + ["--config", tmp_path / "c.yaml"]), "duplicate key")
+    one_line_error(invoke(_base(tiny_ckpt, tmp_path / "o") + ["--config", tmp_path / "c.yaml"]), "duplicate key")
 
 
 def _bomb(levels: int = 9) -> str:
@@ -171,21 +159,21 @@ def _bomb(levels: int = 9) -> str:
 
 def test_a_yaml_alias_bomb_is_refused_in_one_short_line(tiny_ckpt, tmp_path):
     (tmp_path / "bomb.yaml").write_text(_bomb())
-    r = _invoke(_base(tiny_ckpt, tmp_path / "o") + ["--config", tmp_path / "bomb.yaml"])
-    _one_line_error(r, "aliases")
+    r = invoke(_base(tiny_ckpt, tmp_path / "o") + ["--config", tmp_path / "bomb.yaml"])
+    one_line_error(r, "aliases")
     assert len(r.output) < 500
-    r = _invoke(_base(tiny_ckpt, tmp_path / "o") + ["--set", "seeds=[&a [1,2], *a, *a]"])
-    _one_line_error(r, "aliases")
+    r = invoke(_base(tiny_ckpt, tmp_path / "o") + ["--set", "seeds=[&a [1,2], *a, *a]"])
+    one_line_error(r, "aliases")
     assert len(r.output) < 500
 
 
 def test_a_non_utf8_config_gives_one_line(tiny_ckpt, tmp_path):
     (tmp_path / "c.yaml").write_bytes(b"k: \xff\xfe3\n")
-    _one_line_error(_invoke(_base(tiny_ckpt, tmp_path / "o") + ["--config", tmp_path / "c.yaml"]), "UTF-8")
+    one_line_error(invoke(_base(tiny_ckpt, tmp_path / "o") + ["--config", tmp_path / "c.yaml"]), "UTF-8")
 
 
 def test_a_rerun_with_fewer_seeds_says_the_folder_holds_more(tiny_ckpt, run4, caplog):
-    r = _invoke(_base(tiny_ckpt, run4) + ["--num-images", "2"])
+    r = invoke(_base(tiny_ckpt, run4) + ["--num-images", "2"])
     assert r.exit_code == 0, r.output
     assert any("beyond the 2 asked for" in m for m in caplog.messages), caplog.messages
     assert _seeds(run4) == [0, 1, 2, 3]
@@ -201,7 +189,7 @@ def test_a_damaged_image_is_redone_on_resume(tiny_ckpt, run4, damage):
         png.write_bytes(good[: len(good) // 2])
     else:
         Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(png)
-    assert _invoke(_base(tiny_ckpt, run4) + ["--num-images", "4"]).exit_code == 0
+    assert invoke(_base(tiny_ckpt, run4) + ["--num-images", "4"]).exit_code == 0
     assert png.read_bytes() == good
 
 
@@ -209,7 +197,7 @@ def test_a_damaged_image_is_redone_on_resume(tiny_ckpt, run4, damage):
 
 def _shards(tiny_ckpt, tmp_path, n=2, seeds="0-5"):
     for i in range(n):
-        r = _invoke(_base(tiny_ckpt, tmp_path / f"s{i}") + ["--seeds", seeds, "--shard", f"{i}/{n}"])
+        r = invoke(_base(tiny_ckpt, tmp_path / f"s{i}") + ["--seeds", seeds, "--shard", f"{i}/{n}"])
         assert r.exit_code == 0, r.output
     return [tmp_path / f"s{i}" for i in range(n)]
 
@@ -225,9 +213,9 @@ def test_merge_refuses_unfinished_seeds_unless_allowed(tiny_ckpt, tmp_path, dama
         run = json.loads((s0 / "run.json").read_text())
         (s0 / "run.json").write_text(json.dumps({**run, "seeds": run["seeds"] + [40]}))
     missing = 40 if damage == "interrupted" else 2
-    _one_line_error(_invoke(["merge", s0, s1, "--out", tmp_path / "m"]), "not finished", f"seeds {missing}")
+    one_line_error(invoke(["merge", s0, s1, "--out", tmp_path / "m"]), "not finished", f"seeds {missing}")
     assert not (tmp_path / "m").exists()
-    r = _invoke(["merge", s0, s1, "--out", tmp_path / "m", "--allow-partial"])
+    r = invoke(["merge", s0, s1, "--out", tmp_path / "m", "--allow-partial"])
     assert r.exit_code == 0 and f"seeds {missing}" in r.output, r.output
     assert json.loads((tmp_path / "m" / "run.json").read_text())["missing"] == {str(s0): [missing]}
 
@@ -241,7 +229,7 @@ def test_merge_refuses_a_shard_whose_writer_still_holds_it(tiny_ckpt, tmp_path):
                               stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"
-        _one_line_error(_invoke(["merge", s0, s1, "--out", tmp_path / "m"]), "still being written")
+        one_line_error(invoke(["merge", s0, s1, "--out", tmp_path / "m"]), "still being written")
     finally:
         holder.kill()
         holder.wait()
@@ -260,12 +248,12 @@ def _as_older_version(out):
 
 def test_merge_takes_a_shard_begun_by_an_older_version_in_any_order(tiny_ckpt, tmp_path):
     for i in range(2):
-        r = _invoke(_base(tiny_ckpt, tmp_path / f"s{i}") + ["--seeds", "0-5", "--shard", f"{i}/2",
+        r = invoke(_base(tiny_ckpt, tmp_path / f"s{i}") + ["--seeds", "0-5", "--shard", f"{i}/2",
                                                                "--mask-score", "margin"])
         assert r.exit_code == 0, r.output
     _as_older_version(tmp_path / "s0")
     for name, order in (("m01", ["s0", "s1"]), ("m10", ["s1", "s0"])):
-        r = _invoke(["merge", *[tmp_path / o for o in order], "--out", tmp_path / name])
+        r = invoke(["merge", *[tmp_path / o for o in order], "--out", tmp_path / name])
         assert r.exit_code == 0, r.output
         assert sorted(_seeds(tmp_path / name)) == list(range(6))
     cids = {json.loads(f.read_text())["config_id"] for f in (tmp_path / "m01" / "records").glob("*.json")}
@@ -274,9 +262,9 @@ def test_merge_takes_a_shard_begun_by_an_older_version_in_any_order(tiny_ckpt, t
 
 def test_merge_into_an_existing_run_keeps_its_images(tiny_ckpt, tmp_path):
     one = tmp_path / "one"
-    assert _invoke(_base(tiny_ckpt, one) + ["--seeds", "0-5"]).exit_code == 0
+    assert invoke(_base(tiny_ckpt, one) + ["--seeds", "0-5"]).exit_code == 0
     s0, _ = _shards(tiny_ckpt, tmp_path)
-    r = _invoke(["merge", s0, "--out", one])
+    r = invoke(["merge", s0, "--out", one])
     assert r.exit_code == 0, r.output
     assert sorted(_seeds(one)) == list(range(6))
 
@@ -289,7 +277,7 @@ def test_a_folder_of_another_tool_is_refused(tiny_ckpt, tmp_path, run4, cmd):
     (other / "annotations.json").write_text('{"images": []}')
     (other / "run.json").write_text('{"theirs": true}')
     args = _base(tiny_ckpt, other) + ["--num-images", "1"] if cmd == "run" else ["merge", run4, "--out", other]
-    _one_line_error(_invoke(args), "did not write")
+    one_line_error(invoke(args), "did not write")
     assert (other / "images" / "a.png").read_bytes() == b"theirs"
     assert (other / "run.json").read_text() == '{"theirs": true}'
 
@@ -307,7 +295,7 @@ def test_eval_renumbers_repeated_annotation_ids_with_a_warning(run4, tmp_path, c
     for a in data["annotations"]:
         a["id"] = 1
     gt = _write(tmp_path / "gt.json", data)
-    r = _invoke(["eval", "--pred", run4 / "annotations.json", "--gt", gt, "--json"])
+    r = invoke(["eval", "--pred", run4 / "annotations.json", "--gt", gt, "--json"])
     assert r.exit_code == 0, r.output
     assert json.loads(r.output.strip().splitlines()[-1])["ap"] == pytest.approx(1.0)
     assert any("repeats annotation ids" in m for m in caplog.messages)
@@ -332,12 +320,12 @@ def _coco(**ann):
 def test_eval_checks_every_reference_field(tmp_path, ann, needle):
     gt = _write(tmp_path / "gt.json", _coco(**ann))
     pred = _write(tmp_path / "pred.json", _coco())
-    _one_line_error(_invoke(["eval", "--pred", pred, "--gt", gt]), needle)
+    one_line_error(invoke(["eval", "--pred", pred, "--gt", gt]), needle)
 
 
 def test_eval_computes_a_missing_area(tmp_path):
     gt = _write(tmp_path / "gt.json", _coco(area="DROP"))
-    r = _invoke(["eval", "--pred", _write(tmp_path / "p.json", _coco()), "--gt", gt, "--json"])
+    r = invoke(["eval", "--pred", _write(tmp_path / "p.json", _coco()), "--gt", gt, "--json"])
     assert r.exit_code == 0 and json.loads(r.output)["ap"] == pytest.approx(1.0), r.output
 
 
@@ -345,21 +333,21 @@ def test_eval_refuses_a_huge_claimed_image_without_allocating_it(tmp_path):
     data = _coco()
     data["images"][0].update(height=60000, width=60000)
     gt = _write(tmp_path / "gt.json", data)
-    r = _invoke(["eval", "--pred", gt, "--gt", gt])
-    _one_line_error(r, "beyond the limit")
+    r = invoke(["eval", "--pred", gt, "--gt", gt])
+    one_line_error(r, "beyond the limit")
     assert "--variants" not in r.output
 
 
 # --- 13, 25. Ray and workers -------------------------------------------------------------------------
 
 def test_ray_at_an_address_where_nothing_listens_fails_fast_and_writes_nothing(tiny_ckpt, tmp_path):
-    _one_line_error(_invoke(_base(tiny_ckpt, tmp_path / "o") + ["--num-images", "1", "--ray", "127.0.0.1:1"]),
+    one_line_error(invoke(_base(tiny_ckpt, tmp_path / "o") + ["--num-images", "1", "--ray", "127.0.0.1:1"]),
                     "nothing answers")
     assert not (tmp_path / "o" / "run.json").exists()
 
 
 def test_workers_without_ray_are_refused(tiny_ckpt, tmp_path):
-    _one_line_error(_invoke(_base(tiny_ckpt, tmp_path / "o") + ["--workers", "4"]), "needs --ray")
+    one_line_error(invoke(_base(tiny_ckpt, tmp_path / "o") + ["--workers", "4"]), "needs --ray")
 
 
 def test_sigterm_unwinds_like_ctrl_c():
@@ -379,9 +367,9 @@ def test_sigterm_unwinds_like_ctrl_c():
 
 def test_a_hand_placed_cache_file_of_the_wrong_size_is_refused_and_not_recorded(tmp_path, monkeypatch):
     cache = tmp_path / "c"
-    assert _invoke(["convert", "toy-flat", cache / "generators" / "stylegan2-celebahq-256x256.pkl"]).exit_code == 0
+    assert invoke(["convert", "toy-flat", cache / "generators" / "stylegan2-celebahq-256x256.pkl"]).exit_code == 0
     monkeypatch.setenv("INSTSEG_CACHE", str(cache))
-    _one_line_error(_invoke(["run", "--gan", "celebahq", "--out", tmp_path / "o"]), "does not fit", "delete it")
+    one_line_error(invoke(["run", "--gan", "celebahq", "--out", tmp_path / "o"]), "does not fit", "delete it")
     assert not list((cache / "generators").glob("*.sha256"))
 
 
@@ -415,13 +403,13 @@ def test_a_native_file_with_a_huge_config_and_no_weights_is_refused_cheaply(tmp_
 
 def test_show_refuses_an_rgb_cluster_map(run4, tmp_path):
     Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(run4 / "parts" / "0.png")
-    _one_line_error(_invoke(["show", run4, "--out", tmp_path / "g.png"]), "not a cluster map")
+    one_line_error(invoke(["show", run4, "--out", tmp_path / "g.png"]), "not a cluster map")
 
 
 def test_export_removes_what_a_killed_export_left(run4):
     (run4 / ".yolo.abc.tmp" / "images").mkdir(parents=True)
     (run4 / ".yolo.old-123" / "labels").mkdir(parents=True)
-    assert _invoke(["export", run4]).exit_code == 0
+    assert invoke(["export", run4]).exit_code == 0
     assert not (run4 / ".yolo.abc.tmp").exists() and not (run4 / ".yolo.old-123").exists()
     assert (run4 / "yolo" / "data.yaml").exists()
 
@@ -429,10 +417,10 @@ def test_export_removes_what_a_killed_export_left(run4):
 @pytest.mark.parametrize("name", ["annotations.json", "run.json", "records/2.json"])
 def test_a_directory_in_place_of_a_file_is_named_in_the_error(tiny_ckpt, tmp_path, name):
     out = tmp_path / "o"
-    assert _invoke(_base(tiny_ckpt, out) + ["--num-images", "1"]).exit_code == 0
+    assert invoke(_base(tiny_ckpt, out) + ["--num-images", "1"]).exit_code == 0
     (out / name).unlink(missing_ok=True)
     (out / name).mkdir()
     (out / name / "x").write_text("")
-    r = _invoke(_base(tiny_ckpt, out) + ["--num-images", "3"])
-    _one_line_error(r, name)
+    r = invoke(_base(tiny_ckpt, out) + ["--num-images", "3"])
+    one_line_error(r, name)
     assert ".tmp" not in r.output.strip().splitlines()[-1]

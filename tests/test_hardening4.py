@@ -13,13 +13,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from test_hardening3 import INSTSEG, _base, _invoke, _one_line_error  # noqa: E402  (tests/ is on sys.path)
+from conftest import invoke, one_line_error  # noqa: E402
+from test_hardening3 import INSTSEG, _base  # noqa: E402  (tests/ is on sys.path)
 
 
 @pytest.fixture(scope="module")
 def R(tiny_ckpt, tmp_path_factory):
     out = tmp_path_factory.mktemp("r4") / "run"
-    r = _invoke(_base(tiny_ckpt, out) + ["--num-images", "4"])
+    r = invoke(_base(tiny_ckpt, out) + ["--num-images", "4"])
     assert r.exit_code == 0, r.output
     return out
 
@@ -57,8 +58,8 @@ def test_export_refuses_a_crafted_file_name_that_walks_out_through_a_link(copy_o
         d["images"][0]["file_name"] = crafted
     _edit(run / "annotations.json", change)
     for fmt in ("coco", "yolo"):
-        r = _invoke(["export", run, "--format", fmt, "--out", tmp_path / f"e-{fmt}"])
-        _one_line_error(r, "not a plain relative path")
+        r = invoke(["export", run, "--format", fmt, "--out", tmp_path / f"e-{fmt}"])
+        one_line_error(r, "not a plain relative path")
     assert victim.read_text() == "precious"
 
 
@@ -68,7 +69,7 @@ def test_a_file_name_that_is_not_a_plain_relative_path_is_refused(copy_of, tmp_p
     _edit(run / "annotations.json", lambda d: d["images"][0].__setitem__("file_name", name))
     for args in (["export", run, "--out", tmp_path / "e"], ["report", run, "--out", tmp_path / "r.html"],
                  ["show", run, "--out", tmp_path / "g.png"]):
-        _one_line_error(_invoke(args), "not a plain relative path")
+        one_line_error(invoke(args), "not a plain relative path")
 
 
 def test_toy_render_writes_nothing_through_a_linked_images_folder(tmp_path):
@@ -78,7 +79,7 @@ def test_toy_render_writes_nothing_through_a_linked_images_folder(tmp_path):
     out = tmp_path / "O"
     out.mkdir()
     (out / "images").symlink_to(elsewhere)
-    _one_line_error(_invoke(["toy", "render", "--out", out, "--seeds", "0-1"]), "symbolic link")
+    one_line_error(invoke(["toy", "render", "--out", out, "--seeds", "0-1"]), "symbolic link")
     assert (elsewhere / "0.png").read_bytes() == b"mine" and sorted(os.listdir(elsewhere)) == ["0.png"]
 
 
@@ -96,8 +97,8 @@ def test_label_glob_refuses_a_link_that_leads_out_of_its_folder(tmp_path):
     F = _scenes(tmp_path / "F", 1)
     (F / "o.png").symlink_to(outside / "s0.png")
     out = tmp_path / "L"
-    r = _invoke(["label", str(F / "*.png"), "--out", out, "--steps", "2", "--detector", "none"])
-    _one_line_error(r, "leads out of")
+    r = invoke(["label", str(F / "*.png"), "--out", out, "--steps", "2", "--detector", "none"])
+    one_line_error(r, "leads out of")
     assert not out.exists()
 
 
@@ -114,7 +115,7 @@ def test_report_show_and_export_read_nothing_through_a_link(copy_of, tmp_path, l
                  ["export", run, "--out", tmp_path / "e"], ["export", run, "--format", "coco", "--out", tmp_path / "c"]):
         if link.startswith("variants") and args[0] == "export":
             continue  # exports do not read the variant strips
-        _one_line_error(_invoke(args), "symbolic link")
+        one_line_error(invoke(args), "symbolic link")
     assert not (tmp_path / "r.html").exists()
 
 
@@ -126,7 +127,7 @@ def test_an_output_that_exists_and_is_not_a_regular_file_is_refused(R, tiny_ckpt
     for args in (["report", R, "--out", target], ["show", R, "--out", target], ["convert", tiny_ckpt, target],
                  ["toy", "labels", "--seeds", "0", "--out", target],
                  ["pseudo-gt", "--run", R, "--segmenter", "yolo:toy-flat", "--out", target]):
-        r = _invoke(args)
+        r = invoke(args)
         assert r.exit_code == 2 and "Traceback" not in r.output, (args, r.output)
         assert ("regular file" in r.output or "is a directory" in r.output), (args, r.output)
     assert stat.S_ISFIFO(os.lstat(target).st_mode) if kind == "fifo" else target.is_dir()
@@ -148,13 +149,13 @@ def test_the_atomic_writer_itself_refuses_a_device_or_fifo(tmp_path):
 def test_downloads_are_bounded_and_file_urls_must_name_regular_files(tmp_path, monkeypatch):
     monkeypatch.setenv("INSTSEG_CACHE", str(tmp_path / "cache"))
     for url in ("file:///dev/zero", f"file://{tmp_path}"):
-        _one_line_error(_invoke(["convert", url, tmp_path / "o.pt"]), "not a regular file")
+        one_line_error(invoke(["convert", url, tmp_path / "o.pt"]), "not a regular file")
     big = tmp_path / "big.pkl"
     big.write_bytes(b"\0" * (2 << 20))
     monkeypatch.setenv("INSTSEG_MAX_DOWNLOAD", "1M")
-    _one_line_error(_invoke(["convert", big.as_uri(), tmp_path / "o.pt"]), "download limit")
+    one_line_error(invoke(["convert", big.as_uri(), tmp_path / "o.pt"]), "download limit")
     monkeypatch.setenv("INSTSEG_MAX_DOWNLOAD", "lots")
-    _one_line_error(_invoke(["convert", big.as_uri(), tmp_path / "o.pt"]), "INSTSEG_MAX_DOWNLOAD")
+    one_line_error(invoke(["convert", big.as_uri(), tmp_path / "o.pt"]), "INSTSEG_MAX_DOWNLOAD")
     assert not list((tmp_path / "cache").rglob("*big*"))
 
 
@@ -168,41 +169,41 @@ def test_label_refuses_two_inputs_stored_under_one_name(tmp_path):
     img.convert("RGB").save(F / "x.jpg", exif=exif)
     img.save(F / "x.jpg.png")
     out = tmp_path / "L"
-    _one_line_error(_invoke(["label", F, "--out", out, "--steps", "2", "--detector", "none"]), "x.jpg.png")
+    one_line_error(invoke(["label", F, "--out", out, "--steps", "2", "--detector", "none"]), "x.jpg.png")
     assert not out.exists()
 
 
 def test_toy_render_refuses_a_folder_holding_another_dataset(R, copy_of, tmp_path):
     run = copy_of()
     before = (run / "images" / "0.png").read_bytes(), (run / "annotations.json").read_bytes()
-    _one_line_error(_invoke(["toy", "render", "--out", run, "--seeds", "0-1"]), "instseg run")
+    one_line_error(invoke(["toy", "render", "--out", run, "--seeds", "0-1"]), "instseg run")
     assert ((run / "images" / "0.png").read_bytes(), (run / "annotations.json").read_bytes()) == before
     other = tmp_path / "other"  # another tool's COCO folder
     (other / "images").mkdir(parents=True)
     shutil.copy(R / "images" / "0.png", other / "images" / "0.png")
     shutil.copy(R / "annotations.json", other / "annotations.json")
     _edit(other / "annotations.json", lambda d: d.__setitem__("info", {"description": "labelled by hand"}))
-    _one_line_error(_invoke(["toy", "render", "--out", other, "--seeds", "0-1"]), "did not make")
+    one_line_error(invoke(["toy", "render", "--out", other, "--seeds", "0-1"]), "did not make")
     mine = tmp_path / "mine"  # its own folder renders again
-    assert _invoke(["toy", "render", "--out", mine, "--seeds", "0-1"]).exit_code == 0
-    assert _invoke(["toy", "render", "--out", mine, "--seeds", "0-2"]).exit_code == 0
+    assert invoke(["toy", "render", "--out", mine, "--seeds", "0-1"]).exit_code == 0
+    assert invoke(["toy", "render", "--out", mine, "--seeds", "0-2"]).exit_code == 0
     assert len(json.loads((mine / "annotations.json").read_text())["images"]) == 3
 
 
 def test_merge_refuses_mixed_shard_counts_and_missing_shards(tiny_ckpt, tmp_path):
     def shard(name, spec):
-        r = _invoke(_base(tiny_ckpt, tmp_path / name) + ["--num-images", "4", "--shard", spec])
+        r = invoke(_base(tiny_ckpt, tmp_path / name) + ["--num-images", "4", "--shard", spec])
         assert r.exit_code == 0, r.output
         return tmp_path / name
     s0, s1of3, s1 = shard("s0", "0/2"), shard("s1of3", "1/3"), shard("s1", "1/2")
-    _one_line_error(_invoke(["merge", s0, s1of3, "--out", tmp_path / "m"]), "not shards of one --shard count")
-    _one_line_error(_invoke(["merge", s0, "--out", tmp_path / "m"]), "lack shard 1/2")
+    one_line_error(invoke(["merge", s0, s1of3, "--out", tmp_path / "m"]), "not shards of one --shard count")
+    one_line_error(invoke(["merge", s0, "--out", tmp_path / "m"]), "lack shard 1/2")
     assert not (tmp_path / "m" / "annotations.json").exists()
-    r = _invoke(["merge", s0, "--out", tmp_path / "p", "--allow-partial"])
+    r = invoke(["merge", s0, "--out", tmp_path / "p", "--allow-partial"])
     assert r.exit_code == 0 and "shard 1/2 (not given): seeds 1, 3" in r.output, r.output
     run = json.loads((tmp_path / "p" / "run.json").read_text())
     assert run["missing"] == {"shard 1/2 (not given)": [1, 3]} and run["seeds"] == [0, 2]
-    assert _invoke(["merge", s0, s1, "--out", tmp_path / "whole"]).exit_code == 0
+    assert invoke(["merge", s0, s1, "--out", tmp_path / "whole"]).exit_code == 0
     assert [im["seed"] for im in json.loads((tmp_path / "whole" / "annotations.json").read_text())["images"]] \
         == [0, 1, 2, 3]
 
@@ -211,10 +212,10 @@ def test_merge_refuses_mixed_shard_counts_and_missing_shards(tiny_ckpt, tmp_path
 def test_report_and_show_refuse_an_out_that_is_one_of_the_runs_own_files(copy_of, own):
     run = copy_of()
     before = (run / "annotations.json").read_bytes()
-    _one_line_error(_invoke(["report", run, "--out", run / own]), "this dataset's own")
-    _one_line_error(_invoke(["show", run, "--out", run / own]), "this dataset's own")
+    one_line_error(invoke(["report", run, "--out", run / own]), "this dataset's own")
+    one_line_error(invoke(["show", run, "--out", run / own]), "this dataset's own")
     assert (run / "annotations.json").read_bytes() == before
-    assert _invoke(["report", run, "--out", run / "report.html"]).exit_code == 0
+    assert invoke(["report", run, "--out", run / "report.html"]).exit_code == 0
 
 
 # --- 11-14: one line, never a traceback ------------------------------------------------------------
@@ -245,7 +246,7 @@ def test_a_crash_of_ours_is_one_line_with_exit_code_1(tiny_ckpt, tmp_path, monke
     def crash(*a, **k):
         raise Crash("an encoder process died: pid 1 (killed by SIGKILL); running the same command again resumes")
     monkeypatch.setattr(runner, "run", crash)
-    r = _invoke(_base(tiny_ckpt, tmp_path / "o"))
+    r = invoke(_base(tiny_ckpt, tmp_path / "o"))
     assert r.exit_code == 1 and "Traceback" not in r.output, r.output
     assert r.output.strip().splitlines()[-1].startswith("Error: an encoder process died"), r.output
 
@@ -288,16 +289,16 @@ def test_report_copes_with_odd_fields_or_says_what_is_wrong_in_one_line(copy_of,
     _ODD_FIELDS[case](data, info)
     (run / "annotations.json").write_text(json.dumps(data))
     (run / "run.json").write_text(json.dumps(info))
-    r = _invoke(["report", run, "--out", tmp_path / "r.html"])
+    r = invoke(["report", run, "--out", tmp_path / "r.html"])
     if r.exit_code != 0:
-        _one_line_error(r, "bbox")
+        one_line_error(r, "bbox")
     assert r.exit_code == 0 or "bbox" in case
 
 
 def test_report_says_in_one_line_when_an_image_is_not_the_size_annotations_json_says(copy_of, tmp_path):
     run = copy_of()
     Image.new("RGB", (7, 9)).save(run / "images" / "0.png")
-    _one_line_error(_invoke(["report", run, "--out", tmp_path / "r.html"]), "is 7x9 but annotations.json says")
+    one_line_error(invoke(["report", run, "--out", tmp_path / "r.html"]), "is 7x9 but annotations.json says")
 
 
 @pytest.mark.parametrize("state", [{}, {"iter": 3, "config": {"batch": "abc"}}, {"iter": "x", "config": {}}, [1]])
@@ -306,8 +307,8 @@ def test_train_gan_resume_from_a_bad_state_gives_one_line(tmp_path, state):
     src.mkdir()
     (src / "state.json").write_text(json.dumps(state))
     for extra in ([], ["--same-recipe"]):
-        r = _invoke(["toy", "train-gan", "--out", tmp_path / "t", "--resume-from", src, "--iters", "1", *extra])
-        _one_line_error(r, "state.json")
+        r = invoke(["toy", "train-gan", "--out", tmp_path / "t", "--resume-from", src, "--iters", "1", *extra])
+        one_line_error(r, "state.json")
 
 
 # --- 15-18: misleading or wasteful ----------------------------------------------------------------
@@ -316,15 +317,15 @@ def test_train_gan_resume_from_a_bad_state_gives_one_line(tmp_path, state):
 def test_export_roots_get_the_umasks_mode(R, tmp_path, fmt):
     old = os.umask(0o022)
     try:
-        assert _invoke(["export", R, "--format", fmt, "--out", tmp_path / "e"]).exit_code == 0
+        assert invoke(["export", R, "--format", fmt, "--out", tmp_path / "e"]).exit_code == 0
     finally:
         os.umask(old)
     assert stat.S_IMODE(os.stat(tmp_path / "e").st_mode) == 0o755
 
 
 def test_an_error_names_the_path_the_user_gave_not_a_temp_file(R, tmp_path):
-    r = _invoke(["report", R, "--out", tmp_path / "nofolder" / "r.html"])
-    _one_line_error(r, str(tmp_path / "nofolder" / "r.html"))
+    r = invoke(["report", R, "--out", tmp_path / "nofolder" / "r.html"])
+    one_line_error(r, str(tmp_path / "nofolder" / "r.html"))
     assert ".tmp" not in r.output
 
 
@@ -367,7 +368,7 @@ def test_the_chunking_promise_holds_as_the_readme_words_it(tiny_ckpt, tmp_path):
     outs = []
     for batch in (1, 3):
         out = tmp_path / f"b{batch}"
-        assert _invoke(_base(tiny_ckpt, out) + ["--num-images", "5", "--batch", str(batch)]).exit_code == 0
+        assert invoke(_base(tiny_ckpt, out) + ["--num-images", "5", "--batch", str(batch)]).exit_code == 0
         outs.append(json.loads((out / "annotations.json").read_text()))
     a, b = outs
     assert len(a["annotations"]) == len(b["annotations"]) > 0
@@ -435,7 +436,7 @@ def test_junk_in_run_folders_and_names_never_gives_a_traceback(R, tmp_path, monk
                                                str(elsewhere), "nosuch*"]),
                           "--out", rng.choice([out, run]), "--steps", "1", "--detector", "none"]}[sub]
         (out.mkdir() if sub in ("report", "show") else None)
-        r = _invoke(args)
+        r = invoke(args)
         assert r.exit_code in (0, 2), (args, r.output, r.exception)
         assert "Traceback" not in r.output and len(r.output) < 5000, (args, r.output[:500])
         if r.exit_code == 2:

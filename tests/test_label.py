@@ -5,22 +5,11 @@ import os
 import numpy as np
 import pytest
 import torch
-from click.testing import CliRunner
 from PIL import Image
 
-from instseg.cli import main
+from conftest import invoke, one_line_error
 
 
-def _invoke(args):
-    return CliRunner().invoke(main, [str(a) for a in args])
-
-
-def _one_line_error(r, *needles):
-    assert r.exit_code == 2, r.output
-    last = r.output.strip().splitlines()[-1]
-    assert last.startswith("Error: ") and "Traceback" not in r.output, r.output
-    for n in needles:
-        assert n in last, last
 
 
 def _scenes(folder, seeds=range(3_300_000, 3_300_004), size=48):
@@ -33,7 +22,7 @@ def _scenes(folder, seeds=range(3_300_000, 3_300_004), size=48):
 
 
 def _label(images, out, *extra):
-    return _invoke(["label", *images, "--out", out, "--steps", "30", "--variants", "8", *extra])
+    return invoke(["label", *images, "--out", out, "--steps", "30", "--variants", "8", *extra])
 
 
 def test_projection_reconstructs_a_sample_of_the_generator_itself():
@@ -72,9 +61,9 @@ def test_label_gets_the_generators_own_masks_back_and_eval_scores_it(tmp_path):
                 a["image_id"] = i + 1
         im.update(id=i + 1, file_name=f"{i}.png")
     (tmp_path / "gt.json").write_text(json.dumps(gt))
-    r = _invoke(["label", folder, "--out", tmp_path / "o", "--steps", "200"])
+    r = invoke(["label", folder, "--out", tmp_path / "o", "--steps", "200"])
     assert r.exit_code == 0, r.output
-    r = _invoke(["eval", "--pred", tmp_path / "o" / "annotations.json", "--gt", tmp_path / "gt.json", "--json"])
+    r = invoke(["eval", "--pred", tmp_path / "o" / "annotations.json", "--gt", tmp_path / "gt.json", "--json"])
     assert r.exit_code == 0, r.output
     res = json.loads(r.output)
     assert res["miou"] > 0.6, res  # 0.69 measured: projected latents mix less cleanly than drawn ones
@@ -106,7 +95,7 @@ def test_a_rerun_resumes_and_other_images_are_refused(tmp_path):
     assert _label([folder], tmp_path / "o").exit_code == 0
     assert {p.name: p.stat().st_mtime_ns for p in (tmp_path / "o" / "records").iterdir()} == before
     other = _scenes(tmp_path / "other", seeds=[3_300_200])
-    _one_line_error(_label([other], tmp_path / "o"), "the images")
+    one_line_error(_label([other], tmp_path / "o"), "the images")
 
 
 def test_a_low_fidelity_image_is_flagged_not_dropped(tmp_path):
@@ -172,13 +161,13 @@ def test_bad_inputs_give_one_line_and_write_nothing(tmp_path, case, needle):
         (folder / "l.png").symlink_to(good / "s3300500.png")
     elif case == "no-such":
         args = [tmp_path / "nope.png"]
-    _one_line_error(_label(args, tmp_path / "o"), needle)
+    one_line_error(_label(args, tmp_path / "o"), needle)
     assert not (tmp_path / "o").exists()
 
 
 def test_a_generator_without_the_named_features_is_refused(tmp_path):
     folder = _scenes(tmp_path / "imgs", seeds=[3_300_600])
-    _one_line_error(_label([folder], tmp_path / "o", "--set", "features=b1024.conv1"), "not a layer")
+    one_line_error(_label([folder], tmp_path / "o", "--set", "features=b1024.conv1"), "not a layer")
     assert not (tmp_path / "o" / "run.json").exists()
 
 
@@ -302,7 +291,7 @@ def test_a_labelled_folder_says_the_images_are_the_users_photos(tmp_path, monkey
     assert data["info"]["images"].startswith("the user's own photos") and data["info"]["masks_licence"].startswith("MIT")
     assert [im["source"] for im in data["images"]] == [os.path.join("imgs", "s3300400.png")]  # as given, not absolute
     page = tmp_path / "r.html"
-    assert _invoke(["report", "o", "--out", page]).exit_code == 0
+    assert invoke(["report", "o", "--out", page]).exit_code == 0
     html = page.read_text()
     assert "your photos" in html and "PSNR" in html
 

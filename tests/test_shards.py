@@ -1,15 +1,11 @@
 import json
 
 import pytest
-from click.testing import CliRunner
 
-from instseg.cli import main
+from conftest import invoke
 from instseg.merge import parse_shard, shard_seeds
 from instseg.errors import UserError
 
-
-def _invoke(args):
-    return CliRunner().invoke(main, [str(a) for a in args])
 
 
 def _base(ckpt, out):
@@ -35,17 +31,17 @@ def test_shards_are_disjoint_and_cover_the_seeds():
 
 
 def test_two_shards_merged_equal_one_process(tiny_ckpt, tmp_path):
-    assert _invoke(_base(tiny_ckpt, tmp_path / "one")).exit_code == 0
+    assert invoke(_base(tiny_ckpt, tmp_path / "one")).exit_code == 0
     for i in (0, 1):
-        r = _invoke(_base(tiny_ckpt, tmp_path / f"s{i}") + ["--shard", f"{i}/2"])
+        r = invoke(_base(tiny_ckpt, tmp_path / f"s{i}") + ["--shard", f"{i}/2"])
         assert r.exit_code == 0, r.output
     assert len(json.loads((tmp_path / "s0" / "annotations.json").read_text())["images"]) == 5
-    r = _invoke(["merge", tmp_path / "s0", tmp_path / "s1", "--out", tmp_path / "merged"])
+    r = invoke(["merge", tmp_path / "s0", tmp_path / "s1", "--out", tmp_path / "merged"])
     assert r.exit_code == 0, r.output
     one, merged = _dataset(tmp_path / "one"), _dataset(tmp_path / "merged")
     assert one[0] == merged[0] and one[1] == merged[1] and one[2] == merged[2] and one[3] == merged[3]
     # the shards in either order: annotations numbered as one process numbers them
-    r = _invoke(["merge", tmp_path / "s1", tmp_path / "s0", "--out", tmp_path / "reversed"])
+    r = invoke(["merge", tmp_path / "s1", tmp_path / "s0", "--out", tmp_path / "reversed"])
     assert r.exit_code == 0, r.output
     ids = [[(a["id"], a["image_id"], a["segmentation"]["counts"]) for a in
             json.loads((d / "annotations.json").read_text())["annotations"]] for d in (tmp_path / "one", tmp_path / "merged",
@@ -55,8 +51,8 @@ def test_two_shards_merged_equal_one_process(tiny_ckpt, tmp_path):
 
 
 def test_merge_refuses_shards_of_different_configs(tiny_ckpt, tmp_path):
-    assert _invoke(_base(tiny_ckpt, tmp_path / "a") + ["--shard", "0/2"]).exit_code == 0
-    assert _invoke(_base(tiny_ckpt, tmp_path / "b") + ["--shard", "1/2", "--k", "4"]).exit_code == 0
-    r = _invoke(["merge", tmp_path / "a", tmp_path / "b", "--out", tmp_path / "m"])
+    assert invoke(_base(tiny_ckpt, tmp_path / "a") + ["--shard", "0/2"]).exit_code == 0
+    assert invoke(_base(tiny_ckpt, tmp_path / "b") + ["--shard", "1/2", "--k", "4"]).exit_code == 0
+    r = invoke(["merge", tmp_path / "a", tmp_path / "b", "--out", tmp_path / "m"])
     assert r.exit_code == 2 and "different config" in r.output and "(k)" in r.output
     assert not (tmp_path / "m" / "annotations.json").exists()

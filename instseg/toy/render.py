@@ -2,12 +2,19 @@
 
 Shape (class, position, size, angle) and appearance (colours, shading, stripes, background
 texture) are drawn independently, which is the independence style mixing can discover.
+
+Worlds: `classic` (rotated, striped shapes), `flat` (upright, anti-aliased, flat colours: toy-flat's) and
+`textured` (flat's layouts, every surface a photographed texture in a per-scene palette with a soft drop
+shadow, so colour alone does not find the objects: toy-textured's).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
+from importlib import resources
 
 import numpy as np
+from scipy import ndimage
 
 CLASSES = ("square", "triangle", "disc")
 
@@ -25,6 +32,18 @@ class ToyObject:
 
 
 @dataclass(frozen=True)
+class Skin:
+    """A textured surface: a photographed texture, placed and coloured (lo where it is dark, hi where bright)."""
+
+    texture: int  # index into TEXTURES
+    span: float  # source pixels across the image's width
+    angle: float  # radians
+    offset: tuple[float, float]  # source pixel at the image's centre
+    lo: tuple[float, float, float]
+    hi: tuple[float, float, float]
+
+
+@dataclass(frozen=True)
 class Scene:
     size: int
     bg_a: tuple[float, float, float]
@@ -32,6 +51,7 @@ class Scene:
     bg_angle: float
     texture: tuple[float, float, float, float]  # (amplitude, fx, fy, phase) of a low-frequency pattern
     objects: tuple[ToyObject, ...] = field(default_factory=tuple)
+    skins: tuple[Skin, ...] = ()  # textured world: the background's, then one per object (else flat colours)
 
 
 def _grid(size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -83,14 +103,42 @@ WORLD_SPECS = {
     "classic": World((0.0, 0.12), (1, 4), (0.13, 0.24), 0.8, 0.5, True, 0.3, True, 0.5, 10, False),
     "flat": World((0.04, 0.12), (1, 3), (0.17, 0.26), 1.0, 0.6, False, 0.15, False, 0.6, 20, True),
 }
+WORLD_SPECS["textured"] = WORLD_SPECS["flat"]  # the same layouts (per seed); only the appearance differs
 
-WORLDS = tuple(WORLD_SPECS)  # classic: rotated, striped shapes; flat: upright, anti-aliased, learnable on CPU
+WORLDS = tuple(WORLD_SPECS)
+ANTIALIASED = ("flat", "textured")  # worlds whose images are drawn anti-aliased
+TEXTURES = ("brick", "grass", "gravel")  # scikit-image's, CC0: instseg/toy/textures/LICENSE.md
+TEXTURE_LICENCE = "textures: scikit-image's brick, grass and gravel (CC0 1.0), histogram-equalised"
+
+
+@dataclass(frozen=True)
+class Camo:
+    """How the textured world dresses a layout (sizes in source pixels of the 512 px textures)."""
+
+    bg_span: tuple[float, float] = (150.0, 300.0)  # the background's texture across the image
+    brick_zoom: float = 1.2  # brick's pattern is coarse: shown 1.2x wider
+    obj_scale: float = 2.0  # each object's texture is this much finer or coarser than the background's
+    max_span: float = 450.0
+    palette: tuple[float, float] = (0.2, 0.8)  # lo and hi drawn uniformly in this range, per channel
+    contrast: tuple[float, float] = (0.35, 0.8)  # mean |hi - lo| over RGB
+    jitter: float = 0.05  # per surface and channel, on lo and hi
+    swap: float = 0.5  # an object swaps lo and hi with this probability
+    shift: float = 0.15  # and shifts both by this (random sign)
+    shadow: float = 0.45  # darkening under an object's silhouette
+    shadow_offset: float = 0.05  # down-right, fraction of the image size
+    shadow_blur: float = 0.03  # box width, fraction of the image size
+
+
+CAMO = Camo()
 
 
 def sample_scene(seed: int, size: int = 64, max_objects: int = 3, world: str = "classic") -> Scene:
     """A random scene, deterministic per seed and world."""
     if world not in WORLD_SPECS:
         raise ValueError(f"unknown toy world {world!r}; choose from {', '.join(WORLDS)}")
+    if world == "textured":
+        scene = sample_scene(seed, size, max_objects, "flat")
+        return replace(scene, skins=_skins(np.random.default_rng([seed, 1]), len(scene.objects)))
     w = WORLD_SPECS[world]
     rng = np.random.default_rng(seed)
     bg_a, bg_b = _rand_color(rng), _rand_color(rng)
@@ -120,6 +168,76 @@ def sample_scene(seed: int, size: int = 64, max_objects: int = 3, world: str = "
                 objects.append(obj)
                 break
     return Scene(size, bg_a, bg_b, float(rng.uniform(0, 2 * np.pi)), tex, tuple(objects))
+
+
+def _palette(rng: np.random.Generator, c: Camo) -> tuple[np.ndarray, np.ndarray]:
+    for _ in range(100):
+        lo, hi = rng.uniform(*c.palette, 3), rng.uniform(*c.palette, 3)
+        if c.contrast[0] <= np.abs(hi - lo).mean() <= c.contrast[1]:
+            break
+    return lo, hi
+
+
+def _skins(rng: np.random.Generator, n_objects: int, c: Camo = CAMO) -> tuple[Skin, ...]:
+    """The background's skin, then each object's: its own texture (not the background's), 2x finer or coarser."""
+    lo, hi = _palette(rng, c)
+
+    def skin(tex: int, span: float, lo: np.ndarray, hi: np.ndarray) -> Skin:
+        jit = lambda v: tuple(float(x) for x in np.clip(v + rng.normal(0, c.jitter, 3), 0, 1))  # noqa: E731
+        return Skin(tex, span * (c.brick_zoom if TEXTURES[tex] == "brick" else 1.0), float(rng.uniform(0, 2 * np.pi)),
+                    (float(rng.uniform(128, 384)), float(rng.uniform(128, 384))), jit(lo), jit(hi))
+
+    bg_tex = int(rng.integers(len(TEXTURES)))
+    bg_span = float(rng.uniform(*c.bg_span))
+    out = [skin(bg_tex, bg_span, lo, hi)]
+    for _ in range(n_objects):
+        tex = int(rng.choice([t for t in range(len(TEXTURES)) if t != bg_tex]))
+        span = min(bg_span * (c.obj_scale if rng.random() < 0.5 else 1 / c.obj_scale), c.max_span)
+        a, b = (hi, lo) if rng.random() < c.swap else (lo, hi)
+        d = c.shift * (1 if rng.random() < 0.5 else -1)
+        out.append(skin(tex, span, a + d, b + d))
+    return tuple(out)
+
+
+@lru_cache(maxsize=None)
+def texture_levels(index: int) -> tuple[np.ndarray, ...]:
+    """One texture as float greys in [0, 1], pre-blurred by each of BLURS (a sampling step of d source pixels
+    takes the level nearest d / 2)."""
+    from PIL import Image
+
+    with resources.files("instseg.toy.textures").joinpath(f"{TEXTURES[index]}.png").open("rb") as f:
+        grey = np.asarray(Image.open(f).convert("L"), dtype=np.float32) / 255
+    return tuple(grey if s == 0 else ndimage.gaussian_filter(grey, s, mode="mirror") for s in BLURS)
+
+
+BLURS = (0.0, 0.5, 1.0, 2.0, 4.0)  # texture_levels' sigmas, source pixels
+
+def _surface(skin: Skin, size: int) -> np.ndarray:
+    """The skin's colour at each pixel centre of a size x size image: [H, W, 3]."""
+    step = skin.span / size  # source pixels per image pixel
+    levels = texture_levels(skin.texture)
+    grey = levels[int(np.argmin([abs(b - step / 2) for b in BLURS]))]
+    x, y = _grid(size)
+    u, v = (x - size / 2) * step, (y - size / 2) * step
+    ca, sa = np.cos(skin.angle), np.sin(skin.angle)
+    sx, sy = skin.offset[0] + ca * u - sa * v, skin.offset[1] + sa * u + ca * v
+    g = ndimage.map_coordinates(grey, [sy.ravel(), sx.ravel()], order=1, mode="mirror").reshape(size, size)
+    lo, hi = np.array(skin.lo), np.array(skin.hi)
+    return lo + g[..., None] * (hi - lo)
+
+
+def _render_textured(scene: Scene, c: Camo = CAMO) -> np.ndarray:
+    """The textured world: background skin, then each object over a soft shadow of its own silhouette."""
+    s = scene.size
+    img = _surface(scene.skins[0], s)
+    shift = c.shadow_offset * s
+    width = max(1, int(round(c.shadow_blur * s)))
+    for obj, skin in zip(scene.objects, scene.skins[1:]):
+        m = shape_mask(obj, s)
+        sh = ndimage.uniform_filter(ndimage.shift(m.astype(np.float64), (shift, shift), order=1), width)
+        img = img * (1 - c.shadow * sh)[..., None]
+        img[m] = _surface(skin, s)[m]
+    return img
 
 
 def _scaled(scene: Scene, s: int) -> Scene:
@@ -184,6 +302,8 @@ def render(scene: Scene) -> tuple[np.ndarray, np.ndarray]:
 
 def _render_float(scene: Scene) -> np.ndarray:
     """[H, W, 3] float image, unclipped; shading and stripes are in units of the object's radius."""
+    if scene.skins:
+        return _render_textured(scene)
     x, y = _grid(scene.size)
     s = scene.size
     t = ((x - s / 2) * np.cos(scene.bg_angle) + (y - s / 2) * np.sin(scene.bg_angle)) / s + 0.5
@@ -204,10 +324,10 @@ def _render_float(scene: Scene) -> np.ndarray:
 def render_seed(seed: int, size: int = 64, world: str = "classic") -> tuple[np.ndarray, np.ndarray, list[int]]:
     """Image, instance map and per-instance class ids of the scene of one seed.
 
-    The flat world's image is anti-aliased; its instance map holds the pixels whose centre is inside."""
+    Flat and textured images are anti-aliased; the instance map holds the pixels whose centre is inside."""
     scene = sample_scene(seed, size, world=world)
     img, inst = render(scene)
-    if world == "flat":
+    if world in ANTIALIASED:
         img = render_antialiased(scene)
     return img, inst, [o.cls for o in scene.objects]
 
@@ -215,4 +335,5 @@ def render_seed(seed: int, size: int = 64, world: str = "classic") -> tuple[np.n
 def flat_colored(scene: Scene, colors: list[tuple[float, float, float]]) -> Scene:
     """The same shapes with flat colours and a black background (used to check masks)."""
     objs = tuple(replace(o, color=c, shade=(0.0, 0.0), stripes=(0.0, 1.0, 0.0)) for o, c in zip(scene.objects, colors))
-    return replace(scene, bg_a=(0.0, 0.0, 0.0), bg_b=(0.0, 0.0, 0.0), texture=(0.0, 1.0, 1.0, 0.0), objects=objs)
+    return replace(scene, bg_a=(0.0, 0.0, 0.0), bg_b=(0.0, 0.0, 0.0), texture=(0.0, 1.0, 1.0, 0.0), objects=objs,
+                   skins=())

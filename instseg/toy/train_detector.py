@@ -23,10 +23,11 @@ GAN_SEED = 6_000_000  # training samples of a generator: no run, table or benchm
 
 
 def train(out: Path, scenes: int = 4000, epochs: int = 30, imgsz: int = 64, batch: int = 64, size: int = 64,
-          device: str = "cpu", world: str = "flat", name: str = "toy-flat-yolo.pt", gan: str | None = None,
+          device: str = "cpu", world: str = "flat", name: str | None = None, gan: str | None = None,
           gan_samples: int = 0, truncation_psi: float = 0.7) -> Path:
     """Render scenes (and, with `gan`, write that generator's samples with their exact labels), export
-    them as YOLO-seg, train; returns the best weights path."""
+    them as YOLO-seg, train; returns the best weights path (`name`, default toy-WORLD-yolo.pt)."""
+    name = name or f"toy-{world}-yolo.pt"
     os.environ["YOLO_OFFLINE"] = "1"
     from ultralytics import YOLO
 

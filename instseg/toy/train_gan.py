@@ -53,6 +53,7 @@ class TrainConfig:
     split_d: bool = True  # image-only D plus a joint D that sees a detached image (False: one joint D)
     mbstd_group: int = 4  # D's minibatch-stddev group (the largest divisor of the batch up to this; ADA's cifar: 32)
     blur_d: bool = False  # binomial-filtered downsampling in D (False: 2x2 box; 1.7x slower per iteration on a CPU)
+    pool_first: bool = False  # D's conv1 after the downsampling, at a quarter of the cost (trainkit.DBlock)
     z_dim: int = 128
     w_dim: int = 128
     mapping_layers: int = 4
@@ -77,6 +78,8 @@ class TrainConfig:
     seed: int = 0
     minutes: float = 0.0  # stop (with a checkpoint) after this much wall clock; 0: no limit
     workers: int = 0  # processes rendering scenes; 0: one per CPU core, 1: in the trainer
+    reuse_fake: bool = False  # D's step judges G's step's batch (detached) instead of drawing a second one
+    channels_last: bool = False  # networks and batches in channels-last memory format
 
     @property
     def gamma(self) -> float:
@@ -85,7 +88,7 @@ class TrainConfig:
 
 # The options that make a recipe (what a resumed state must keep to continue the same run).
 RECIPE = ("world", "labels", "resolution", "channel_base", "d_channel_base", "split_d", "mbstd_group", "blur_d",
-          "dataset_size", "batch", "lr", "r1_gamma", "r1_gamma_joint", "mismatch", "mismatch_weight",
+          "pool_first", "dataset_size", "batch", "lr", "r1_gamma", "r1_gamma_joint", "mismatch", "mismatch_weight",
           "joint_weight", "ema_kimg")
 
 
@@ -118,7 +121,7 @@ def read_state(state: Path) -> dict:
 def _fits(value: object, default: object, key: str) -> bool:
     if value is None:
         return key in ("r1_gamma", "r1_gamma_joint")
-    if isinstance(default, bool) or key in ("labels", "split_d", "blur_d", "mismatch"):
+    if isinstance(default, bool) or key in ("labels", "split_d", "blur_d", "pool_first", "mismatch"):
         return isinstance(value, bool)
     if isinstance(default, int):
         return isinstance(value, int) and not isinstance(value, bool) and value >= 0
@@ -173,9 +176,10 @@ class Critics:
         dcfg = replace(gcfg, channel_base=cfg.d_channel_base)
         self.ic, self.split = gcfg.img_channels, cfg.split_d and gcfg.label_channels > 0
         self.nets = {"D": Discriminator(dcfg, in_channels=gcfg.img_channels if self.split else None,
-                                        blur=cfg.blur_d, mbstd=cfg.mbstd_group).to(device)}
+                                        blur=cfg.blur_d, mbstd=cfg.mbstd_group, pool_first=cfg.pool_first).to(device)}
         if self.split:
-            self.nets["D_joint"] = Discriminator(dcfg, blur=cfg.blur_d, mbstd=cfg.mbstd_group).to(device)
+            self.nets["D_joint"] = Discriminator(dcfg, blur=cfg.blur_d, mbstd=cfg.mbstd_group,
+                                                 pool_first=cfg.pool_first).to(device)
 
     def parameters(self) -> list:
         return [p for d in self.nets.values() for p in d.parameters()]
@@ -256,6 +260,9 @@ def train(cfg: TrainConfig, resume_from: str | None = None) -> Path:
     critics = Critics(cfg, gcfg, device)
     opt_G, opt_D = optimisers(G.parameters(), critics.parameters(), cfg.lr, cfg.r1_every)
     modules, opts = {"G": G, "G_ema": G_ema, **critics.nets}, {"opt_G": opt_G, "opt_D": opt_D}
+    if cfg.channels_last:
+        for m in modules.values():
+            m.to(memory_format=torch.channels_last)
     state = out / "state"
     history: list = []
     src = resumed_state(out, resume_from)
@@ -285,6 +292,8 @@ def train(cfg: TrainConfig, resume_from: str | None = None) -> Path:
     try:
         while it < cfg.iters:
             real = next_real().to(device).float() / 127.5 - 1
+            if cfg.channels_last:
+                real = real.contiguous(memory_format=torch.channels_last)
             real = torch.where(torch.rand(cfg.batch, 1, 1, 1, device=device) < 0.5, real.flip(3), real)
             real = _label_noise(real, cfg.label_noise, ic)
 
@@ -304,8 +313,12 @@ def train(cfg: TrainConfig, resume_from: str | None = None) -> Path:
                 G.mapping_net.w_avg.lerp_(w.mean(0), 0.005)
 
             G.requires_grad_(False), critics.requires_grad_(True)
-            with torch.no_grad(), amp():
-                fake = _label_noise(_generate(G, mixed_ws(G, cfg.batch, cfg.mix_prob, device)), cfg.label_noise, ic)
+            if cfg.reuse_fake:
+                fake = fake.detach()
+            else:
+                with torch.no_grad(), amp():
+                    fake = _label_noise(_generate(G, mixed_ws(G, cfg.batch, cfg.mix_prob, device)), cfg.label_noise,
+                                        ic)
             with amp():
                 scores_fake = critics.scores(fake, detach_image=False)
                 scores_real = critics.scores(real, detach_image=False)

@@ -53,15 +53,19 @@ def _down(x: Tensor, blur: bool) -> Tensor:
 
 
 class DBlock(nn.Module):
-    def __init__(self, cin: int, cout: int, blur: bool = False):
+    """conv0 at the block's resolution, conv1 then 2x down (or, with `pool_first`, down then conv1 at the lower
+    resolution, as StyleGAN2's strided conv1: a quarter of its cost), plus a 1x1 skip."""
+
+    def __init__(self, cin: int, cout: int, blur: bool = False, pool_first: bool = False):
         super().__init__()
         self.conv0, self.conv1 = EqConv(cin, cin, 3), EqConv(cin, cout, 3)
         self.skip = EqConv(cin, cout, 1, bias=False)
-        self.blur = blur
+        self.blur, self.pool_first = blur, pool_first
 
     def forward(self, x: Tensor) -> Tensor:
         y = self.skip(_down(x, self.blur))
-        x = _down(lrelu(self.conv1(lrelu(self.conv0(x)))), self.blur)
+        x = lrelu(self.conv0(x))
+        x = lrelu(self.conv1(_down(x, self.blur))) if self.pool_first else _down(lrelu(self.conv1(x)), self.blur)
         return (x + y) / math.sqrt(2)
 
 
@@ -73,13 +77,15 @@ def mbstd_group(batch: int, max_group: int = 4) -> int:
 class Discriminator(nn.Module):
     """Residual D with equalised learning rate and minibatch stddev; `in_channels` defaults to image + labels."""
 
-    def __init__(self, cfg: GeneratorConfig, in_channels: int | None = None, blur: bool = False, mbstd: int = 4):
+    def __init__(self, cfg: GeneratorConfig, in_channels: int | None = None, blur: bool = False, mbstd: int = 4,
+                 pool_first: bool = False):
         super().__init__()
         self.mbstd = mbstd
         res = cfg.block_resolutions[::-1]  # top -> 8
         cin = cfg.img_channels + cfg.label_channels if in_channels is None else in_channels
         self.fromrgb = EqConv(cin, cfg.channels(res[0]), 1)
-        self.blocks = nn.Sequential(*[DBlock(cfg.channels(r), cfg.channels(r // 2), blur) for r in res[:-1]])
+        self.blocks = nn.Sequential(*[DBlock(cfg.channels(r), cfg.channels(r // 2), blur, pool_first)
+                                      for r in res[:-1]])
         c = cfg.channels(4)
         self.conv = EqConv(c + 1, c, 3)
         self.fc = EqLinear(c * 16, c)
