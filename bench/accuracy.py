@@ -1,8 +1,8 @@
 """Mask quality of our method and the baselines on the same toy images and boxes.
 
-    python bench/accuracy.py accuracy [--gan toy-flat] [--seeds 20000-20199]    # every method, held-out seeds
-    python bench/accuracy.py ablations [--gan toy-flat] [--seeds 10000-10099]   # our settings, tuning seeds
-    python bench/accuracy.py label-boxes [--gan toy-flat] [--seeds 20000-20199] # boxes of the exact labels
+    python -m bench.accuracy accuracy [--gan toy-flat] [--seeds 20000-20199]    # every method, held-out seeds
+    python -m bench.accuracy ablations [--gan toy-flat] [--seeds 10000-10099]   # our settings, tuning seeds
+    python -m bench.accuracy label-boxes [--gan toy-flat] [--seeds 20000-20199] # boxes of the exact labels
 
 References: (1) `labels`, the generator's own label channels (exact: `instseg toy labels`), when it
 draws them; (2) `yolo`, the toy YOLOv8n-seg's masks on the same GAN images (pseudo ground truth, as
@@ -15,30 +15,28 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.append(str(Path(__file__).resolve().parents[1]))  # for bench.common; an installed instseg wins
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import numpy as np
+import torch
 
-from bench.common import method_overrides, write_section  # noqa: E402
-from detectors import Detections  # noqa: E402
-from detectors.yolo import YoloDetector, packaged_weights  # noqa: E402
-from instseg.checkpoints import load_generator, native_meta  # noqa: E402
-from instseg.config import build_config, parse_seeds  # noqa: E402
-from instseg.evaluate import evaluate  # noqa: E402
-from instseg.generator import to_uint8  # noqa: E402
-from instseg.pseudo_gt import pseudo_gt  # noqa: E402
-from instseg.runner import run  # noqa: E402
-from instseg.sampling import set_truncation_centres, source_images  # noqa: E402
-from instseg.toy.labels import sample_labels  # noqa: E402
-from instseg.config import MASK_SCORES  # noqa: E402
-from instseg.instances import RULES as INSTANCE_RULES  # noqa: E402
-from instseg.segment import METHODS as SEGMENT_METHODS  # noqa: E402
-from instseg.zoo import resolve_gan  # noqa: E402
+from bench.common import method_overrides, write_section
+from detectors import Detections
+from detectors.yolo import YoloDetector, packaged_weights
+from instseg.checkpoints import load_generator, native_meta
+from instseg.config import build_config, parse_seeds
+from instseg.evaluate import evaluate
+from instseg.generator import to_uint8
+from instseg.pseudo_gt import pseudo_gt
+from instseg.runner import run
+from instseg.sampling import set_truncation_centres, source_images
+from instseg.toy.labels import sample_labels
+from instseg.config import MASK_SCORES
+from instseg.instances import RULES as INSTANCE_RULES
+from instseg.segment import METHODS as SEGMENT_METHODS
+from instseg.zoo import resolve_gan
 
 COLS = ("iou_fg", "iou_bg", "miou", "trimap_miou", "ap", "ap50")
 METHODS = tuple(SEGMENT_METHODS)  # the dispatch table's names

@@ -1,7 +1,7 @@
 """Compare two run folders made from the same seeds: bitwise images, cluster maps and masks, or by how much
 they differ (pixels, mask IoU, scores).
 
-    python bench/compare.py OLD_DIR NEW_DIR [--json]
+    python -m bench.compare OLD_DIR NEW_DIR [--json]
 """
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """The paper's key observation, measured directly: for each crossover c, does style mixing keep the
 shape (label channels of the variants against the source's) while changing the style (RGB)?
 
-    python bench/crossover.py --gan toy-train/generator.pt [--seeds 40000-40199] [--variants 8]
+    python -m bench.crossover --gan toy-train/generator.pt [--seeds 40000-40199] [--variants 8]
 
 With label channels (`instseg toy train-gan --labels`) shape is the class-aware IoU of the variants' labels
 against the source's. Any other generator (StyleGAN2 or StyleGAN3, a user's file) has no labels, so shape is
@@ -13,20 +13,18 @@ stops moving shapes, so the most style is left to vary.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.append(str(Path(__file__).resolve().parents[1]))  # for bench.common; an installed instseg wins
-from bench.common import shown_arg, write_section  # noqa: E402
-from instseg.checkpoints import load_generator  # noqa: E402
-from instseg.cluster import kmeans  # noqa: E402
-from instseg.config import build_config, parse_seeds  # noqa: E402
-from instseg.generator import Generator  # noqa: E402
-from instseg.sampling import mix_ws, set_truncation_centres, source_ws, variant_rng  # noqa: E402
-from instseg.zoo import resolve_gan  # noqa: E402
+from bench.common import shown_arg, write_section
+from instseg.checkpoints import load_generator
+from instseg.cluster import kmeans
+from instseg.config import build_config, parse_seeds
+from instseg.generator import Generator
+from instseg.sampling import mix_ws, set_truncation_centres, source_ws, variant_rng
+from instseg.zoo import resolve_gan
 
 
 @torch.no_grad()

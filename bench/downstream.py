@@ -1,9 +1,9 @@
 """Table 3 in miniature: train one fixed YOLOv8n-seg recipe on each label source, test every model on
 the same held-out renderer scenes with exact masks.
 
-    python bench/downstream.py [--m 2000] [--epochs 30] [--test 500] [--gan toy-flat]
-    python bench/downstream.py --quick       # the same code on a handful of images and 1 epoch
-    python bench/downstream.py --init yolov8n-seg.pt   # fine-tune COCO weights instead (own table)
+    python -m bench.downstream [--m 2000] [--epochs 30] [--test 500] [--gan toy-flat]
+    python -m bench.downstream --quick       # the same code on a handful of images and 1 epoch
+    python -m bench.downstream --init yolov8n-seg.pt   # fine-tune COCO weights instead (own table)
 
 Rows: `renderer` (M renderer scenes, exact masks: the ceiling), then M GAN samples labelled by
 `instseg run --method variants|grabcut|kmeans-rgb|activations` and the activations standardised (all
@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -25,23 +24,22 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.append(str(Path(__file__).resolve().parents[1]))  # for bench.common; an installed instseg wins
-from bench.common import method_overrides, write_section  # noqa: E402
-from detectors.yolo import YoloDetector  # noqa: E402
-from instseg import coco  # noqa: E402
-from instseg.checkpoints import load_generator, native_meta  # noqa: E402
-from instseg.config import build_config  # noqa: E402
-from instseg.sampling import set_truncation_centres  # noqa: E402
-from instseg.evaluate import evaluate, instance_scores  # noqa: E402
-from instseg.io import atomic_write_json  # noqa: E402
-from instseg.identity import config_id  # noqa: E402
-from instseg.runner import run  # noqa: E402
-from instseg.toy.dataset import write_scenes  # noqa: E402
-from instseg.toy.labels import sample_labels  # noqa: E402
-from instseg.visualize import load_image  # noqa: E402
-from instseg.yolo_export import export_yolo  # noqa: E402
-from instseg.segment import METHODS as SEGMENT_METHODS  # noqa: E402
-from instseg.zoo import resolve_gan  # noqa: E402
+from bench.common import method_overrides, write_section
+from detectors.yolo import YoloDetector
+from instseg import coco
+from instseg.checkpoints import load_generator, native_meta
+from instseg.config import build_config
+from instseg.sampling import set_truncation_centres
+from instseg.evaluate import evaluate, instance_scores
+from instseg.io import atomic_write_json
+from instseg.identity import config_id
+from instseg.runner import run
+from instseg.toy.dataset import write_scenes
+from instseg.toy.labels import sample_labels
+from instseg.visualize import load_image
+from instseg.yolo_export import export_yolo
+from instseg.segment import METHODS as SEGMENT_METHODS
+from instseg.zoo import resolve_gan
 
 TEST_SEEDS = 4_000_000  # renderer scenes used nowhere else
 TRAIN_SCENES = 5_000_000  # the renderer row's training scenes

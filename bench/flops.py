@@ -1,6 +1,6 @@
 """Synthesis FLOPs per dataset image: full synthesis vs shared early blocks vs stopping early.
 
-    python bench/flops.py            # config-f 256 and 1024, N=32, the presets' crossovers {6..9}
+    python -m bench.flops            # config-f 256 and 1024, N=32, the presets' crossovers {6..9}
 
 Counted with torch's FlopCounterMode on random weights (FLOPs do not depend on the weights).
 'shared' computes the blocks that read only ws[:min(mix_from)] once per batch instead of once
@@ -9,15 +9,12 @@ pixels are clustered at work_res 128) instead of making the full-resolution imag
 """
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-sys.path.append(str(Path(__file__).resolve().parents[1]))  # for bench.common; an installed instseg wins
-from bench.common import write_section  # noqa: E402
-from instseg.generator import Generator, GeneratorConfig  # noqa: E402
+from bench.common import write_section
+from instseg.generator import Generator, GeneratorConfig
 
 
 def gflops(fn) -> float:

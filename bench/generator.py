@@ -1,21 +1,18 @@
 """Images/s of a 256x256 generator (random weights) at several batch sizes: StyleGAN2 config-f, or
 StyleGAN3 -T / -R in the layout of NVIDIA's 256 px models.
 
-    python bench/generator.py [--device cpu|cuda] [--batches 1,8,32] [--family f|sg3-t|sg3-r]
+    python -m bench.generator [--device cpu|cuda] [--batches 1,8,32] [--family f|sg3-t|sg3-r]
 """
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 
 import torch
 
-sys.path.append(str(Path(__file__).resolve().parents[1]))  # for bench.common; an installed instseg wins
-from bench.common import timeit, write_section  # noqa: E402
-from instseg.generator import Generator, GeneratorConfig  # noqa: E402
-from instseg.stylegan3 import SG3Generator, design, design_filters  # noqa: E402
-from instseg.allocator import keep_freed_memory  # noqa: E402
+from bench.common import timeit, write_section
+from instseg.generator import Generator, GeneratorConfig
+from instseg.stylegan3 import SG3Generator, design, design_filters
+from instseg.allocator import keep_freed_memory
 
 
 def main() -> None:

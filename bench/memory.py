@@ -1,6 +1,6 @@
 """Peak memory of one dataset image at config-f 1024x1024, N=32, random weights (the 8 GB budget).
 
-    python bench/memory.py [--device cpu|cuda] [--batch 8]
+    python -m bench.memory [--device cpu|cuda] [--batch 8]
 
 Runs `instseg run` on one image with two fixed boxes in a fresh process and reports the peak
 resident memory (CPU) or the peak CUDA memory allocated by torch.
@@ -16,13 +16,11 @@ from pathlib import Path
 
 import torch
 
-sys.path.append(str(Path(__file__).resolve().parents[1]))  # for bench.common; an installed instseg wins
-from bench.common import write_section  # noqa: E402
+from bench.common import write_section
 
 CHILD = r"""
 import json, resource, sys, torch
 from pathlib import Path
-sys.path.append(sys.argv[4])
 from bench.pipeline import FixedBoxes
 from instseg.checkpoints import save_native
 from instseg.config import build_config
@@ -49,8 +47,8 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=8)
     args = ap.parse_args()
     root = str(Path(__file__).resolve().parents[1])
-    with tempfile.TemporaryDirectory() as tmp:
-        p = subprocess.run([sys.executable, "-c", CHILD, tmp, args.device, str(args.batch), root],
+    with tempfile.TemporaryDirectory() as tmp:  # run from the repository root, as `python -m bench.memory` is
+        p = subprocess.run([sys.executable, "-c", CHILD, tmp, args.device, str(args.batch)], cwd=root,
                            capture_output=True, text=True, check=True)
     r = json.loads(p.stdout.strip().splitlines()[-1])
     where = f"peak CUDA memory {r['cuda_gib']:.2f} GiB" if r["cuda_gib"] is not None else ""

@@ -1,8 +1,8 @@
 """End-to-end images/s of `instseg run`, split into source / detect / generate / cluster / export.
 
-    python bench/pipeline.py toy [--images 16] [--device cpu]     # toy-flat + its YOLOv8n-seg
-    python bench/pipeline.py f256 [--images 4] [--device cpu]     # config-f 256, random weights, fixed boxes
-    python bench/pipeline.py sg3t256 [--images 4] [--device cuda]  # StyleGAN3-T 256, random weights, fixed boxes
+    python -m bench.pipeline toy [--images 16] [--device cpu]     # toy-flat + its YOLOv8n-seg
+    python -m bench.pipeline f256 [--images 4] [--device cpu]     # config-f 256, random weights, fixed boxes
+    python -m bench.pipeline sg3t256 [--images 4] [--device cuda]  # StyleGAN3-T 256, random weights, fixed boxes
 
 'source' makes the source images for the detector, 'generate' the N variants of each; 'variants
 only' times that generation alone, in a separate pass (with the same shared early blocks). Our
@@ -21,19 +21,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.append(str(Path(__file__).resolve().parents[1]))  # for bench.common; an installed instseg wins
-from bench.common import write_section  # noqa: E402
-from detectors import Detections  # noqa: E402
-from instseg.checkpoints import load_generator, save_native  # noqa: E402
-from instseg.config import build_config  # noqa: E402
-from instseg.features import variant_stacks, work_size  # noqa: E402
-from instseg.generator import Generator, GeneratorConfig  # noqa: E402
-from instseg.sampling import source_latents, synthesis_rows, variant_latents  # noqa: E402
-from instseg.stylegan3 import SG3Generator, design, design_filters  # noqa: E402
-from instseg.pipeline import prepare_generator  # noqa: E402
-from instseg.runner import run  # noqa: E402
-from instseg.segment import METHODS  # noqa: E402
-from instseg.zoo import resolve_gan  # noqa: E402
+from bench.common import write_section
+from detectors import Detections
+from instseg.checkpoints import load_generator, save_native
+from instseg.config import build_config
+from instseg.features import variant_stacks, work_size
+from instseg.generator import Generator, GeneratorConfig
+from instseg.sampling import source_latents, synthesis_rows, variant_latents
+from instseg.stylegan3 import SG3Generator, design, design_filters
+from instseg.pipeline import prepare_generator
+from instseg.runner import run
+from instseg.segment import METHODS
+from instseg.zoo import resolve_gan
 
 
 class FixedBoxes:

@@ -1,6 +1,6 @@
 """The paper's real-data column in miniature: held-out renderer scenes play real photos with exact masks.
 
-    python bench/real.py [--images 60] [--size 32]
+    python -m bench.real [--images 60] [--size 32]
 
 Each scene is labelled with `instseg label --gan toy-flat` (projection into W+, then style variants of the
 projected latent) and with the single-image baselines on the same images and boxes (GrabCut, k-means on RGB,
@@ -14,26 +14,24 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import sys
 import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
 
-sys.path.append(str(Path(__file__).resolve().parents[1]))  # for bench.common; an installed instseg wins
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from PIL import Image  # noqa: E402
+import numpy as np
+import torch
+from PIL import Image
 
-from bench.common import method_overrides, write_section  # noqa: E402
-from bench.toy import EVAL_SEEDS  # noqa: E402
-from instseg import coco  # noqa: E402
-from instseg.config import build_config  # noqa: E402
-from instseg.evaluate import evaluate  # noqa: E402
-from instseg import labeler  # noqa: E402
-from instseg.config import LabelConfig  # noqa: E402
-from instseg.labeler import AGREE, EXCLUSIVE, SURE, label_images  # noqa: E402
-from instseg.toy.render import CLASSES, render_seed  # noqa: E402
+from bench.common import method_overrides, write_section
+from bench.toy import EVAL_SEEDS
+from instseg import coco
+from instseg.config import build_config
+from instseg.evaluate import evaluate
+from instseg import labeler
+from instseg.config import LabelConfig
+from instseg.labeler import AGREE, EXCLUSIVE, SURE, label_images
+from instseg.toy.render import CLASSES, render_seed
 
 FIRST = EVAL_SEEDS + 30_000
 TUNING = EVAL_SEEDS + 50_000  # scenes for choosing defaults; FIRST's are looked at only with the chosen ones

@@ -1,7 +1,7 @@
 """Scale-out: images/s of the toy world with 1 and 2 local Ray workers, the driver's write ceiling, and
 an estimate for 1M images.
 
-    python bench/scale.py [--images 96] [--writes 400]
+    python -m bench.scale [--images 96] [--writes 400]
 
 Both Ray runs make the same dataset (same seeds, fresh folders) in this process's Ray cluster; the
 time includes starting the actors (loading generator and detector once per worker). The write ceiling
@@ -12,7 +12,6 @@ estimate uses it, the synthesis FLOPs measured by bench/flops.py and the 30 imag
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -20,12 +19,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.append(str(Path(__file__).resolve().parents[1]))  # for bench.common; an installed instseg wins
-from bench.common import write_section  # noqa: E402
-from instseg.config import build_config  # noqa: E402
-from instseg.encode import Writer, encode  # noqa: E402
-from instseg.rundir import Encoded, RunDir  # noqa: E402
-from instseg.runner import run  # noqa: E402
+from bench.common import write_section
+from instseg.config import build_config
+from instseg.encode import Writer, encode
+from instseg.rundir import Encoded, RunDir
+from instseg.runner import run
 
 GFLOP_PER_IMAGE_256 = 2843  # config-f 256, N=32, shared early blocks (bench/flops.py)
 

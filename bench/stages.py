@@ -1,6 +1,6 @@
 """Per-stage time of the whole-image path for one config-f 256x256 image (random weights).
 
-    python bench/stages.py [--device cpu|cuda] [--variants 32]
+    python -m bench.stages [--device cpu|cuda] [--variants 32]
 
 Stages: variants (mapping + synthesis of N style-mixed images), features (per-pixel vectors),
 clustering (k-means), foreground, export (mask upsampling, RLE, PNGs and JSON to a temp dir).
@@ -8,25 +8,23 @@ clustering (k-means), foreground, export (mask upsampling, RLE, PNGs and JSON to
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
 
-sys.path.append(str(Path(__file__).resolve().parents[1]))  # for bench.common; an installed instseg wins
-from bench.common import write_section  # noqa: E402
-from instseg import coco  # noqa: E402
-from instseg.cluster import kmeans  # noqa: E402
-from instseg.config import RunConfig  # noqa: E402
-from instseg.features import pixel_features, variant_stack, work_size  # noqa: E402
-from instseg.foreground import RULES  # noqa: E402
-from instseg.generator import Generator, GeneratorConfig, to_uint8  # noqa: E402
-from instseg.io import atomic_save_png, atomic_write_json  # noqa: E402
-from instseg.sampling import mix_ws, variant_rng  # noqa: E402
-from instseg.features import upsample_labels  # noqa: E402
-from instseg.sampling import source_ws  # noqa: E402
+from bench.common import write_section
+from instseg import coco
+from instseg.cluster import kmeans
+from instseg.config import RunConfig
+from instseg.features import pixel_features, variant_stack, work_size
+from instseg.foreground import RULES
+from instseg.generator import Generator, GeneratorConfig, to_uint8
+from instseg.io import atomic_save_png, atomic_write_json
+from instseg.sampling import mix_ws, variant_rng
+from instseg.features import upsample_labels
+from instseg.sampling import source_ws
 
 
 def sync(device: torch.device) -> None:

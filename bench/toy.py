@@ -1,7 +1,7 @@
 """The toy world's own figures: detector mAP on held-out scenes, detection rate and sample quality of
 the GAN, plus the sample sheet docs/toy-world.png.
 
-    python bench/toy.py [--gan toy-flat] [--scenes 500] [--samples 1000]
+    python -m bench.toy [--gan toy-flat] [--scenes 500] [--samples 1000]
 
 The world (classic or flat) and size come from the generator's metadata; the detector is the
 preset's packaged YOLOv8n-seg. A generator with label channels adds their row to the sheet.
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 from pathlib import Path
 
@@ -19,18 +18,17 @@ import torch
 from PIL import Image, ImageDraw
 from scipy import linalg
 
-sys.path.append(str(Path(__file__).resolve().parents[1]))  # for bench.common; an installed instseg wins
-from bench.common import ROOT, write_section  # noqa: E402
-from detectors.yolo import YoloDetector, packaged_weights  # noqa: E402
-from instseg.checkpoints import load_generator  # noqa: E402
-from instseg.config import build_config  # noqa: E402
-from instseg.evaluate import instance_scores  # noqa: E402
-from instseg.generator import to_uint8  # noqa: E402
-from instseg.sampling import mix_ws, set_truncation_centres, variant_rng, z_from_seed  # noqa: E402
-from instseg.pseudo_gt import pseudo_gt  # noqa: E402
-from instseg.toy.dataset import write_scenes  # noqa: E402
-from instseg.toy.render import class_coverage, render_antialiased, render_seed, sample_scene  # noqa: E402
-from instseg.zoo import resolve_gan  # noqa: E402
+from bench.common import ROOT, write_section
+from detectors.yolo import YoloDetector, packaged_weights
+from instseg.checkpoints import load_generator
+from instseg.config import build_config
+from instseg.evaluate import instance_scores
+from instseg.generator import to_uint8
+from instseg.sampling import mix_ws, set_truncation_centres, variant_rng, z_from_seed
+from instseg.pseudo_gt import pseudo_gt
+from instseg.toy.dataset import write_scenes
+from instseg.toy.render import class_coverage, render_antialiased, render_seed, sample_scene
+from instseg.zoo import resolve_gan
 
 EVAL_SEEDS = 3_000_000  # held-out renderer scenes (training used 1_000_000+ and 2_000_000+)
 SECOND_SEEDS = 200_000  # GAN samples: the figures' first set is 100_000+; neither was used for tuning

@@ -1,6 +1,6 @@
 """The toy GAN recipes side by side: snapshots of training folders scored at the same images shown.
 
-    python bench/toy_ab.py OLD_DIR NEW_DIR [MORE_DIR ...] [--every 500] [--samples 1000] [--confusion 200]
+    python -m bench.toy_ab OLD_DIR NEW_DIR [MORE_DIR ...] [--every 500] [--samples 1000] [--confusion 200]
 
 Each folder (an arm, named by its folder) is `instseg toy train-gan --snapshot-every N`'s output. Per
 snapshot: FD-YOLO at psi 1.0 and 0.7 against renderer scenes, FD-P4 at psi 1.0 (the judge's stride-16 neck
@@ -15,22 +15,20 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.append(str(Path(__file__).resolve().parents[1]))  # for bench.common; an installed instseg wins
-from bench.common import write_section  # noqa: E402
-from bench.toy import (EVAL_SEEDS, P4, SPPF, class_shares, frechet, gan_images, gan_side,  # noqa: E402
+from bench.common import write_section
+from bench.toy import (EVAL_SEEDS, P4, SPPF, class_shares, frechet, gan_images, gan_side,
                        judge_features, label_confusion, renderer_confusion)
-from detectors.yolo import YoloDetector, packaged_weights  # noqa: E402
-from instseg.checkpoints import load_generator  # noqa: E402
-from instseg.sampling import z_from_seed  # noqa: E402
-from instseg.toy.render import class_coverage, render_seed, sample_scene  # noqa: E402
-from instseg.toy.train_gan import TrainConfig  # noqa: E402
-from instseg.toy.trainkit import r1_heuristic  # noqa: E402
+from detectors.yolo import YoloDetector, packaged_weights
+from instseg.checkpoints import load_generator
+from instseg.sampling import z_from_seed
+from instseg.toy.render import class_coverage, render_seed, sample_scene
+from instseg.toy.train_gan import TrainConfig
+from instseg.toy.trainkit import r1_heuristic
 
 GAN_SEEDS = 500_000
 DEFAULTS = TrainConfig()  # options a state.json predates read as these

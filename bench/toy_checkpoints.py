@@ -1,6 +1,6 @@
 """Pick a toy-flat training checkpoint: the GAN-side figures of bench/toy.py for several generator files.
 
-    python bench/toy_checkpoints.py A.pt B.pt ... [--seeds 300000] [--samples 2000]
+    python -m bench.toy_checkpoints A.pt B.pt ... [--seeds 300000] [--samples 2000]
 
 FD-YOLO against renderer scenes, the share of samples with a detection at conf >= 0.5, and the
 largest class-share gap. The default seeds (300000+) are for choosing a checkpoint and are disjoint
@@ -9,18 +9,16 @@ from the ones bench/toy.py reports (100000+, 200000+), so a choice made here is 
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.append(str(Path(__file__).resolve().parents[1]))  # for bench.common; an installed instseg wins
-from bench.common import write_section  # noqa: E402
-from bench.toy import EVAL_SEEDS, class_shares, gan_side, yolo_features  # noqa: E402
-from detectors.yolo import YoloDetector, packaged_weights  # noqa: E402
-from instseg.checkpoints import load_generator  # noqa: E402
-from instseg.toy.render import render_seed  # noqa: E402
+from bench.common import write_section
+from bench.toy import EVAL_SEEDS, class_shares, gan_side, yolo_features
+from detectors.yolo import YoloDetector, packaged_weights
+from instseg.checkpoints import load_generator
+from instseg.toy.render import render_seed
 
 
 def main() -> None:

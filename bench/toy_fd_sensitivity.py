@@ -1,6 +1,6 @@
 """What the toy judge's FD responds to: renderer scenes with one defect each, against clean renderer scenes.
 
-    python bench/toy_fd_sensitivity.py [--samples 3000]
+    python -m bench.toy_fd_sensitivity [--samples 3000]
 
 FD-YOLO (the renderer-only yolo:toy-flat's pooled SPPF features, as in bench/toy.py) of n flat-world scenes
 changed in one way (object count, layout, background texture, object size, class balance, colour, blur,
@@ -12,19 +12,16 @@ It tells which departures of a generator the FD <= 10 target of issue 24 punishe
 from __future__ import annotations
 
 import argparse
-import sys
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import torch
 from scipy.ndimage import gaussian_filter
 
-sys.path.append(str(Path(__file__).resolve().parents[1]))  # for bench.common; an installed instseg wins
-from bench.common import write_section  # noqa: E402
-from bench.toy import EVAL_SEEDS, P4, SPPF, TAIL_FACTOR, frechet, judge_features, tail_share  # noqa: E402
-from detectors.yolo import YoloDetector, packaged_weights  # noqa: E402
-from instseg.toy.render import instance_map, render_antialiased, sample_scene  # noqa: E402
+from bench.common import write_section
+from bench.toy import EVAL_SEEDS, P4, SPPF, TAIL_FACTOR, frechet, judge_features, tail_share
+from detectors.yolo import YoloDetector, packaged_weights
+from instseg.toy.render import instance_map, render_antialiased, sample_scene
 
 CHANGED = 9_000_000
 

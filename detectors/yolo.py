@@ -114,6 +114,7 @@ class YoloDetector:
         except OSError as e:
             raise DetectorError(f"cannot read YOLO weights {weights!r}: {e.strerror or e}") from None
         check_yolo_bytes(data, repr(weights))
+        os.environ.setdefault("YOLO_VERBOSE", "False")  # no first-use settings banner inside our output
         from ultralytics import YOLO
 
         # Ultralytics reads the bytes just checked (a private copy), not a file that could change meanwhile

@@ -10,6 +10,12 @@ _SETTINGS = ("method", "variants", "mix_from", "truncation_psi", "truncation_cen
              "clip_margin", "instance_rule", "mask_score", "nms_iou", "min_area")
 
 
+SCORE_MEANING = ("its detector score times its mask confidence (without a detector, the mask confidence alone). The "
+                 "mask confidence is the mean k-means margin over the mask's pixels: how clearly they sit in their "
+                 "cluster rather than the next. Both lie in 0..1; a visibly right mask often reads 0.2-0.6, so rank "
+                 "by score rather than cut it at 0.5.")
+
+
 def card(run: dict | None, info: dict, licence: dict | None, categories: list[str], images: int,
          per_class: dict[str, tuple[int, int]], version: str) -> str:
     """Markdown for a run folder. `per_class` maps a class to (instances, images holding one)."""
@@ -21,7 +27,7 @@ def card(run: dict | None, info: dict, licence: dict | None, categories: list[st
     lines = [f"# instseg dataset: {title}", ""]
     gen_lic = info.get("masks_licence", lic) if photos else lic
     gen_url = info.get("masks_licence_url" if photos else "licence_url")
-    if info.get("licence_note"):
+    if info.get("licence_note"):  # one licence statement: the banner where it is known to be non-commercial
         lines += [f"> **Non-commercial.** {info['licence_note']} Licence: {gen_lic}"
                   + (f" ({gen_url})" if gen_url else "") + ".", ""]
     elif not photos:
@@ -49,12 +55,14 @@ def card(run: dict | None, info: dict, licence: dict | None, categories: list[st
     if isinstance(cond, dict) and isinstance(cond.get("classes"), list):
         lines.append(f"- class-conditional generator: each image drawn for one class of "
                      f"{', '.join(map(str, cond['classes']))} ({cond.get('rule', '')}); COCO `images[].class` names it")
-    lines += ["", "| class | instances | images with one |", "|---|---:|---:|"]
+    lines += [f"- `score` of an instance: {SCORE_MEANING}",
+              "", "| class | instances | images with one |", "|---|---:|---:|"]
     lines += [f"| {c} | {per_class.get(c, (0, 0))[0]} | {per_class.get(c, (0, 0))[1]} |" for c in categories]
     cfg = (run or {}).get("config") or {}
-    if cfg:
+    if cfg:  # the values the method ran with (run.json's method_settings) over the config's; empty ones left out
+        used = {**cfg, **((run or {}).get("method_settings") or {})}
         lines += ["", "## Method settings", ""]
-        lines += [f"- `{k}`: {_value(cfg[k])}" for k in _SETTINGS if k in cfg]
+        lines += [f"- `{k}`: {_value(used[k])}" for k in _SETTINGS if k in used and used[k] not in ("", [], (), None)]
         if isinstance(cfg.get("label"), dict):  # a labelled folder: how the photos were projected and refined
             lines += [f"- `label.{k}`: {_value(v)}" for k, v in cfg["label"].items()]
     lines += ["", "## Files", "",

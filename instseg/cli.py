@@ -5,6 +5,7 @@ import errno
 import logging
 import math
 import sys
+import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -12,7 +13,7 @@ import click
 
 from . import config as C
 from .errors import Crash, UserError
-from .toy.render import WORLDS
+from .config import WORLDS
 
 log = logging.getLogger("instseg")
 
@@ -39,11 +40,19 @@ def _terminate_as_interrupt() -> None:
         signal.signal(signal.SIGTERM, _raise_interrupt)
 
 
+def _verbose_first(args: list[str]) -> list[str]:
+    """-v/-vv/--verbose anywhere before a `--` moves in front of the subcommand, where the group reads it."""
+    end = args.index("--") if "--" in args else len(args)
+    verbose = [a for a in args[:end] if a == "--verbose" or (a.startswith("-v") and set(a[1:]) == {"v"})]
+    return verbose + [a for a in args[:end] if a not in verbose] + args[end:]
+
+
 class _Group(click.Group):
     """Reports bad input and environment as one line with exit code 2, never a traceback."""
 
     def main(self, args: Any = None, prog_name: str | None = None, complete_var: str | None = None,
              standalone_mode: bool = True, **extra: Any) -> Any:
+        args = _verbose_first(list(sys.argv[1:] if args is None else args))
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, standalone_mode, **extra)
         _terminate_as_interrupt()
@@ -165,6 +174,38 @@ def main(verbose: int) -> None:
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
 
 
+def progress(total: int | None, desc: str, status: str = "", unit: str = "img") -> Any:
+    """A bar with its total from the first second (Ultralytics-style), its status (model loading) as postfix.
+    smoothing 0: the rate is images made over time, not a burst as a chunk is written."""
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, unit=unit, desc=desc, smoothing=0, dynamic_ncols=True)
+    if status:
+        bar.set_postfix_str(status)
+    return bar
+
+
+def summary(path: Path, seconds: float) -> str:
+    """The end of a run: images, instances per class, images with none, time, where it is, what to run next."""
+    import json
+
+    data = json.loads(Path(path).read_text())
+    names = {c["id"]: c["name"] for c in data.get("categories", [])}
+    per_class = {n: 0 for n in names.values()}
+    for a in data.get("annotations", []):
+        per_class[names.get(a["category_id"], "?")] = per_class.get(names.get(a["category_id"], "?"), 0) + 1
+    with_one = {a["image_id"] for a in data.get("annotations", [])}
+    empty = sum(im["id"] not in with_one for im in data.get("images", []))
+    folder = Path(path).parent
+    classes = ", ".join(f"{n} {v}" for n, v in per_class.items())
+    return "\n".join([
+        f"done in {seconds:.1f} s: {len(data.get('images', []))} images, {len(data.get('annotations', []))} "
+        f"instances ({classes or 'no classes'}), {empty} image(s) with none",
+        f"dataset: {path} (images in {folder / 'images'}, card in {folder / 'README.md'})",
+        f"next: instseg report {folder} --out {folder / 'report.html'}   |   "
+        f"instseg export {folder} --format yolo"])
+
+
 def _tqdm_download() -> Any:
     from tqdm import tqdm
 
@@ -225,7 +266,9 @@ def convert(src: str, dst: str, half: bool) -> None:
         G, fmt = detect_and_load(gan.path.read_bytes(), str(gan.path))
     except UserError as e:
         raise gan.load_error(e) from None
-    meta = {"converted_from": src, "source_format": fmt, "licence": gan.licence.name}
+    lic = gan.licence
+    meta = {"converted_from": src, "source_format": fmt, "licence": lic.name, "licence_url": lic.url,
+            **({"licence_commercial": lic.commercial} if lic.commercial is not None else {})}
     if fmt == "native":  # keep e.g. the training record of a native file
         meta = {**torch_meta(gan.path), **meta}
     Path(dst).parent.mkdir(parents=True, exist_ok=True)
@@ -307,7 +350,6 @@ def run(gan: str, out: str, num_images: int | None, seeds: tuple[int, ...] | Non
     """Make a COCO segmentation dataset from a generator."""
     import dataclasses
 
-    from tqdm import tqdm
 
     from .merge import parse_shard, shard_seeds
     from .runner import run as run_pipeline
@@ -336,12 +378,10 @@ def run(gan: str, out: str, num_images: int | None, seeds: tuple[int, ...] | Non
         if not part:
             raise UserError(f"--shard {shard} holds no seeds of the {len(cfg.seeds)} asked for")
         cfg = dataclasses.replace(cfg, seeds=part)
-    bars: list[Any] = []  # opened at the first image, after the generator is resolved
+    started = time.perf_counter()
+    bar = progress(len(cfg.seeds), "instseg run", f"loading {gan}")
 
     def on_seed(seed: int, skipped: bool) -> None:
-        if not bars:  # smoothing 0: the rate is images made / time, not a burst as a chunk is written
-            bars.append(tqdm(total=len(cfg.seeds), unit="img", desc="instseg run", smoothing=0))
-        bar = bars[0]
         if skipped:  # done in an earlier run: counted, but not in the rate
             bar.initial += 1
             bar.n += 1
@@ -354,9 +394,8 @@ def run(gan: str, out: str, num_images: int | None, seeds: tuple[int, ...] | Non
         path = run_pipeline(cfg, Path(out), on_seed, _tqdm_download(), ray=ray_address, workers=workers,
                             shard=shard_at, shard_of=shard_of, per_class=per_class)
     finally:
-        for b in bars:
-            b.close()
-    click.echo(f"wrote {path}")
+        bar.close()
+    click.echo(summary(path, time.perf_counter() - started))
     if "yolo" in formats:
         click.echo(f"wrote {_export_yolo(Path(out), Path(out) / 'yolo')}")
 
@@ -440,7 +479,6 @@ def label(images: tuple[str, ...], gan: str, out: str, fit: str, steps: int, lr:
           **flags: Any) -> None:
     """Label real IMAGES (files, folders or globs): project each into the generator's W+, then segment it by
     style mixing, as `run` does for samples. Writes a COCO dataset whose file_names are the images'."""
-    from tqdm import tqdm
 
     from .labeler import label_images
 
@@ -452,19 +490,22 @@ def label(images: tuple[str, ...], gan: str, out: str, fit: str, steps: int, lr:
     lcfg = C.LabelConfig(fit=fit, steps=steps, lr=lr, loss=loss, space=space, min_psnr=min_psnr, batch=project_batch,
                          copy=copy, cluster_at=cluster_at, error_scale=error_scale, tune=tune, refine=refine, prior=prior,
                          starts=starts)
-    bars: list[Any] = []
+    started = time.perf_counter()
+    bar = progress(None, "instseg label", "finding the images")
 
     def on_image(key: int, skipped: bool) -> None:
-        if not bars:
-            bars.append(tqdm(unit="img", desc="instseg label", smoothing=0))
-        bars[0].update()
+        bar.update()
+
+    def on_status(text: str, total: int | None) -> None:
+        if total is not None:
+            bar.total = total
+        bar.set_postfix_str(text)
 
     try:
-        path = label_images(list(images), cfg, lcfg, Path(out), on_image)
+        path = label_images(list(images), cfg, lcfg, Path(out), on_image, on_status=on_status)
     finally:
-        for b in bars:
-            b.close()
-    click.echo(f"wrote {path}")
+        bar.close()
+    click.echo(summary(path, time.perf_counter() - started))
 
 
 @main.command()
@@ -477,11 +518,17 @@ def merge(dirs: tuple[str, ...], out: str, allow_partial: bool) -> None:
     """Merge shard folders of one run (same config and generator) into one dataset."""
     from .merge import describe_missing, merge as merge_dirs
 
-    path, missing = merge_dirs([Path(d) for d in dirs], Path(out), allow_partial)
+    started = time.perf_counter()
+    with progress(None, "instseg merge", f"reading {len(dirs)} folders", unit="seed") as bar:
+        def on_total(n: int) -> None:
+            bar.total = n
+            bar.set_postfix_str("linking images, writing records")
+
+        path, missing = merge_dirs([Path(d) for d in dirs], Path(out), allow_partial, on_total, bar.update)
     if missing:
         click.echo(f"Warning: left out {sum(map(len, missing.values()))} unfinished seed(s): "
                    f"{describe_missing(missing)}", err=True)
-    click.echo(f"wrote {path}")
+    click.echo(summary(path, time.perf_counter() - started))
 
 
 @main.command()
@@ -490,22 +537,25 @@ def merge(dirs: tuple[str, ...], out: str, allow_partial: bool) -> None:
               help="yolo: Ultralytics YOLO-seg (images/, labels/, data.yaml); coco: the standard split tree "
                    "(annotations/instances_<split>.json, images/<split>/).")
 @click.option("--split", "split", default=None, metavar="train=F,val=F[,test=F]",
-              help="Shares of the splits, by seed (the same seed always lands in the same split; each split with "
-                   "a share keeps an image where it can).  [default: yolo train=0.9,val=0.1; coco "
+              help="Shares of the splits: exact counts (largest remainder) over the images in a fixed order of "
+                   "their seeds; each split with a share keeps an image where it can.  [default: yolo train=0.9,val=0.1; coco "
                    "train=0.8,val=0.1,test=0.1]")
 @click.option("--out", "out", default=None, type=OutPath(file_okay=False), metavar="DIR2",
               help="Where to write it; an earlier export there is replaced whole.  [default: DIR/yolo or DIR/coco]")
 def export(run_dir: str, fmt: str, split: str | None, out: str | None) -> None:
     """Export a run's COCO dataset as YOLO-seg or as the standard COCO split tree (hard links where possible)."""
     from .rundir import RunDir
-    from .export import export_coco, parse_split
+    from .export import export_coco, parse_split, split_counts
     from .yolo_export import export_yolo
 
     shares = parse_split(split or ("train=0.9,val=0.1" if fmt == "yolo" else "train=0.8,val=0.1,test=0.1"))
     data = RunDir(run_dir).read_dataset()
     dest = Path(out) if out else Path(run_dir) / fmt
-    path = (export_yolo if fmt == "yolo" else export_coco)(data, Path(run_dir), dest, shares)
-    click.echo(f"wrote {path}")
+    with progress(len(data["images"]), f"export {fmt}") as bar:
+        path = (export_yolo if fmt == "yolo" else export_coco)(data, Path(run_dir), dest, shares,
+                                                               on_image=bar.update)
+    counts = split_counts(len(data["images"]), shares)
+    click.echo(f"wrote {path} ({', '.join(f'{k} {v}' for k, v in counts.items())} images)")
 
 
 @main.command()
@@ -550,20 +600,45 @@ def report(run_dir: str, out: str) -> None:
               help="Band around the reference boundary for trimap IoU.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table (NaN as null).")
 def eval_cmd(pred: str, gt: str, trimap_width: int, as_json: bool) -> None:
-    """Score predicted masks against reference masks: IoU, trimap IoU, mask AP."""
+    """Score predicted masks against reference masks of the same images (matched by id, else by file name):
+    whole-image IoU, per-instance IoU, mask AP, per class. E.g. a `label` folder against your own COCO:
+    instseg eval --pred out/annotations.json --gt my_masks.json"""
     import json
 
     from .coco import read_coco
     from .evaluate import evaluate, json_safe
 
-    res = evaluate(read_coco(pred, "--pred"), read_coco(gt, "--gt"), trimap_width)
+    p, g = read_coco(pred, "--pred"), read_coco(gt, "--gt")
+    if as_json:  # machine output: no bar
+        res = evaluate(p, g, trimap_width)
+    else:
+        with progress(len(g["images"]), "instseg eval", "matching images") as bar:
+            res = evaluate(p, g, trimap_width, bar.update)
     if as_json:
         click.echo(json.dumps(json_safe(res), allow_nan=False))
         return
-    for k in ("iou_fg", "iou_bg", "miou", "trimap_miou", "ap", "ap50"):
-        click.echo(f"{k:12} {res[k]:.4f}")
-    for name, v in res["per_class"].items():
-        click.echo(f"  {name:20} " + "  ".join(f"{m} {x:.4f}" for m, x in v.items()))
+    click.echo(eval_table(res))
+
+
+def eval_table(res: dict) -> str:
+    """`instseg eval`'s table: each metric named as BENCHMARKS.md names it, grouped by what it measures."""
+    def f(v: float) -> str:
+        return "n/a" if v != v else f"{v:.3f}"
+
+    how = "by id" if res["matched_by"] == "id" else f"by {res['matched_by']} (the files number them differently)"
+    lines = [f"{res['images']} images, matched {how}",
+             "whole image (foreground against background, classes ignored):",
+             f"  mIoU {f(res['miou'])}   IoU fg {f(res['iou_fg'])}   IoU bg {f(res['iou_bg'])}   "
+             f"trimap mIoU {f(res['trimap_miou'])}",
+             f"per instance ({res['instances']} reference instances, each matched one to one to a prediction):",
+             f"  instance mIoU {f(res['instance_miou'])}   matched (IoU >= 0.5) {res['matched']}   missed "
+             f"{res['missed']}   false {res['false']}",
+             f"  mask AP {f(res['ap'])}   AP50 {f(res['ap50'])}   (COCO, classes must agree)"]
+    if res["per_class"]:
+        lines.append("per class (IoU of the class's pixels: a class mix-up lowers it; mask AP):")
+        lines += [f"  {name:20} IoU {f(v.get('iou', float('nan')))}   mask AP {f(v.get('ap', float('nan')))}"
+                  for name, v in res["per_class"].items()]
+    return "\n".join(lines)
 
 
 @main.command("pseudo-gt")
@@ -722,6 +797,15 @@ def _check_device(device: str) -> str:
                    "setting: 32).")
 @click.option("--blur-d/--box-d", default=False, show_default=True,
               help="Binomial-filtered downsampling in D, or 2x2 box.")
+@click.option("--pool-first/--conv-first", default=False, show_default=True,
+              help="D's second conv of each block after its downsampling (a quarter of its cost; BENCHMARKS.md, "
+                   "train-cost), or before it.")
+@click.option("--r1-every", type=click.IntRange(1, 1000), default=4, show_default=True, metavar="N",
+              help="Lazy R1: the penalty every N iterations, scaled by N (StyleGAN2: 16).")
+@click.option("--reuse-fake/--fresh-fake", default=False, show_default=True,
+              help="D's step judges G's step's batch (detached) instead of drawing a second one.")
+@click.option("--channels-last/--contiguous", default=False, show_default=True,
+              help="Networks and batches in channels-last memory format.")
 @click.option("--dataset-size", type=click.IntRange(0, 10_000_000), default=0, show_default=True, metavar="N",
               help="0: fresh renderer scenes for every batch; N: a fixed set of N scenes.")
 @click.option("--ema-kimg", type=FiniteFloat(0.001, 1e6), default=10.0, show_default=True, metavar="K",

@@ -23,6 +23,8 @@ FITS = ("crop", "pad", "resize")  # how `label` puts an image into the generator
 PROJECTION_LOSSES = ("pixel", "multiscale", "random-cnn")
 CLUSTER_AT = ("photo", "frame")  # where `label` clusters a photo's box crops: at its own pixels, or in the frame
 PROJECTION_SPACES = ("w+", "w", "pivot")
+REFINEMENTS = ("auto", "none", "grabcut", "vote", "guided")  # `label --refine` (instseg.photo implements them)
+WORLDS = ("classic", "flat", "textured")  # the toy renderer's worlds (instseg.toy.render draws them)
 
 
 MAX_SEEDS = 10_000_000  # one run; larger datasets are made in shards (--seeds ranges) and merged
@@ -329,8 +331,6 @@ class LabelConfig:
     refine: str = "auto"  # auto | none | grabcut | vote | guided: our masks refined with the photo's own evidence, at its size
 
     def __post_init__(self) -> None:
-        from .photo import REFINEMENTS
-
         if self.cluster_at not in CLUSTER_AT:
             raise UserError(f"--cluster-at must be one of {', '.join(CLUSTER_AT)}, got {self.cluster_at!r}")
         if self.refine not in REFINEMENTS:
@@ -352,8 +352,6 @@ class LabelConfig:
 
 def label_choices(name: str) -> tuple[str, ...]:
     """The values a LabelConfig choice field takes."""
-    from .photo import REFINEMENTS
-
     return {"refine": REFINEMENTS, "cluster_at": CLUSTER_AT, "fit": FITS, "loss": PROJECTION_LOSSES, "space": PROJECTION_SPACES}[name]
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import io
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 from scipy import ndimage
@@ -37,6 +37,65 @@ def _check_same_images(pred: dict, gt: dict) -> None:
                         f"size mismatches: {sum(p[i] != g[i] for i in set(p) & set(g))})")
 
 
+def _names(data: dict, key) -> dict:
+    """image id -> its name by `key`; a name that two images share is refused (it cannot say which is which)."""
+    out, seen = {}, {}
+    for im in data["images"]:
+        n = key(str(im.get("file_name", "")))
+        if n in seen:
+            raise UserError(f"two images are both named {n!r} ({seen[n]} and {im['id']}); images cannot be matched "
+                            "by file name")
+        seen[n] = im["id"]
+        out[im["id"]] = n
+    return out
+
+
+def match_images(pred: dict, gt: dict) -> tuple[dict, str]:
+    """`pred` with its images renumbered as gt's, and how they were matched: by id where both files list the same
+    ids and sizes; else by file name (the whole relative name, else the base name), for any two COCO files of the
+    same images (a `label` folder against the user's own masks). UserError when neither matches every image."""
+    p = {im["id"]: (im["height"], im["width"]) for im in pred["images"]}
+    g = {im["id"]: (im["height"], im["width"]) for im in gt["images"]}
+    if p == g:
+        return pred, "id"
+    for how, key in (("file name", lambda n: n), ("base name", lambda n: n.replace("\\", "/").rsplit("/", 1)[-1])):
+        pn, gn = _names(pred, key), _names(gt, key)
+        if sorted(pn.values()) != sorted(gn.values()):
+            continue
+        to_gt = {n: i for i, n in gn.items()}
+        ids = {i: to_gt[n] for i, n in pn.items()}
+        bad = [pn[i] for i in ids if p[i] != g[ids[i]]]
+        if bad:
+            raise UserError(f"images matched by {how} differ in size ({', '.join(bad[:3])})")
+        return {**pred, "images": [{**im, "id": ids[im["id"]]} for im in pred["images"]],
+                "annotations": [{**a, "image_id": ids[a["image_id"]]} for a in pred["annotations"]
+                                if a["image_id"] in ids]}, how
+    only_p, only_g = sorted(set(p) - set(g))[:3], sorted(set(g) - set(p))[:3]
+    raise UserError(f"the files describe different images, by id (only in pred: {only_p}, only in gt: {only_g}) and "
+                    "by file name")
+
+
+def instance_ious(pred: dict, gt: dict) -> dict[str, Any]:
+    """Per reference instance, the IoU of the predicted instance matched to it (one to one, greedily by IoU,
+    class-agnostic; 0 for a missed one): their mean (instance mIoU), with matched, missed and false counts."""
+    pm, gm = _masks_by_image(pred), _masks_by_image(gt)
+    ious, false = [], 0
+    for im in gt["images"]:
+        ps, gs = [m for _, m in pm.get(im["id"], [])], [m for _, m in gm.get(im["id"], [])]
+        pairs = sorted(((float((a & b).sum() / max((a | b).sum(), 1)), i, j) for i, a in enumerate(gs)
+                        for j, b in enumerate(ps)), reverse=True)
+        got, used_g, used_p = {}, set(), set()
+        for iou, i, j in pairs:
+            if iou > 0 and i not in used_g and j not in used_p:
+                got[i] = iou
+                used_g.add(i)
+                used_p.add(j)
+        ious += [got.get(i, 0.0) for i in range(len(gs))]
+        false += len(ps) - len(used_p)
+    return {"instance_miou": float(np.mean(ious)) if ious else float("nan"), "instances": len(ious),
+            "matched": int(sum(v >= 0.5 for v in ious)), "missed": int(sum(v < 0.5 for v in ious)), "false": false}
+
+
 class _IoU:
     def __init__(self) -> None:
         self.inter = self.union = 0
@@ -51,7 +110,8 @@ class _IoU:
         return self.inter / self.union if self.union else 1.0
 
 
-def semantic_scores(pred: dict, gt: dict, trimap_width: int = 3) -> dict[str, Any]:
+def semantic_scores(pred: dict, gt: dict, trimap_width: int = 3,
+                    on_image: Callable[[], None] | None = None) -> dict[str, Any]:
     """Dataset-level IoU (summed intersections over summed unions) of fg/bg and of each class."""
     _check_same_images(pred, gt)
     p_cats = {c["id"]: c["name"] for c in pred["categories"]}
@@ -77,6 +137,8 @@ def semantic_scores(pred: dict, gt: dict, trimap_width: int = 3) -> dict[str, An
         tbg.add(~p_fg, ~g_fg, band)
         for n in names:
             per_class[n].add(p_sem[n], g_sem[n])
+        if on_image:
+            on_image()
     out = {"iou_fg": fg.value(), "iou_bg": bg.value()}
     out["miou"] = (out["iou_fg"] + out["iou_bg"]) / 2
     out["trimap_iou_fg"], out["trimap_iou_bg"] = tfg.value(), tbg.value()
@@ -121,13 +183,18 @@ def instance_scores(pred: dict, gt: dict, iou_type: str = "segm") -> dict[str, A
     return {"ap": float(ev.stats[0]), "ap50": float(ev.stats[1]), "per_class_ap": per_class}
 
 
-def evaluate(pred: dict, gt: dict, trimap_width: int = 3) -> dict[str, Any]:
-    """All scores: iou_fg, iou_bg, miou, trimap_miou, ap, ap50, per_class."""
-    sem = semantic_scores(pred, gt, trimap_width)
+def evaluate(pred: dict, gt: dict, trimap_width: int = 3, on_image: Callable[[], None] | None = None) -> dict[str, Any]:
+    """All scores: iou_fg, iou_bg, miou, trimap_miou (whole image, fg/bg), instance_miou with its counts, ap,
+    ap50, and per_class (IoU and AP of the classes either file holds); `matched_by` says how images were paired."""
+    pred, how = match_images(pred, gt)
+    sem = semantic_scores(pred, gt, trimap_width, on_image)
     inst = instance_scores(pred, gt)
     for name, ap in inst.pop("per_class_ap").items():
         sem["per_class"].setdefault(name, {})["ap"] = ap
-    return {**sem, **inst}
+    present = {c["name"] for data in (pred, gt) for c in data["categories"]
+               if any(a["category_id"] == c["id"] for a in data["annotations"])}
+    sem["per_class"] = {k: v for k, v in sem["per_class"].items() if k in present}
+    return {**sem, **instance_ious(pred, gt), **inst, "matched_by": how, "images": len(gt["images"])}
 
 
 def json_safe(obj: Any) -> Any:

@@ -3,7 +3,6 @@ deterministic split, linking images, a temp tree swapped in whole under a lock).
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 import re
@@ -12,7 +11,7 @@ from pathlib import Path
 from typing import Callable
 
 from .errors import UserError
-from .io import make_temp_dir
+from .io import make_temp_dir, strict_json
 from .locks import Busy, clean_stale_temps, lock_file
 from .rundir import current_name, image_path
 
@@ -38,35 +37,37 @@ def _place(key: int) -> float:
     return int(hashlib.sha256(f"instseg-split:{key}".encode()).hexdigest()[:13], 16) / 16**13
 
 
-def assign_splits(images: list[dict], shares: dict[str, float]) -> dict[str, list[dict]]:
-    """Images per split, by each seed's fixed place in [0, 1) against the cumulative shares.
-
-    A split with a share but no image (a small run) takes the image nearest its band from the split
-    that has the most, as long as that one keeps at least one."""
+def split_counts(n: int, shares: dict[str, float]) -> dict[str, int]:
+    """Images per split for n images: each share's floor, the rest to the largest remainders (ties: in
+    SPLITS order), so 20 images at 0.8/0.1/0.1 give 16/2/2. A split with a share keeps at least one image
+    while the largest can spare one."""
     names = [s for s in SPLITS if s in shares]
-    bands, lo = {}, 0.0
+    exact = {s: n * shares[s] for s in names}
+    counts = {s: int(exact[s]) for s in names}
+    for s in sorted(names, key=lambda s: (-(exact[s] - counts[s]), names.index(s)))[:n - sum(counts.values())]:
+        counts[s] += 1
     for s in names:
-        bands[s] = (lo, lo + shares[s])
-        lo += shares[s]
-    out: dict[str, list[dict]] = {s: [] for s in names}
-    places = {id(im): _place(im.get("seed", im["id"])) for im in images}
-    wanted = [s for s in names if shares[s] > 0]
-    if len(images) < len(wanted):  # too few to fill every split: one each, train first
-        log.warning("%d image(s) cannot fill %d splits: %s stay empty", len(images), len(wanted),
-                    ", ".join(wanted[len(images):]))
-        for s, im in zip(wanted, sorted(images, key=lambda im: places[id(im)])):
-            out[s].append(im)
-        return out
-    for im in images:
-        u = places[id(im)]
-        out[next((s for s in names if bands[s][0] <= u < bands[s][1]), names[-1])].append(im)
+        if shares[s] > 0 and counts[s] == 0:
+            donor = max(names, key=lambda d: counts[d])
+            if counts[donor] > 1:
+                counts[donor] -= 1
+                counts[s] += 1
+    return counts
+
+
+def assign_splits(images: list[dict], shares: dict[str, float]) -> dict[str, list[dict]]:
+    """Images per split with exact shares (`split_counts`): the images in the order of each seed's fixed
+    place in [0, 1) (a hash, so the order never depends on the file order), cut into consecutive runs."""
+    names = [s for s in SPLITS if s in shares]
+    counts = split_counts(len(images), shares)
+    empty = [s for s in names if shares[s] > 0 and not counts[s]]
+    if empty:
+        log.warning("%d image(s) cannot fill %d splits: %s stay empty", len(images), len(names), ", ".join(empty))
+    ranked = sorted(images, key=lambda im: _place(im.get("seed", im["id"])))
+    out, at = {}, 0
     for s in names:
-        if shares[s] > 0 and not out[s]:
-            donor = max(names, key=lambda d: len(out[d]))  # has two or more: there are enough images
-            mid = sum(bands[s]) / 2
-            im = min(out[donor], key=lambda x: abs(places[id(x)] - mid))
-            out[donor].remove(im)
-            out[s].append(im)
+        out[s] = ranked[at:at + counts[s]]
+        at += counts[s]
     order = {id(im): i for i, im in enumerate(images)}
     return {s: sorted(v, key=lambda im: order[id(im)]) for s, v in out.items()}
 
@@ -127,9 +128,10 @@ def _swap(new: Path, out: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def export_coco(coco: dict, root: Path, out: Path, shares: dict[str, float], link: bool = True) -> Path:
+def export_coco(coco: dict, root: Path, out: Path, shares: dict[str, float], link: bool = True,
+                on_image: Callable[[], None] | None = None) -> Path:
     """The standard COCO tree: out/annotations/instances_<split>.json and out/images/<split>/ (hard links
-    where possible). Returns out/annotations."""
+    where possible). Returns out/annotations. `on_image` is called per image written."""
 
     def build(tmp: Path) -> None:
         by_image: dict[int, list[dict]] = {}
@@ -146,9 +148,11 @@ def export_coco(coco: dict, root: Path, out: Path, shares: dict[str, float], lin
                 link_or_copy(sources[im["id"]], tmp / "images" / split / name, link)
                 entries.append({**im, "file_name": name})
                 anns += by_image.get(im["id"], [])
+                if on_image:
+                    on_image()
             data = {**{k: v for k, v in coco.items() if k not in ("images", "annotations")},
                     "images": entries, "annotations": anns}
-            (tmp / "annotations" / f"instances_{split}.json").write_text(json.dumps(data))
+            (tmp / "annotations" / f"instances_{split}.json").write_text(strict_json(data))
 
     replace_tree(out, "COCO", lambda names: names <= {"annotations", "images"} and "annotations" in names, build)
     return Path(out) / "annotations"

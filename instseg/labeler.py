@@ -30,10 +30,14 @@ log = logging.getLogger(__name__)
 
 
 def label_images(specs: list[str], cfg: RunConfig, lcfg: LabelConfig, out: Path,
-                 on_image: Callable[[int, bool], None] | None = None, cache: Path | None = None) -> Path:
+                 on_image: Callable[[int, bool], None] | None = None, cache: Path | None = None,
+                 on_status: Callable[[str, int | None], None] | None = None) -> Path:
     """Label the images `specs` names (files, folders, globs) into the dataset folder `out`; returns
-    annotations.json. Re-running the same command resumes; other images or settings are refused."""
+    annotations.json. Re-running the same command resumes; other images or settings are refused.
+    `on_status(text, total)`: what runs now (loading, projecting a chunk), with the image count once known."""
+    status = on_status or (lambda text, total=None: None)
     files = collect(specs)
+    status(f"reading {len(files)} images", len(files))
     for f in files:  # every file decoded whole before anything is written (not kept: a folder may not fit in memory)
         read_rgb(f)
     digests = [file_digest(f) for f in files]
@@ -41,6 +45,7 @@ def label_images(specs: list[str], cfg: RunConfig, lcfg: LabelConfig, out: Path,
     if cfg.precision != "fp32":
         raise UserError(f"label projects photos by gradient descent in fp32; precision={cfg.precision} is for "
                         "`instseg run`")
+    status(f"loading {cfg.gan}", None)
     gan = resolve_gan(cfg.gan, cache, validate=validate_checkpoint)
     device = pick_device(cfg.device)
     G = load_checked(gan, device)
@@ -71,7 +76,8 @@ def label_images(specs: list[str], cfg: RunConfig, lcfg: LabelConfig, out: Path,
         licence, info = photo_provenance(gan, gan_sha, lcfg)
         prior = pn_stats(G) if lcfg.prior > 0 else None  # once per run, not per chunk
         try:
-            for chunk in chunks:
+            for i, chunk in enumerate(chunks):
+                status(f"projecting {len(chunk)} image(s) ({lcfg.steps} steps), chunk {i + 1}/{len(chunks)}", None)
                 _label_chunk(pipeline, lcfg, rd, cid,
                              [(i, files[i], read_rgb(files[i])) for i in chunk], on_image, prior)
         finally:
@@ -173,10 +179,8 @@ def photo_provenance(gan: ResolvedGan, gan_sha: str, lcfg: LabelConfig) -> tuple
                         f"{lcfg.error_scale}), masks refined on the photo: {lcfg.refine}; images below "
                         f"{lcfg.min_psnr} dB PSNR are marked low_fidelity"),
     })
-    if not lic.commercial:
-        info["licence_note"] = ("The masks were made with a generator under a non-commercial licence: they, and "
-                                "models trained on them, may carry that restriction; read the licence before any "
-                                "commercial use.")
+    if lic.note("the masks"):
+        info["licence_note"] = lic.note("the masks")
     return PHOTOS_LICENCE, info
 
 

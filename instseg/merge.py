@@ -7,6 +7,7 @@ import os
 import re
 import shutil
 from pathlib import Path
+from typing import Callable
 
 from .config import MAX_SEEDS, parse_seeds
 from .errors import UserError
@@ -58,14 +59,16 @@ def _seeds(run: dict, ann: dict) -> list[int]:
     return seeds + sorted(s for s in listed - set(seeds) if isinstance(s, int) and not isinstance(s, bool))
 
 
-def merge(dirs: list[Path], out: Path, allow_partial: bool = False) -> tuple[Path, dict[str, list[int]]]:
+def merge(dirs: list[Path], out: Path, allow_partial: bool = False,
+          on_total: Callable[[int], None] | None = None,
+          on_seed: Callable[[], None] | None = None) -> tuple[Path, dict[str, list[int]]]:
     """Assemble shard folders made with one config and generator into `out`.
 
     Returns annotations.json and the seeds left out per shard. A seed a shard asked for but did not
     finish (a missing or broken file or record, an interrupted run) is refused unless `allow_partial`.
     A seed found in several shards is the same image (same config, deterministic), so it is taken
     once. PNGs are hard-linked where possible; records are rewritten with the merged config id. An
-    `out` that already holds this run keeps its seeds."""
+    `out` that already holds this run keeps its seeds. `on_total(n)` and `on_seed()` report progress."""
     if not dirs:
         raise UserError("give at least one shard folder to merge")
     runs = [(Path(d), *_read(Path(d))) for d in dirs]
@@ -119,7 +122,11 @@ def merge(dirs: list[Path], out: Path, allow_partial: bool = False) -> tuple[Pat
         kept = [s for s in rd.begin(cid, lambda old: differences(old, ref_cfg, sha)) if rd.done(s)]
         had = set(kept)
         seeds = kept + [s for _, s in plan if s not in had]
+        if on_total:
+            on_total(len(plan))
         for src, s in plan:
+            if on_seed:
+                on_seed()
             if s in had:
                 continue
             for sub in ("images", "parts", "variants"):

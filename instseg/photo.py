@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from .baselines import grabcut  # noqa: F401  (photo.grabcut: GrabCut from a box)
+from .config import REFINEMENTS  # noqa: F401  (the names; implemented here)
 from .features import resize, work_size
 from .instances import box_crop, clip_to_boxes, merge_instances
 
-REFINEMENTS = ("auto", "none", "grabcut", "vote", "guided")
 AUTO_SCALE = 2  # auto: GrabCut for a photo at least this many times the generator's frame, else none
 
 

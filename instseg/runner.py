@@ -46,10 +46,8 @@ def dataset_provenance(gan: ResolvedGan, gan_sha: str) -> tuple[dict, dict]:
     info = {"generator": gan.source, "generator_sha256": gan_sha,
             "generator_urls": list(gan.preset.urls) if gan.preset else [],
             "licence": lic.name, "licence_url": lic.url, "made_with": f"instseg {__version__}"}
-    if not lic.commercial:
-        info["licence_note"] = ("Images made with a generator under a non-commercial licence: this dataset, and "
-                                "models trained on it, carry that restriction; read the licence before any "
-                                "commercial use.")
+    if lic.note("this dataset's images"):
+        info["licence_note"] = lic.note("this dataset's images")
     return lic.coco(), info
 
 

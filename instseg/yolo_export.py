@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import yaml
@@ -37,18 +38,20 @@ def label_lines(anns: list[dict], cat_index: dict[int, int], width: int, height:
     return lines
 
 
-def export_yolo(coco: dict, root: Path, out: Path, shares: dict[str, float] | None = None, link: bool = True) -> Path:
+def export_yolo(coco: dict, root: Path, out: Path, shares: dict[str, float] | None = None, link: bool = True,
+                on_image: Callable[[], None] | None = None) -> Path:
     """Write `out`/images/<split>, `out`/labels/<split> and `out`/data.yaml; returns data.yaml.
 
     `shares` splits the images by seed (export.assign_splits; default train 0.9, val 0.1). The export is
     built in a temp folder beside `out` and swapped in whole."""
     shares = shares or {"train": 0.9, "val": 0.1}
     replace_tree(out, "YOLO", lambda names: names <= _EXPORT_ENTRIES and "data.yaml" in names,
-                 lambda tmp: _write(coco, Path(root), tmp, shares, link))
+                 lambda tmp: _write(coco, Path(root), tmp, shares, link, on_image))
     return Path(out) / "data.yaml"
 
 
-def _write(coco: dict, root: Path, tmp: Path, shares: dict[str, float], link: bool) -> None:
+def _write(coco: dict, root: Path, tmp: Path, shares: dict[str, float], link: bool,
+           on_image: Callable[[], None] | None = None) -> None:
     cats = sorted(coco["categories"], key=lambda c: c["id"])
     cat_index = {c["id"]: i for i, c in enumerate(cats)}
     by_image: dict[int, list[dict]] = {}
@@ -69,6 +72,8 @@ def _write(coco: dict, root: Path, tmp: Path, shares: dict[str, float], link: bo
             link_or_copy(src, tmp / "images" / split / f"{stem}{src.suffix}", link)
             lines = label_lines(by_image.get(im["id"], []), cat_index, im["width"], im["height"])
             (tmp / "labels" / split / f"{stem}.txt").write_text("\n".join(lines) + ("\n" if lines else ""))
+            if on_image:
+                on_image()
     # no `path:`: Ultralytics and FiftyOne resolve these from the yaml's own folder, so a moved export still loads
     data = {"train": "images/train",
             "val": "images/val" if splits.get("val") else "images/train"}

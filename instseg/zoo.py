@@ -31,15 +31,23 @@ class Licence:
     key: str
     name: str
     url: str
-    commercial: bool
+    commercial: bool | None  # None: not known (a custom generator)
 
     def coco(self) -> dict[str, Any]:
         """The COCO `licenses` entry (a dataset has one generator, so id 1)."""
         return {"id": 1, "name": self.name, "url": self.url}
 
+    def note(self, made: str) -> str | None:
+        """The one wording of a non-commercial licence's reach, for what the generator `made` ("the images",
+        "the masks"); None unless the licence is known to be non-commercial."""
+        if self.commercial is not False:
+            return None
+        return (f"Made with a generator under a non-commercial licence: {made}, and models trained on them, carry "
+                "that restriction; read the licence before any commercial use.")
+
 
 UNKNOWN_LICENCE = Licence("unknown", "unknown: a custom generator; its owner's licence applies to this dataset", "",
-                          False)
+                          None)
 
 
 @dataclass(frozen=True)
@@ -231,7 +239,20 @@ class ResolvedGan:
 
     @property
     def licence(self) -> Licence:
-        return self.preset.licence if self.preset else UNKNOWN_LICENCE
+        """The preset's licence; for a file, the one `instseg convert` recorded in it; else unknown."""
+        if self.preset:
+            return self.preset.licence
+        from .checkpoints import native_meta  # torch: imported only when a custom file is used
+
+        try:
+            meta = native_meta(self.path)
+        except Exception:  # not a native file (or not readable as one): nothing recorded
+            return UNKNOWN_LICENCE
+        name, commercial = meta.get("licence"), meta.get("licence_commercial")
+        if isinstance(name, str) and name and isinstance(commercial, bool):
+            return Licence("recorded", f"{name} (recorded by instseg convert)", str(meta.get("licence_url", "")),
+                           commercial)
+        return UNKNOWN_LICENCE
 
     def load_error(self, e: UserError) -> UserError:
         """The error for a file that does not load: a cached one names the file to delete."""

@@ -19,17 +19,17 @@ def _bench(args, tmp_path):
 
 
 def test_accuracy_and_pipeline_benchmarks_smoke(tmp_path):
-    md = _bench(["bench/accuracy.py", "accuracy", "--seeds", "20000-20001"], tmp_path)
+    md = _bench(["-m", "bench.accuracy", "accuracy", "--seeds", "20000-20001"], tmp_path)
     assert "<!-- bench:accuracy -->" in md and "mask AP (labels)" in md and "mask AP (yolo)" in md
     rows = [line.split("|")[1].strip() for line in md.splitlines() if line.startswith("| ") and "," in line]
     for m in ("variants (ours)", "grabcut", "kmeans-rgb", "activations"):
         assert f"{m}, per instance" in rows
     assert sum(r.endswith("whole image fg/bg") for r in rows) == 4
-    md = _bench(["bench/accuracy.py", "ablations", "--seeds", "10000-10001", "--only", "refine"], tmp_path)
+    md = _bench(["-m", "bench.accuracy", "ablations", "--seeds", "10000-10001", "--only", "refine"], tmp_path)
     section = md[md.index("<!-- bench:ablations-refine -->"):]
     rows = [line.split("|")[1].strip() for line in section.splitlines() if line.startswith("| ")][1:]
     assert rows[0] == "shipped defaults" and sum("refine=grabcut" in r for r in rows) == 2, rows
-    md = _bench(["bench/pipeline.py", "toy", "--images", "1"], tmp_path)
+    md = _bench(["-m", "bench.pipeline", "toy", "--images", "1"], tmp_path)
     assert "end to end" in md and "ratio end-to-end / variants" in md
 
 
@@ -49,7 +49,7 @@ def test_downstream_quick_gives_the_table_shape(tmp_path):
     import torch
 
     work = ["--work", str(tmp_path / "w")]
-    md = _bench(["bench/downstream.py", "--quick", *work], tmp_path)
+    md = _bench(["-m", "bench.downstream", "--quick", *work], tmp_path)
     table = [l for l in md.splitlines() if l.startswith("| ")]
     header, rows = table[0], table[1:]
     assert "mask AP" in header and "trimap mIoU" in header and "train instances" in header
@@ -60,7 +60,7 @@ def test_downstream_quick_gives_the_table_shape(tmp_path):
     assert all(len(r.split("|")) == len(header.split("|")) for r in rows[:6])
     if not SEG_W.exists():
         pytest.skip("../shared/weights/yolov8n-seg-coco.pt is absent (only on our machines): --init not checked")
-    md = _bench(["bench/downstream.py", "--quick", *work, "--init", str(SEG_W)], tmp_path)
+    md = _bench(["-m", "bench.downstream", "--quick", *work, "--init", str(SEG_W)], tmp_path)
     assert "<!-- bench:downstream-finetuned -->" in md and "<!-- bench:downstream -->" in md  # the first table stays
     assert "fine-tuned from `yolov8n-seg-coco.pt`" in md
     run = tmp_path / "w" / "toy-flat-m8-e1-t8"
@@ -76,7 +76,7 @@ def test_downstream_quick_gives_the_table_shape(tmp_path):
 
 def test_toy_checkpoints_scores_each_generator_file(tmp_path):
     gan = ROOT / "instseg" / "toy" / "weights" / "toy-flat.pt"
-    md = _bench(["bench/toy_checkpoints.py", str(gan), str(gan), "--samples", "16"], tmp_path)
+    md = _bench(["-m", "bench.toy_checkpoints", str(gan), str(gan), "--samples", "16"], tmp_path)
     rows = [line for line in md.splitlines() if line.startswith("| toy-flat.pt")]
     assert len(rows) == 2 and rows[0] == rows[1]  # the same file scores the same: seeds are fixed
 
@@ -90,7 +90,7 @@ def test_toy_target_reads_each_target_at_both_psi(tmp_path):
 
     gan = tmp_path / "toy-flat.pt"
     shutil.copy(ROOT / "instseg" / "toy" / "weights" / "toy-flat.pt", gan)
-    args = ["bench/toy_target.py", str(gan), str(gan), "--blocks", "2", "--samples", "16", "--cache", str(tmp_path / "c.json")]
+    args = ["-m", "bench.toy_target", str(gan), str(gan), "--blocks", "2", "--samples", "16", "--cache", str(tmp_path / "c.json")]
     md = _bench(args, tmp_path)
     cache = json.loads((tmp_path / "c.json").read_text())
     assert len(cache) == 3  # one file; psi 1.0, and 0.7 toward the mean and toward the nearest of 128 centres
@@ -114,7 +114,7 @@ def test_toy_target_reads_each_target_at_both_psi(tmp_path):
 
 
 def test_toy_fd_sensitivity_gives_one_row_per_change(tmp_path):
-    md = _bench(["bench/toy_fd_sensitivity.py", "--samples", "16", "--sets", "2"], tmp_path)
+    md = _bench(["-m", "bench.toy_fd_sensitivity", "--samples", "16", "--sets", "2"], tmp_path)
     rows = [line.split("|")[1:-1] for line in md.splitlines() if line.startswith("| ") and "FD-YOLO" not in line]
     assert len(rows) == 15 and rows[0][0].strip().startswith("none")
     assert all(len(r[2].split(" / ")) == 2 for r in rows)
@@ -146,7 +146,7 @@ def test_toy_ab_scores_each_snapshot_and_names_the_recipe(tmp_path):
     (arm / "state" / "state.json").write_text(json.dumps({"iter": 1000, "history": [], "config": {
         "r1_gamma": 0.1, "resolution": 32, "batch": 32, "dataset_size": 0, "split_d": True, "mismatch": True,
         "joint_weight": 0.2, "channel_base": 2048, "d_channel_base": 2048}}))
-    md = _bench(["bench/toy_ab.py", str(arm), "--every", "500", "--samples", "16"], tmp_path)
+    md = _bench(["-m", "bench.toy_ab", str(arm), "--every", "500", "--samples", "16"], tmp_path)
     rows = [line.split("|")[1:-1] for line in md.splitlines() if line.startswith("| ") and "arm |" in line
             or line.startswith("| 500 ") or line.startswith("| 1000 ")]
     assert [r[0].strip() for r in rows[1:]] == ["500", "1000"]  # 750 is not a multiple of --every

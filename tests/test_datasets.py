@@ -69,15 +69,17 @@ def test_coco_split_export_is_the_standard_tree_and_torchvision_reads_each_split
     assert sorted(seen) == sorted(im["id"] for im in json.loads((run / "annotations.json").read_text())["images"])
 
 
-def test_splits_follow_the_seed_not_the_run_size(caplog):
+def test_splits_have_exact_shares_in_a_fixed_order(caplog):
     from instseg.export import assign_splits
 
     shares = {"train": 0.8, "val": 0.1, "test": 0.1}
-    small = assign_splits([{"id": s + 1, "seed": s} for s in range(50)], shares)
-    big = assign_splits([{"id": s + 1, "seed": s} for s in range(5000)], shares)
-    where = {im["seed"]: k for k, v in big.items() for im in v}
-    assert all(where[im["seed"]] == k for k, v in small.items() for im in v)  # no small-run stealing was needed
-    assert abs(len(big["train"]) / 5000 - 0.8) < 0.03
+    for n, want in ((20, (16, 2, 2)), (64, (51, 7, 6)), (5000, (4000, 500, 500))):
+        images = [{"id": s + 1, "seed": s} for s in range(n)]
+        got = assign_splits(images, shares)
+        assert tuple(len(got[k]) for k in ("train", "val", "test")) == want
+        again = assign_splits(images[::-1], shares)  # the file order does not move a seed
+        assert {k: {im["seed"] for im in v} for k, v in got.items()} == {k: {im["seed"] for im in v}
+                                                                         for k, v in again.items()}
     tiny = assign_splits([{"id": s + 1, "seed": s} for s in range(3)], shares)
     assert all(len(v) == 1 for v in tiny.values())  # each split non-empty where it can be
     one = assign_splits([{"id": 1, "seed": 0}], shares)  # one image cannot fill three splits: said, not hidden

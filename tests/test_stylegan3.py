@@ -401,7 +401,7 @@ def test_run_label_and_crossover_bench_on_a_stylegan3_snapshot(tmp_path):
     assert len(json.loads((tmp_path / "lab" / "annotations.json").read_text())["images"]) == 2
     root = Path(__file__).resolve().parents[1]
     env = {**os.environ, "INSTSEG_BENCH_MD": str(tmp_path / "B.md")}
-    p = subprocess.run([sys.executable, "bench/crossover.py", "--gan", str(path), "--seeds", "0-1", "--variants", "2"],
+    p = subprocess.run([sys.executable, "-m", "bench.crossover", "--gan", str(path), "--seeds", "0-1", "--variants", "2"],
                        cwd=root, env=env, capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stderr[-2000:]
     md = (tmp_path / "B.md").read_text()

@@ -94,7 +94,7 @@ def test_crossover_table_runs_on_a_label_generator(tmp_path):
     _label_copies_red(tmp_path / "g.pt")
     root = Path(__file__).resolve().parents[1]
     env = {**os.environ, "INSTSEG_BENCH_MD": str(tmp_path / "B.md")}
-    p = subprocess.run([sys.executable, "bench/crossover.py", "--gan", str(tmp_path / "g.pt"), "--seeds", "0-2",
+    p = subprocess.run([sys.executable, "-m", "bench.crossover", "--gan", str(tmp_path / "g.pt"), "--seeds", "0-2",
                         "--variants", "3"], cwd=root, env=env, capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stderr[-1500:]
     rows = [l for l in (tmp_path / "B.md").read_text().splitlines() if l.startswith("| ") and l[2].isdigit()]

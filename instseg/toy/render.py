@@ -16,6 +16,8 @@ from importlib import resources
 import numpy as np
 from scipy import ndimage
 
+from ..config import WORLDS as CONFIG_WORLDS
+
 CLASSES = ("square", "triangle", "disc")
 
 
@@ -106,6 +108,7 @@ WORLD_SPECS = {
 WORLD_SPECS["textured"] = WORLD_SPECS["flat"]  # the same layouts (per seed); only the appearance differs
 
 WORLDS = tuple(WORLD_SPECS)
+assert WORLDS == CONFIG_WORLDS, "config.WORLDS names the worlds drawn here"
 ANTIALIASED = ("flat", "textured")  # worlds whose images are drawn anti-aliased
 TEXTURES = ("brick", "grass", "gravel")  # scikit-image's, CC0: instseg/toy/textures/LICENSE.md
 TEXTURE_LICENCE = "textures: scikit-image's brick, grass and gravel (CC0 1.0), histogram-equalised"

@@ -88,8 +88,8 @@ class TrainConfig:
 
 # The options that make a recipe (what a resumed state must keep to continue the same run).
 RECIPE = ("world", "labels", "resolution", "channel_base", "d_channel_base", "split_d", "mbstd_group", "blur_d",
-          "pool_first", "dataset_size", "batch", "lr", "r1_gamma", "r1_gamma_joint", "mismatch", "mismatch_weight",
-          "joint_weight", "ema_kimg")
+          "pool_first", "dataset_size", "batch", "lr", "r1_gamma", "r1_gamma_joint", "r1_every", "mismatch",
+          "mismatch_weight", "joint_weight", "ema_kimg", "reuse_fake", "channels_last")
 
 
 def resumed_state(out: str | Path, resume_from: str | None) -> Path | None:
@@ -121,7 +121,7 @@ def read_state(state: Path) -> dict:
 def _fits(value: object, default: object, key: str) -> bool:
     if value is None:
         return key in ("r1_gamma", "r1_gamma_joint")
-    if isinstance(default, bool) or key in ("labels", "split_d", "blur_d", "pool_first", "mismatch"):
+    if isinstance(default, bool) or key in ("labels", "split_d", "blur_d", "pool_first", "mismatch", "reuse_fake", "channels_last"):
         return isinstance(value, bool)
     if isinstance(default, int):
         return isinstance(value, int) and not isinstance(value, bool) and value >= 0
