@@ -568,27 +568,27 @@ def show(run_dir: str, out: str, max_images: int) -> None:
     """Write an overlay grid of a run: image | variants | cluster map | masks."""
     from .rundir import RunDir
     from .io import atomic_save_png
-    from .visualize import grid, run_rows
+    from .visualize import labelled_grid
 
     RunDir(run_dir).check_own_file(out)
-    data = RunDir(run_dir).read_dataset()
-    rows = run_rows(Path(run_dir), max_images, data)
-    if not rows:
-        raise UserError(f"{run_dir} has no images yet")
-    atomic_save_png(out, grid([r for _, r in rows]))
-    click.echo(f"wrote {out} ({len(rows)} images)")
+    picture = labelled_grid(Path(run_dir), max_images)
+    atomic_save_png(out, picture)
+    click.echo(f"wrote {out} ({picture.shape[1]}x{picture.shape[0]} px)")
 
 
 @main.command()
 @click.argument("run_dir", metavar="DIR", type=click.Path(exists=True, file_okay=False))
 @click.option("--out", "out", required=True, type=OutPath(dir_okay=False), metavar="HTML",
               help="Where to write the page (one self-contained file; open it from disk).")
-def report(run_dir: str, out: str) -> None:
-    """A page to look at a run: a gallery of overlays (least confident first), counts, histograms, empty images,
-    variant strips and provenance."""
+@click.option("--gt", type=click.Path(exists=True, dir_okay=False), default=None, metavar="FILE",
+              help="Reference COCO masks of the same images (exact labels, `instseg toy labels`, your own): each "
+                   "instance is marked matched, wrong class, poor mask or false, and missed objects are drawn.")
+def report(run_dir: str, out: str, gt: str | None) -> None:
+    """A page to look at a run: every image with its instances (worst first against --gt), a gallery of
+    overlays (least confident first), counts, histograms, empty images, variant strips and provenance."""
     from .report import write
 
-    click.echo(f"wrote {write(Path(run_dir), Path(out))}")
+    click.echo(f"wrote {write(Path(run_dir), Path(out), Path(gt) if gt else None)}")
 
 
 @main.command("eval")

@@ -75,25 +75,36 @@ def match_images(pred: dict, gt: dict) -> tuple[dict, str]:
                     "by file name")
 
 
+GOOD_IOU = 0.5  # a reference instance counts as matched at this IoU or more
+
+
+def match_masks(gs: list[np.ndarray], ps: list[np.ndarray]) -> dict[int, tuple[int, float]]:
+    """One image's reference masks `gs` and predicted masks `ps`, paired one to one greedily by IoU (any
+    overlap, class-agnostic): reference index -> (prediction index, IoU). `eval` and `report --gt` share it."""
+    pairs = sorted(((float((a & b).sum() / max((a | b).sum(), 1)), i, j) for i, a in enumerate(gs)
+                    for j, b in enumerate(ps)), reverse=True)
+    got: dict[int, tuple[int, float]] = {}
+    used: set[int] = set()
+    for iou, i, j in pairs:
+        if iou > 0 and i not in got and j not in used:
+            got[i] = (j, iou)
+            used.add(j)
+    return got
+
+
 def instance_ious(pred: dict, gt: dict) -> dict[str, Any]:
-    """Per reference instance, the IoU of the predicted instance matched to it (one to one, greedily by IoU,
-    class-agnostic; 0 for a missed one): their mean (instance mIoU), with matched, missed and false counts."""
+    """Per reference instance, the IoU of the predicted instance matched to it (`match_masks`; 0 for a
+    missed one): their mean (instance mIoU), with matched (IoU >= GOOD_IOU), missed and false counts."""
     pm, gm = _masks_by_image(pred), _masks_by_image(gt)
     ious, false = [], 0
     for im in gt["images"]:
         ps, gs = [m for _, m in pm.get(im["id"], [])], [m for _, m in gm.get(im["id"], [])]
-        pairs = sorted(((float((a & b).sum() / max((a | b).sum(), 1)), i, j) for i, a in enumerate(gs)
-                        for j, b in enumerate(ps)), reverse=True)
-        got, used_g, used_p = {}, set(), set()
-        for iou, i, j in pairs:
-            if iou > 0 and i not in used_g and j not in used_p:
-                got[i] = iou
-                used_g.add(i)
-                used_p.add(j)
-        ious += [got.get(i, 0.0) for i in range(len(gs))]
-        false += len(ps) - len(used_p)
+        got = match_masks(gs, ps)
+        ious += [got[i][1] if i in got else 0.0 for i in range(len(gs))]
+        false += len(ps) - len(got)
     return {"instance_miou": float(np.mean(ious)) if ious else float("nan"), "instances": len(ious),
-            "matched": int(sum(v >= 0.5 for v in ious)), "missed": int(sum(v < 0.5 for v in ious)), "false": false}
+            "matched": int(sum(v >= GOOD_IOU for v in ious)), "missed": int(sum(v < GOOD_IOU for v in ious)),
+            "false": false}
 
 
 class _IoU:

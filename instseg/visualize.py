@@ -20,11 +20,25 @@ def colorize(labels: np.ndarray) -> np.ndarray:
     return PALETTE[labels % len(PALETTE)]
 
 
-def overlay(image: np.ndarray, masks: list[np.ndarray], alpha: float = 0.5) -> np.ndarray:
-    """Blend one palette colour per mask over the image, with a 1-px outline."""
+def class_colour(category_id: int) -> np.ndarray:
+    """The colour of a COCO category (ids from 1) in overlays, legends and `show`."""
+    return PALETTE[(category_id - 1) % len(PALETTE)]
+
+
+def natural_key(name: str) -> list:
+    """Sort key that puts 2.png before 10.png."""
+    import re
+
+    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", str(name))]
+
+
+def overlay(image: np.ndarray, masks: list[np.ndarray], alpha: float = 0.5,
+            colours: list[np.ndarray] | None = None) -> np.ndarray:
+    """Blend a colour per mask (`colours`, e.g. each one's class colour; default: the palette in turn) over the
+    image, with a 1-px outline."""
     out = image.astype(np.float32).copy()
     for i, m in enumerate(masks):
-        col = PALETTE[i % len(PALETTE)].astype(np.float32)
+        col = (PALETTE[i % len(PALETTE)] if colours is None else np.asarray(colours[i])).astype(np.float32)
         out[m] = (1 - alpha) * out[m] + alpha * col
         edge = m & ~(np.roll(m, 1, 0) & np.roll(m, -1, 0) & np.roll(m, 1, 1) & np.roll(m, -1, 1))
         out[edge] = col
@@ -77,11 +91,54 @@ def run_rows(run_dir: Path, max_images: int = 8, data: dict | None = None) -> li
                     raise UserError(f"{parts} is not a cluster map (mode {p.mode}); "
                                     "delete it and rerun the run's command to redo it")
                 panels.append(_fit(colorize(np.asarray(p)), h))
-        masks = [decode_rle(a["segmentation"]) for a in by_image.get(img["id"], [])]
-        masks = [m for m in masks if m.shape == image.shape[:2]]
-        panels.append(overlay(image, masks))
+        anns = [a for a in by_image.get(img["id"], []) if decode_rle(a["segmentation"]).shape == image.shape[:2]]
+        panels.append(overlay(image, [decode_rle(a["segmentation"]) for a in anns],
+                              colours=[class_colour(a["category_id"]) for a in anns]))
         rows.append((seed, panels))
     return rows
+
+
+def labelled_grid(run_dir: Path, max_images: int = 8, min_height: int = 128) -> np.ndarray:
+    """`instseg show`'s picture: a header naming the columns, then per image its panels enlarged to at least
+    `min_height` px, a caption (seed, each instance's class and score), and a legend of the class colours."""
+    from PIL import ImageDraw, ImageFont
+
+    data = RunDir(run_dir).read_dataset()
+    rows = run_rows(run_dir, max_images, data)
+    if not rows:
+        raise UserError(f"{run_dir} has no images yet")
+    names = {c["id"]: c["name"] for c in data["categories"]}
+    by_seed: dict = {}
+    for im in data["images"][:max_images]:
+        by_seed[im.get("seed", im["id"])] = [a for a in data["annotations"] if a["image_id"] == im["id"]]
+    font = ImageFont.load_default()
+    line = 14
+    blocks = []
+    for seed, panels in rows:
+        h = max(min_height, panels[0].shape[0])
+        body = grid([[_fit(p, h) for p in panels]])
+        caption = f"seed {seed}: " + (", ".join(f"{names.get(a['category_id'], '?')} {a.get('score', 0):.2f}"
+                                                for a in by_seed.get(seed, [])) or "no instance")
+        band = Image.new("RGB", (body.shape[1], line + 4), (255, 255, 255))
+        ImageDraw.Draw(band).text((2, 2), caption, fill=(0, 0, 0), font=font)
+        blocks.append(np.concatenate([np.asarray(band), body], axis=0))
+    width = max(b.shape[1] for b in blocks)
+    header = Image.new("RGB", (width, line + 6), (255, 255, 255))
+    titles = ["image", "style variants", "cluster map", "masks (class colours)"]
+    first = rows[0][1]
+    x = 0
+    for t, p in zip(titles if len(first) == 4 else [titles[0], titles[-1]], first):
+        ImageDraw.Draw(header).text((x + 2, 3), t, fill=(0, 0, 0), font=font)
+        x += _fit(p, max(min_height, first[0].shape[0])).shape[1] + 2
+    legend = Image.new("RGB", (width, line + 6), (255, 255, 255))
+    draw, x = ImageDraw.Draw(legend), 2
+    for cid, n in names.items():
+        draw.rectangle([x, 4, x + 10, 14], fill=tuple(int(v) for v in class_colour(cid)))
+        draw.text((x + 14, 3), n, fill=(0, 0, 0), font=font)
+        x += 14 + int(draw.textlength(n, font=font)) + 12
+    parts = [np.asarray(header)] + [np.pad(b, ((0, 2), (0, width - b.shape[1]), (0, 0)), constant_values=255)
+                                    for b in blocks] + [np.asarray(legend)]
+    return np.concatenate(parts, axis=0)
 
 
 def grid(rows: list[list[np.ndarray]], pad: int = 2) -> np.ndarray:

@@ -1,10 +1,12 @@
 import json
+import re
 
 import numpy as np
 import pytest
 from click.testing import CliRunner
 
 from instseg import coco
+from conftest import invoke, one_line_error
 from instseg.cli import main
 from instseg.evaluate import evaluate, trimap_band
 
@@ -56,3 +58,55 @@ def test_cli_json_and_mismatched_images(tmp_path):
     assert {"iou_fg", "iou_bg", "miou", "trimap_miou", "ap", "ap50", "per_class"} <= set(out)
     r = CliRunner().invoke(main, ["eval", "--pred", str(tmp_path / "a.json"), "--gt", str(tmp_path / "b.json")])
     assert r.exit_code == 2 and "different images" in r.output
+
+
+@pytest.fixture(scope="module")
+def labelled(tmp_path_factory):
+    """A `label` folder of 6 renderer scenes (seeds 100-105), and the renderer's exact COCO of them."""
+    tmp = tmp_path_factory.mktemp("lab")
+    assert invoke(["toy", "render", "--out", tmp / "scenes", "--seeds", "100-105"]).exit_code == 0
+    r = invoke(["label", tmp / "scenes" / "images", "--out", tmp / "lab", "--steps", "5"])
+    assert r.exit_code == 0, r.output
+    return tmp / "lab", tmp / "scenes" / "annotations.json"
+
+
+def test_eval_grades_a_label_folder_against_the_renderer_coco_by_file_name(labelled):
+    lab, gt = labelled
+    pred = json.loads((lab / "annotations.json").read_text())
+    assert {im["id"] for im in pred["images"]} != {im["id"] for im in json.loads(gt.read_text())["images"]}
+    r = invoke(["eval", "--pred", lab / "annotations.json", "--gt", gt])
+    assert r.exit_code == 0, r.output
+    assert "matched by file name" in r.output and "instance mIoU" in r.output and "mask AP" in r.output
+    res = json.loads(invoke(["eval", "--pred", lab / "annotations.json", "--gt", gt, "--json"]).stdout)
+    assert res["matched_by"] == "file name" and res["images"] == 6
+    assert res["instances"] == len(json.loads(gt.read_text())["annotations"])
+    assert res["matched"] + res["missed"] == res["instances"] and 0 < res["instance_miou"] <= 1
+    assert set(res["per_class"]) <= {"square", "triangle", "disc"}  # only classes present
+
+
+def test_eval_refuses_an_ambiguous_name_match(tmp_path):
+    a = _ds([[_square(5, 5)], [_square(1, 1)]])
+    b = json.loads(json.dumps(a))
+    for im in b["images"]:
+        im["id"] += 10
+        im["file_name"] = "same.png"
+    for ann in b["annotations"]:
+        ann["image_id"] += 10
+    (tmp_path / "a.json").write_text(json.dumps(a))
+    (tmp_path / "b.json").write_text(json.dumps(b))
+    one_line_error(invoke(["eval", "--pred", tmp_path / "a.json", "--gt", tmp_path / "b.json"]), "both named")
+
+
+def test_report_gt_counts_agree_with_eval(labelled, tmp_path):
+    lab, gt = labelled
+    r = invoke(["report", lab, "--out", tmp_path / "r.html", "--gt", gt])
+    assert r.exit_code == 0, r.output
+    page = (tmp_path / "r.html").read_text()
+    n = {k: int(re.search(rf'id="n-{k}">(\d+)<', page).group(1)) for k in ("ref", "matched", "poor", "missed", "false",
+                                                                          "wrong-class")}
+    res = json.loads(invoke(["eval", "--pred", lab / "annotations.json", "--gt", gt, "--json"]).stdout)
+    assert n["ref"] == res["instances"] and n["matched"] == res["matched"] and n["false"] == res["false"]
+    assert n["poor"] + n["missed"] == res["missed"] and n["wrong-class"] <= n["matched"]
+    assert page.count('class="view"') == 6 and "worst first" in page and "Score</b> of an instance" in page
+    plain = invoke(["report", lab, "--out", tmp_path / "p.html"])
+    assert plain.exit_code == 0 and (tmp_path / "p.html").read_text().count('class="view"') == 6
