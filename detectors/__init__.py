@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol, Sequence
 
 import numpy as np
@@ -47,15 +48,17 @@ def parse_spec(spec: str, flag: str = "--detector") -> tuple[str, str | None]:
     return kind, arg or None
 
 
-def load_detector(spec: str, device: str = "cpu", conf: float = 0.25, max_det: int = 20) -> Detector | None:
-    """Build the detector a spec names (None for 'none')."""
+def load_detector(spec: str, device: str = "cpu", conf: float = 0.25, max_det: int = 20,
+                  cache: Path | None = None) -> Detector | None:
+    """Build the detector a spec names (None for 'none'); `cache` is the folder named weights download into
+    (the caller's: instseg passes its own cache)."""
     kind, arg = parse_spec(spec)
     if kind == "none":
         return None
     if kind == "yolo":
         from .yolo import YoloDetector
 
-        return YoloDetector(arg, device=device, conf=conf, max_det=max_det)
+        return YoloDetector(arg, device=device, conf=conf, max_det=max_det, cache=cache)
     from .frcnn import FasterRCNNDetector
 
     return FasterRCNNDetector.from_spec(arg, device=device, conf=conf, max_det=max_det)

@@ -83,9 +83,9 @@ def resolve_weights(weights: str, cache: Path | None = None) -> Path:
         if not path.is_file():
             raise DetectorError(f"YOLO weights {weights!r} not found")
         return path
-    from instseg.zoo import default_cache
-
-    path = (cache or default_cache()) / "detectors" / weights
+    if cache is None:
+        raise DetectorError(f"YOLO weights {weights!r}: not a file, and no cache folder was given to look in")
+    path = Path(cache) / "detectors" / weights
     if path.is_file():
         return path
     if os.environ.get("YOLO_OFFLINE"):
@@ -105,10 +105,10 @@ def resolve_weights(weights: str, cache: Path | None = None) -> Path:
 
 class YoloDetector:
     def __init__(self, weights: str, device: str = "cpu", conf: float = 0.25, max_det: int = 20,
-                 imgsz: int | None = None, agnostic_nms: bool = False):
+                 imgsz: int | None = None, agnostic_nms: bool = False, cache: Path | None = None):
         import tempfile
 
-        path = resolve_weights(weights)
+        path = resolve_weights(weights, cache)
         try:
             data = path.read_bytes()
         except OSError as e:

@@ -23,10 +23,5 @@ def grabcut(image: np.ndarray, box: np.ndarray, iters: int = 5) -> np.ndarray:
 
 
 def default_activation_layer(G) -> str:
-    """The 32x32 conv1 activation (as in Editing in Style), or the closest available; for StyleGAN3, the last
-    layer sampled nearest 32 per side."""
-    if hasattr(G, "feature_rate"):
-        names = G.feature_names[:-1]
-        return min(reversed(names), key=lambda n: abs(G.feature_rate(n) - 32))
-    convs = [n for n in G.feature_names if n.endswith(".conv1")]
-    return min(convs, key=lambda n: abs(int(n[1:].split(".")[0]) - 32))
+    """The activation the `activations` baseline clusters: the family's own choice (GeneratorFamily)."""
+    return G.default_feature()

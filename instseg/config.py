@@ -171,11 +171,15 @@ def field_default(name: str) -> Any:
     return next(f.default for f in dataclasses.fields(RunConfig) if f.name == name)
 
 
-def check_keys(data: dict[str, Any], where: str) -> None:
+def check_keys(data: dict[str, Any], where: str, label_keys: bool = False) -> None:
+    """Every key a RunConfig field (or, with `label_keys`, a `label.` key or `label:` mapping, checked later
+    against LabelConfig), with a did-you-mean for a near miss."""
     if not isinstance(data, dict):
         raise UserError(f"{where} must be a mapping of RunConfig fields, got {type(data).__name__}")
     names = [f.name for f in dataclasses.fields(RunConfig)]
     for k in data:
+        if label_keys and (k == "label" or str(k).startswith("label.")):
+            continue
         if k not in names:
             near = difflib.get_close_matches(str(k), names, n=1)
             hint = f"; did you mean {near[0]!r}?" if near else ""
@@ -240,7 +244,7 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
         raise UserError(f"--config {path} is not UTF-8 text") from None
     data = read_yaml(text, f"--config {path}")
     data = {} if data is None else data
-    check_keys(data, f"--config {path}")
+    check_keys(data, f"--config {path}", label_keys=True)
     return data
 
 
@@ -252,7 +256,7 @@ def parse_set(items: tuple[str, ...] | list[str]) -> dict[str, Any]:
         if not sep or not key.strip():
             raise UserError(f"--set {short(item)}: use key=value, e.g. --set nms_iou=0.6")
         out[key.strip()] = read_yaml(value, f"--set {key.strip()[:40]}") if value.strip() else ""
-    check_keys(out, "--set")
+    check_keys(out, "--set", label_keys=True)
     return out
 
 
@@ -315,11 +319,14 @@ def build_config(gan: str, overrides: dict[str, Any], config_file: dict[str, Any
 
 @dataclass(frozen=True)
 class LabelConfig:
+    """`instseg label`'s projection and refinement settings; bounds and choices in LABEL_BOUNDS/LABEL_CHOICES,
+    which the CLI's options and `--set label.KEY=VALUE` both read."""
+
     fit: str = "crop"  # crop | pad | resize: how an image enters the generator's square frame
     steps: int = 100  # projection steps (100 read as well as 300 and 600 once the photo joins: real-images tuning)
     lr: float = 0.05  # projection learning rate (Adam, cosine decay over the last quarter)
-    loss: str = "pixel"  # pixel | multiscale (pixel MSE plus L1 at 1/2 and 1/4 scale)
-    space: str = "w+"  # w+: a w per layer; w: one w shared by all layers
+    loss: str = "pixel"  # pixel | multiscale (pixel MSE plus L1 at 1/2 and 1/4 scale) | random-cnn
+    space: str = "w+"  # w+: a w per layer; w: one w shared by all layers; pivot
     min_psnr: float = 20.0  # below this reconstruction PSNR (dB) an image is flagged low_fidelity
     batch: int = 16  # images projected together
     copy: bool = False  # copy the user's files into images/ (default: hard links where possible)
@@ -331,28 +338,57 @@ class LabelConfig:
     refine: str = "auto"  # auto | none | grabcut | vote | guided: our masks refined with the photo's own evidence, at its size
 
     def __post_init__(self) -> None:
-        if self.cluster_at not in CLUSTER_AT:
-            raise UserError(f"--cluster-at must be one of {', '.join(CLUSTER_AT)}, got {self.cluster_at!r}")
-        if self.refine not in REFINEMENTS:
-            raise UserError(f"--refine must be one of {', '.join(REFINEMENTS)}, got {self.refine!r}")
-        if self.fit not in FITS:
-            raise UserError(f"--fit must be one of {', '.join(FITS)}, got {self.fit!r}")
-        if self.loss not in PROJECTION_LOSSES or self.space not in PROJECTION_SPACES:
-            raise UserError(f"--loss must be one of {', '.join(PROJECTION_LOSSES)} and --space one of "
-                            f"{', '.join(PROJECTION_SPACES)}")
-        if not (0 <= self.prior <= 100 and math.isfinite(self.prior) and 1 <= self.starts <= 64):
-            raise UserError("--prior must lie in 0..100 and --starts in 1..64")
-        if not 0 <= self.tune <= 10_000:
-            raise UserError("--tune-generator must lie in 0..10000 steps")
-        if not (0 <= self.error_scale <= 10 and math.isfinite(self.error_scale)):
-            raise UserError("--error-scale must lie in 0..10")
-        if not (1 <= self.steps <= 100_000 and 0 < self.lr <= 10 and 1 <= self.batch <= 4096):
-            raise UserError("--steps must lie in 1..100000, --lr in (0, 10] and --project-batch in 1..4096")
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            flag = f"label.{f.name}"
+            if f.name in LABEL_CHOICES and v not in LABEL_CHOICES[f.name]:
+                raise UserError(f"{flag} must be one of {', '.join(LABEL_CHOICES[f.name])}, got {short(v)}")
+            if f.name in LABEL_BOUNDS:
+                lo, hi = LABEL_BOUNDS[f.name]
+                kind = int if isinstance(f.default, int) else float
+                if isinstance(v, bool) or not isinstance(v, (int, float)) or (kind is int and not isinstance(v, int)):
+                    raise UserError(f"{flag} must be {'an integer' if kind is int else 'a number'}, got {short(v)}")
+                if not math.isfinite(v) or not lo <= v <= hi or (f.name == "lr" and v <= 0):
+                    raise UserError(f"{flag} must lie in {_num(lo)}..{_num(hi)}{' and be above 0' if f.name == 'lr' else ''}, "
+                                    f"got {v}")
+            if f.name == "copy" and not isinstance(v, bool):
+                raise UserError(f"{flag} must be true or false, got {short(v)}")
+
+
+LABEL_BOUNDS: dict[str, tuple[float, float]] = {
+    "steps": (1, 100_000), "lr": (0, 10), "min_psnr": (0, 100), "batch": (1, 4096), "prior": (0, 100),
+    "starts": (1, 64), "error_scale": (0, 10), "tune": (0, 10_000)}
+LABEL_CHOICES: dict[str, tuple[str, ...]] = {
+    "fit": FITS, "loss": PROJECTION_LOSSES, "space": PROJECTION_SPACES, "cluster_at": CLUSTER_AT,
+    "refine": REFINEMENTS}
+
+
+def label_config(sets: dict[str, Any], flags: dict[str, Any]) -> LabelConfig:
+    """LabelConfig defaults <- `label.` keys of --config/--set <- the label flags that were given."""
+    names = [f.name for f in dataclasses.fields(LabelConfig)]
+    for k in sets:
+        if k not in names:
+            near = difflib.get_close_matches(str(k), names, n=1)
+            raise UserError(f"unknown label key 'label.{k}'" + (f"; did you mean 'label.{near[0]}'?" if near else ""))
+    return LabelConfig(**{**sets, **{k: v for k, v in flags.items() if v is not None}})
+
+
+def split_label_keys(data: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A --set/--config mapping split into RunConfig keys and `label.` keys (a `label:` mapping in a file too)."""
+    run, lab = {}, {}
+    for k, v in data.items():
+        if k == "label" and isinstance(v, dict):
+            lab.update(v)
+        elif isinstance(k, str) and k.startswith("label."):
+            lab[k[len("label."):]] = v
+        else:
+            run[k] = v
+    return run, lab
 
 
 def label_choices(name: str) -> tuple[str, ...]:
     """The values a LabelConfig choice field takes."""
-    return {"refine": REFINEMENTS, "cluster_at": CLUSTER_AT, "fit": FITS, "loss": PROJECTION_LOSSES, "space": PROJECTION_SPACES}[name]
+    return LABEL_CHOICES[name]
 
 
 def label_default(name: str) -> Any:

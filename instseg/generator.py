@@ -306,8 +306,48 @@ class SynthesisBlock(nn.Module):
         self.num_conv = 1 if res == 4 else 2
 
 
-class Generator(nn.Module):
+class GeneratorFamily(nn.Module):
+    """What the pipeline asks of a generator family (StyleGAN2 here, StyleGAN3 in stylegan3.py): `mapping(z) ->
+    ws`, `synthesis(ws) -> (img, features)`, `feature_names`, `row_bytes`, and the methods below, so no caller
+    has to ask which family it holds."""
+
+    PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "bf16")  # what `instseg run --precision` may ask of it
+
+    def mixed_precision(self, dtype: torch.dtype) -> None:
+        """Run the layers the family's own recipe marks in `dtype` (the rest stay fp32)."""
+        raise NotImplementedError
+
+    def default_feature(self) -> str:
+        """The activation the single-image `activations` baseline clusters (about 32 px, as Editing in Style)."""
+        raise NotImplementedError
+
+    def compile_targets(self) -> list[nn.Module]:
+        """The layers `--compile` hands to torch.compile (each one shape, so one cache entry each)."""
+        raise NotImplementedError
+
+
+FP16_BLOCKS = 4  # StyleGAN2's recipe: the highest-resolution blocks in fp16 ...
+FP16_CLAMP = 256.0  # ... with activations clamped to +-256 (unless the generator clamps already)
+
+
+class Generator(GeneratorFamily):
     """StyleGAN2 generator: `mapping(z) -> ws`, `synthesis(ws) -> (img, features)`."""
+
+    def mixed_precision(self, dtype: torch.dtype, blocks: int = FP16_BLOCKS, clamp: float = FP16_CLAMP) -> None:
+        """The highest-resolution `blocks` in `dtype` with activations clamped to +-clamp (unless the generator
+        clamps already); the mapping, the low-resolution blocks and the image sum stay fp32."""
+        for blk in self.blocks[-blocks:]:
+            blk.to(dtype)
+            for layer in (getattr(blk, "conv0", None), blk.conv1, blk.torgb):
+                if layer is not None and layer.conv_clamp is None:
+                    layer.conv_clamp = clamp
+
+    def default_feature(self) -> str:
+        convs = [n for n in self.feature_names if n.endswith(".conv1")]
+        return min(convs, key=lambda n: abs(int(n[1:].split(".")[0]) - 32))
+
+    def compile_targets(self) -> list[nn.Module]:
+        return [m for m in self.modules() if isinstance(m, (SynthesisLayer, ToRGB))]
 
     def __init__(self, cfg: GeneratorConfig):
         super().__init__()
@@ -385,7 +425,7 @@ class Generator(nn.Module):
         for bi, blk in enumerate(self.blocks):
             shared = compact and max(self.block_ws(bi)) < shared_ws
             if not shared and compact and x is not None:
-                x, img = _repeat(x, g, rows.shape[0]), _repeat(img, g, rows.shape[0])
+                x, img = repeat_rows(x, g, rows.shape[0]), repeat_rows(img, g, rows.shape[0])
             compact = shared
             dt = blk.conv1.weight.dtype  # mixed precision: each block computes in its own dtype
             w = (heads if shared else rows).to(dt)
@@ -404,7 +444,7 @@ class Generator(nn.Module):
             self._keep(feats, want, f"b{blk.res}.rgb", img[:, : self.cfg.img_channels], B, g, compact)
             if stop_early and not needs_end and blk.res >= last:
                 return None, feats
-        img = self._crop(_repeat(img, g, B) if compact else img[:B])
+        img = self._crop(repeat_rows(img, g, B) if compact else img[:B])
         c = self.cfg.img_channels
         if "labels" in want:
             feats["labels"] = img[:, c:]  # [B, label_channels, H, W]
@@ -416,7 +456,7 @@ class Generator(nn.Module):
     def _keep(self, feats: dict[str, Tensor], want: set[str], name: str, t: Tensor, B: int, g: Tensor,
               compact: bool) -> None:
         if name in want:
-            feats[name] = self._crop(_repeat(t, g, B) if compact else t[:B])
+            feats[name] = self._crop(repeat_rows(t, g, B) if compact else t[:B])
 
     def forward(self, z: Tensor, truncation_psi: float = 1.0, noise_mode: str = "const", c: Tensor | None = None) -> Tensor:
         return self.synthesis(self.mapping(z, truncation_psi, c=c), noise_mode)[0]
@@ -466,7 +506,7 @@ def _padded_rows(ws: Tensor, n: int) -> Tensor:
     return torch.cat([ws, ws[-1:].expand(CPU_MIN_ROWS - n, *ws.shape[1:])])
 
 
-def _repeat(t: Tensor, group: Tensor, rows: int) -> Tensor:
+def repeat_rows(t: Tensor, group: Tensor, rows: int) -> Tensor:
     """A shared block's output, one row per group (and padding), repeated to every row of its group
     (`group`: [rows] group index per row; padding rows repeat the last group)."""
     if rows > len(group):

@@ -16,8 +16,8 @@ from .errors import UserError
 from .generator import Generator, to_uint8
 from .sampling import set_truncation_centres, source_latents, synthesis_rows, synthesize
 from .segment import Boxes, Chunk, ImageResult, segment_chunk
-from .stylegan3 import SG3Generator
 from .timing import Stopwatch
+from .zoo import default_cache
 
 
 def pick_device(spec: str) -> torch.device:
@@ -77,7 +77,7 @@ def build_detector(cfg: RunConfig, device: torch.device, made: tuple[str, ...] =
     """The detector and the dataset categories (the requested classes, in the detector's order; `made`: a
     conditional generator's chosen classes, which are the categories whatever the detector)."""
     try:
-        det = load_detector(cfg.detector, str(device), cfg.conf, cfg.max_det)
+        det = load_detector(cfg.detector, str(device), cfg.conf, cfg.max_det, cache=default_cache())
         if det is None:
             return None, list(made) or [cfg.category]
         if made:
@@ -93,49 +93,28 @@ def build_detector(cfg: RunConfig, device: torch.device, made: tuple[str, ...] =
     return det, [c for c in det.class_names if c in wanted]
 
 
-FP16_BLOCKS = 4  # StyleGAN2-ADA's recipe: the 4 highest-resolution blocks in fp16 ...
-FP16_CLAMP = 256.0  # ... with their activations clamped to +-256
-
-
-def mixed_precision(G: Generator, dtype: torch.dtype, blocks: int = FP16_BLOCKS, clamp: float = FP16_CLAMP) -> Generator:
-    """The highest-resolution `blocks` in `dtype` with activations clamped to +-clamp (unless the
-    generator clamps already); the mapping, the low-resolution blocks and the image sum stay fp32."""
-    if hasattr(G, "mixed_precision"):  # StyleGAN3: the layers its snapshot flags fp16
-        G.mixed_precision(dtype)
-        return G
-    for blk in G.blocks[-blocks:]:
-        blk.to(dtype)
-        for layer in (getattr(blk, "conv0", None), blk.conv1, blk.torgb):
-            if layer is not None and layer.conv_clamp is None:
-                layer.conv_clamp = clamp
-    return G
 
 
 def prepare_generator(G: Generator, cfg: RunConfig, device: torch.device) -> Generator:
-    """Apply --truncation-centres, --precision (fp16: the official mixed recipe; bf16: everything) and --compile
+    """Apply --truncation-centres, --precision (fp16: the family's mixed recipe; bf16: everything) and --compile
     to a loaded generator."""
     if cfg.precision == "fp16" and device.type != "cuda":
         raise UserError("--precision fp16 runs on CUDA only; on a CPU use bf16 or fp32")
-    if cfg.precision == "bf16" and isinstance(G, SG3Generator):
-        raise UserError("--precision bf16 is for StyleGAN2 generators; a StyleGAN3 one runs in fp32 (or fp16 on "
-                        "CUDA, in the layers its snapshot marks)")
+    if cfg.precision not in G.PRECISIONS:
+        raise UserError(f"--precision {cfg.precision} is not supported by this generator family "
+                        f"({type(G).__name__}: {', '.join(G.PRECISIONS)})")
     set_truncation_centres(G, cfg.truncation_centres)
     if cfg.precision == "fp16":
-        G = mixed_precision(G, torch.float16)
+        G.mixed_precision(torch.float16)
     elif cfg.precision == "bf16":
         G = G.to(torch.bfloat16)
     if cfg.compile:
         from torch._dynamo import config as dynamo_config
 
-        from .generator import SynthesisLayer, ToRGB
-        from .stylegan3 import SG3Layer
-
         # every layer shares one forward: give dynamo a cache entry per layer shape, not its default 8
         dynamo_config.cache_size_limit = max(dynamo_config.cache_size_limit, 64)
-
-        for m in G.modules():
-            if isinstance(m, (SynthesisLayer, ToRGB, SG3Layer)):
-                m.compile(dynamic=False)
+        for m in G.compile_targets():
+            m.compile(dynamic=False)
     return G
 
 

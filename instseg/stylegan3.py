@@ -19,8 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .generator import (EqualLinear, MappingNetwork, _repeat, check_number, check_request, modulated_conv2d,
-                        row_groups)
+from .generator import (EqualLinear, GeneratorFamily, MappingNetwork, check_number, check_request, modulated_conv2d,
+                        repeat_rows, row_groups)
 
 FAMILY = "stylegan3"
 
@@ -330,7 +330,7 @@ class SG3Layer(nn.Module):
                               1.0 if s.torgb else math.sqrt(2), 1.0 if s.torgb else 0.2, self.clamp)
 
 
-class SG3Generator(nn.Module):
+class SG3Generator(GeneratorFamily):
     """StyleGAN3 generator with our StyleGAN2 `Generator`'s interface: `mapping(z) -> ws`,
     `synthesis(ws) -> (img, features)`; ws[0] drives the Fourier input, ws[i] layer i - 1. Features are
     named by layer as the official snapshots name them (`L3_52_512`), cropped to the image's own area."""
@@ -398,13 +398,13 @@ class SG3Generator(nn.Module):
             if i > last:
                 break
             if compact and i + 1 >= shared_ws:
-                x, compact = _repeat(x, g, rows.shape[0]), False
+                x, compact = repeat_rows(x, g, rows.shape[0]), False
             x = layer(x, (heads if compact else rows)[:, i + 1].to(layer.weight.dtype))
             if name in want:
-                feats[name] = self._crop(_repeat(x, g, B) if compact else x[:B], layer.spec)
+                feats[name] = self._crop(repeat_rows(x, g, B) if compact else x[:B], layer.spec)
         if last < len(self.layers) - 1:
             return None, feats
-        img = (_repeat(x, g, B) if compact else x[:B]).float() * self.cfg.output_scale
+        img = (repeat_rows(x, g, B) if compact else x[:B]).float() * self.cfg.output_scale
         if "rgb" in want:
             feats["rgb"] = img
         return img, feats
@@ -415,6 +415,15 @@ class SG3Generator(nn.Module):
         keep = min(spec.out_size, max(1, int(round(spec.out_rate))))
         a = (spec.out_size - keep) // 2
         return t[:, :, a:a + keep, a:a + keep].float()
+
+    PRECISIONS = ("fp32", "fp16")  # bf16 would need every layer's filters and gains in bf16: not supported
+
+    def default_feature(self) -> str:
+        """The last layer sampled nearest 32 per side."""
+        return min(reversed(self.feature_names[:-1]), key=lambda n: abs(self.feature_rate(n) - 32))
+
+    def compile_targets(self) -> list[nn.Module]:
+        return list(self.layers)
 
     def mixed_precision(self, dtype: torch.dtype) -> None:
         """The official recipe: the layers flagged fp16 (the highest sampling rates) in `dtype`, clamped."""

@@ -25,9 +25,11 @@ def test_unknown_class_names_the_nearest():
         check_classes(["hrose"], ["person", "horse", "house"])
 
 
-def test_missing_yolo_weights_offline_is_one_line(monkeypatch):
+def test_missing_yolo_weights_offline_is_one_line(monkeypatch, tmp_path):
     monkeypatch.setenv("YOLO_OFFLINE", "1")
     with pytest.raises(DetectorError, match="not in the cache and YOLO_OFFLINE is set"):
+        load_detector("yolo:yolov8x-not-here.pt", cache=tmp_path)
+    with pytest.raises(DetectorError, match="no cache folder"):  # detectors/ has no cache of its own: it is given one
         load_detector("yolo:yolov8x-not-here.pt")
 
 

@@ -218,8 +218,8 @@ def test_pseudo_gt_without_run_json_or_with_a_bad_conf(done_run, tmp_path):
     bare.mkdir()
     (bare / "annotations.json").write_text((done_run / "annotations.json").read_text())
     one_line_error(invoke(["pseudo-gt", "--run", bare, "--out", tmp_path / "gt.json"]), "run.json")
-    one_line_error(invoke(["pseudo-gt", "--run", done_run, "--conf", "2.0", "--out", tmp_path / "gt.json"]), "--conf")
-    one_line_error(invoke(["pseudo-gt", "--run", done_run, "--segmenter", "frob:x", "--out", tmp_path / "gt.json"]),
+    one_line_error(invoke(["pseudo-gt", done_run, "--conf", "2.0", "--out", tmp_path / "gt.json"]), "--conf")
+    one_line_error(invoke(["pseudo-gt", done_run, "--segmenter", "frob:x", "--out", tmp_path / "gt.json"]),
                     "--segmenter")
 
 
@@ -305,7 +305,7 @@ def test_errors_start_on_their_own_line_after_a_progress_bar(tmp_path):
                                   "--size", "32"], capture_output=True, text=True, cwd=tmp_path)
     assert p.returncode == 0
     (tmp_path / "r" / "annotations.json").write_text("{}")
-    p = subprocess.run(INSTSEG + ["pseudo-gt", "--run", str(tmp_path / "r"), "--segmenter", "yolo:nosuch.pt",
+    p = subprocess.run(INSTSEG + ["pseudo-gt", str(tmp_path / "r"), "--segmenter", "yolo:nosuch.pt",
                                   "--out", str(tmp_path / "g.json")], capture_output=True, text=True, cwd=tmp_path)
     assert p.returncode == 2 and p.stderr.splitlines()[-1].startswith("Error: "), p.stderr
 
@@ -394,7 +394,7 @@ def test_junk_arguments_and_files_never_give_a_traceback(done_run, tiny_ckpt, tm
                          "--gt", str(rng.choice([junk_file, done_run / "annotations.json"]))],
                 "export": ["export", str(rng.choice([done_run, tmp_path]))],
                 "show": ["show", str(rng.choice([done_run, tmp_path])), "--out", str(out / "g.png")],
-                "pseudo-gt": ["pseudo-gt", "--run", str(rng.choice([done_run, tmp_path])), "--out", str(out / "g.json")],
+                "pseudo-gt": ["pseudo-gt", str(rng.choice([done_run, tmp_path])), "--out", str(out / "g.json")],
                 "toy render": ["toy", "render", "--out", str(out), "--seeds", "0"],
                 "toy train-gan": ["toy", "train-gan", "--out", str(out), "--iters", "1", "--device", "nope"],
                 "toy train-detector": ["toy", "train-detector", "--out", str(out), "--epochs", "0"],

@@ -56,7 +56,7 @@ def test_a_yolo_file_with_code_in_its_pickle_does_not_run_it(tiny_ckpt, tmp_path
 
 def test_pseudo_gt_segmenter_file_is_checked_too(run4, tmp_path):
     _evil(tmp_path / "evil.pt", tmp_path / "PWNED")
-    r = invoke(["pseudo-gt", "--run", run4, "--segmenter", f"yolo:{tmp_path / 'evil.pt'}", "--out", tmp_path / "g.json"])
+    r = invoke(["pseudo-gt", run4, "--segmenter", f"yolo:{tmp_path / 'evil.pt'}", "--out", tmp_path / "g.json"])
     one_line_error(r, "posix.system")
     assert not (tmp_path / "PWNED").exists()
 

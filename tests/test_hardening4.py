@@ -126,7 +126,7 @@ def test_an_output_that_exists_and_is_not_a_regular_file_is_refused(R, tiny_ckpt
     gt = tmp_path / "gt.json"
     for args in (["report", R, "--out", target], ["show", R, "--out", target], ["convert", tiny_ckpt, target],
                  ["toy", "labels", "--seeds", "0", "--out", target],
-                 ["pseudo-gt", "--run", R, "--segmenter", "yolo:toy-flat", "--out", target]):
+                 ["pseudo-gt", R, "--segmenter", "yolo:toy-flat", "--out", target]):
         r = invoke(args)
         assert r.exit_code == 2 and "Traceback" not in r.output, (args, r.output)
         assert ("regular file" in r.output or "is a directory" in r.output), (args, r.output)

@@ -157,13 +157,12 @@ def test_repeats_and_a_smaller_box_k_run_in_one_chunk(G, tiny_ckpt):
 def test_mixed_precision_keeps_the_mapping_and_image_in_fp32_and_stays_close(tiny_ckpt):
     """The fp16 recipe's structure, run here in bf16 (a CPU has no fp16 conv): high-resolution blocks
     in the low precision and clamped, the rest fp32, the same image up to rounding."""
-    from instseg.pipeline import mixed_precision
-
     G = load_generator(tiny_ckpt)
     ws = source_latents(G, [1, 2, 3], 0.7, torch.device("cpu"))
     with torch.no_grad():
         ref = G.synthesis(ws)[0]
-        M = mixed_precision(load_generator(tiny_ckpt), torch.bfloat16, blocks=2)
+        M = load_generator(tiny_ckpt)
+        M.mixed_precision(torch.bfloat16, blocks=2)
         out = M.synthesis(ws)[0]
     assert M.mapping_net.w_avg.dtype == torch.float32 and M.blocks[0].conv1.weight.dtype == torch.float32
     assert M.blocks[-1].conv1.weight.dtype == torch.bfloat16 and M.blocks[-1].conv1.conv_clamp == 256

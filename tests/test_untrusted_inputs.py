@@ -5,7 +5,6 @@ geometry that allocates gigabytes, non-finite weights and settings, strings wher
 family does not run, shard records with absurd counts, and class flags that repeat or leave slots empty.
 """
 import json
-import pickle
 import subprocess
 import sys
 
