@@ -38,7 +38,7 @@ from instseg.instances import RULES as INSTANCE_RULES
 from instseg.segment import METHODS as SEGMENT_METHODS
 from instseg.zoo import resolve_gan
 
-COLS = ("iou_fg", "iou_bg", "miou", "trimap_miou", "ap", "ap50")
+COLS = ("iou_fg", "iou_bg", "miou", "trimap_miou", "instance_miou", "ap", "ap50")
 METHODS = tuple(SEGMENT_METHODS)  # the dispatch table's names
 
 
@@ -146,7 +146,7 @@ def row(name: str, res: dict) -> str:
 def header(refs: list[str]) -> list[str]:
     cols, first = [], True
     for ref in refs:
-        names = (("IoU fg", "IoU bg", "mIoU", "trimap mIoU", "mask AP", "AP50") if first
+        names = (("IoU fg", "IoU bg", "mIoU", "trimap mIoU", "instance mIoU", "mask AP", "AP50") if first
                  else ("mIoU", "mask AP"))
         cols += [f"{n} ({ref})" for n in names]
         first = False

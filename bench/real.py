@@ -72,12 +72,12 @@ def degrade(img: np.ndarray, rng: np.random.RandomState) -> np.ndarray:
     return np.asarray(Image.open(buf).convert("RGB"))
 
 
-def scenes(folder: Path, n: int, size: int, first: int = FIRST, degraded: bool = False) -> dict:
-    """Write n scenes as PNGs (sorted names = id order) and return their exact COCO instances."""
+def scenes(folder: Path, n: int, size: int, first: int = FIRST, degraded: bool = False, world: str = "flat") -> dict:
+    """Write n scenes of `world` as PNGs (sorted names = id order) and return their exact COCO instances."""
     folder.mkdir(parents=True)
     images, anns = [], []
     for i, seed in enumerate(range(first, first + n)):
-        img, inst, classes = render_seed(seed, size, "flat")
+        img, inst, classes = render_seed(seed, size, world)
         if degraded:
             img = degrade(img, np.random.RandomState(seed))
         name = f"r{seed}.png"
@@ -90,12 +90,13 @@ def scenes(folder: Path, n: int, size: int, first: int = FIRST, degraded: bool =
     return coco.dataset(images, anns, list(CLASSES), "renderer scenes as real images")
 
 
-def score(folder: Path, gt: dict, out: Path, overrides: dict, lcfg: LabelConfig, device: str) -> dict:
+def score(folder: Path, gt: dict, out: Path, overrides: dict, lcfg: LabelConfig, device: str,
+          gan: str = "toy-flat") -> dict:
     overrides = dict(overrides)
     labeler.SURE = overrides.pop("_sure", SURE)  # the empty-box check's detector score (0: off)
     labeler.EXCLUSIVE = overrides.pop("_exclusive", EXCLUSIVE)  # other instances' cores as background
     labeler.AGREE = overrides.pop("_agree", AGREE)  # GrabCut's mask kept only this close to the variants' one
-    cfg = build_config("toy-flat", {**method_overrides(overrides), "device": device}, photos=True)
+    cfg = build_config(gan, {**method_overrides(overrides), "device": device}, photos=True)
     before = projection_seconds(lcfg)
     t = time.perf_counter()
     label_images([str(folder)], cfg, lcfg, out)
@@ -120,6 +121,8 @@ def main() -> None:
     ap.add_argument("--degraded", action="store_true", help="blur, noise and JPEG the scenes first, as photos are")
     ap.add_argument("--tuning", action="store_true", help="tuning scenes (seeds TUNING+), for choosing defaults")
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--gan", default="toy-flat", choices=("toy-flat", "toy-textured"),
+                    help="the toy generator; its world's renderer draws the scenes")
     ap.add_argument("--quick", action="store_true", help="ours and the baselines only, no ablations")
     ap.add_argument("--only", action="append", default=[], metavar="TEXT",
                     help="run only the ablations whose name holds TEXT (repeatable)")
@@ -135,7 +138,9 @@ def main() -> None:
                ("GrabCut on the photo, same boxes", {"method": "grabcut"}, base),
                ("k-means RGB on the photo, same boxes", {"method": "kmeans-rgb"}, base),
                ("k-means on the projected latent's activations", {"method": "activations"}, base)]
-    variants_only = {"join_features": "b32.conv1", "join_weight": 8}  # the samples' settings (toy-flat preset)
+    world = args.gan.removeprefix("toy-")
+    preset = build_config(args.gan, {})
+    variants_only = {"join_features": preset.join_features, "join_weight": preset.join_weight}  # the samples' join
     ablations = [("ours, cluster at frame (masks mapped up)", {}, replace(base, cluster_at="frame")),
                  ("ours, cluster at frame, refine none", {}, replace(base, cluster_at="frame", refine="none")),
                  ("ours, refine grabcut", {}, gc),
@@ -168,26 +173,26 @@ def main() -> None:
     first = TUNING if args.tuning else FIRST
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "scenes"
-        gt = scenes(folder, args.images, args.size, first, args.degraded)
+        gt = scenes(folder, args.images, args.size, first, args.degraded, world)
         rows = list(head)
         for k, (name, over, lcfg) in enumerate(methods + ([] if args.quick else [("", None, None)] + ablations)):
             if over is None:
                 rows += ["", "Ablations of ours (same scenes):", ""] + head
                 continue
-            rows.append(row(name, score(folder, gt, Path(tmp) / f"o{k}", over, lcfg, args.device)))
+            rows.append(row(name, score(folder, gt, Path(tmp) / f"o{k}", over, lcfg, args.device, args.gan)))
             print(rows[-1], flush=True)
     kind = ("degraded (blur 0.5 px, noise 5/255, JPEG 75) " if args.degraded else "") + \
         ("tuning" if args.tuning else "held-out")
-    body = (f"{args.images} {kind} renderer scenes of the flat world at {args.size}px (seeds {first}+) labelled as "
-            f"real photos with `instseg label --gan toy-flat` (fit crop, {base.steps} steps, lr {base.lr}, {base.loss} "
+    body = (f"{args.images} {kind} renderer scenes of the {world} world at {args.size}px (seeds {first}+) labelled as "
+            f"real photos with `instseg label --gan {args.gan}` (fit crop, {base.steps} steps, lr {base.lr}, {base.loss} "
             "loss, W+; boxes from the preset's detector on each fitted photo); exact instance masks as reference. "
             "GrabCut and k-means RGB run on the photo itself at its own size, on the same boxes; every row projects "
             "(its PSNR is the projection's; s/img counts the projection, which rows of one setting share).\n\n"
             + "\n".join(rows))
     dev = torch.device(args.device)
-    name = f"real-images-{dev.type}-{args.size}px" + ("-degraded" if args.degraded else "") + \
+    name = f"real-images-{dev.type}-{args.size}px" + ("" if world == "flat" else f"-{world}") + ("-degraded" if args.degraded else "") + \
         ("-tuning" if args.tuning else "") + "".join("-" + re.sub(r"\W+", "-", t).strip("-") for t in args.only)
-    write_section(name, f"Real photos: {kind} scenes at {args.size} px ({dev.type})", body, dev)
+    write_section(name, f"Real photos: {kind} {world} scenes at {args.size} px ({dev.type})", body, dev)
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@ the GAN, plus the sample sheet docs/toy-world.png.
 
     python -m bench.toy [--gan toy-flat] [--scenes 500] [--samples 1000]
 
-The world (classic or flat) and size come from the generator's metadata; the detector is the
+The world (classic, flat or textured) and size come from the generator's metadata; the detector is the
 preset's packaged YOLOv8n-seg. A generator with label channels adds their row to the sheet.
 """
 from __future__ import annotations
@@ -179,14 +179,15 @@ def label_confusion(G, det: YoloDetector, seeds: list[int], psi: float = 1.0, mi
     return _confusion(_labelled_samples(G, det, seeds, psi, min_area), list(det.class_names), min_iou)
 
 
-def renderer_confusion(det: YoloDetector, seeds: list[int], min_iou: float = 0.3, min_area: int = 10) -> np.ndarray:
-    """label_confusion's matrix for renderer scenes (world flat, 32 px), their labels drawn the way a generator's
-    are read: each class's coverage over one half, cut into 4-connected instances. The judge's own miss rate."""
+def renderer_confusion(det: YoloDetector, seeds: list[int], min_iou: float = 0.3, min_area: int = 10,
+                       world: str = "flat") -> np.ndarray:
+    """label_confusion's matrix for renderer scenes (32 px), their labels drawn the way a generator's are read:
+    each class's coverage over one half, cut into 4-connected instances. The judge's own miss rate."""
     from instseg.toy.labels import label_masks
 
     def pairs():
         for s in seeds:
-            sc = sample_scene(s, 32, world="flat")
+            sc = sample_scene(s, 32, world=world)
             d, masks = det.segment([render_antialiased(sc)])[0]
             yield d, masks, label_masks(class_coverage(sc) - 0.5, min_area)
 

@@ -18,6 +18,9 @@ def _bench(args, tmp_path):
     return (tmp_path / "B.md").read_text()
 
 
+pytestmark = pytest.mark.slow  # every bench smoke run (CI runs them: the default `pytest -q` selects all)
+
+
 def test_accuracy_and_pipeline_benchmarks_smoke(tmp_path):
     md = _bench(["-m", "bench.accuracy", "accuracy", "--seeds", "20000-20001"], tmp_path)
     assert "<!-- bench:accuracy -->" in md and "mask AP (labels)" in md and "mask AP (yolo)" in md

@@ -1,4 +1,5 @@
 import json
+import pytest
 import os
 
 import numpy as np
@@ -15,6 +16,7 @@ def test_polygon_of_a_square_covers_it():
     assert p[:, 0].min() == 5 and p[:, 0].max() == 14 and p[:, 1].min() == 4 and p[:, 1].max() == 11
 
 
+@pytest.mark.slow
 def test_export_labels_load_in_ultralytics_and_train_one_epoch(tmp_path):
     os.environ["YOLO_OFFLINE"] = "1"
     ann = write_scenes(range(3_900_000, 3_900_012), tmp_path / "scenes", size=64)

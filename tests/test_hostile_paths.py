@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from conftest import invoke, one_line_error  # noqa: E402
-from test_hardening3 import INSTSEG, _base  # noqa: E402  (tests/ is on sys.path)
+from test_hostile_files_and_resume import INSTSEG, _base  # noqa: E402  (tests/ is on sys.path)
 
 
 @pytest.fixture(scope="module")
