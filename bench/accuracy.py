@@ -94,6 +94,7 @@ def refined(pred: dict, images: Path, cfg, refine: str) -> dict:
 
     from instseg.coco import annotation, decode_rle
     from instseg.labeler import refine_objects
+    from instseg.segment import Instance
 
     by_image: dict[int, list] = {}
     for a in pred["annotations"]:
@@ -102,12 +103,12 @@ def refined(pred: dict, images: Path, cfg, refine: str) -> dict:
     for im in pred["images"]:
         rgb = np.asarray(Image.open(images / im["file_name"]).convert("RGB"))
         own = by_image.get(im["id"], [])
-        # the label slot carries each annotation's index; the merge ranks by det score x mask confidence
-        objects = [(decode_rle(a["segmentation"]).astype(bool), i, a["det_score"], a["mask_confidence"],
-                    np.asarray(a["det_box"])) for i, a in enumerate(own)]
-        for m, i, *_ in refine_objects(cfg, refine, rgb, objects):
-            kept = {k: v for k, v in own[i].items() if k not in ("id", "segmentation", "area", "bbox")}
-            anns.append(annotation(m, **kept))
+        # the label carries each annotation's index; the merge ranks by det score x mask confidence
+        objects = [Instance(np.asarray(a["det_box"]), str(i), a["det_score"], decode_rle(a["segmentation"]).astype(bool),
+                            a["mask_confidence"]) for i, a in enumerate(own)]
+        for o in refine_objects(cfg, refine, rgb, objects):
+            kept = {k: v for k, v in own[int(o.label)].items() if k not in ("id", "segmentation", "area", "bbox")}
+            anns.append(annotation(o.mask, **kept))
     return {**pred, "annotations": [{**a, "id": j + 1} for j, a in enumerate(anns)]}
 
 

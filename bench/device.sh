@@ -60,7 +60,8 @@ fi
 TRAIN=$(mktemp -d)
 if [ -f bench/toy-state-textured/state.json ]; then FROM=bench/toy-state-textured; else FROM=bench/toy-state; fi
 step toy-train-textured "$(awk "BEGIN{print int($MIN * 60 + 90)}")" python3 -m instseg.cli toy train-gan --device "$DEV" \
-  --out "$TRAIN" --resume-from "$FROM" --same-recipe --world textured --minutes "$MIN" --iters 10000000 --workers 12 \
+  --out "$TRAIN" --resume-from "$FROM" --same-recipe --world textured --pool-first --r1-every 16 --reuse-fake \
+  --channels-last --minutes "$MIN" --iters 10000000 --workers 12 \
   ${TRAIN_ARGS:-}
 mkdir -p "$OUT/toy-state-textured"
 for f in "$TRAIN"/state/*; do [ "$(basename "$f")" = opt.pt ] || cp "$f" "$OUT/toy-state-textured/"; done

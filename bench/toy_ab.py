@@ -28,7 +28,7 @@ from instseg.checkpoints import load_generator
 from instseg.sampling import z_from_seed
 from instseg.toy.render import class_coverage, render_seed, sample_scene
 from instseg.toy.train_gan import TrainConfig
-from instseg.toy.trainkit import r1_heuristic
+from instseg.toy.recipe import r1_heuristic
 
 GAN_SEEDS = 500_000
 DEFAULTS = TrainConfig()  # options a state.json predates read as these

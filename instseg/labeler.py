@@ -18,12 +18,13 @@ from .config import LabelConfig, RunConfig
 from .errors import UserError
 from .features import resize
 from .generator import to_uint8
-from .identity import config_id, differences
 from .project import PNStats, image_loss, pn_stats, project, psnr as psnr_db, tune_generator, w_spread_of
 from .real import Fit, collect, file_digest, photo_tensor, place, read_rgb, stored_name
 from .rundir import IMAGES, RunDir, image_id
+from .segment import Instance
 from .pipeline import Pipeline, pick_device
-from .runner import _versions, chunks_to_do, dataset_provenance, generator_record, load_checked, validate_checkpoint
+from .runner import (chunks_to_do, dataset_provenance, generator_record, load_checked, opened_run, validate_checkpoint,
+                     versions)
 from .zoo import ResolvedGan, resolve_gan, sha256_file
 
 log = logging.getLogger(__name__)
@@ -59,18 +60,9 @@ def label_images(specs: list[str], cfg: RunConfig, lcfg: LabelConfig, out: Path,
     gan_sha = sha256_file(gan.path)
     label_settings = {k: v for k, v in asdict(lcfg).items() if k != "copy"}
     full = {**cfg.to_dict(), "label": label_settings, "inputs": digests}
-    cid = config_id(full, gan_sha)
-    rd = RunDir(out)
-    rd.prepare()
-    with rd.lock():
-        rd.clean_stale_temps()
-
-        def diff(old: dict) -> list[str]:
-            return ["the images" if k == "inputs" else k for k in differences(old, full, gan_sha)]
-
-        rd.begin(cid, diff)
+    with opened_run(out, full, gan_sha, lambda k: "the images" if k == "inputs" else k) as (rd, cid, _):
         rd.write_run({"config": full, "config_id": cid, "seeds": list(cfg.seeds), "device": str(device),
-                      "versions": _versions(), "command": sys.argv, "inputs": [str(f) for f in files],
+                      "versions": versions(), "command": sys.argv, "inputs": [str(f) for f in files],
                       "generator": generator_record(gan, gan_sha, G)})
         chunks = chunks_to_do(rd, cfg, cid, on_image, lcfg.batch)
         licence, info = photo_provenance(gan, gan_sha, lcfg)
@@ -93,22 +85,23 @@ SURE = 0.5  # a detector score that keeps a box the photo's GrabCut finds empty 
 # EXCLUSIVE makes the other instances' cores definite background (no change in either).
 AGREE = 0.0
 EXCLUSIVE = False
-Object = tuple[np.ndarray, str, float, float, np.ndarray]  # mask at the photo's size, label, det score, mask conf, box
 
 
-def _refined(cfg: RunConfig, refine: str, rgb: np.ndarray, fit: Fit, instances: list, frame: int) -> list[Object]:
+def _refined(cfg: RunConfig, refine: str, rgb: np.ndarray, fit: Fit, instances: list[Instance],
+             frame: int) -> list[Instance]:
     """Our instances mapped to the photo's pixels; with `refine` (photo.REFINEMENTS), each mask moved to the
     photo's own edges and the set merged again (refine_objects). `frame`: the generator's size (auto's rule
     reads it)."""
-    objects = [(fit.to_image(torch.from_numpy(inst.mask)), inst.label, inst.det_score, inst.mask_confidence,
-                np.asarray(fit.box_to_image(inst.box))) for inst in instances]
+    objects = [replace(inst, mask=fit.to_image(torch.from_numpy(inst.mask)), box=np.asarray(fit.box_to_image(inst.box)))
+               for inst in instances]
     if refine == "auto":
         refine = photo.auto_refinement(rgb.shape[:2], frame)
     # guided: its radius the photo's pixels per frame pixel (fit.size: the frame the masks were made in)
     return refine_objects(cfg, refine, rgb, objects, max(1, round(max(rgb.shape[:2]) / fit.size)))
 
 
-def refine_objects(cfg: RunConfig, refine: str, rgb: np.ndarray, objects: list[Object], radius: int = 1) -> list[Object]:
+def refine_objects(cfg: RunConfig, refine: str, rgb: np.ndarray, objects: list[Instance],
+                   radius: int = 1) -> list[Instance]:
     """One image's objects with each mask moved to the image's own edges (`refine`: none | grabcut | vote |
     guided, the guided filter's `radius` in pixels), then merged again (cut to their boxes, mask-NMS,
     disjoint). rgb [H, W, 3] uint8, masks at its size."""
@@ -116,25 +109,25 @@ def refine_objects(cfg: RunConfig, refine: str, rgb: np.ndarray, objects: list[O
         return objects
     if refine == "grabcut":
         # the photo's own verdict: where GrabCut from the box finds no object, only a sure detection stays
-        objects = [o for o in objects if o[2] >= SURE or photo.grabcut(rgb, o[4]).sum() >= max(cfg.min_area, 1)]
+        objects = [o for o in objects if o.det_score >= SURE or photo.grabcut(rgb, o.box).sum() >= max(cfg.min_area, 1)]
         if not objects:
             return []
         others: list[np.ndarray | None] = [None] * len(objects)
         if EXCLUSIVE and len(objects) > 1:  # another instance's sure pixels are background to this one
-            cores = [photo.mask_core(m, box) for m, _, _, _, box in objects]
+            cores = [photo.mask_core(o.mask, o.box) for o in objects]
             others = [np.logical_or.reduce([c for j, c in enumerate(cores) if j != i]) for i in range(len(objects))]
-        masks = [photo.seeded_grabcut(rgb, m, box, cfg.clip_margin, others=o)
-                 for (m, _, _, _, box), o in zip(objects, others)]
+        masks = [photo.seeded_grabcut(rgb, o.mask, o.box, cfg.clip_margin, others=other)
+                 for o, other in zip(objects, others)]
         if AGREE:  # GrabCut that moved a mask this far is not trusted: the mask stays as the variants drew it
-            masks = [g if _iou(g, o[0]) >= AGREE else o[0] for g, o in zip(masks, objects)]
+            masks = [g if _iou(g, o.mask) >= AGREE else o.mask for g, o in zip(masks, objects)]
     elif refine == "vote":
         x = photo_tensor(rgb)
-        masks = [photo.cluster_vote(x, m, box, cfg.box_k or cfg.k, cfg.box_margin) for m, _, _, _, box in objects]
+        masks = [photo.cluster_vote(x, o.mask, o.box, cfg.box_k or cfg.k, cfg.box_margin) for o in objects]
     else:  # guided
-        masks = [photo.guided_refine(rgb, m.astype(np.float32), radius) for m, _, _, _, _ in objects]
-    kept, order = photo.merge(masks, [det * conf for _, _, det, conf, _ in objects],
-                              np.stack([o[4] for o in objects]), cfg.clip_margin, cfg.nms_iou, cfg.min_area)
-    return [(m, *objects[i][1:]) for m, i in zip(kept, order)]
+        masks = [photo.guided_refine(rgb, o.mask.astype(np.float32), radius) for o in objects]
+    kept, order = photo.merge(masks, [o.score for o in objects], np.stack([o.box for o in objects]),
+                              cfg.clip_margin, cfg.nms_iou, cfg.min_area)
+    return [replace(objects[i], mask=m) for m, i in zip(kept, order)]
 
 
 def _iou(a: np.ndarray, b: np.ndarray) -> float:
@@ -142,7 +135,7 @@ def _iou(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.logical_and(a, b).sum() / union) if union else 1.0
 
 
-def _photo_baseline(cfg: RunConfig, rgb: np.ndarray, fit: Fit, det) -> list[Object]:
+def _photo_baseline(cfg: RunConfig, rgb: np.ndarray, fit: Fit, det) -> list[Instance]:
     """A single-image baseline run as a user would: on the photo itself, at its size, on the detector's boxes."""
     if det is None or not len(det.boxes):
         return []
@@ -158,7 +151,7 @@ def _photo_baseline(cfg: RunConfig, rgb: np.ndarray, fit: Fit, det) -> list[Obje
         masks, conf = list(m.numpy()), c.tolist()
     kept, order = photo.merge(masks, [s * c for s, c in zip(scores, conf)], boxes, cfg.clip_margin, cfg.nms_iou,
                               cfg.min_area)
-    return [(m, det.labels[i], scores[i], conf[i], boxes[i]) for m, i in zip(kept, order)]
+    return [Instance(boxes[i], det.labels[i], scores[i], m, conf[i]) for m, i in zip(kept, order)]
 
 
 PHOTOS_LICENCE = {"id": 1, "name": "the photos' own: they are the user's images, and their terms are not known to "
@@ -254,9 +247,9 @@ def _label_chunk(pipeline: Pipeline, lcfg: LabelConfig, rd: RunDir, cid: str, it
         else:
             objects = (_photo_baseline(pipeline.cfg, rgb, fits[j], found[j]) if at_photo
                        else _refined(pipeline.cfg, lcfg.refine, rgb, fit, seg.instances, size))
-            anns = [coco.annotation(m, iid, categories.index(label) + 1, det * conf, det_score=det,
-                                    det_box=[float(v) for v in box], mask_confidence=conf)
-                    for m, label, det, conf, box in objects if m.any()]
+            anns = [coco.annotation(o.mask, iid, categories.index(o.label) + 1, o.score, det_score=o.det_score,
+                                    det_box=[float(v) for v in o.box], mask_confidence=o.mask_confidence)
+                    for o in objects if o.mask.any()]
         name = stored_name(path)
         place(path, rd.root / IMAGES / name, rgb, name == path.name, lcfg.copy)
         psnr, loss = float(proj.psnr[j]), float(proj.loss[j])

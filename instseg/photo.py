@@ -11,6 +11,7 @@ from .baselines import grabcut  # noqa: F401  (photo.grabcut: GrabCut from a box
 from .config import REFINEMENTS  # noqa: F401  (the names; implemented here)
 from .features import resize, work_size
 from .instances import box_crop, clip_to_boxes, merge_instances
+from .segment import Boxes, box_masks, cluster_regions
 
 AUTO_SCALE = 2  # auto: GrabCut for a photo at least this many times the generator's frame, else none
 
@@ -36,21 +37,15 @@ def kmeans_rgb_masks(photo: Tensor, boxes: np.ndarray, k: int, work_res: int, ma
                      score: str, normalize: str = "raw", seed: int = 0) -> tuple[Tensor, Tensor]:
     """k-means on the photo's own colours in each box crop: photo [3, H, W] in [-1, 1], boxes [n, 4] xyxy
     in photo pixels -> (masks [n, H, W] bool, mask confidence [n])."""
-    from .segment import box_masks, cluster_regions
 
     H, W = photo.shape[-2:]
     crops = [box_crop(b, margin, (H, W)) for b in boxes]
     stacks = [[resize(photo[None, :, c[1]:c[3], c[0]:c[2]].float(), work_size((c[3] - c[1], c[2] - c[0]), work_res))]
               for c in crops]
     done = cluster_regions(stacks, k, 100, 1e-4, normalize, [(seed, j + 1) for j in range(len(crops))])
-    return box_masks([lab for lab, _ in done], [c for _, c in done], _BoxView(boxes, crops), (H, W), k, rule, score)
-
-
-class _BoxView:
-    """The two fields of segment.Boxes that box_masks reads."""
-
-    def __init__(self, xyxy: np.ndarray, crops: list[tuple[int, int, int, int]]):
-        self.xyxy, self.crops = xyxy, crops
+    one_image = Boxes(np.asarray(boxes, np.float32), np.ones(len(boxes), np.float32), [""] * len(boxes),
+                      np.zeros(len(boxes), np.int64), crops)
+    return box_masks([lab for lab, _ in done], [c for _, c in done], one_image, (H, W), k, rule, score)
 
 
 def grabcut_masks(photo: np.ndarray, boxes: np.ndarray) -> list[np.ndarray]:
@@ -107,7 +102,6 @@ def cluster_vote(photo: Tensor, mask: np.ndarray, box: np.ndarray, k: int, margi
     `margin`) at the photo's own size, and each cluster is object when most of its pixels are in `mask`. The
     photo draws the edges; the mask decides which of its segments belong to the object. photo [3, H, W] in
     [-1, 1], mask [H, W] bool."""
-    from .segment import cluster_regions
 
     H, W = mask.shape
     x0, y0, x1, y1 = box_crop(box, margin, (H, W))

@@ -4,8 +4,9 @@ from __future__ import annotations
 import logging
 import platform
 import sys
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -27,7 +28,7 @@ from .zoo import Progress, ResolvedGan, resolve_gan, sha256_file
 log = logging.getLogger(__name__)
 
 
-def _versions() -> dict[str, str]:
+def versions() -> dict[str, str]:
     import PIL
 
     return {"instseg": __version__, "python": platform.python_version(), "torch": torch.__version__,
@@ -106,17 +107,8 @@ def run(cfg: RunConfig, out: Path, on_seed: Callable[[int, bool], None] | None =
         raise UserError(f"--per-class {per_class}: the run makes {len(pipeline.cond.chosen)} classes, not "
                         f"{len(shard_of or cfg.seeds) // per_class}")
     clock.lap("load")  # generator and detector: once per run, not per image
-    rd = RunDir(out)
-    rd.prepare()
-    with rd.lock():
-        if rd.clean_stale_temps():
-            log.info("removed temp files left by a killed run in %s", out)
-        gan_sha = sha256_file(gan.path)
-        cid = config_id(cfg.to_dict(), gan_sha)
-        old = rd.read_run()
-        if old and isinstance(old.get("config_id"), str) and not differences(old, cfg.to_dict(), gan_sha):
-            cid = old["config_id"]  # the same config, begun by a version with fewer fields: resume its records
-        old_seeds = rd.begin(cid, lambda old: differences(old, cfg.to_dict(), gan_sha))
+    gan_sha = sha256_file(gan.path)
+    with opened_run(out, cfg.to_dict(), gan_sha) as (rd, cid, old_seeds):
         seen = set(old_seeds)
         seeds = old_seeds + [s for s in cfg.seeds if s not in seen]
         extra = len(set(old_seeds) - set(cfg.seeds))
@@ -125,7 +117,7 @@ def run(cfg: RunConfig, out: Path, on_seed: Callable[[int, bool], None] | None =
                         out, extra, len(cfg.seeds), len(seeds))
         rd.write_run({
             "config": cfg.to_dict(), "config_id": cid, "seeds": seeds, "device": str(device),
-            "versions": _versions(), "command": sys.argv,
+            "versions": versions(), "command": sys.argv,
             "generator": generator_record(gan, gan_sha, G),
             **({"conditional": pipeline.cond.record()} if pipeline.cond else {}),
             **({"shard": list(shard)} if shard else {}),
@@ -151,6 +143,26 @@ def run(cfg: RunConfig, out: Path, on_seed: Callable[[int, bool], None] | None =
         finally:  # after an interruption too: the dataset then holds every seed done so far
             rd.assemble(seeds, categories, f"instseg {cfg.gan}: style-mixing segmentation, {what}", licence, info)
     return rd.annotations
+
+
+@contextmanager
+def opened_run(out: Path, full: dict, gan_sha: str,
+               name: Callable[[str], str] = lambda k: k) -> Iterator[tuple[RunDir, str, list[int]]]:
+    """The lifecycle `run` and `label` share: the folder prepared and locked, a killed run's temp files removed,
+    the config identity (an existing folder's own id where its config differs only by fields added since, so
+    its records resume), and `begin` (a folder of another config refused, its differences named by `name`).
+    Yields (the folder, the config id, the seeds it holds already); the caller writes run.json, the records,
+    and assembles annotations.json in a `finally`."""
+    rd = RunDir(out)
+    rd.prepare()
+    with rd.lock():
+        if rd.clean_stale_temps():
+            log.info("removed temp files left by a killed run in %s", out)
+        cid = config_id(full, gan_sha)
+        old = rd.read_run()
+        if old and isinstance(old.get("config_id"), str) and not differences(old, full, gan_sha):
+            cid = old["config_id"]  # the same config, begun by a version with fewer fields: resume its records
+        yield rd, cid, rd.begin(cid, lambda old: [name(k) for k in differences(old, full, gan_sha)])
 
 
 def chunks_to_do(rd: RunDir, cfg: RunConfig, cid: str, on_seed: Callable[[int, bool], None] | None,

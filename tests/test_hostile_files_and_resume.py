@@ -64,10 +64,12 @@ def test_pseudo_gt_segmenter_file_is_checked_too(run4, tmp_path):
 def test_a_bare_yolo_name_is_found_in_the_cache(tmp_path, monkeypatch):
     from detectors.yolo import packaged_weights, resolve_weights
 
+    from instseg.zoo import default_cache
+
     monkeypatch.setenv("INSTSEG_CACHE", str(tmp_path / "cache"))
     (tmp_path / "cache" / "detectors").mkdir(parents=True)
     (tmp_path / "cache" / "detectors" / "mine.pt").write_bytes(packaged_weights("toy-flat").read_bytes())
-    assert resolve_weights("mine.pt") == tmp_path / "cache" / "detectors" / "mine.pt"
+    assert resolve_weights("mine.pt", default_cache()) == tmp_path / "cache" / "detectors" / "mine.pt"
 
 
 def test_packaged_yolo_weights_pass_the_allow_list():

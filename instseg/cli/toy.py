@@ -10,6 +10,7 @@ import click
 
 from .. import config as C
 from ..config import WORLDS
+from ..toy.recipe import TrainConfig
 from ..errors import UserError
 from .base import FiniteFloat, OutPath, SeedList, export_yolo_layout, main, progress
 
@@ -90,60 +91,64 @@ def _check_device(device: str) -> str:
     return str(pick_device(device))
 
 
+RECIPE_DEFAULTS = TrainConfig()  # the shipped recipe: every train-gan default reads it
+
+
 @toy.command("train-gan")
-@click.option("--out", default="toy-train", show_default=True, type=OutPath(file_okay=False), metavar="DIR",
+@click.option("--out", default=RECIPE_DEFAULTS.out, show_default=True, type=OutPath(file_okay=False), metavar="DIR",
               help="Training folder; an existing DIR/state there is resumed.")
-@click.option("--iters", type=click.IntRange(1, 10_000_000), default=20000, show_default=True, metavar="N",
+@click.option("--iters", type=click.IntRange(1, 10_000_000), default=RECIPE_DEFAULTS.iters, show_default=True, metavar="N",
               help="Total iterations.")
-@click.option("--world", type=click.Choice(WORLDS), default="flat", show_default=True,
+@click.option("--world", type=click.Choice(WORLDS), default=RECIPE_DEFAULTS.world, show_default=True,
               help="Renderer world to learn.")
-@click.option("--labels/--no-labels", default=True, show_default=True,
+@click.option("--labels/--no-labels", default=RECIPE_DEFAULTS.labels, show_default=True,
               help="Also draw one label channel per class (exact labels for every sample).")
-@click.option("--resolution", type=click.Choice(["16", "32", "64", "128", "256"]), default="32", show_default=True,
+@click.option("--resolution", type=click.Choice(["16", "32", "64", "128", "256"]),
+              default=str(RECIPE_DEFAULTS.resolution), show_default=True,
               help="Image size.")
-@click.option("--channel-base", type=click.IntRange(16, 1 << 20), default=2048, show_default=True, metavar="C",
+@click.option("--channel-base", type=click.IntRange(16, 1 << 20), default=RECIPE_DEFAULTS.channel_base, show_default=True, metavar="C",
               help="Channels at resolution r: min(C // r, 128).")
-@click.option("--batch", type=click.IntRange(2, 1024), default=32, show_default=True, metavar="B", help="Batch size.")
-@click.option("--lr", type=FiniteFloat(1e-6, 1), default=0.002, show_default=True, metavar="LR",
+@click.option("--batch", type=click.IntRange(2, 1024), default=RECIPE_DEFAULTS.batch, show_default=True, metavar="B", help="Batch size.")
+@click.option("--lr", type=FiniteFloat(1e-6, 1), default=RECIPE_DEFAULTS.lr, show_default=True, metavar="LR",
               help="Adam learning rate of G and both Ds (D's scaled for lazy R1, as in StyleGAN2).")
-@click.option("--r1-gamma", type=FiniteFloat(0, 1000), default=1.0, show_default=True, metavar="G",
+@click.option("--r1-gamma", type=FiniteFloat(0, 1000), default=RECIPE_DEFAULTS.r1_gamma, show_default=True, metavar="G",
               help="R1 weight (StyleGAN2-ADA's heuristic, 0.0002 * resolution^2 / batch = 0.0064 at 32 px, "
                    "collapsed on the toy world without ADA's augmentation: BENCHMARKS.md, toy-ab).")
 @click.option("--r1-gamma-joint", type=FiniteFloat(0, 1000), default=None, metavar="G",
               help="The joint (image, labels) D's R1 weight  [default: the same as --r1-gamma]")
-@click.option("--d-channel-base", type=click.IntRange(16, 1 << 20), default=2048, show_default=True, metavar="C",
+@click.option("--d-channel-base", type=click.IntRange(16, 1 << 20), default=RECIPE_DEFAULTS.d_channel_base, show_default=True, metavar="C",
               help="The discriminators' channel base (as wide as G by default).")
-@click.option("--split-d/--one-d", default=True, show_default=True,
+@click.option("--split-d/--one-d", default=RECIPE_DEFAULTS.split_d, show_default=True,
               help="An image-only D plus a joint (image, labels) D that cannot push the RGB; or one joint D.")
-@click.option("--mismatch/--no-mismatch", default=False, show_default=True,
+@click.option("--mismatch/--no-mismatch", default=RECIPE_DEFAULTS.mismatch, show_default=True,
               help="Matching-aware joint D: real images with class-shifted labels also count as fake, so the labels "
                    "must name what the RGB draws.")
-@click.option("--mismatch-weight", type=FiniteFloat(0.01, 0.99), default=0.5, show_default=True, metavar="W",
+@click.option("--mismatch-weight", type=FiniteFloat(0.01, 0.99), default=RECIPE_DEFAULTS.mismatch_weight, show_default=True, metavar="W",
               help="With --mismatch: the share of the joint D's fake term taken by the mismatched real pairs "
                    "(the rest by generated pairs).")
-@click.option("--joint-weight", type=FiniteFloat(0.001, 100), default=1.0, show_default=True, metavar="W",
+@click.option("--joint-weight", type=FiniteFloat(0.001, 100), default=RECIPE_DEFAULTS.joint_weight, show_default=True, metavar="W",
               help="The joint D's weight in G's loss (the image D's is 1): how hard the labels' critic pulls on "
                    "the layers the RGB shares with them.")
-@click.option("--mbstd-group", type=click.IntRange(1, 1024), default=4, show_default=True, metavar="N",
+@click.option("--mbstd-group", type=click.IntRange(1, 1024), default=RECIPE_DEFAULTS.mbstd_group, show_default=True, metavar="N",
               help="D's minibatch-stddev group: the largest divisor of the batch up to N (StyleGAN2-ADA's cifar "
                    "setting: 32).")
-@click.option("--blur-d/--box-d", default=False, show_default=True,
+@click.option("--blur-d/--box-d", default=RECIPE_DEFAULTS.blur_d, show_default=True,
               help="Binomial-filtered downsampling in D, or 2x2 box.")
-@click.option("--pool-first/--conv-first", default=False, show_default=True,
+@click.option("--pool-first/--conv-first", default=RECIPE_DEFAULTS.pool_first, show_default=True,
               help="D's second conv of each block after its downsampling (a quarter of its cost; BENCHMARKS.md, "
                    "train-cost), or before it.")
-@click.option("--r1-every", type=click.IntRange(1, 1000), default=4, show_default=True, metavar="N",
+@click.option("--r1-every", type=click.IntRange(1, 1000), default=RECIPE_DEFAULTS.r1_every, show_default=True, metavar="N",
               help="Lazy R1: the penalty every N iterations, scaled by N (StyleGAN2: 16).")
-@click.option("--reuse-fake/--fresh-fake", default=False, show_default=True,
+@click.option("--reuse-fake/--fresh-fake", default=RECIPE_DEFAULTS.reuse_fake, show_default=True,
               help="D's step judges G's step's batch (detached) instead of drawing a second one.")
-@click.option("--channels-last/--contiguous", default=False, show_default=True,
+@click.option("--channels-last/--contiguous", default=RECIPE_DEFAULTS.channels_last, show_default=True,
               help="Networks and batches in channels-last memory format.")
-@click.option("--dataset-size", type=click.IntRange(0, 10_000_000), default=0, show_default=True, metavar="N",
+@click.option("--dataset-size", type=click.IntRange(0, 10_000_000), default=RECIPE_DEFAULTS.dataset_size, show_default=True, metavar="N",
               help="0: fresh renderer scenes for every batch; N: a fixed set of N scenes.")
-@click.option("--ema-kimg", type=FiniteFloat(0.001, 1e6), default=10.0, show_default=True, metavar="K",
+@click.option("--ema-kimg", type=FiniteFloat(0.001, 1e6), default=RECIPE_DEFAULTS.ema_kimg, show_default=True, metavar="K",
               help="Half-life of the exported (EMA) generator's weights, in thousands of images (batch * 10 / 32 "
                    "is StyleGAN2-ADA's rule).")
-@click.option("--snapshot-every", type=click.IntRange(0, 10_000_000), default=0, show_default=True, metavar="N",
+@click.option("--snapshot-every", type=click.IntRange(0, 10_000_000), default=RECIPE_DEFAULTS.snapshot_every, show_default=True, metavar="N",
               help="Also keep DIR/snapshots/generator-<iter>.pt every N iterations (0: none).")
 @click.option("--resume-from", type=click.Path(exists=True, file_okay=False), default=None, metavar="STATE",
               help="A state folder (such as bench/toy-state) to start from when DIR/state does not exist yet.")
@@ -151,17 +156,17 @@ def _check_device(device: str) -> str:
               help="Take the recipe options (world, sizes, D layout, R1, --mismatch, EMA...) from the state being "
                    "resumed (DIR/state, else --resume-from); options given here still win.")
 @click.option("--device", default="cpu", show_default=True, metavar="DEV", help="cpu or cuda[:N].")
-@click.option("--precision", type=click.Choice(["fp32", "bf16"]), default="fp32", show_default=True,
+@click.option("--precision", type=click.Choice(["fp32", "bf16"]), default=RECIPE_DEFAULTS.precision, show_default=True,
               help="bf16: the loss passes under bf16 autocast (R1, Adam and the weights stay fp32).")
-@click.option("--threads", type=click.IntRange(0, 1024), default=0, show_default=True, metavar="T",
+@click.option("--threads", type=click.IntRange(0, 1024), default=RECIPE_DEFAULTS.threads, show_default=True, metavar="T",
               help="CPU threads (0: torch's).")
-@click.option("--workers", type=click.IntRange(0, 1024), default=0, show_default=True, metavar="W",
+@click.option("--workers", type=click.IntRange(0, 1024), default=RECIPE_DEFAULTS.workers, show_default=True, metavar="W",
               help="Processes rendering scenes (0: one per CPU core; 1: in the trainer).")
-@click.option("--minutes", type=FiniteFloat(0, 1e6), default=0.0, show_default=True, metavar="M",
+@click.option("--minutes", type=FiniteFloat(0, 1e6), default=RECIPE_DEFAULTS.minutes, show_default=True, metavar="M",
               help="Stop with a checkpoint after M minutes of training (0: no limit); run again to resume.")
 def toy_train_gan(resolution: str, device: str, resume_from: str | None, same_recipe: bool, **kw: Any) -> None:
     """Train (or resume) the toy StyleGAN2; writes DIR/generator.pt in the native format and DIR/state."""
-    from ..toy.train_gan import TrainConfig, recipe_of, resumed_state, train
+    from ..toy.train_gan import recipe_of, resumed_state, train
 
     logging.getLogger("instseg").setLevel(logging.INFO)
     try:

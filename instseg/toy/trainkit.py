@@ -188,11 +188,6 @@ def optimisers(g_params, d_params, lr: float, r1_every: int) -> tuple[torch.opti
             torch.optim.Adam(d_params, lr=lr * c, betas=(0.0, 0.99**c)))
 
 
-def r1_heuristic(resolution: int, batch: int) -> float:
-    """StyleGAN2-ADA's rule of thumb for R1's gamma: 0.0002 * res^2 / batch."""
-    return 0.0002 * resolution**2 / batch
-
-
 def r1_penalty(D: nn.Module, real: Tensor, gamma: float) -> Tensor:
     """gamma/2 * E|grad_x D(x)|^2 on real data (applied lazily: the caller scales it by the interval)."""
     x = real.detach().requires_grad_(True)
