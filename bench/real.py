@@ -28,9 +28,9 @@ from bench.toy import EVAL_SEEDS
 from instseg import coco
 from instseg.config import build_config
 from instseg.evaluate import evaluate
-from instseg import labeler
 from instseg.config import LabelConfig
-from instseg.labeler import AGREE, EXCLUSIVE, SURE, label_images
+from instseg.labeler import SURE, RefineTuning, label_images
+from instseg.project import project
 from instseg.toy.render import CLASSES, render_seed
 
 FIRST = EVAL_SEEDS + 30_000
@@ -38,7 +38,7 @@ TUNING = EVAL_SEEDS + 50_000  # scenes for choosing defaults; FIRST's are looked
 
 
 _projections: dict = {}
-_project = labeler.project
+_project = project  # the library's own: every row's projection goes through _cached_project
 
 
 def _cached_project(G, targets, steps, lr, loss, space, **kw):
@@ -93,13 +93,13 @@ def scenes(folder: Path, n: int, size: int, first: int = FIRST, degraded: bool =
 def score(folder: Path, gt: dict, out: Path, overrides: dict, lcfg: LabelConfig, device: str,
           gan: str = "toy-flat") -> dict:
     overrides = dict(overrides)
-    labeler.SURE = overrides.pop("_sure", SURE)  # the empty-box check's detector score (0: off)
-    labeler.EXCLUSIVE = overrides.pop("_exclusive", EXCLUSIVE)  # other instances' cores as background
-    labeler.AGREE = overrides.pop("_agree", AGREE)  # GrabCut's mask kept only this close to the variants' one
+    tuning = RefineTuning(sure=overrides.pop("_sure", SURE),  # the empty-box check's detector score (0: off)
+                          exclusive=overrides.pop("_exclusive", False),  # other instances' cores as background
+                          agree=overrides.pop("_agree", 0.0))  # GrabCut's mask kept only this close to the variants' one
     cfg = build_config(gan, {**method_overrides(overrides), "device": device}, photos=True)
     before = projection_seconds(lcfg)
     t = time.perf_counter()
-    label_images([str(folder)], cfg, lcfg, out)
+    label_images([str(folder)], cfg, lcfg, out, tuning=tuning, project_fn=_cached_project)
     reused = projection_seconds(lcfg) if before else 0.0  # count it as if made here
     dt = (time.perf_counter() - t + reused) / len(gt["images"])
     pred = json.loads((out / "annotations.json").read_text())
@@ -128,7 +128,6 @@ def main() -> None:
                     help="run only the ablations whose name holds TEXT (repeatable)")
     args = ap.parse_args()
     torch.manual_seed(0)
-    labeler.project = _cached_project  # one projection per (steps, loss, space), shared by methods and crossovers
     head = ["| setting | mIoU | IoU fg | trimap mIoU | mask AP | AP50 | instances | PSNR dB | s/img |",
             "|---|" + "---:|" * 8]
     base = LabelConfig()

@@ -290,8 +290,7 @@ def _coerce(merged: dict[str, Any]) -> dict[str, Any]:
 
 
 # What `instseg label` changes for photos: box crops also cluster on the photo's own pixels, at this weight
-# (200 tuning scenes of the toy world: weights 4, 8, 16, 32, 64 read mask AP 0.819, 0.833, 0.836, 0.830, 0.832;
-# BENCHMARKS.md real-images-cpu-32px-tuning-*).
+# (chosen on the flat world's tuning scenes; the sweep's table is in git history, BENCHMARKS.md shows the result).
 PHOTO_DEFAULTS: dict[str, Any] = {"join_features": "image", "join_weight": 16.0}
 
 

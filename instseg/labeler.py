@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -30,12 +30,31 @@ from .zoo import ResolvedGan, resolve_gan, sha256_file
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class RefineTuning:
+    """The GrabCut refinement's inner settings (benches pass others in; users do not set them).
+
+    `sure`: a detector score that keeps a box the photo's GrabCut finds empty (tuning scenes: false boxes read
+    0.3-0.5). Two variants, off: `agree` keeps GrabCut's mask only at this IoU with the variants' one or more,
+    `exclusive` makes the other instances' cores definite background; measured on tuning scenes, neither
+    helped (their tables are in git history)."""
+
+    sure: float = 0.5
+    agree: float = 0.0
+    exclusive: bool = False
+
+
+SURE = RefineTuning().sure
+
+
 def label_images(specs: list[str], cfg: RunConfig, lcfg: LabelConfig, out: Path,
                  on_image: Callable[[int, bool], None] | None = None, cache: Path | None = None,
-                 on_status: Callable[[str, int | None], None] | None = None) -> Path:
+                 on_status: Callable[[str, int | None], None] | None = None,
+                 tuning: RefineTuning = RefineTuning(), project_fn: Callable = project) -> Path:
     """Label the images `specs` names (files, folders, globs) into the dataset folder `out`; returns
     annotations.json. Re-running the same command resumes; other images or settings are refused.
-    `on_status(text, total)`: what runs now (loading, projecting a chunk), with the image count once known."""
+    `on_status(text, total)`: what runs now (loading, projecting a chunk), with the image count once known.
+    `tuning` and `project_fn` let a bench vary the refinement's inner settings and share projections."""
     status = on_status or (lambda text, total=None: None)
     files = collect(specs)
     status(f"reading {len(files)} images", len(files))
@@ -71,24 +90,15 @@ def label_images(specs: list[str], cfg: RunConfig, lcfg: LabelConfig, out: Path,
             for i, chunk in enumerate(chunks):
                 status(f"projecting {len(chunk)} image(s) ({lcfg.steps} steps), chunk {i + 1}/{len(chunks)}", None)
                 _label_chunk(pipeline, lcfg, rd, cid,
-                             [(i, files[i], read_rgb(files[i])) for i in chunk], on_image, prior)
+                             [(i, files[i], read_rgb(files[i])) for i in chunk], on_image, prior, tuning, project_fn)
         finally:
             what = "--detector none" if detector is None else f"--detector {cfg.detector}"
             rd.assemble(cfg.seeds, categories, f"instseg label with {cfg.gan}: real images, {what}", licence, info)
     return rd.annotations
 
 
-SURE = 0.5  # a detector score that keeps a box the photo's GrabCut finds empty (tuning scenes: false boxes read 0.3-0.5)
-# Two variants of the GrabCut refinement, off: measured on tuning scenes (BENCHMARKS.md real-images-*-tuning-*),
-# neither helped. AGREE keeps GrabCut's mask only at this IoU with the variants' one or more (0.7: degraded
-# scenes 0.809 / 0.432 mIoU / mask AP against 0.803 / 0.417, 128 px 0.932 / 0.829 against 0.939 / 0.847);
-# EXCLUSIVE makes the other instances' cores definite background (no change in either).
-AGREE = 0.0
-EXCLUSIVE = False
-
-
 def _refined(cfg: RunConfig, refine: str, rgb: np.ndarray, fit: Fit, instances: list[Instance],
-             frame: int) -> list[Instance]:
+             frame: int, tuning: RefineTuning = RefineTuning()) -> list[Instance]:
     """Our instances mapped to the photo's pixels; with `refine` (photo.REFINEMENTS), each mask moved to the
     photo's own edges and the set merged again (refine_objects). `frame`: the generator's size (auto's rule
     reads it)."""
@@ -97,11 +107,11 @@ def _refined(cfg: RunConfig, refine: str, rgb: np.ndarray, fit: Fit, instances: 
     if refine == "auto":
         refine = photo.auto_refinement(rgb.shape[:2], frame)
     # guided: its radius the photo's pixels per frame pixel (fit.size: the frame the masks were made in)
-    return refine_objects(cfg, refine, rgb, objects, max(1, round(max(rgb.shape[:2]) / fit.size)))
+    return refine_objects(cfg, refine, rgb, objects, max(1, round(max(rgb.shape[:2]) / fit.size)), tuning)
 
 
 def refine_objects(cfg: RunConfig, refine: str, rgb: np.ndarray, objects: list[Instance],
-                   radius: int = 1) -> list[Instance]:
+                   radius: int = 1, tuning: RefineTuning = RefineTuning()) -> list[Instance]:
     """One image's objects with each mask moved to the image's own edges (`refine`: none | grabcut | vote |
     guided, the guided filter's `radius` in pixels), then merged again (cut to their boxes, mask-NMS,
     disjoint). rgb [H, W, 3] uint8, masks at its size."""
@@ -109,17 +119,17 @@ def refine_objects(cfg: RunConfig, refine: str, rgb: np.ndarray, objects: list[I
         return objects
     if refine == "grabcut":
         # the photo's own verdict: where GrabCut from the box finds no object, only a sure detection stays
-        objects = [o for o in objects if o.det_score >= SURE or photo.grabcut(rgb, o.box).sum() >= max(cfg.min_area, 1)]
+        objects = [o for o in objects if o.det_score >= tuning.sure or photo.grabcut(rgb, o.box).sum() >= max(cfg.min_area, 1)]
         if not objects:
             return []
         others: list[np.ndarray | None] = [None] * len(objects)
-        if EXCLUSIVE and len(objects) > 1:  # another instance's sure pixels are background to this one
+        if tuning.exclusive and len(objects) > 1:  # another instance's sure pixels are background to this one
             cores = [photo.mask_core(o.mask, o.box) for o in objects]
             others = [np.logical_or.reduce([c for j, c in enumerate(cores) if j != i]) for i in range(len(objects))]
         masks = [photo.seeded_grabcut(rgb, o.mask, o.box, cfg.clip_margin, others=other)
                  for o, other in zip(objects, others)]
-        if AGREE:  # GrabCut that moved a mask this far is not trusted: the mask stays as the variants drew it
-            masks = [g if _iou(g, o.mask) >= AGREE else o.mask for g, o in zip(masks, objects)]
+        if tuning.agree:  # GrabCut that moved a mask this far is not trusted: the mask stays as the variants drew it
+            masks = [g if _iou(g, o.mask) >= tuning.agree else o.mask for g, o in zip(masks, objects)]
     elif refine == "vote":
         x = photo_tensor(rgb)
         masks = [photo.cluster_vote(x, o.mask, o.box, cfg.box_k or cfg.k, cfg.box_margin) for o in objects]
@@ -213,13 +223,14 @@ def _segment(pipeline: Pipeline, items: list[tuple[int, Path, np.ndarray]], fits
 
 
 def _label_chunk(pipeline: Pipeline, lcfg: LabelConfig, rd: RunDir, cid: str, items: list[tuple[int, Path, np.ndarray]],
-                 on_image: Callable[[int, bool], None] | None, prior: PNStats | None = None) -> None:
+                 on_image: Callable[[int, bool], None] | None, prior: PNStats | None = None,
+                 tuning: RefineTuning = RefineTuning(), project_fn: Callable = project) -> None:
     G, categories = pipeline.G, pipeline.categories
     size = G.cfg.resolution
     fits = [Fit(lcfg.fit, rgb.shape[0], rgb.shape[1], size) for _, _, rgb in items]
     targets = torch.stack([f.to_frame(rgb) for f, (_, _, rgb) in zip(fits, items)]).to(pipeline.device)
     with torch.enable_grad():
-        proj = project(G, targets, lcfg.steps, lcfg.lr, lcfg.loss, lcfg.space, prior_weight=lcfg.prior,
+        proj = project_fn(G, targets, lcfg.steps, lcfg.lr, lcfg.loss, lcfg.space, prior_weight=lcfg.prior,
                        starts=lcfg.starts, prior=prior)
         generators = None
         if lcfg.tune:  # PTI: a copy of G per photo, tuned to reconstruct it; its variants segment the photo
@@ -246,7 +257,7 @@ def _label_chunk(pipeline: Pipeline, lcfg: LabelConfig, rd: RunDir, cid: str, it
             anns = [coco.annotation(m, iid, 1, seg.fg_confidence) for m in masks if m.any()]
         else:
             objects = (_photo_baseline(pipeline.cfg, rgb, fits[j], found[j]) if at_photo
-                       else _refined(pipeline.cfg, lcfg.refine, rgb, fit, seg.instances, size))
+                       else _refined(pipeline.cfg, lcfg.refine, rgb, fit, seg.instances, size, tuning))
             anns = [coco.annotation(o.mask, iid, categories.index(o.label) + 1, o.score, det_score=o.det_score,
                                     det_box=[float(v) for v in o.box], mask_confidence=o.mask_confidence)
                     for o in objects if o.mask.any()]
