@@ -51,3 +51,16 @@ def test_help_and_version_do_not_import_torch():
                        text=True, timeout=60)
     assert p.stdout.strip().splitlines()[-1] == "False", p.stdout + p.stderr
     assert time.perf_counter() - t < 60
+
+
+def test_a_converted_file_keeps_its_licence_and_an_unknown_one_is_not_called_non_commercial(tiny_ckpt, tmp_path):
+    assert invoke(["convert", "toy-flat", tmp_path / "flat.pt"]).exit_code == 0
+    assert invoke(["convert", tiny_ckpt, tmp_path / "mine.pt"]).exit_code == 0
+    for name, expect in (("flat.pt", "MIT"), ("mine.pt", "unknown")):
+        out = tmp_path / name.replace(".pt", "")
+        r = invoke(["run", "--gan", tmp_path / name, "--out", out, "--num-images", "1", "--variants", "4",
+                    "--mix-from", "3", "--detector", "none"])
+        assert r.exit_code == 0, r.output
+        card = (out / "README.md").read_text()
+        assert expect in card and "Non-commercial" not in card, card[:400]
+        assert card.lower().count("licence of the generator") == 1  # one licence statement
