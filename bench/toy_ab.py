@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -26,12 +27,11 @@ from bench.toy import (EVAL_SEEDS, P4, SPPF, class_shares, frechet, gan_images, 
 from detectors.yolo import YoloDetector, packaged_weights
 from instseg.checkpoints import load_generator
 from instseg.sampling import z_from_seed
+from instseg.toy.recipe import LEGACY, TrainConfig, r1_heuristic
 from instseg.toy.render import class_coverage, render_seed, sample_scene
-from instseg.toy.train_gan import TrainConfig
-from instseg.toy.recipe import r1_heuristic
 
 GAN_SEEDS = 500_000
-DEFAULTS = TrainConfig()  # options a state.json predates read as these
+DEFAULTS = replace(TrainConfig(), **LEGACY)  # options a state.json predates read as what it was trained with
 
 
 def label_shares(G, seeds: list[int], batch: int = 100) -> np.ndarray:

@@ -39,7 +39,7 @@ def encode_chunk(records: list[SeedRecord], cid: str) -> list[Encoded]:
 
 def default_encoders(device_type: str) -> int:
     """Encoding processes when the config leaves it to us: none on a CPU (torch's threads already use
-    every core; BENCHMARKS.md, `encoders`), else one per two spare cores, at most 8."""
+    every core; measured with `python -m bench.pipeline --encoders N`), else one per two spare cores, at most 8."""
     if device_type == "cpu":
         return 0
     return max(1, min(8, ((os.cpu_count() or 2) - 2) // 2))

@@ -113,7 +113,8 @@ RECIPE_DEFAULTS = TrainConfig()  # the shipped recipe: every train-gan default r
               help="Adam learning rate of G and both Ds (D's scaled for lazy R1, as in StyleGAN2).")
 @click.option("--r1-gamma", type=FiniteFloat(0, 1000), default=RECIPE_DEFAULTS.r1_gamma, show_default=True, metavar="G",
               help="R1 weight (StyleGAN2-ADA's heuristic, 0.0002 * resolution^2 / batch = 0.0064 at 32 px, "
-                   "collapsed on the toy world without ADA's augmentation: BENCHMARKS.md, toy-ab).")
+                   "collapsed on the toy world without ADA's augmentation: `python -m bench.toy_ab`; its table is in git "
+                   "history).")
 @click.option("--r1-gamma-joint", type=FiniteFloat(0, 1000), default=None, metavar="G",
               help="The joint (image, labels) D's R1 weight  [default: the same as --r1-gamma]")
 @click.option("--d-channel-base", type=click.IntRange(16, 1 << 20), default=RECIPE_DEFAULTS.d_channel_base, show_default=True, metavar="C",
