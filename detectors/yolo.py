@@ -103,6 +103,27 @@ def resolve_weights(weights: str, cache: Path | None = None) -> Path:
     return got
 
 
+def _import_yolo() -> type:
+    """Ultralytics' YOLO class; its first import prints no settings banner into our output (the quiet setting
+    is read at import time and taken back after, so a `yolo` command this process starts is as verbose as ever)."""
+    import sys
+
+    if "ultralytics" in sys.modules:
+        from ultralytics import YOLO
+
+        return YOLO
+    before = os.environ.get("YOLO_VERBOSE")
+    os.environ["YOLO_VERBOSE"] = "False"
+    try:
+        from ultralytics import YOLO
+    finally:
+        if before is None:
+            del os.environ["YOLO_VERBOSE"]
+        else:
+            os.environ["YOLO_VERBOSE"] = before
+    return YOLO
+
+
 class YoloDetector:
     def __init__(self, weights: str, device: str = "cpu", conf: float = 0.25, max_det: int = 20,
                  imgsz: int | None = None, agnostic_nms: bool = False, cache: Path | None = None):
@@ -114,8 +135,7 @@ class YoloDetector:
         except OSError as e:
             raise DetectorError(f"cannot read YOLO weights {weights!r}: {e.strerror or e}") from None
         check_yolo_bytes(data, repr(weights))
-        os.environ.setdefault("YOLO_VERBOSE", "False")  # no first-use settings banner inside our output
-        from ultralytics import YOLO
+        YOLO = _import_yolo()
 
         # Ultralytics reads the bytes just checked (a private copy), not a file that could change meanwhile
         with tempfile.TemporaryDirectory(prefix="instseg-yolo-") as tmp:

@@ -116,6 +116,8 @@ def test_synthesis_calls_follow_images_times_variants_over_rows(G, tiny_ckpt, mo
     for images, rows in ((1, 4), (4, 4), (8, 8), (8, 64)):
         calls.clear()
         pipe = Pipeline(_cfg(tiny_ckpt), G, dev, BoxesPerImage(2), ["object"])
+        assert calls == [1]  # built once: one image at the run's settings, checked before anything is written
+        calls.clear()
         pipe.rows = rows
         seeds = list(range(100, 100 + images))
         pipe.segment(seeds, source_latents(G, seeds, 0.7, dev))

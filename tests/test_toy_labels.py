@@ -392,8 +392,8 @@ def test_the_joint_weight_pulls_on_the_shared_layers_but_not_on_the_label_head(t
         G.append(torch.load(out / "state" / "G.pt", weights_only=True))
     heads = [k for k in G[0] if k.endswith("torgb.weight") or k.endswith("torgb.bias")]
     assert heads
-    for k in heads:
-        torch.testing.assert_close(G[0][k][3:], G[1][k][3:])
+    for k in heads:  # up to Adam's eps, which weighs on a first step of a tiny gradient: 5% of the step lr 0.002
+        torch.testing.assert_close(G[0][k][3:], G[1][k][3:], atol=1e-4, rtol=0)
     assert all(not torch.equal(G[0][k][3:], start[k][3:]) for k in heads)  # the step did reach them
     assert any(not torch.equal(G[0][k], G[1][k]) for k in G[0] if "mapping" in k or ".conv" in k)
     with pytest.raises(ValueError, match="joint_weight"):
@@ -419,7 +419,7 @@ def test_same_recipe_takes_the_states_recipe_and_the_command_line_wins(tmp_path,
     (cfg, plain) = seen
     assert (cfg.r1_gamma, cfg.mismatch, cfg.resolution, cfg.batch, cfg.lr) == (0.1, True, 16, 4, 0.5)
     assert plain.lr == 0.002
-    assert (plain.r1_gamma, plain.mismatch, plain.resolution) == (1.0, False, 32)
+    assert (plain.r1_gamma, plain.mismatch, plain.resolution) == (1.0, True, 32)  # the shipped recipe's defaults
     res = CliRunner().invoke(main, ["toy", "train-gan", "--out", str(tmp_path / "u"), "--same-recipe"])
     assert res.exit_code != 0 and "needs a state" in res.output
 

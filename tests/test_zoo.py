@@ -185,7 +185,7 @@ def test_models_json_lists_every_preset_with_nvidia_urls(tmp_path, monkeypatch):
     for name, p in rows.items():
         assert set(p) >= {"name", "urls", "resolution", "num_ws", "format", "licence", "classes", "detector", "cached"}
         assert all(u.startswith(NVIDIA_PREFIXES) for u in p["urls"]), name
-        assert p["urls"] or name == "toy-flat"
+        assert p["urls"] or name in ("toy-flat", "toy-textured")
         assert p["licence"]["commercial"] == name.startswith("toy-")
         if p["format"] == "stylegan3":  # 14 layers and ToRGB at any resolution, and the input's w
             assert p["num_ws"] == 16
