@@ -12,6 +12,7 @@ from typing import Any
 import yaml
 
 from .errors import UserError, short
+from . import zoo
 
 NORMALIZATIONS = ("raw", "standardize", "l2")
 PRECISIONS = ("fp32", "fp16", "bf16")
@@ -298,15 +299,13 @@ def build_config(gan: str, overrides: dict[str, Any], config_file: dict[str, Any
                  sets: dict[str, Any] | None = None, photos: bool = False) -> RunConfig:
     """Dataclass defaults <- the preset (detector, classes, category, its `run` fields) <- PHOTO_DEFAULTS
     when labelling photos <- --config FILE <- --set pairs <- CLI flags that were set (`overrides`)."""
-    from .zoo import presets
-
     merged: dict[str, Any] = {"gan": gan}
-    p = presets().get(gan)
+    p = zoo.presets().get(gan)
     if p is not None:
         merged.update(detector=p.detector, classes=p.classes, category=p.category, class_names=p.class_names)
         merged.update(p.run)
-    if photos:
-        merged.update(PHOTO_DEFAULTS)
+    if photos:  # what labelling photos changes: the preset's own photo settings, else the defaults
+        merged.update(PHOTO_DEFAULTS if p is None or p.photos is None else p.photos)
     for layer, where in ((config_file or {}, "--config"), (sets or {}, "--set"),
                          ({k: v for k, v in overrides.items() if v is not None}, "the options")):
         check_keys(layer, where)
@@ -362,9 +361,12 @@ LABEL_CHOICES: dict[str, tuple[str, ...]] = {
     "refine": REFINEMENTS}
 
 
-def label_config(sets: dict[str, Any], flags: dict[str, Any]) -> LabelConfig:
-    """LabelConfig defaults <- `label.` keys of --config/--set <- the label flags that were given."""
+def label_config(sets: dict[str, Any], flags: dict[str, Any], gan: str | None = None) -> LabelConfig:
+    """LabelConfig defaults <- the preset's `label` fields <- `label.` keys of --config/--set <- the label flags
+    that were given."""
     names = [f.name for f in dataclasses.fields(LabelConfig)]
+    p = zoo.presets().get(gan) if gan else None
+    sets = {**(p.label if p else {}), **sets}
     for k in sets:
         if k not in names:
             near = difflib.get_close_matches(str(k), names, n=1)

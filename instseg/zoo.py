@@ -66,6 +66,8 @@ class Preset:
     category: str = "foreground"  # the category of a whole-image (no detector) run
     run: dict[str, Any] = field(default_factory=dict)  # RunConfig fields that differ from the defaults
     sha256: str | None = None  # known checksum; otherwise recorded on first download
+    photos: dict[str, Any] | None = None  # RunConfig fields `label` sets over `run` (None: config.PHOTO_DEFAULTS)
+    label: dict[str, Any] = field(default_factory=dict)  # LabelConfig fields that differ from its defaults
 
     @property
     def packaged(self) -> bool:
@@ -92,7 +94,8 @@ def presets() -> dict[str, Preset]:
         out[name] = Preset(name, urls, file, p["format"], int(p["size"][0]), int(p["size"][1]), int(p["num_ws"]),
                            lic[p["licence"]], tuple(p.get("classes") or ()), p.get("detector", "none"),
                            tuple(p.get("class_names") or ()), p.get("category", "foreground"), dict(p.get("run") or {}),
-                           p.get("sha256"))
+                           p.get("sha256"), dict(p["photos"]) if p.get("photos") is not None else None,
+                           dict(p.get("label") or {}))
     return out
 
 

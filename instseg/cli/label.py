@@ -105,7 +105,7 @@ def label(images: tuple[str, ...], gan: str, out: str, copy: bool, config_file: 
     if mix_from is not None:
         overrides["mix_from"] = C.parse_ints(mix_from)
     cfg = C.build_config(gan, overrides, file_run, set_run, photos=True)
-    lcfg = C.label_config({**file_label, **set_label}, {**label_flags, "copy": copy or None})
+    lcfg = C.label_config({**file_label, **set_label}, {**label_flags, "copy": copy or None}, gan)
     started = time.perf_counter()
     bar = progress(None, "instseg label", "finding the images")
 
