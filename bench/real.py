@@ -110,8 +110,8 @@ def score(folder: Path, gt: dict, out: Path, overrides: dict, lcfg: LabelConfig,
 
 
 def row(name: str, r: dict) -> str:
-    return (f"| {name} | {r['miou']:.3f} | {r['iou_fg']:.3f} | {r['trimap_miou']:.3f} | {r['ap']:.3f} | "
-            f"{r['ap50']:.3f} | {r['instances']} | {r['psnr']:.1f} | {r['s']:.2f} |")
+    return (f"| {name} | {r['miou']:.3f} | {r['iou_fg']:.3f} | {r['trimap_miou']:.3f} | {r['instance_miou']:.3f} | "
+            f"{r['ap']:.3f} | {r['ap50']:.3f} | {r['instances']} | {r['psnr']:.1f} | {r['s']:.2f} |")
 
 
 def main() -> None:
@@ -128,8 +128,8 @@ def main() -> None:
                     help="run only the ablations whose name holds TEXT (repeatable)")
     args = ap.parse_args()
     torch.manual_seed(0)
-    head = ["| setting | mIoU | IoU fg | trimap mIoU | mask AP | AP50 | instances | PSNR dB | s/img |",
-            "|---|" + "---:|" * 8]
+    head = ["| setting | mIoU | IoU fg | trimap mIoU | instance mIoU | mask AP | AP50 | instances | PSNR dB | s/img |",
+            "|---|" + "---:|" * 9]
     base = LabelConfig()
     gc = replace(base, refine="grabcut")  # the GrabCut refinement whatever the photo's size (auto: from 2x the frame)
     methods = [("ours (defaults: join the photo's pixels, cluster at the photo's size, error scale 0.2, refine auto)",

@@ -102,3 +102,28 @@ def test_toy_flat_makes_the_same_dataset_as_before_the_refactors(tmp_path):
         assert (a["image_id"], a["category_id"]) == (b["image_id"], b["category_id"])
         m, n = decode_rle(a["segmentation"]), decode_rle(b["segmentation"])
         assert (m & n).sum() / max((m | n).sum(), 1) >= 0.99 and abs(a["score"] - b["score"]) < 1e-3
+
+
+def test_toy_textured_ships_runs_labels_and_detects(tmp_path):
+    """The second embedded world, offline: its generator and detector ship in the package, `run` makes a dataset,
+    `toy labels` gives the samples' exact labels, the card names the textures' licence, and the renderer-only
+    detector finds the objects of the textured world's scenes."""
+    from instseg.checkpoints import native_meta
+    from instseg.toy.render import render_seed
+
+    p = presets()["toy-textured"]
+    path = resolve_gan("toy-textured").path
+    assert path.resolve().parent == Path(instseg.__file__).resolve().parent / "toy" / "weights"
+    assert native_meta(path)["world"] == "textured" and native_meta(path)["label_names"] == list(p.classes)
+    out = tmp_path / "run"
+    r = CliRunner().invoke(main, ["run", "--gan", "toy-textured", "--num-images", "4", "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    assert "CC0" in (out / "README.md").read_text()  # the textures' licence
+    r = CliRunner().invoke(main, ["toy", "labels", "--gan", "toy-textured", "--seeds", "0-3", "--out",
+                                  str(tmp_path / "gt.json")])
+    assert r.exit_code == 0, r.output
+    gt = json.loads((tmp_path / "gt.json").read_text())
+    assert len(gt["images"]) == 4 and gt["annotations"] and {c["name"] for c in gt["categories"]} == set(p.classes)
+    det = load_detector(p.detector, conf=0.5)
+    found = sum(bool(len(det([render_seed(s, 32, "textured")[0]])[0].scores)) for s in range(3_000_000, 3_000_020))
+    assert found >= 18
