@@ -29,7 +29,7 @@ def cluster_scale(window_side: int, frame: int) -> int:
 def auto_refinement(photo_hw: tuple[int, int], frame: int) -> str:
     """`--refine auto`: GrabCut where the photo is larger than the generator's frame (the masks, made in the
     frame, need the photo's edges), none at the frame's own size (there GrabCut and its empty-box check cost
-    more than they give on noisy photos; tuning scenes, BENCHMARKS.md real-images-cpu-128px-tuning)."""
+    more than they give on noisy photos; tuning scenes; the table is in git history, BENCHMARKS.md shows the held-out result)."""
     return "grabcut" if max(photo_hw) >= AUTO_SCALE * frame else "none"
 
 
