@@ -64,3 +64,15 @@ def one_line_error(r, *needles):
     assert r.exception is None or isinstance(r.exception, SystemExit), r.output
     for n in needles:
         assert n in lines[-1], lines[-1]
+
+
+def run_args(ckpt, out, *extra):
+    """`instseg run` on a tiny generator, small and fast: 4 variants, crossover 3."""
+    return ["run", "--gan", ckpt, "--out", out, "--variants", "4", "--mix-from", "3", *extra]
+
+
+def made_run(ckpt, out, images: int):
+    """A finished tiny run of `images` seeds in `out` (for tests that read or mangle one)."""
+    r = invoke(run_args(ckpt, out, "--num-images", str(images)))
+    assert r.exit_code == 0, r.output
+    return out

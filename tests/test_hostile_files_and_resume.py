@@ -11,21 +11,18 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import invoke, one_line_error
+from conftest import invoke, one_line_error, run_args
 
 INSTSEG = [sys.executable, "-m", "instseg.cli"]
 
 
 
 
-def _base(ckpt, out):
-    return ["run", "--gan", ckpt, "--out", out, "--variants", "4", "--mix-from", "3"]
-
 
 @pytest.fixture
 def run4(tiny_ckpt, tmp_path):
     out = tmp_path / "run"
-    r = invoke(_base(tiny_ckpt, out) + ["--num-images", "4"])
+    r = invoke(run_args(tiny_ckpt, out) + ["--num-images", "4"])
     assert r.exit_code == 0, r.output
     return out
 
@@ -46,7 +43,7 @@ def _evil(path: Path, marker: Path) -> None:
 def test_a_yolo_file_with_code_in_its_pickle_does_not_run_it(tiny_ckpt, tmp_path, monkeypatch, spec):
     monkeypatch.chdir(tmp_path)
     _evil(tmp_path / "evil.pt", tmp_path / "PWNED")
-    r = invoke(_base(tiny_ckpt, tmp_path / "o") + ["--num-images", "1", "--detector", spec.format(dir=tmp_path)])
+    r = invoke(run_args(tiny_ckpt, tmp_path / "o") + ["--num-images", "1", "--detector", spec.format(dir=tmp_path)])
     assert not (tmp_path / "PWNED").exists()
     if spec == "yolo:evil.pt":  # a bare name is looked up in the cache, never in the working directory
         one_line_error(r, "not in the cache")
@@ -85,7 +82,7 @@ def test_a_lock_symlink_is_not_followed(tiny_ckpt, tmp_path):
     (tmp_path / "o").mkdir()
     (tmp_path / "f").write_text("data\n")
     (tmp_path / "o" / ".lock").symlink_to(tmp_path / "f")
-    for args in (_base(tiny_ckpt, tmp_path / "o") + ["--num-images", "1"],):
+    for args in (run_args(tiny_ckpt, tmp_path / "o") + ["--num-images", "1"],):
         one_line_error(invoke(args), "symbolic link")
     assert (tmp_path / "f").read_text() == "data\n"
 
@@ -96,7 +93,7 @@ def test_a_symlinked_subfolder_is_refused(tiny_ckpt, tmp_path, sub):
     (tmp_path / "e").mkdir()
     (tmp_path / "e" / "0.png").write_text("keep\n")
     (tmp_path / "o" / sub).symlink_to(tmp_path / "e")
-    one_line_error(invoke(_base(tiny_ckpt, tmp_path / "o") + ["--num-images", "1"]), "symbolic link")
+    one_line_error(invoke(run_args(tiny_ckpt, tmp_path / "o") + ["--num-images", "1"]), "symbolic link")
     assert (tmp_path / "e" / "0.png").read_text() == "keep\n"
 
 
@@ -126,7 +123,7 @@ def test_no_lock_file_is_left_once_a_run_ends(run4):
 def test_repeated_seeds_are_refused_from_set_and_config(tiny_ckpt, tmp_path, how):
     (tmp_path / "c.yaml").write_text("seeds: [2, 2, 0]\n")
     extra = ["--set", "seeds=[3,1,3]"] if how == "set" else ["--config", tmp_path / "c.yaml"]
-    one_line_error(invoke(_base(tiny_ckpt, tmp_path / "o") + extra), "repeat")
+    one_line_error(invoke(run_args(tiny_ckpt, tmp_path / "o") + extra), "repeat")
     assert not (tmp_path / "o" / "run.json").exists()
 
 
@@ -139,7 +136,7 @@ def test_set_values_of_the_wrong_type_give_one_line(tiny_ckpt, tmp_path, value):
 
 
 def test_yaml_numbers_read_as_yaml_1_2(tiny_ckpt, tmp_path):
-    r = invoke(_base(tiny_ckpt, tmp_path / "o") + ["--set", "seeds=010", "--set", "mix_from=03"])
+    r = invoke(run_args(tiny_ckpt, tmp_path / "o") + ["--set", "seeds=010", "--set", "mix_from=03"])
     assert r.exit_code == 0, r.output
     assert json.loads((tmp_path / "o" / "run.json").read_text())["seeds"] == [10]
     assert json.loads((tmp_path / "o" / "run.json").read_text())["config"]["mix_from"] == [3]
@@ -147,7 +144,7 @@ def test_yaml_numbers_read_as_yaml_1_2(tiny_ckpt, tmp_path):
 
 def test_duplicate_keys_in_a_config_are_refused(tiny_ckpt, tmp_path):
     (tmp_path / "c.yaml").write_text("k: 3\nk: 4\n")
-    one_line_error(invoke(_base(tiny_ckpt, tmp_path / "o") + ["--config", tmp_path / "c.yaml"]), "duplicate key")
+    one_line_error(invoke(run_args(tiny_ckpt, tmp_path / "o") + ["--config", tmp_path / "c.yaml"]), "duplicate key")
 
 
 def _bomb(levels: int = 9) -> str:
@@ -161,21 +158,21 @@ def _bomb(levels: int = 9) -> str:
 
 def test_a_yaml_alias_bomb_is_refused_in_one_short_line(tiny_ckpt, tmp_path):
     (tmp_path / "bomb.yaml").write_text(_bomb())
-    r = invoke(_base(tiny_ckpt, tmp_path / "o") + ["--config", tmp_path / "bomb.yaml"])
+    r = invoke(run_args(tiny_ckpt, tmp_path / "o") + ["--config", tmp_path / "bomb.yaml"])
     one_line_error(r, "aliases")
     assert len(r.output) < 500
-    r = invoke(_base(tiny_ckpt, tmp_path / "o") + ["--set", "seeds=[&a [1,2], *a, *a]"])
+    r = invoke(run_args(tiny_ckpt, tmp_path / "o") + ["--set", "seeds=[&a [1,2], *a, *a]"])
     one_line_error(r, "aliases")
     assert len(r.output) < 500
 
 
 def test_a_non_utf8_config_gives_one_line(tiny_ckpt, tmp_path):
     (tmp_path / "c.yaml").write_bytes(b"k: \xff\xfe3\n")
-    one_line_error(invoke(_base(tiny_ckpt, tmp_path / "o") + ["--config", tmp_path / "c.yaml"]), "UTF-8")
+    one_line_error(invoke(run_args(tiny_ckpt, tmp_path / "o") + ["--config", tmp_path / "c.yaml"]), "UTF-8")
 
 
 def test_a_rerun_with_fewer_seeds_says_the_folder_holds_more(tiny_ckpt, run4, caplog):
-    r = invoke(_base(tiny_ckpt, run4) + ["--num-images", "2"])
+    r = invoke(run_args(tiny_ckpt, run4) + ["--num-images", "2"])
     assert r.exit_code == 0, r.output
     assert any("beyond the 2 asked for" in m for m in caplog.messages), caplog.messages
     assert _seeds(run4) == [0, 1, 2, 3]
@@ -191,7 +188,7 @@ def test_a_damaged_image_is_redone_on_resume(tiny_ckpt, run4, damage):
         png.write_bytes(good[: len(good) // 2])
     else:
         Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(png)
-    assert invoke(_base(tiny_ckpt, run4) + ["--num-images", "4"]).exit_code == 0
+    assert invoke(run_args(tiny_ckpt, run4) + ["--num-images", "4"]).exit_code == 0
     assert png.read_bytes() == good
 
 
@@ -199,7 +196,7 @@ def test_a_damaged_image_is_redone_on_resume(tiny_ckpt, run4, damage):
 
 def _shards(tiny_ckpt, tmp_path, n=2, seeds="0-5"):
     for i in range(n):
-        r = invoke(_base(tiny_ckpt, tmp_path / f"s{i}") + ["--seeds", seeds, "--shard", f"{i}/{n}"])
+        r = invoke(run_args(tiny_ckpt, tmp_path / f"s{i}") + ["--seeds", seeds, "--shard", f"{i}/{n}"])
         assert r.exit_code == 0, r.output
     return [tmp_path / f"s{i}" for i in range(n)]
 
@@ -250,7 +247,7 @@ def _as_older_version(out):
 
 def test_merge_takes_a_shard_begun_by_an_older_version_in_any_order(tiny_ckpt, tmp_path):
     for i in range(2):
-        r = invoke(_base(tiny_ckpt, tmp_path / f"s{i}") + ["--seeds", "0-5", "--shard", f"{i}/2",
+        r = invoke(run_args(tiny_ckpt, tmp_path / f"s{i}") + ["--seeds", "0-5", "--shard", f"{i}/2",
                                                                "--mask-score", "margin"])
         assert r.exit_code == 0, r.output
     _as_older_version(tmp_path / "s0")
@@ -264,7 +261,7 @@ def test_merge_takes_a_shard_begun_by_an_older_version_in_any_order(tiny_ckpt, t
 
 def test_merge_into_an_existing_run_keeps_its_images(tiny_ckpt, tmp_path):
     one = tmp_path / "one"
-    assert invoke(_base(tiny_ckpt, one) + ["--seeds", "0-5"]).exit_code == 0
+    assert invoke(run_args(tiny_ckpt, one) + ["--seeds", "0-5"]).exit_code == 0
     s0, _ = _shards(tiny_ckpt, tmp_path)
     r = invoke(["merge", s0, "--out", one])
     assert r.exit_code == 0, r.output
@@ -278,7 +275,7 @@ def test_a_folder_of_another_tool_is_refused(tiny_ckpt, tmp_path, run4, cmd):
     (other / "images" / "a.png").write_bytes(b"theirs")
     (other / "annotations.json").write_text('{"images": []}')
     (other / "run.json").write_text('{"theirs": true}')
-    args = _base(tiny_ckpt, other) + ["--num-images", "1"] if cmd == "run" else ["merge", run4, "--out", other]
+    args = run_args(tiny_ckpt, other) + ["--num-images", "1"] if cmd == "run" else ["merge", run4, "--out", other]
     one_line_error(invoke(args), "did not write")
     assert (other / "images" / "a.png").read_bytes() == b"theirs"
     assert (other / "run.json").read_text() == '{"theirs": true}'
@@ -343,13 +340,13 @@ def test_eval_refuses_a_huge_claimed_image_without_allocating_it(tmp_path):
 # --- 13, 25. Ray and workers -------------------------------------------------------------------------
 
 def test_ray_at_an_address_where_nothing_listens_fails_fast_and_writes_nothing(tiny_ckpt, tmp_path):
-    one_line_error(invoke(_base(tiny_ckpt, tmp_path / "o") + ["--num-images", "1", "--ray", "127.0.0.1:1"]),
+    one_line_error(invoke(run_args(tiny_ckpt, tmp_path / "o") + ["--num-images", "1", "--ray", "127.0.0.1:1"]),
                     "nothing answers")
     assert not (tmp_path / "o" / "run.json").exists()
 
 
 def test_workers_without_ray_are_refused(tiny_ckpt, tmp_path):
-    one_line_error(invoke(_base(tiny_ckpt, tmp_path / "o") + ["--workers", "4"]), "needs --ray")
+    one_line_error(invoke(run_args(tiny_ckpt, tmp_path / "o") + ["--workers", "4"]), "needs --ray")
 
 
 def test_sigterm_unwinds_like_ctrl_c():
@@ -419,10 +416,10 @@ def test_export_removes_what_a_killed_export_left(run4):
 @pytest.mark.parametrize("name", ["annotations.json", "run.json", "records/2.json"])
 def test_a_directory_in_place_of_a_file_is_named_in_the_error(tiny_ckpt, tmp_path, name):
     out = tmp_path / "o"
-    assert invoke(_base(tiny_ckpt, out) + ["--num-images", "1"]).exit_code == 0
+    assert invoke(run_args(tiny_ckpt, out) + ["--num-images", "1"]).exit_code == 0
     (out / name).unlink(missing_ok=True)
     (out / name).mkdir()
     (out / name / "x").write_text("")
-    r = invoke(_base(tiny_ckpt, out) + ["--num-images", "3"])
+    r = invoke(run_args(tiny_ckpt, out) + ["--num-images", "3"])
     one_line_error(r, name)
     assert ".tmp" not in r.output.strip().splitlines()[-1]

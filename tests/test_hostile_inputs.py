@@ -15,7 +15,7 @@ import torch
 from click.testing import CliRunner
 from pycocotools.coco import COCO
 
-from conftest import invoke, one_line_error, randomise, tiny_config
+from conftest import invoke, made_run, one_line_error, randomise, run_args, tiny_config
 from layouts import ada_pickle_bytes, tf_pickle_bytes
 from instseg import coco
 from instseg.checkpoints import detect_and_load, save_native
@@ -29,16 +29,10 @@ INSTSEG = [sys.executable, "-m", "instseg.cli"]
 
 
 
-def _base(ckpt, out):
-    return ["run", "--gan", ckpt, "--out", out, "--variants", "4", "--mix-from", "3"]
-
 
 @pytest.fixture(scope="module")
 def done_run(tiny_ckpt, tmp_path_factory):
-    out = tmp_path_factory.mktemp("done") / "run"
-    r = invoke(_base(tiny_ckpt, out) + ["--num-images", "8"])
-    assert r.exit_code == 0, r.output
-    return out
+    return made_run(tiny_ckpt, tmp_path_factory.mktemp("done") / "run", 8)
 
 
 # --- silent corruption ---------------------------------------------------------------------------
@@ -47,16 +41,16 @@ def done_run(tiny_ckpt, tmp_path_factory):
 def test_a_held_run_folder_refuses_a_second_writer(tiny_ckpt, tmp_path):
     out = tmp_path / "run"
     with RunDir(out).lock():
-        r = invoke(_base(tiny_ckpt, out) + ["--num-images", "2"])
+        r = invoke(run_args(tiny_ckpt, out) + ["--num-images", "2"])
     one_line_error(r, "being written by another instseg process")
     assert not (out / "run.json").exists()
-    assert invoke(_base(tiny_ckpt, out) + ["--num-images", "2"]).exit_code == 0  # the lock went with its holder
+    assert invoke(run_args(tiny_ckpt, out) + ["--num-images", "2"]).exit_code == 0  # the lock went with its holder
 
 
 @pytest.mark.parametrize("second", [[], ["--k", "4", "--variants", "5"]], ids=["same-config", "other-config"])
 def test_two_concurrent_runs_give_one_consistent_dataset_or_a_refusal(tiny_ckpt, tmp_path, second):
     out = tmp_path / "run"
-    first = INSTSEG + [str(a) for a in _base(tiny_ckpt, out)] + ["--num-images", "12"]
+    first = INSTSEG + [str(a) for a in run_args(tiny_ckpt, out)] + ["--num-images", "12"]
     procs = [subprocess.Popen(first, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path),
              subprocess.Popen(first + second, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)]
     results = [(p.wait(timeout=300), p.stderr.read()) for p in procs]
@@ -85,7 +79,7 @@ def test_yolo_export_is_written_fresh(done_run, tmp_path):
 def test_a_growing_run_never_puts_an_image_in_train_and_val(tiny_ckpt, tmp_path):
     out = tmp_path / "run"
     for n in ("4", "8"):
-        r = invoke(_base(tiny_ckpt, out) + ["--num-images", n, "--format", "coco", "--format", "yolo"])
+        r = invoke(run_args(tiny_ckpt, out) + ["--num-images", n, "--format", "coco", "--format", "yolo"])
         assert r.exit_code == 0, r.output
     train = {p.name for p in (out / "yolo" / "images" / "train").iterdir()}
     val = {p.name for p in (out / "yolo" / "images" / "val").iterdir()}
@@ -105,7 +99,7 @@ def test_export_refuses_to_replace_a_folder_that_is_not_an_export(done_run, tmp_
                                         ("--conf", "-inf"), ("--set", "truncation_psi=.nan"),
                                         ("--set", "nms_iou=.inf")])
 def test_non_finite_floats_are_refused(tiny_ckpt, tmp_path, flag, value):
-    r = invoke(_base(tiny_ckpt, tmp_path / "o") + [flag, value])
+    r = invoke(run_args(tiny_ckpt, tmp_path / "o") + [flag, value])
     one_line_error(r)
     assert "finite" in r.output or "must lie in" in r.output
     assert not (tmp_path / "o" / "run.json").exists()
@@ -113,10 +107,10 @@ def test_non_finite_floats_are_refused(tiny_ckpt, tmp_path, flag, value):
 
 def test_resume_redoes_a_seed_whose_files_are_gone(tiny_ckpt, tmp_path):
     out = tmp_path / "run"
-    assert invoke(_base(tiny_ckpt, out) + ["--num-images", "6"]).exit_code == 0
+    assert invoke(run_args(tiny_ckpt, out) + ["--num-images", "6"]).exit_code == 0
     (out / "images" / "5.png").unlink()
     (out / "parts" / "2.png").write_bytes(b"")
-    assert invoke(_base(tiny_ckpt, out) + ["--num-images", "6"]).exit_code == 0
+    assert invoke(run_args(tiny_ckpt, out) + ["--num-images", "6"]).exit_code == 0
     assert (out / "images" / "5.png").stat().st_size > 0 and (out / "parts" / "2.png").stat().st_size > 0
     c = COCO(str(out / "annotations.json"))
     assert all((out / "images" / im["file_name"]).stat().st_size > 0 for im in c.dataset["images"])
@@ -135,10 +129,10 @@ def test_export_refuses_file_names_outside_the_run(done_run, tmp_path):
 
 def test_a_deleted_run_json_cannot_smuggle_in_another_config(tiny_ckpt, tmp_path):
     out = tmp_path / "run"
-    assert invoke(_base(tiny_ckpt, out) + ["--num-images", "2"]).exit_code == 0
+    assert invoke(run_args(tiny_ckpt, out) + ["--num-images", "2"]).exit_code == 0
     (out / "run.json").unlink()
-    one_line_error(invoke(_base(tiny_ckpt, out) + ["--num-images", "2", "--k", "4"]), "different config")
-    r = invoke(_base(tiny_ckpt, out) + ["--num-images", "3"])  # the same config resumes
+    one_line_error(invoke(run_args(tiny_ckpt, out) + ["--num-images", "2", "--k", "4"]), "different config")
+    r = invoke(run_args(tiny_ckpt, out) + ["--num-images", "3"])  # the same config resumes
     assert r.exit_code == 0, r.output
     assert len(json.loads((out / "annotations.json").read_text())["images"]) == 3
 
@@ -147,7 +141,7 @@ def test_an_aborted_start_does_not_block_the_corrected_command(tiny_ckpt, tmp_pa
     out = tmp_path / "run"
     out.mkdir()
     (out / "run.json").write_text(json.dumps({"config": {"k": 1000}, "seeds": [0]}))  # no records behind it
-    r = invoke(_base(tiny_ckpt, out) + ["--num-images", "1", "--k", "3"])
+    r = invoke(run_args(tiny_ckpt, out) + ["--num-images", "1", "--k", "3"])
     assert r.exit_code == 0, r.output
 
 
@@ -176,7 +170,7 @@ def test_train_gan_with_zero_iterations_is_refused(tmp_path):
     (["--device", "cuda:7"], "cuda"),
 ])
 def test_bad_run_options(tiny_ckpt, tmp_path, extra, needle):
-    r = invoke(_base(tiny_ckpt, tmp_path / "o") + extra)
+    r = invoke(run_args(tiny_ckpt, tmp_path / "o") + extra)
     one_line_error(r, needle)
     assert not (tmp_path / "o" / "run.json").exists()
 
@@ -184,17 +178,17 @@ def test_bad_run_options(tiny_ckpt, tmp_path, extra, needle):
 @pytest.mark.parametrize("content", [os.urandom(64), b"null", b"[1, 2]", b"{\"config\": 3}"])
 def test_a_garbage_run_json_gives_one_line(tiny_ckpt, tmp_path, content):
     out = tmp_path / "run"
-    assert invoke(_base(tiny_ckpt, out) + ["--num-images", "1"]).exit_code == 0
+    assert invoke(run_args(tiny_ckpt, out) + ["--num-images", "1"]).exit_code == 0
     (out / "run.json").write_bytes(content)
-    one_line_error(invoke(_base(tiny_ckpt, out) + ["--num-images", "1"]), "run.json")
+    one_line_error(invoke(run_args(tiny_ckpt, out) + ["--num-images", "1"]), "run.json")
 
 
 @pytest.mark.parametrize("content", [b"", b"{\"image\": {\"id\"", b"null"])
 def test_a_truncated_record_is_redone(tiny_ckpt, tmp_path, content):
     out = tmp_path / "run"
-    assert invoke(_base(tiny_ckpt, out) + ["--num-images", "3"]).exit_code == 0
+    assert invoke(run_args(tiny_ckpt, out) + ["--num-images", "3"]).exit_code == 0
     (out / "records" / "1.json").write_bytes(content)
-    r = invoke(_base(tiny_ckpt, out) + ["--num-images", "3"])
+    r = invoke(run_args(tiny_ckpt, out) + ["--num-images", "3"])
     assert r.exit_code == 0, r.output
     assert json.loads((out / "records" / "1.json").read_text())["image"]["seed"] == 1
     assert len(COCO(str(out / "annotations.json")).dataset["images"]) == 3
@@ -429,10 +423,10 @@ def test_a_full_disk_during_run_gives_one_line_and_no_half_files(tiny_ckpt, tmp_
 
     out = tmp_path / "run"
     monkeypatch.setattr(Image.Image, "save", _disk_full)
-    one_line_error(invoke(_base(tiny_ckpt, out) + ["--num-images", "2"]), "No space left on device")
+    one_line_error(invoke(run_args(tiny_ckpt, out) + ["--num-images", "2"]), "No space left on device")
     assert not list(out.rglob("*.tmp")) and not list((out / "records").glob("*.json"))
     monkeypatch.undo()
-    assert invoke(_base(tiny_ckpt, out) + ["--num-images", "2"]).exit_code == 0
+    assert invoke(run_args(tiny_ckpt, out) + ["--num-images", "2"]).exit_code == 0
 
 
 @pytest.mark.parametrize("encoders", [0, 2])
@@ -443,7 +437,7 @@ def test_inline_and_pooled_encoding_give_the_same_files_and_keep_what_finished(t
     from instseg.rundir import RunDir
 
     def args(out, n):
-        return _base(tiny_ckpt, out) + ["--num-images", "5", "--batch", "2", "--encoders", str(n)]
+        return run_args(tiny_ckpt, out) + ["--num-images", "5", "--batch", "2", "--encoders", str(n)]
 
     ref, out = tmp_path / "ref", tmp_path / "run"
     assert invoke(args(ref, 0)).exit_code == 0
@@ -475,11 +469,11 @@ def test_a_full_disk_during_convert_gives_one_line(tiny_ckpt, tmp_path, monkeypa
 
 def test_a_resume_removes_temp_files_a_killed_writer_left(tiny_ckpt, tmp_path):
     out = tmp_path / "run"
-    assert invoke(_base(tiny_ckpt, out) + ["--num-images", "2"]).exit_code == 0
+    assert invoke(run_args(tiny_ckpt, out) + ["--num-images", "2"]).exit_code == 0
     debris = [out / "variants" / ".3.png.abc123.tmp", out / "images" / ".1.png.x.tmp", out / ".run.json.y.tmp"]
     for d in debris:
         d.write_bytes(b"half")
-    assert invoke(_base(tiny_ckpt, out) + ["--num-images", "2"]).exit_code == 0
+    assert invoke(run_args(tiny_ckpt, out) + ["--num-images", "2"]).exit_code == 0
     assert not any(d.exists() for d in debris) and not list(out.rglob("*.tmp"))
 
 
@@ -499,7 +493,7 @@ def test_a_failure_in_the_next_chunk_still_writes_the_chunk_before(tiny_ckpt, tm
 
     monkeypatch.setattr(Pipeline, "__call__", fail_second)
     out = tmp_path / "run"
-    args = _base(tiny_ckpt, out) + ["--num-images", "4", "--batch", "2", "--encoders", str(encoders)]
+    args = run_args(tiny_ckpt, out) + ["--num-images", "4", "--batch", "2", "--encoders", str(encoders)]
     one_line_error(invoke(args), "Input/output error")
     assert sorted(int(f.stem) for f in (out / "records").glob("*.json")) == [0, 1]
     assert json.loads((out / "annotations.json").read_text())["images"][1]["seed"] == 1
@@ -520,10 +514,10 @@ def _as_if_made_before_box_k(out):
 
 def test_a_run_begun_before_a_field_existed_resumes_when_its_default_is_kept(tiny_ckpt, tmp_path):
     out = tmp_path / "run"
-    assert invoke(_base(tiny_ckpt, out) + ["--num-images", "2"]).exit_code == 0
+    assert invoke(run_args(tiny_ckpt, out) + ["--num-images", "2"]).exit_code == 0
     _as_if_made_before_box_k(out)
     before = {p.name: p.stat().st_mtime_ns for p in (out / "images").iterdir()}
-    assert invoke(_base(tiny_ckpt, out) + ["--num-images", "3"]).exit_code == 0
+    assert invoke(run_args(tiny_ckpt, out) + ["--num-images", "3"]).exit_code == 0
     assert all((out / "images" / n).stat().st_mtime_ns == t for n, t in before.items())  # not redone
     assert [i["seed"] for i in json.loads((out / "annotations.json").read_text())["images"]] == [0, 1, 2]
     assert json.loads((out / "records" / "2.json").read_text())["config_id"] == "made-before-box-k"
@@ -531,9 +525,9 @@ def test_a_run_begun_before_a_field_existed_resumes_when_its_default_is_kept(tin
 
 def test_a_run_begun_before_a_field_existed_refuses_another_value_of_it(tiny_ckpt, tmp_path):
     out = tmp_path / "run"
-    assert invoke(_base(tiny_ckpt, out) + ["--num-images", "2"]).exit_code == 0
+    assert invoke(run_args(tiny_ckpt, out) + ["--num-images", "2"]).exit_code == 0
     _as_if_made_before_box_k(out)
-    one_line_error(invoke(_base(tiny_ckpt, out) + ["--num-images", "3", "--box-k", "2"]), "box_k")
+    one_line_error(invoke(run_args(tiny_ckpt, out) + ["--num-images", "3", "--box-k", "2"]), "box_k")
 
 
 _REALLOC = r"""

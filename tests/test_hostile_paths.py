@@ -13,16 +13,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import invoke, one_line_error  # noqa: E402
-from test_hostile_files_and_resume import INSTSEG, _base  # noqa: E402  (tests/ is on sys.path)
+from conftest import invoke, made_run, one_line_error, run_args  # noqa: E402
+from test_hostile_files_and_resume import INSTSEG  # noqa: E402  (tests/ is on sys.path)
 
 
 @pytest.fixture(scope="module")
 def R(tiny_ckpt, tmp_path_factory):
-    out = tmp_path_factory.mktemp("r4") / "run"
-    r = invoke(_base(tiny_ckpt, out) + ["--num-images", "4"])
-    assert r.exit_code == 0, r.output
-    return out
+    return made_run(tiny_ckpt, tmp_path_factory.mktemp("r4") / "run", 4)
 
 
 @pytest.fixture
@@ -192,7 +189,7 @@ def test_toy_render_refuses_a_folder_holding_another_dataset(R, copy_of, tmp_pat
 
 def test_merge_refuses_mixed_shard_counts_and_missing_shards(tiny_ckpt, tmp_path):
     def shard(name, spec):
-        r = invoke(_base(tiny_ckpt, tmp_path / name) + ["--num-images", "4", "--shard", spec])
+        r = invoke(run_args(tiny_ckpt, tmp_path / name) + ["--num-images", "4", "--shard", spec])
         assert r.exit_code == 0, r.output
         return tmp_path / name
     s0, s1of3, s1 = shard("s0", "0/2"), shard("s1of3", "1/3"), shard("s1", "1/2")
@@ -246,7 +243,7 @@ def test_a_crash_of_ours_is_one_line_with_exit_code_1(tiny_ckpt, tmp_path, monke
     def crash(*a, **k):
         raise Crash("an encoder process died: pid 1 (killed by SIGKILL); running the same command again resumes")
     monkeypatch.setattr(runner, "run", crash)
-    r = invoke(_base(tiny_ckpt, tmp_path / "o"))
+    r = invoke(run_args(tiny_ckpt, tmp_path / "o"))
     assert r.exit_code == 1 and "Traceback" not in r.output, r.output
     assert r.output.strip().splitlines()[-1].startswith("Error: an encoder process died"), r.output
 
@@ -368,7 +365,7 @@ def test_the_chunking_promise_holds_as_the_readme_words_it(tiny_ckpt, tmp_path):
     outs = []
     for batch in (1, 3):
         out = tmp_path / f"b{batch}"
-        assert invoke(_base(tiny_ckpt, out) + ["--num-images", "5", "--batch", str(batch)]).exit_code == 0
+        assert invoke(run_args(tiny_ckpt, out) + ["--num-images", "5", "--batch", str(batch)]).exit_code == 0
         outs.append(json.loads((out / "annotations.json").read_text()))
     a, b = outs
     assert len(a["annotations"]) == len(b["annotations"]) > 0

@@ -2,14 +2,11 @@ import json
 
 import pytest
 
-from conftest import invoke
+from conftest import invoke, run_args
 from instseg.merge import parse_shard, shard_seeds
 from instseg.errors import UserError
 
 
-
-def _base(ckpt, out):
-    return ["run", "--gan", ckpt, "--out", out, "--variants", "4", "--mix-from", "3", "--seeds", "0-9"]
 
 
 def _dataset(d):
@@ -31,9 +28,9 @@ def test_shards_are_disjoint_and_cover_the_seeds():
 
 
 def test_two_shards_merged_equal_one_process(tiny_ckpt, tmp_path):
-    assert invoke(_base(tiny_ckpt, tmp_path / "one")).exit_code == 0
+    assert invoke(run_args(tiny_ckpt, tmp_path / "one", "--seeds", "0-9")).exit_code == 0
     for i in (0, 1):
-        r = invoke(_base(tiny_ckpt, tmp_path / f"s{i}") + ["--shard", f"{i}/2"])
+        r = invoke(run_args(tiny_ckpt, tmp_path / f"s{i}", "--seeds", "0-9") + ["--shard", f"{i}/2"])
         assert r.exit_code == 0, r.output
     assert len(json.loads((tmp_path / "s0" / "annotations.json").read_text())["images"]) == 5
     r = invoke(["merge", tmp_path / "s0", tmp_path / "s1", "--out", tmp_path / "merged"])
@@ -51,8 +48,8 @@ def test_two_shards_merged_equal_one_process(tiny_ckpt, tmp_path):
 
 
 def test_merge_refuses_shards_of_different_configs(tiny_ckpt, tmp_path):
-    assert invoke(_base(tiny_ckpt, tmp_path / "a") + ["--shard", "0/2"]).exit_code == 0
-    assert invoke(_base(tiny_ckpt, tmp_path / "b") + ["--shard", "1/2", "--k", "4"]).exit_code == 0
+    assert invoke(run_args(tiny_ckpt, tmp_path / "a", "--seeds", "0-9") + ["--shard", "0/2"]).exit_code == 0
+    assert invoke(run_args(tiny_ckpt, tmp_path / "b", "--seeds", "0-9") + ["--shard", "1/2", "--k", "4"]).exit_code == 0
     r = invoke(["merge", tmp_path / "a", tmp_path / "b", "--out", tmp_path / "m"])
     assert r.exit_code == 2 and "different config" in r.output and "(k)" in r.output
     assert not (tmp_path / "m" / "annotations.json").exists()
