@@ -14,7 +14,7 @@ from detectors import Detections
 from torch import Tensor
 
 from . import coco, photo
-from .config import LabelConfig, RunConfig
+from .config import BOUNDS, LabelConfig, RunConfig
 from .errors import UserError
 from .features import resize
 from .generator import to_uint8
@@ -192,34 +192,44 @@ def _tuned(lcfg: LabelConfig) -> str:
             "generator file is unchanged)") if lcfg.tune else ""
 
 
-def _segment(pipeline: Pipeline, items: list[tuple[int, Path, np.ndarray]], fits: list[Fit],
-             ws: Tensor, targets: Tensor, found: list, at_photo_size: bool,
-             trust: Tensor | None, generators: list | None = None) -> tuple[list, list[Fit], list[Tensor]]:
-    """Each photo segmented in the generator's frame, or (`at_photo_size`) in a frame of the photo's own
-    pixels up to photo.MAX_SCALE times the generator's, the variants upsampled to it: photos of one scale
-    go together (one by one with `generators`, a tuned copy per photo). Returns the results, the fits their
-    masks map back with, and the images they segmented."""
-    size, n = pipeline.G.cfg.resolution, len(items)
-    scales = [photo.cluster_scale(f.window_side, size) if at_photo_size else 1 for f in fits]
-    results: list = [None] * n
-    out_fits, shown = list(fits), list(targets)
-    groups = [[j] for j in range(n)] if generators else [[j for j in range(n) if scales[j] == s] for s in sorted(set(scales))]
-    for idx in groups:
-        scale = scales[idx[0]]
-        if scale == 1:
-            images, boxes = targets[idx], [found[j] for j in idx]
-        else:
-            for j in idx:
-                out_fits[j] = Fit(fits[j].mode, fits[j].height, fits[j].width, size * scale)
-            images = torch.stack([out_fits[j].to_frame(items[j][2]) for j in idx]).to(targets.device)
-            boxes = [None if found[j] is None else Detections(np.asarray(found[j].boxes) * scale, found[j].scores,
-                                                              found[j].labels) for j in idx]
-        done = pipeline.segment([items[j][0] for j in idx], ws[idx], images, found=boxes, scale=scale,
-                                trust=None if trust is None else trust[idx],
-                                generator=generators[idx[0]] if generators else None)
-        for j, r, im in zip(idx, done, images):
-            results[j], shown[j] = r, im
-    return results, out_fits, shown
+class PhotoSegmenter:
+    """The method on photos, wrapping the run's Pipeline (as SAM keeps its predictor apart from its automatic mask
+    generator): each photo segmented in the generator's frame, or (`at_photo_size`) in a frame of the photo's own
+    pixels up to photo.MAX_SCALE times the generator's, the variants upsampled to it (work_res scaled alike)."""
+
+    def __init__(self, pipeline: Pipeline):
+        self.pipeline = pipeline
+
+    def __call__(self, items: list[tuple[int, Path, np.ndarray]], fits: list[Fit], ws: Tensor, targets: Tensor,
+                 found: list, at_photo_size: bool, trust: Tensor | None,
+                 generators: list | None = None) -> tuple[list, list[Fit], list[Tensor]]:
+        """Photos of one scale go together (one by one with `generators`, a tuned copy per photo). Returns the
+        results, the fits their masks map back with, and the images they segmented."""
+        pipe = self.pipeline
+        size, n = pipe.G.cfg.resolution, len(items)
+        scales = [photo.cluster_scale(f.window_side, size) if at_photo_size else 1 for f in fits]
+        results: list = [None] * n
+        out_fits, shown = list(fits), list(targets)
+        groups = ([[j] for j in range(n)] if generators else
+                  [[j for j in range(n) if scales[j] == s] for s in sorted(set(scales))])
+        top = int(BOUNDS["work_res"][1])
+        for idx in groups:
+            scale = scales[idx[0]]
+            if scale == 1:
+                images, boxes = targets[idx], [found[j] for j in idx]
+            else:
+                for j in idx:
+                    out_fits[j] = Fit(fits[j].mode, fits[j].height, fits[j].width, size * scale)
+                images = torch.stack([out_fits[j].to_frame(items[j][2]) for j in idx]).to(targets.device)
+                boxes = [None if found[j] is None else Detections(np.asarray(found[j].boxes) * scale, found[j].scores,
+                                                                  found[j].labels) for j in idx]
+            cfg = pipe.cfg if scale == 1 else replace(pipe.cfg, work_res=min(pipe.cfg.work_res * scale, top))
+            done = pipe.segment_images([items[j][0] for j in idx], ws[idx], images, boxes, cfg=cfg,
+                                       trust=None if trust is None else trust[idx],
+                                       generator=generators[idx[0]] if generators else None)
+            for j, r, im in zip(idx, done, images):
+                results[j], shown[j] = r, im
+        return results, out_fits, shown
 
 
 def _label_chunk(pipeline: Pipeline, lcfg: LabelConfig, rd: RunDir, cid: str, items: list[tuple[int, Path, np.ndarray]],
@@ -248,8 +258,8 @@ def _label_chunk(pipeline: Pipeline, lcfg: LabelConfig, rd: RunDir, cid: str, it
     trust = None
     if lcfg.error_scale > 0:  # where the projection misses the photo, its variants count less
         trust = torch.exp(-((proj.images - targets).norm(dim=1, keepdim=True) / lcfg.error_scale) ** 2)
-    results, seg_fits, shown = _segment(pipeline, items, fits, proj.ws, targets, found,
-                                        lcfg.cluster_at == "photo" and not at_photo, trust, generators)
+    results, seg_fits, shown = PhotoSegmenter(pipeline)(items, fits, proj.ws, targets, found,
+                                                       lcfg.cluster_at == "photo" and not at_photo, trust, generators)
     for j, ((key, path, rgb), fit, seg) in enumerate(zip(items, seg_fits, results)):
         iid = image_id(key)
         if pipeline.detector is None:

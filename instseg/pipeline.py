@@ -4,14 +4,14 @@ The local loop (`runner`) and Ray actors (`distributed`) both call it on the sam
 does not depend on how many workers ran."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 from detectors import Detections, Detector, DetectorError, check_classes, load_detector
 from torch import Tensor
 
-from .config import BOUNDS, RunConfig
+from .config import RunConfig
 from .errors import UserError
 from .generator import Generator, to_uint8
 from .sampling import set_truncation_centres, source_latents, synthesis_rows, synthesize
@@ -203,32 +203,33 @@ class Pipeline:
         return [self.record(seed, r) for seed, r in zip(seeds, results)]
 
     @torch.no_grad()
-    def segment(self, keys: list[int], ws: Tensor, images: Tensor | None = None,
-                classes: list[int] | None = None, found: list[Detections | None] | None = None,
-                scale: int = 1, trust: Tensor | None = None, generator: Generator | None = None) -> list[ImageResult]:
-        """Images from ws [B, num_ws, w_dim] (or given `images`, for real photos), detected and segmented;
-        `keys` name each image's random streams (its seed); `classes`: each image's class index, for a
-        class-conditional generator (its variants keep it, and a detector keeps boxes of it only).
-        `found`: boxes already detected (in `images`' pixels). `scale`: the given images are this many times
-        the generator's size, and are clustered at it (the variants upsampled to them; work_res x scale).
-        `trust` [B, 1, h, w]: per-pixel weight of the variants beside a joined image (segment.joined_features).
-        `generator`: draws the variants instead of the pipeline's own (a copy tuned to a photo, same layout)."""
+    def segment(self, keys: list[int], ws: Tensor, classes: list[int] | None = None) -> list[ImageResult]:
+        """The generator's images of ws [B, num_ws, w_dim], detected and segmented; `keys` name each image's
+        random streams (its seed); `classes`: each image's class index, for a class-conditional generator (its
+        variants keep it, and a detector keeps boxes of it only)."""
         clock = Stopwatch(self.timings, self.device)
-        G = generator or self.G
-        if images is None:
-            images = synthesize(G, ws, self.rows)
-            if not bool(torch.isfinite(images).all()):
-                raise UserError(f"the generator drew NaN or infinite pixels (seeds {', '.join(map(str, keys[:4]))}); "
-                                f"its weights or --precision {self.cfg.precision} do not work together")
+        images = synthesize(self.G, ws, self.rows)
+        if not bool(torch.isfinite(images).all()):
+            raise UserError(f"the generator drew NaN or infinite pixels (seeds {', '.join(map(str, keys[:4]))}); "
+                            f"its weights or --precision {self.cfg.precision} do not work together")
         clock.lap("source")
-        if found is None:
-            found = self.detect(images, None if classes is None else [self.cond.names[c] for c in classes])
+        found = self.detect(images, None if classes is None else [self.cond.names[c] for c in classes])
         clock.lap("detect")
+        return self.segment_images(keys, ws, images, found, classes, clock=clock)
+
+    @torch.no_grad()
+    def segment_images(self, keys: list[int], ws: Tensor, images: Tensor, found: list[Detections | None],
+                       classes: list[int] | None = None, cfg: RunConfig | None = None, trust: Tensor | None = None,
+                       generator: Generator | None = None, clock: Stopwatch | None = None) -> list[ImageResult]:
+        """Given images [B, C, H, W] with their boxes `found` (in their pixels) and the ws whose style variants
+        segment them: the method's core, which `segment` (samples) and labelling photos (labeler.PhotoSegmenter)
+        share. `cfg` replaces the run's (a photo clustered at its own size works at a larger work_res), `trust`
+        [B, 1, h, w] weighs the variants per pixel beside a joined image, `generator` draws the variants instead
+        of the pipeline's own (a copy tuned to a photo, same layout)."""
+        clock = clock or Stopwatch(self.timings, self.device)
         boxes = Boxes.of(found, tuple(images.shape[-2:]), self.cfg.box_margin)
         chunk = Chunk(keys, ws, images, boxes, self.rows, self.padded, classes, trust)
-        top = int(BOUNDS["work_res"][1])
-        cfg = self.cfg if scale == 1 else replace(self.cfg, work_res=min(self.cfg.work_res * scale, top))
-        seg = segment_chunk(G, cfg, chunk, clock)
+        seg = segment_chunk(generator or self.G, cfg or self.cfg, chunk, clock)
         out = seg.to_host()
         clock.lap("host")
         return out
