@@ -7,6 +7,8 @@ from typing import Callable
 import torch
 from torch import Tensor
 
+from .config import FOREGROUND_RULES
+
 Rule = Callable[[Tensor, int], Tensor]
 
 
@@ -81,4 +83,4 @@ def center_rule(labels: Tensor, k: int, sigma: float = 0.5) -> Tensor:
     return ensure_both(is_fg, mean_prior)
 
 
-RULES: dict[str, Rule] = {"border": border_rule, "center": center_rule}
+RULES: dict[str, Rule] = dict(zip(FOREGROUND_RULES, (border_rule, center_rule), strict=True))  # names: config's

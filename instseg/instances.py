@@ -8,8 +8,17 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .config import INSTANCE_RULES
 from .features import upsample_labels
-from .foreground import border_rule, cluster_counts, cluster_means, ensure_both, map_sizes, pixel_grid, valid_pixels
+from .foreground import (
+    border_rule,
+    cluster_counts,
+    cluster_means,
+    ensure_both,
+    map_sizes,
+    pixel_grid,
+    valid_pixels,
+)
 
 
 def box_crop(box: np.ndarray, margin: float, hw: tuple[int, int]) -> tuple[int, int, int, int]:
@@ -77,8 +86,8 @@ def combined_rule(labels: Tensor, sizes: Tensor, boxes: Tensor, k: int, inside_m
 
 
 InstanceRule = Callable[[Tensor, Tensor, Tensor, int], Tensor]
-RULES: dict[str, InstanceRule] = {"combined": combined_rule, "inside": inside_rule, "border": border_instance_rule,
-                                  "center": center_instance_rule}
+RULES: dict[str, InstanceRule] = dict(zip(INSTANCE_RULES, (combined_rule, inside_rule, border_instance_rule,
+                                                            center_instance_rule), strict=True))  # names: config's
 
 
 def clip_to_boxes(masks: Tensor, boxes: np.ndarray, margin: float) -> Tensor:

@@ -4,28 +4,41 @@ ops. The chunk crosses to the host once, at the end (`Segmented.to_host`)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable
+from typing import Callable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from detectors import Detections
 from torch import Tensor
 
 from .baselines import default_activation_layer, grabcut
 from .cluster import kmeans_batch, kmeans_seed, majority_vote, margin
-from .features import Region, crop_region, pixel_features, resize, upsample_labels, variant_stacks, work_size
+from .config import METHODS as CONFIG_METHODS
+from .config import RunConfig
+from .features import (
+    Region,
+    crop_region,
+    pixel_features,
+    resize,
+    upsample_labels,
+    variant_stacks,
+    work_size,
+)
 from .foreground import RULES as FOREGROUND_RULES
 from .foreground import valid_pixels
 from .generator import Generator, to_uint8
 from .instances import RULES as INSTANCE_RULES
-from .instances import box_crop, clip_to_boxes, in_box, merge_instances, paste_masks, work_boxes
+from .instances import (
+    box_crop,
+    clip_to_boxes,
+    in_box,
+    merge_instances,
+    paste_masks,
+    work_boxes,
+)
 from .sampling import variant_latents
 from .timing import Stopwatch
-
-if TYPE_CHECKING:
-    from detectors import Detections
-
-    from .config import RunConfig
 
 PREVIEW_VARIANTS = 4
 
@@ -323,8 +336,10 @@ def _grabcut_method(G: Generator, chunk: Chunk, cfg: RunConfig, clock: Stopwatch
 
 
 Method = Callable[[Generator, Chunk, "RunConfig", Stopwatch], Clustered]
-METHODS: dict[str, Method] = {"variants": _variants_method, "grabcut": _grabcut_method,
-                              "kmeans-rgb": _variants_method, "activations": _variants_method}
+# config.METHODS names them: variants, grabcut, kmeans-rgb, activations (the last two are the variant path on one
+# image's RGB or activations)
+METHODS: dict[str, Method] = dict(zip(CONFIG_METHODS, (_variants_method, _grabcut_method, _variants_method,
+                                                       _variants_method), strict=True))
 
 
 @dataclass
