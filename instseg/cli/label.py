@@ -71,7 +71,7 @@ def _label_options(f: Callable) -> Callable:
 
 @main.command()
 @click.argument("images", metavar="IMAGES...", nargs=-1, required=True)
-@click.option("--gan", default="toy-flat", show_default=True, metavar="NAME|PATH|URL",
+@click.option("--gan", default=C.field_default("gan"), show_default=True, metavar="NAME|PATH|URL",
               help="Generator to project the images into (a preset, a checkpoint path or a URL).")
 @click.option("--out", "out", required=True, type=OutPath(file_okay=False), metavar="DIR",
               help="Output folder; re-running the same command there resumes.")

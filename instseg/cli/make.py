@@ -66,7 +66,7 @@ def convert(src: str, dst: str, half: bool) -> None:
 
 
 @main.command()
-@click.option("--gan", default="toy-flat", show_default=True, metavar="NAME|PATH|URL",
+@click.option("--gan", default=C.field_default("gan"), show_default=True, metavar="NAME|PATH|URL",
               help="Generator: a preset (see `instseg models`), a checkpoint path or a URL.")
 @click.option("--out", "out", required=True, type=OutPath(file_okay=False), metavar="DIR",
               help="Output folder; re-running the same command there resumes.")

@@ -10,7 +10,7 @@ import click
 
 from .. import config as C
 from ..config import WORLDS
-from ..toy.recipe import TrainConfig
+from ..toy.recipe import DETECTOR_RECIPE, TrainConfig
 from ..errors import UserError
 from .base import FiniteFloat, OutPath, SeedList, export_yolo_layout, main, progress
 
@@ -47,10 +47,10 @@ def toy_render(out: str, seeds: tuple[int, ...], size: int, world: str, formats:
 
 
 @toy.command("labels")
-@click.option("--gan", default="toy-flat", show_default=True, metavar="NAME|PATH",
+@click.option("--gan", default=C.field_default("gan"), show_default=True, metavar="NAME|PATH",
               help="A generator with label channels (native format records their names).")
 @click.option("--seeds", type=SeedList(), required=True, metavar="LIST", help="Sample seeds, as for `instseg run`.")
-@click.option("--truncation-psi", type=FiniteFloat(-2, 2), default=0.7, show_default=True, metavar="PSI",
+@click.option("--truncation-psi", type=FiniteFloat(-2, 2), default=C.field_default("truncation_psi"), show_default=True, metavar="PSI",
               help="Truncation; use the run's so the images match.")
 @click.option("--truncation-centres", type=click.IntRange(1, 4096), default=None, metavar="K",
               help="Truncate toward the nearest of K W-space centres; use the run's.  [default: the preset's, else 1]")
@@ -216,14 +216,14 @@ def toy_train_labels(gan: str, out: str, iters: int, world: str, device: str, th
 @toy.command("train-detector")
 @click.option("--out", default="toy-train/detector", show_default=True, type=OutPath(file_okay=False),
               metavar="DIR", help="Training folder.")
-@click.option("--scenes", type=click.IntRange(2, 1_000_000), default=4000, show_default=True, metavar="N",
+@click.option("--scenes", type=click.IntRange(2, 1_000_000), default=DETECTOR_RECIPE["scenes"], show_default=True, metavar="N",
               help="Rendered training scenes.")
-@click.option("--epochs", type=click.IntRange(1, 10_000), default=30, show_default=True, metavar="E", help="Epochs.")
-@click.option("--imgsz", type=click.IntRange(32, 2048), default=64, show_default=True, metavar="PX",
+@click.option("--epochs", type=click.IntRange(1, 10_000), default=DETECTOR_RECIPE["epochs"], show_default=True, metavar="E", help="Epochs.")
+@click.option("--imgsz", type=click.IntRange(32, 2048), default=DETECTOR_RECIPE["imgsz"], show_default=True, metavar="PX",
               help="Training image size (a multiple of 32).")
 @click.option("--world", type=click.Choice(WORLDS), default="flat", show_default=True,
               help="Renderer world of the training scenes.")
-@click.option("--size", type=click.IntRange(16, 1024), default=32, show_default=True, metavar="PX",
+@click.option("--size", type=click.IntRange(16, 1024), default=DETECTOR_RECIPE["size"], show_default=True, metavar="PX",
               help="Rendered scene size (smaller scenes are upscaled to --imgsz in training).")
 @click.option("--device", default="cpu", show_default=True, metavar="DEV", help="cpu, cuda or cuda:N.")
 @click.option("--gan", default=None, metavar="NAME|PATH",

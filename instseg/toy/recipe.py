@@ -66,3 +66,7 @@ RECIPE = ("world", "labels", "resolution", "channel_base", "d_channel_base", "sp
 # What a state that predates an option was trained with (its key absent from state.json).
 LEGACY = {"pool_first": False, "r1_every": 4, "reuse_fake": False, "channels_last": False, "mismatch": False,
           "joint_weight": 1.0}
+
+
+# The toy detectors' training (instseg toy train-detector): renderer scenes only, YOLOv8n-seg from its yaml.
+DETECTOR_RECIPE = {"scenes": 4000, "epochs": 30, "imgsz": 64, "size": 32, "batch": 64}

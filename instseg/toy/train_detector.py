@@ -15,6 +15,7 @@ from pathlib import Path
 from ..io import atomic_write_json
 from ..yolo_export import export_yolo
 from .dataset import interleave, write_gan_samples, write_scenes
+from .recipe import DETECTOR_RECIPE
 from .render import CLASSES
 
 log = logging.getLogger(__name__)
@@ -22,7 +23,8 @@ FIRST_SEED = 2_000_000  # training scenes; evaluation uses seeds from 3_000_000 
 GAN_SEED = 6_000_000  # training samples of a generator: no run, table or benchmark uses these seeds
 
 
-def train(out: Path, scenes: int = 4000, epochs: int = 30, imgsz: int = 64, batch: int = 64, size: int = 64,
+def train(out: Path, scenes: int = DETECTOR_RECIPE["scenes"], epochs: int = DETECTOR_RECIPE["epochs"],
+          imgsz: int = DETECTOR_RECIPE["imgsz"], batch: int = DETECTOR_RECIPE["batch"], size: int = DETECTOR_RECIPE["size"],
           device: str = "cpu", world: str = "flat", name: str | None = None, gan: str | None = None,
           gan_samples: int = 0, truncation_psi: float = 0.7) -> Path:
     """Render scenes (and, with `gan`, write that generator's samples with their exact labels), export
