@@ -435,3 +435,22 @@ def test_a_resumed_run_keeps_the_adam_moments_but_uses_its_own_learning_rate(tmp
     assert st["opt_G"]["param_groups"][0]["lr"] == pytest.approx(0.0005)
     assert st["opt_D"]["param_groups"][0]["lr"] == pytest.approx(0.0005 * 2 / 3)  # lazy R1 every 2 steps
     assert st["opt_G"]["state"]  # the moments came along
+
+
+def test_the_committed_textured_state_resumes_with_its_own_recipe(tmp_path):
+    """bench/toy-state-textured (what bench/device.sh and train-background.sh resume) continues with the recipe it
+    was trained with, read from its state.json (--same-recipe's path), each file under 16 MB."""
+    from pathlib import Path
+
+    from instseg.toy.train_gan import NETS, recipe_of, train
+
+    state = Path(__file__).resolve().parents[1] / "bench" / "toy-state-textured"
+    if not state.is_dir():
+        pytest.skip("bench/toy-state-textured is not in this checkout")
+    assert all((state / f"{k}.pt").stat().st_size < 16 << 20 for k in NETS)
+    recipe = recipe_of(state)
+    assert recipe["world"] == "textured" and recipe["pool_first"] and recipe["r1_every"] == 16
+    it = json.loads((state / "state.json").read_text())["iter"]
+    train(_tiny(tmp_path, **{**{k: v for k, v in _defaults().items()}, **recipe}, iters=it + 1, workers=1),
+          resume_from=str(state))
+    assert _iter(tmp_path / "t") == it + 1
