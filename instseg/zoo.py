@@ -240,9 +240,9 @@ class ResolvedGan:
     preset: Preset | None
     cached: bool = False  # the file lives in our cache (so deleting it is the fix for a bad file)
 
-    @property
+    @functools.cached_property
     def licence(self) -> Licence:
-        """The preset's licence; for a file, the one `instseg convert` recorded in it; else unknown."""
+        """The preset's licence; for a file, the one `instseg convert` recorded in it (read once); else unknown."""
         if self.preset:
             return self.preset.licence
         from .checkpoints import native_meta  # torch: imported only when a custom file is used
