@@ -92,10 +92,11 @@ def match_masks(gs: list[np.ndarray], ps: list[np.ndarray]) -> dict[int, tuple[i
     return got
 
 
-def instance_ious(pred: dict, gt: dict) -> dict[str, Any]:
+def instance_ious(pred: dict, gt: dict, decoded: tuple[dict, dict] | None = None) -> dict[str, Any]:
     """Per reference instance, the IoU of the predicted instance matched to it (`match_masks`; 0 for a
-    missed one): their mean (instance mIoU), with matched (IoU >= GOOD_IOU), missed and false counts."""
-    pm, gm = _masks_by_image(pred), _masks_by_image(gt)
+    missed one): their mean (instance mIoU), with matched (IoU >= GOOD_IOU), missed and false counts. `decoded`:
+    both files' masks by image, when the caller has them already."""
+    pm, gm = decoded or (_masks_by_image(pred), _masks_by_image(gt))
     ious, false = [], 0
     for im in gt["images"]:
         ps, gs = [m for _, m in pm.get(im["id"], [])], [m for _, m in gm.get(im["id"], [])]
@@ -121,14 +122,14 @@ class _IoU:
         return self.inter / self.union if self.union else 1.0
 
 
-def semantic_scores(pred: dict, gt: dict, trimap_width: int = 3,
-                    on_image: Callable[[], None] | None = None) -> dict[str, Any]:
+def semantic_scores(pred: dict, gt: dict, trimap_width: int = 3, on_image: Callable[[], None] | None = None,
+                    decoded: tuple[dict, dict] | None = None) -> dict[str, Any]:
     """Dataset-level IoU (summed intersections over summed unions) of fg/bg and of each class."""
     _check_same_images(pred, gt)
     p_cats = {c["id"]: c["name"] for c in pred["categories"]}
     g_cats = {c["id"]: c["name"] for c in gt["categories"]}
     names = sorted(set(g_cats.values()) | set(p_cats.values()))
-    pm, gm = _masks_by_image(pred), _masks_by_image(gt)
+    pm, gm = decoded or (_masks_by_image(pred), _masks_by_image(gt))
     fg, bg, tfg, tbg = _IoU(), _IoU(), _IoU(), _IoU()
     per_class = {n: _IoU() for n in names}
     for im in gt["images"]:
@@ -198,14 +199,15 @@ def evaluate(pred: dict, gt: dict, trimap_width: int = 3, on_image: Callable[[],
     """All scores: iou_fg, iou_bg, miou, trimap_miou (whole image, fg/bg), instance_miou with its counts, ap,
     ap50, and per_class (IoU and AP of the classes either file holds); `matched_by` says how images were paired."""
     pred, how = match_images(pred, gt)
-    sem = semantic_scores(pred, gt, trimap_width, on_image)
+    decoded = (_masks_by_image(pred), _masks_by_image(gt))  # every mask decoded once, for both kinds of score
+    sem = semantic_scores(pred, gt, trimap_width, on_image, decoded)
     inst = instance_scores(pred, gt)
     for name, ap in inst.pop("per_class_ap").items():
         sem["per_class"].setdefault(name, {})["ap"] = ap
     present = {c["name"] for data in (pred, gt) for c in data["categories"]
                if any(a["category_id"] == c["id"] for a in data["annotations"])}
     sem["per_class"] = {k: v for k, v in sem["per_class"].items() if k in present}
-    return {**sem, **instance_ious(pred, gt), **inst, "matched_by": how, "images": len(gt["images"])}
+    return {**sem, **instance_ious(pred, gt, decoded), **inst, "matched_by": how, "images": len(gt["images"])}
 
 
 def json_safe(obj: Any) -> Any:
