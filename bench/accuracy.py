@@ -256,8 +256,8 @@ def ablation_list(gan: str) -> list[tuple[str, dict]]:
            {"join_features": "image", "join_weight": w}) for w in (4.0, 8.0)],
         ("repeats=3 (vote)", {"repeats": 3}),
         # what helps photos, on samples: each mask refined on the sample as `instseg label --refine` refines a
-        # photo's (GrabCut seeded from it, or the guided filter), for ours and the strongest baseline (--only refine)
-        *[(f"refine={r} on the sample (as label refines photos)", {"_refine": r}) for r in ("grabcut", "guided")],
+        # photo's (GrabCut seeded from it), for ours and the strongest baseline (--only refine)
+        ("refine=grabcut on the sample (as label refines photos)", {"_refine": "grabcut"}),
         *[(f"activations baseline, normalize=standardize, refine={r}",
            {"method": "activations", "normalize": "standardize", "_refine": r}) for r in ("none", "grabcut")],
         *[(f"detector={d}", {"detector": d}) for d in ("yolo:toy-flat", "yolo:toy-flat-gan")

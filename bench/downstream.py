@@ -190,9 +190,10 @@ def main() -> None:
             f"{sum(r['train_s'] for runs in rows for r in runs) / 60:.0f} min; this invocation's wall time "
             f"{(time.perf_counter() - t0) / 60:.0f} min (rows finished earlier are read back from --work)."
             + (" **--quick: a code-path check, not a result.**" if args.quick else "") + "\n\n" + "\n".join(lines))
-    write_section("downstream" + ("-finetuned" if args.init else ""),
+    own = "" if args.gan == "toy-flat" else f"-{args.gan}"  # one section per generator
+    write_section("downstream" + ("-finetuned" if args.init else "") + own,
                   "Downstream: a segmenter " + ("fine-tuned" if args.init else "trained") + " on each label source, "
-                  "tested on renderer scenes",
+                  f"tested on renderer scenes{f' ({args.gan})' if own else ''}",
                   body, torch.device("cpu"))
 
 

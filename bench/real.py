@@ -26,9 +26,8 @@ from PIL import Image
 from bench.common import method_overrides, write_section
 from bench.toy import EVAL_SEEDS
 from instseg import coco
-from instseg.config import build_config
+from instseg.config import LabelConfig, build_config, label_config
 from instseg.evaluate import evaluate
-from instseg.config import LabelConfig
 from instseg.labeler import SURE, RefineTuning, label_images
 from instseg.project import project
 from instseg.toy.render import CLASSES, render_seed
@@ -41,22 +40,18 @@ _projections: dict = {}
 _project = project  # the library's own: every row's projection goes through _cached_project
 
 
-def _cached_project(G, targets, steps, lr, loss, space, **kw):
+def _cached_project(G, targets, steps, lr, loss, space):
     """The projection of a batch, computed once per setting: the methods and crossovers share it."""
-    settings = tuple(sorted((k, v) for k, v in kw.items() if k != "prior"))  # the prior's statistics follow from G
-    key = (targets.numpy().tobytes(), steps, lr, loss, space, settings)
+    key = (targets.numpy().tobytes(), steps, lr, loss, space)
     if key not in _projections:
         t = time.perf_counter()
-        _projections[key] = (_project(G, targets, steps, lr, loss, space, **kw), time.perf_counter() - t)
+        _projections[key] = (_project(G, targets, steps, lr, loss, space), time.perf_counter() - t)
     return _projections[key][0]
 
 
-def _setting(lcfg: LabelConfig) -> tuple:
-    return (lcfg.steps, lcfg.loss, lcfg.space, (("prior_weight", lcfg.prior), ("starts", lcfg.starts)))
-
-
 def projection_seconds(lcfg: LabelConfig) -> float:
-    return sum(dt for (_, s, _, lo, sp, kw), (_, dt) in _projections.items() if (s, lo, sp, kw) == _setting(lcfg))
+    return sum(dt for (_, s, _, lo, sp), (_, dt) in _projections.items() if (s, lo, sp) == (lcfg.steps, lcfg.loss,
+                                                                                          lcfg.space))
 
 
 def degrade(img: np.ndarray, rng: np.random.RandomState) -> np.ndarray:
@@ -93,9 +88,7 @@ def scenes(folder: Path, n: int, size: int, first: int = FIRST, degraded: bool =
 def score(folder: Path, gt: dict, out: Path, overrides: dict, lcfg: LabelConfig, device: str,
           gan: str = "toy-flat") -> dict:
     overrides = dict(overrides)
-    tuning = RefineTuning(sure=overrides.pop("_sure", SURE),  # the empty-box check's detector score (0: off)
-                          exclusive=overrides.pop("_exclusive", False),  # other instances' cores as background
-                          agree=overrides.pop("_agree", 0.0))  # GrabCut's mask kept only this close to the variants' one
+    tuning = RefineTuning(sure=overrides.pop("_sure", SURE))  # the empty-box check's detector score (0: off)
     cfg = build_config(gan, {**method_overrides(overrides), "device": device}, photos=True)
     before = projection_seconds(lcfg)
     t = time.perf_counter()
@@ -130,42 +123,32 @@ def main() -> None:
     torch.manual_seed(0)
     head = ["| setting | mIoU | IoU fg | trimap mIoU | instance mIoU | mask AP | AP50 | instances | PSNR dB | s/img |",
             "|---|" + "---:|" * 9]
-    base = LabelConfig()
+    base = label_config({}, {}, args.gan)  # the preset's own photo settings
     gc = replace(base, refine="grabcut")  # the GrabCut refinement whatever the photo's size (auto: from 2x the frame)
-    methods = [("ours (defaults: join the photo's pixels, cluster at the photo's size, error scale 0.2, refine auto)",
-                {}, base),
+    photo = build_config(args.gan, {}, photos=True)
+    join = "the photo's pixels" if photo.join_features == "image" else photo.join_features
+    methods = [(f"ours (the preset's: join {join} at {photo.join_weight:g}, cluster at the {base.cluster_at}'s size, "
+                f"error scale {base.error_scale:g}, refine {base.refine})", {}, base),
                ("GrabCut on the photo, same boxes", {"method": "grabcut"}, base),
                ("k-means RGB on the photo, same boxes", {"method": "kmeans-rgb"}, base),
                ("k-means on the projected latent's activations", {"method": "activations"}, base)]
     world = args.gan.removeprefix("toy-")
     preset = build_config(args.gan, {})
     variants_only = {"join_features": preset.join_features, "join_weight": preset.join_weight}  # the samples' join
-    ablations = [("ours, cluster at frame (masks mapped up)", {}, replace(base, cluster_at="frame")),
-                 ("ours, cluster at frame, refine none", {}, replace(base, cluster_at="frame", refine="none")),
+    other = "photo" if base.cluster_at == "frame" else "frame"
+    ablations = [(f"ours, cluster at {other}", {}, replace(base, cluster_at=other)),
+                 (f"ours, cluster at {other}, refine none", {}, replace(base, cluster_at=other, refine="none")),
                  ("ours, refine grabcut", {}, gc),
                  ("ours, refine none", {}, replace(base, refine="none")),
-                 ("ours, refine guided", {}, replace(base, refine="guided")),
-                 ("ours, refine vote", {}, replace(base, refine="vote")),
                  ("ours, refine grabcut without the empty-box check", {"_sure": 0.0}, gc),
-                 ("ours, refine grabcut, other instances' cores as background", {"_exclusive": True}, gc),
-                 ("ours, refine grabcut, other instances' cores as background, no empty-box check",
-                  {"_exclusive": True, "_sure": 0.0}, gc),
                  ("ours, the samples' join (b32.conv1 at 8), refine none", variants_only, replace(base, refine="none")),
                  ("ours, the samples' join (b32.conv1 at 8), refine grabcut", variants_only, gc)]
-    ablations += [(f"ours, GrabCut kept at IoU {t} with the variants' mask{', no empty-box check' if not s else ''}",
-                   {"_agree": t, "_sure": s}, gc) for t in (0.5, 0.7) for s in (SURE, 0.0)]
     ablations += [(f"ours, refine grabcut, empty-box check at score {t}", {"_sure": t}, gc) for t in (0.3, 0.4, 0.6, 0.7)]
     ablations += [(f"ours, join image at weight {w}", {"join_weight": w}, base) for w in (2, 4, 8, 32, 64)]
     ablations += [(f"ours, error scale {e}", {}, replace(base, error_scale=e)) for e in (0, 0.1, 0.4)]
     ablations += [(f"ours, steps {s}", {}, replace(base, steps=s)) for s in (300, 600)]
     ablations += [("ours, loss multiscale", {}, replace(base, loss="multiscale")),
-                  ("ours, loss random-cnn (a fixed random CNN's features)", {}, replace(base, loss="random-cnn")),
-                  ("ours, space w (one w for all layers)", {}, replace(base, space="w")),
-                  ("ours, space pivot (W, then W+ offsets)", {}, replace(base, space="pivot")),
-                  ("ours, P_N prior 1e-4", {}, replace(base, prior=1e-4)),
-                  ("ours, P_N prior 1e-3", {}, replace(base, prior=1e-3)),
-                  ("ours, 2 starts", {}, replace(base, starts=2)),
-                  ("ours, PTI 100 steps (a copy of G tuned to each photo)", {}, replace(base, tune=100))]
+                  ("ours, space w (one w for all layers)", {}, replace(base, space="w"))]
     ablations += [(f"ours, mix_from {m}", {"mix_from": m}, base) for m in ((2,), (3,), (5, 6))]
     if args.only:
         ablations = [a for a in ablations if any(t in a[0] for t in args.only)]

@@ -21,10 +21,10 @@ INSTANCE_RULES = ("combined", "inside", "border", "center")
 MASK_SCORES = ("margin", "margin_inside")
 METHODS = ("variants", "grabcut", "kmeans-rgb", "activations")
 FITS = ("crop", "pad", "resize")  # how `label` puts an image into the generator's square frame
-PROJECTION_LOSSES = ("pixel", "multiscale", "random-cnn")
+PROJECTION_LOSSES = ("pixel", "multiscale")
 CLUSTER_AT = ("photo", "frame")  # where `label` clusters a photo's box crops: at its own pixels, or in the frame
-PROJECTION_SPACES = ("w+", "w", "pivot")
-REFINEMENTS = ("auto", "none", "grabcut", "vote", "guided")  # `label --refine` (instseg.photo implements them)
+PROJECTION_SPACES = ("w+", "w")
+REFINEMENTS = ("auto", "none", "grabcut")  # `label --refine` (instseg.photo implements them)
 WORLDS = ("classic", "flat", "textured")  # the toy renderer's worlds (instseg.toy.render draws them)
 
 
@@ -323,17 +323,14 @@ class LabelConfig:
     fit: str = "crop"  # crop | pad | resize: how an image enters the generator's square frame
     steps: int = 100  # projection steps (100 read as well as 300 and 600 once the photo joins: real-images tuning)
     lr: float = 0.05  # projection learning rate (Adam, cosine decay over the last quarter)
-    loss: str = "pixel"  # pixel | multiscale (pixel MSE plus L1 at 1/2 and 1/4 scale) | random-cnn
-    space: str = "w+"  # w+: a w per layer; w: one w shared by all layers; pivot
+    loss: str = "pixel"  # pixel | multiscale (pixel MSE plus L1 at 1/2 and 1/4 scale)
+    space: str = "w+"  # w+: a w per layer; w: one w shared by all layers
     min_psnr: float = 20.0  # below this reconstruction PSNR (dB) an image is flagged low_fidelity
     batch: int = 16  # images projected together
     copy: bool = False  # copy the user's files into images/ (default: hard links where possible)
-    prior: float = 0.0  # weight of the P_N prior (Zhu et al. 2020) on the codes; 0: none
-    starts: int = 1  # starts per image (w_avg, then the truncation centres that fit it best); the best is kept
     cluster_at: str = "photo"  # photo: box crops clustered at the photo's pixels (up to 4x the frame, 1024 px); frame: in it
     error_scale: float = 0.2  # the variants' weight at a pixel: exp(-(e / this)^2), e its reconstruction error; 0: 1
-    tune: int = 0  # pivotal tuning (PTI) steps: a copy of G tuned to each photo draws its variants; 0: off
-    refine: str = "auto"  # auto | none | grabcut | vote | guided: our masks refined with the photo's own evidence, at its size
+    refine: str = "auto"  # auto | none | grabcut: our masks refined with the photo's own evidence, at its size
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -354,8 +351,7 @@ class LabelConfig:
 
 
 LABEL_BOUNDS: dict[str, tuple[float, float]] = {
-    "steps": (1, 100_000), "lr": (0, 10), "min_psnr": (0, 100), "batch": (1, 4096), "prior": (0, 100),
-    "starts": (1, 64), "error_scale": (0, 10), "tune": (0, 10_000)}
+    "steps": (1, 100_000), "lr": (0, 10), "min_psnr": (0, 100), "batch": (1, 4096), "error_scale": (0, 10)}
 LABEL_CHOICES: dict[str, tuple[str, ...]] = {
     "fit": FITS, "loss": PROJECTION_LOSSES, "space": PROJECTION_SPACES, "cluster_at": CLUSTER_AT,
     "refine": REFINEMENTS}

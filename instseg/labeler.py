@@ -18,7 +18,7 @@ from .config import BOUNDS, LabelConfig, RunConfig
 from .errors import UserError
 from .features import resize
 from .generator import to_uint8
-from .project import PNStats, image_loss, pn_stats, project, psnr as psnr_db, tune_generator, w_spread_of
+from .project import project
 from .real import Fit, collect, file_digest, photo_tensor, place, read_rgb, stored_name
 from .rundir import IMAGES, RunDir, image_id
 from .segment import Instance
@@ -35,13 +35,9 @@ class RefineTuning:
     """The GrabCut refinement's inner settings (benches pass others in; users do not set them).
 
     `sure`: a detector score that keeps a box the photo's GrabCut finds empty (tuning scenes: false boxes read
-    0.3-0.5). Two variants, off: `agree` keeps GrabCut's mask only at this IoU with the variants' one or more,
-    `exclusive` makes the other instances' cores definite background; measured on tuning scenes, neither
-    helped (their tables are in git history)."""
+    0.3-0.5)."""
 
     sure: float = 0.5
-    agree: float = 0.0
-    exclusive: bool = False
 
 
 SURE = RefineTuning().sure
@@ -85,12 +81,11 @@ def label_images(specs: list[str], cfg: RunConfig, lcfg: LabelConfig, out: Path,
                       "generator": generator_record(gan, gan_sha, G)})
         chunks = chunks_to_do(rd, cfg, cid, on_image, lcfg.batch)
         licence, info = photo_provenance(gan, gan_sha, lcfg)
-        prior = pn_stats(G) if lcfg.prior > 0 else None  # once per run, not per chunk
         try:
             for i, chunk in enumerate(chunks):
                 status(f"projecting {len(chunk)} image(s) ({lcfg.steps} steps), chunk {i + 1}/{len(chunks)}", None)
                 _label_chunk(pipeline, lcfg, rd, cid,
-                             [(i, files[i], read_rgb(files[i])) for i in chunk], on_image, prior, tuning, project_fn)
+                             [(i, files[i], read_rgb(files[i])) for i in chunk], on_image, tuning, project_fn)
         finally:
             what = "--detector none" if detector is None else f"--detector {cfg.detector}"
             rd.assemble(cfg.seeds, categories, f"instseg label with {cfg.gan}: real images, {what}", licence, info)
@@ -106,43 +101,23 @@ def _refined(cfg: RunConfig, refine: str, rgb: np.ndarray, fit: Fit, instances: 
                for inst in instances]
     if refine == "auto":
         refine = photo.auto_refinement(rgb.shape[:2], frame)
-    # guided: its radius the photo's pixels per frame pixel (fit.size: the frame the masks were made in)
-    return refine_objects(cfg, refine, rgb, objects, max(1, round(max(rgb.shape[:2]) / fit.size)), tuning)
+    return refine_objects(cfg, refine, rgb, objects, tuning)
 
 
 def refine_objects(cfg: RunConfig, refine: str, rgb: np.ndarray, objects: list[Instance],
-                   radius: int = 1, tuning: RefineTuning = RefineTuning()) -> list[Instance]:
-    """One image's objects with each mask moved to the image's own edges (`refine`: none | grabcut | vote |
-    guided, the guided filter's `radius` in pixels), then merged again (cut to their boxes, mask-NMS,
-    disjoint). rgb [H, W, 3] uint8, masks at its size."""
+                   tuning: RefineTuning = RefineTuning()) -> list[Instance]:
+    """One image's objects with each mask moved to the image's own edges (`refine`: none | grabcut), then
+    merged again (cut to their boxes, mask-NMS, disjoint). rgb [H, W, 3] uint8, masks at its size."""
     if refine == "none" or not objects:
         return objects
-    if refine == "grabcut":
-        # the photo's own verdict: where GrabCut from the box finds no object, only a sure detection stays
-        objects = [o for o in objects if o.det_score >= tuning.sure or photo.grabcut(rgb, o.box).sum() >= max(cfg.min_area, 1)]
-        if not objects:
-            return []
-        others: list[np.ndarray | None] = [None] * len(objects)
-        if tuning.exclusive and len(objects) > 1:  # another instance's sure pixels are background to this one
-            cores = [photo.mask_core(o.mask, o.box) for o in objects]
-            others = [np.logical_or.reduce([c for j, c in enumerate(cores) if j != i]) for i in range(len(objects))]
-        masks = [photo.seeded_grabcut(rgb, o.mask, o.box, cfg.clip_margin, others=other)
-                 for o, other in zip(objects, others)]
-        if tuning.agree:  # GrabCut that moved a mask this far is not trusted: the mask stays as the variants drew it
-            masks = [g if _iou(g, o.mask) >= tuning.agree else o.mask for g, o in zip(masks, objects)]
-    elif refine == "vote":
-        x = photo_tensor(rgb)
-        masks = [photo.cluster_vote(x, o.mask, o.box, cfg.box_k or cfg.k, cfg.box_margin) for o in objects]
-    else:  # guided
-        masks = [photo.guided_refine(rgb, o.mask.astype(np.float32), radius) for o in objects]
+    # the photo's own verdict: where GrabCut from the box finds no object, only a sure detection stays
+    objects = [o for o in objects if o.det_score >= tuning.sure or photo.grabcut(rgb, o.box).sum() >= max(cfg.min_area, 1)]
+    if not objects:
+        return []
+    masks = [photo.seeded_grabcut(rgb, o.mask, o.box, cfg.clip_margin) for o in objects]
     kept, order = photo.merge(masks, [o.score for o in objects], np.stack([o.box for o in objects]),
                               cfg.clip_margin, cfg.nms_iou, cfg.min_area)
     return [replace(objects[i], mask=m) for m, i in zip(kept, order)]
-
-
-def _iou(a: np.ndarray, b: np.ndarray) -> float:
-    union = np.logical_or(a, b).sum()
-    return float(np.logical_and(a, b).sum() / union) if union else 1.0
 
 
 def _photo_baseline(cfg: RunConfig, rgb: np.ndarray, fit: Fit, det) -> list[Instance]:
@@ -178,18 +153,13 @@ def photo_provenance(gan: ResolvedGan, gan_sha: str, lcfg: LabelConfig) -> tuple
         "images": "the user's own photos, not the generator's: their licence is their owner's",
         "masks_licence": lic.name, "masks_licence_url": lic.url,
         "real_images": (f"projected into the generator's {lcfg.space.upper()} ({lcfg.steps} steps, {lcfg.loss} loss, "
-                        f"fit {lcfg.fit}){_tuned(lcfg)}, box crops clustered at the {lcfg.cluster_at}'s pixels (error scale "
+                        f"fit {lcfg.fit}), box crops clustered at the {lcfg.cluster_at}'s pixels (error scale "
                         f"{lcfg.error_scale}), masks refined on the photo: {lcfg.refine}; images below "
                         f"{lcfg.min_psnr} dB PSNR are marked low_fidelity"),
     })
     if lic.note("the masks"):
         info["licence_note"] = lic.note("the masks")
     return PHOTOS_LICENCE, info
-
-
-def _tuned(lcfg: LabelConfig) -> str:
-    return (f", then a copy of the generator tuned to each photo ({lcfg.tune} steps of pivotal tuning, PTI; the "
-            "generator file is unchanged)") if lcfg.tune else ""
 
 
 class PhotoSegmenter:
@@ -201,17 +171,15 @@ class PhotoSegmenter:
         self.pipeline = pipeline
 
     def __call__(self, items: list[tuple[int, Path, np.ndarray]], fits: list[Fit], ws: Tensor, targets: Tensor,
-                 found: list, at_photo_size: bool, trust: Tensor | None,
-                 generators: list | None = None) -> tuple[list, list[Fit], list[Tensor]]:
-        """Photos of one scale go together (one by one with `generators`, a tuned copy per photo). Returns the
-        results, the fits their masks map back with, and the images they segmented."""
+                 found: list, at_photo_size: bool, trust: Tensor | None) -> tuple[list, list[Fit], list[Tensor]]:
+        """Photos of one scale go together. Returns the results, the fits their masks map back with, and the
+        images they segmented."""
         pipe = self.pipeline
         size, n = pipe.G.cfg.resolution, len(items)
         scales = [photo.cluster_scale(f.window_side, size) if at_photo_size else 1 for f in fits]
         results: list = [None] * n
         out_fits, shown = list(fits), list(targets)
-        groups = ([[j] for j in range(n)] if generators else
-                  [[j for j in range(n) if scales[j] == s] for s in sorted(set(scales))])
+        groups = [[j for j in range(n) if scales[j] == s] for s in sorted(set(scales))]
         top = int(BOUNDS["work_res"][1])
         for idx in groups:
             scale = scales[idx[0]]
@@ -225,31 +193,21 @@ class PhotoSegmenter:
                                                                   found[j].labels) for j in idx]
             cfg = pipe.cfg if scale == 1 else replace(pipe.cfg, work_res=min(pipe.cfg.work_res * scale, top))
             done = pipe.segment_images([items[j][0] for j in idx], ws[idx], images, boxes, cfg=cfg,
-                                       trust=None if trust is None else trust[idx],
-                                       generator=generators[idx[0]] if generators else None)
+                                       trust=None if trust is None else trust[idx])
             for j, r, im in zip(idx, done, images):
                 results[j], shown[j] = r, im
         return results, out_fits, shown
 
 
 def _label_chunk(pipeline: Pipeline, lcfg: LabelConfig, rd: RunDir, cid: str, items: list[tuple[int, Path, np.ndarray]],
-                 on_image: Callable[[int, bool], None] | None, prior: PNStats | None = None,
-                 tuning: RefineTuning = RefineTuning(), project_fn: Callable = project) -> None:
+                 on_image: Callable[[int, bool], None] | None, tuning: RefineTuning = RefineTuning(),
+                 project_fn: Callable = project) -> None:
     G, categories = pipeline.G, pipeline.categories
     size = G.cfg.resolution
     fits = [Fit(lcfg.fit, rgb.shape[0], rgb.shape[1], size) for _, _, rgb in items]
     targets = torch.stack([f.to_frame(rgb) for f, (_, _, rgb) in zip(fits, items)]).to(pipeline.device)
     with torch.enable_grad():
-        proj = project_fn(G, targets, lcfg.steps, lcfg.lr, lcfg.loss, lcfg.space, prior_weight=lcfg.prior,
-                       starts=lcfg.starts, prior=prior)
-        generators = None
-        if lcfg.tune:  # PTI: a copy of G per photo, tuned to reconstruct it; its variants segment the photo
-            spread = float(w_spread_of(G))  # once per chunk, not per photo
-            generators = [tune_generator(G, targets[j:j + 1], proj.ws[j:j + 1], lcfg.tune, seed=key, spread=spread)
-                          for j, (key, _, _) in enumerate(items)]
-            with torch.no_grad():
-                rec = torch.cat([g.synthesis(proj.ws[j:j + 1], noise_mode="const")[0] for j, g in enumerate(generators)])
-            proj = replace(proj, images=rec, psnr=psnr_db(rec, targets), loss=image_loss(rec, targets, lcfg.loss))
+        proj = project_fn(G, targets, lcfg.steps, lcfg.lr, lcfg.loss, lcfg.space)
     if not bool(torch.isfinite(proj.images).all()):
         raise UserError("the generator draws NaN or infinite pixels for these photos' projections; its weights or "
                         f"--set precision={pipeline.cfg.precision} do not work together")
@@ -259,7 +217,7 @@ def _label_chunk(pipeline: Pipeline, lcfg: LabelConfig, rd: RunDir, cid: str, it
     if lcfg.error_scale > 0:  # where the projection misses the photo, its variants count less
         trust = torch.exp(-((proj.images - targets).norm(dim=1, keepdim=True) / lcfg.error_scale) ** 2)
     results, seg_fits, shown = PhotoSegmenter(pipeline)(items, fits, proj.ws, targets, found,
-                                                       lcfg.cluster_at == "photo" and not at_photo, trust, generators)
+                                                       lcfg.cluster_at == "photo" and not at_photo, trust)
     for j, ((key, path, rgb), fit, seg) in enumerate(zip(items, seg_fits, results)):
         iid = image_id(key)
         if pipeline.detector is None:

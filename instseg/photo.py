@@ -1,5 +1,5 @@
 """A real photo at its own resolution: the single-image baselines on the photo itself, and refinement of
-our masks with the photo's own evidence (seeded GrabCut, a vote of the photo's colour clusters, a guided filter).
+our masks with the photo's own evidence (GrabCut seeded from them).
 Pure arrays and tensors."""
 from __future__ import annotations
 
@@ -62,12 +62,11 @@ def mask_core(mask: np.ndarray, box: np.ndarray, core: float = 0.15) -> np.ndarr
 
 
 def seeded_grabcut(photo: np.ndarray, mask: np.ndarray, box: np.ndarray, margin: float, iters: int = 3,
-                   core: float = 0.15, others: np.ndarray | None = None) -> np.ndarray:
+                   core: float = 0.15) -> np.ndarray:
     """GrabCut seeded from a mask instead of a rectangle: the mask's core is definite object, the crop
     outside the box grown by `margin` definite background, the rest probable as the mask says; the
     colour models and the photo's edges then move the boundary. photo [H, W, 3] uint8, mask [H, W] bool.
-    `core`: the mask eroded by this share of the box's shorter side is definite (0: nothing is).
-    `others` [H, W] bool: pixels that are definitely another object's (so background here)."""
+    `core`: the mask eroded by this share of the box's shorter side is definite (0: nothing is)."""
     import cv2
 
     H, W = mask.shape
@@ -79,8 +78,6 @@ def seeded_grabcut(photo: np.ndarray, mask: np.ndarray, box: np.ndarray, margin:
     init = np.where(m, cv2.GC_PR_FGD, cv2.GC_PR_BGD).astype(np.uint8)
     if core > 0:
         init[mask_core(m, box, core)] = cv2.GC_FGD
-    if others is not None:
-        init[others[y0:y1, x0:x1] & (init != cv2.GC_FGD)] = cv2.GC_BGD
     outside = np.ones_like(m)
     outside[gy0 - y0:gy1 - y0, gx0 - x0:gx1 - x0] = False
     init[outside] = cv2.GC_BGD
@@ -95,55 +92,6 @@ def seeded_grabcut(photo: np.ndarray, mask: np.ndarray, box: np.ndarray, margin:
     out = np.zeros_like(mask)
     out[y0:y1, x0:x1] = (init == cv2.GC_FGD) | (init == cv2.GC_PR_FGD)
     return out
-
-
-def cluster_vote(photo: Tensor, mask: np.ndarray, box: np.ndarray, k: int, margin: float, seed: int = 0) -> np.ndarray:
-    """The photo's own colour clusters, voted by a mask: k-means on the raw colours of the box crop (grown by
-    `margin`) at the photo's own size, and each cluster is object when most of its pixels are in `mask`. The
-    photo draws the edges; the mask decides which of its segments belong to the object. photo [3, H, W] in
-    [-1, 1], mask [H, W] bool."""
-
-    H, W = mask.shape
-    x0, y0, x1, y1 = box_crop(box, margin, (H, W))
-    crop = photo[None, :, y0:y1, x0:x1].float()
-    labels, _ = cluster_regions([[crop]], k, 100, 1e-4, "raw", [(seed, 0)])[0]
-    labels = labels.numpy()
-    inside = mask[y0:y1, x0:x1]
-    share = np.array([inside[labels == c].mean() if (labels == c).any() else 0.0 for c in range(k)])
-    out = np.zeros_like(mask)
-    out[y0:y1, x0:x1] = (share > 0.5)[labels]
-    return out
-
-
-def box_mean(x: Tensor, radius: int) -> Tensor:
-    """The mean of x [H, W] over the (2 radius + 1)^2 window at each pixel, cut to the image: running sums along
-    each axis, so its cost does not grow with the radius."""
-    out = x.double()
-    for dim in (0, 1):
-        n = out.shape[dim]
-        c = torch.cat([torch.zeros_like(out.narrow(dim, 0, 1)), out.cumsum(dim)], dim)
-        i = torch.arange(n)
-        lo, hi = (i - radius).clamp(min=0), (i + radius + 1).clamp(max=n)
-        shape = (-1, 1) if dim == 0 else (1, -1)
-        out = (c.index_select(dim, hi) - c.index_select(dim, lo)) / (hi - lo).double().view(shape)
-    return out.to(x.dtype)
-
-
-def guided_filter(guide: Tensor, src: Tensor, radius: int, eps: float) -> Tensor:
-    """He et al.'s guided filter with a grey guide: guide, src [H, W] -> the filtered src [H, W]."""
-    def box(x: Tensor) -> Tensor:
-        return box_mean(x, radius)
-    mean_i, mean_p = box(guide), box(src)
-    a = (box(guide * src) - mean_i * mean_p) / (box(guide * guide) - mean_i * mean_i + eps)
-    b = mean_p - a * mean_i
-    return box(a) * guide + box(b)
-
-
-def guided_refine(photo: np.ndarray, soft: np.ndarray, radius: int, eps: float = 1e-3) -> np.ndarray:
-    """A soft mask [H, W] in [0, 1] at the photo's size, filtered with the photo [H, W, 3] uint8 as guide
-    (edges follow the photo's), then cut at 0.5."""
-    grey = torch.from_numpy(photo.astype(np.float32).mean(2) / 255.0)
-    return (guided_filter(grey, torch.from_numpy(soft.astype(np.float32)), radius, eps) > 0.5).numpy()
 
 
 def merge(masks: list[np.ndarray], scores: list[float], boxes: np.ndarray, clip_margin: float, nms_iou: float,

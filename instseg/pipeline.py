@@ -220,16 +220,15 @@ class Pipeline:
     @torch.no_grad()
     def segment_images(self, keys: list[int], ws: Tensor, images: Tensor, found: list[Detections | None],
                        classes: list[int] | None = None, cfg: RunConfig | None = None, trust: Tensor | None = None,
-                       generator: Generator | None = None, clock: Stopwatch | None = None) -> list[ImageResult]:
+                       clock: Stopwatch | None = None) -> list[ImageResult]:
         """Given images [B, C, H, W] with their boxes `found` (in their pixels) and the ws whose style variants
         segment them: the method's core, which `segment` (samples) and labelling photos (labeler.PhotoSegmenter)
         share. `cfg` replaces the run's (a photo clustered at its own size works at a larger work_res), `trust`
-        [B, 1, h, w] weighs the variants per pixel beside a joined image, `generator` draws the variants instead
-        of the pipeline's own (a copy tuned to a photo, same layout)."""
+        [B, 1, h, w] weighs the variants per pixel beside a joined image."""
         clock = clock or Stopwatch(self.timings, self.device)
         boxes = Boxes.of(found, tuple(images.shape[-2:]), self.cfg.box_margin)
         chunk = Chunk(keys, ws, images, boxes, self.rows, self.padded, classes, trust)
-        seg = segment_chunk(generator or self.G, cfg or self.cfg, chunk, clock)
+        seg = segment_chunk(self.G, cfg or self.cfg, chunk, clock)
         out = seg.to_host()
         clock.lap("host")
         return out

@@ -40,6 +40,33 @@ def test_projection_reconstructs_a_sample_of_the_generator_itself():
     assert abs(float(alone.psnr[0]) - float(p.psnr[1])) < 1.5
 
 
+def test_projection_in_w_shares_one_w_over_the_layers():
+    """--space w: StyleGAN2's own projector, one w for every layer; it still reconstructs the generator's samples."""
+    from instseg.checkpoints import load_generator
+    from instseg.project import project
+    from instseg.sampling import source_images
+    from instseg.zoo import resolve_gan
+
+    G = load_generator(resolve_gan("toy-flat").path)
+    images = source_images(G, [910_000, 910_001], 0.7, torch.device("cpu"), 2)
+    p = project(G, images, steps=150, space="w")
+    assert torch.equal(p.ws, p.ws[:, :1].expand_as(p.ws))
+    assert p.psnr.min() > 20, p.psnr
+
+
+def test_removed_projection_and_refinement_options_are_refused_in_one_line(tmp_path):
+    """The P_N prior, starts, the pivot space, the random-CNN loss, PTI, and the vote and guided refinements were
+    measured on both worlds and removed: naming one is a one-line error, not a silent default."""
+    _scenes(tmp_path / "imgs", seeds=[3_300_402])
+    out = tmp_path / "o"
+    for extra, needle in ((["--set", "label.prior=0.001"], "label.prior"), (["--set", "label.starts=2"], "label.starts"),
+                          (["--set", "label.tune=5"], "label.tune"), (["--set", "label.space=pivot"], "label.space"),
+                          (["--set", "label.loss=random-cnn"], "label.loss"), (["--refine", "guided"], "--refine"),
+                          (["--refine", "vote"], "--refine"), (["--tune-generator", "5"], "--tune-generator")):
+        one_line_error(_label([tmp_path / "imgs"], out, *extra), needle)
+    assert not out.exists()
+
+
 def test_label_gets_the_generators_own_masks_back_and_eval_scores_it(tmp_path):
     """Samples of toy-flat as 'real' images: labelling them recovers the masks its label channels draw."""
     from instseg.checkpoints import load_generator
@@ -181,51 +208,7 @@ def test_box_crops_can_join_the_images_own_pixels(tmp_path):
     assert json.loads((tmp_path / "o" / "annotations.json").read_text())["annotations"]
 
 
-# --- issue 41: the projection's prior and the photo's own evidence ---------------------------------
-
-def test_the_pn_prior_keeps_a_samples_projection_nearer_its_true_latent():
-    import torch
-
-    from instseg.checkpoints import load_generator
-    from instseg.project import pn_stats, project
-    from instseg.sampling import source_latents, synthesize
-    from instseg.zoo import resolve_gan
-
-    G = load_generator(resolve_gan("toy-flat").path, "cpu")
-    ws = source_latents(G, [901, 902, 903, 904], 1.0, torch.device("cpu"))
-    images = synthesize(G, ws, 4)
-    stats = pn_stats(G)
-    free = project(G, images, steps=150)
-    held = project(G, images, steps=150, prior_weight=1e-4, prior=stats)
-    dist = [(p.ws - ws).norm(dim=-1).mean().item() for p in (free, held)]
-    assert dist[1] < dist[0], dist
-    # the prior is near zero on the generator's own codes and large far from them
-    assert stats.penalty(ws).mean() < 3 and stats.penalty(ws * 4).mean() > 4 * stats.penalty(ws).mean()
-
-
-def test_the_random_cnn_loss_is_fixed_and_adds_to_the_pixel_loss():
-    """The random CNN's weights are the same on every call (rebuilt from its seed); its term is zero for equal
-    images and adds to the pixel MSE otherwise. A projection with it still reconstructs the generator's own
-    samples."""
-    from instseg import project as P
-    from instseg.checkpoints import load_generator
-    from instseg.sampling import source_images
-    from instseg.zoo import resolve_gan
-
-    x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1
-    P._random_nets.clear()
-    first = [f.clone() for f in P.random_features(x)]
-    P._random_nets.clear()
-    assert all(torch.equal(a, b) for a, b in zip(first, P.random_features(x)))
-    y = x.clone()
-    y[1, :, 8:16, 8:16] *= -1
-    extra = P.image_loss(x, y, "random-cnn") - P.image_loss(x, y, "pixel")
-    assert extra[0].item() == 0 and extra[1].item() > 0, extra
-
-    G = load_generator(resolve_gan("toy-flat").path)
-    images = source_images(G, [910_000, 910_001], 0.7, torch.device("cpu"), 2)
-    assert P.project(G, images, steps=150, loss="random-cnn").psnr.min() > 24
-
+# --- the photo's own evidence ----------------------------------------------------------------------
 
 def _step_photo(size=128, edge=70):
     """A photo with a vertical step edge at x = edge: dark object on the left, bright background right."""
@@ -260,24 +243,6 @@ def test_seeded_grabcut_keeps_the_definite_pixels_and_follows_the_edge():
     assert iou(out) > 0.95 > iou(rough), (iou(out), iou(rough))
 
 
-def test_guided_refinement_maps_a_frame_mask_to_the_photo_and_follows_a_step_edge():
-    import numpy as np
-    import torch
-
-    from instseg.photo import guided_refine
-    from instseg.real import Fit
-
-    photo = _step_photo(128, edge=70)
-    frame = np.zeros((32, 32), bool)
-    frame[:, :18] = True  # the edge at 70 / 4 = 17.5 frame px: the frame mask cannot place it
-    fit = Fit("resize", 128, 128, 32)
-    up = fit.to_image(torch.from_numpy(frame))
-    assert up.shape == (128, 128) and up[:, :72].all() and not up[:, 72:].any()  # two columns past the edge
-    out = guided_refine(photo, up.astype(np.float32), radius=4)
-    assert out.shape == (128, 128)
-    assert out[:, :68].all() and not out[:, 71:].any()
-
-
 def test_a_labelled_folder_says_the_images_are_the_users_photos(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     _scenes(tmp_path / "imgs", seeds=[3_300_400])
@@ -294,38 +259,6 @@ def test_a_labelled_folder_says_the_images_are_the_users_photos(tmp_path, monkey
     assert invoke(["report", "o", "--out", page]).exit_code == 0
     html = page.read_text()
     assert "your photos" in html and "PSNR" in html
-
-
-def test_pivotal_tuning_fits_a_copy_of_the_generator_and_leaves_the_file_alone():
-    """PTI: a copy tuned to a sample with a patch the generator did not draw reconstructs it better than G
-    does, G's weights are unchanged, and the copy still draws G's images for latents far from this one."""
-    from instseg.checkpoints import load_generator
-    from instseg.project import psnr, tune_generator
-    from instseg.sampling import source_latents
-    from instseg.zoo import resolve_gan
-
-    G = load_generator(resolve_gan("toy-flat").path)
-    ws = source_latents(G, [910_000], 0.7, torch.device("cpu"))
-    with torch.no_grad():
-        target = G.synthesis(ws, noise_mode="const")[0]
-    target[:, :, 8:20, 8:20] = target[:, :, 8:20, 8:20].flip(1)
-    before = {k: v.clone() for k, v in G.state_dict().items()}
-    tuned = tune_generator(G, target, ws, 60)
-    far = source_latents(G, [920_000, 920_001, 920_002], 1.0, torch.device("cpu"))
-    with torch.no_grad():
-        gain = psnr(tuned.synthesis(ws, noise_mode="const")[0], target) - psnr(G.synthesis(ws, noise_mode="const")[0], target)
-        drift = (tuned.synthesis(far, noise_mode="const")[0] - G.synthesis(far, noise_mode="const")[0]).square().mean()
-    assert gain.item() > 3 and drift.item() < 0.005, (gain, drift)
-    assert all(torch.equal(before[k], v) for k, v in G.state_dict().items())
-
-
-def test_label_with_pivotal_tuning_says_so_in_its_card(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    _scenes(tmp_path / "imgs", seeds=[3_300_401])
-    assert _label(["imgs"], "o", "--tune-generator", "5").exit_code == 0
-    data = json.loads((tmp_path / "o" / "annotations.json").read_text())
-    assert "pivotal tuning" in data["info"]["real_images"] and "pivotal tuning" in (tmp_path / "o" / "README.md").read_text()
-    assert data["annotations"], "the tuned copy's variants still give masks"
 
 
 def test_auto_refinement_uses_grabcut_only_above_the_generator_size():

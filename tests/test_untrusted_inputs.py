@@ -11,14 +11,12 @@ import sys
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 
 from conftest import invoke, one_line_error, randomise, tiny_config
 from test_stylegan3 import _sg3
 from instseg.checkpoints import NATIVE_FORMAT, detect_and_load, save_native
 from instseg.errors import CheckpointError
 from instseg.generator import Generator
-import instseg.photo as photo
 
 
 def _native(G, path, change=None, sd_change=None):
@@ -138,16 +136,6 @@ def test_a_shard_record_with_an_absurd_count_is_refused_in_one_line(tiny_ckpt, t
     r = invoke(["merge", out, "--out", tmp_path / "merged"])
     one_line_error(r, "shard")
     assert not (tmp_path / "merged").exists()
-
-
-def test_the_box_filter_matches_average_pooling_at_any_radius():
-    x = torch.rand(37, 53)
-    for r in (1, 3, 10, 17):
-        ref = F.avg_pool2d(x[None, None], 2 * r + 1, stride=1, padding=r, count_include_pad=False)[0, 0]
-        torch.testing.assert_close(photo.box_mean(x, r), ref, atol=1e-5, rtol=0)
-    big = torch.rand(600, 600)  # radius 300: pooling windows of 601^2 per pixel; running sums do it in O(pixels)
-    assert torch.isfinite(photo.box_mean(big, 300)).all()
-    torch.testing.assert_close(photo.box_mean(big, 700), big.mean().expand(600, 600), atol=1e-5, rtol=0)
 
 
 # --- numbers that are not numbers ---------------------------------------------------------------

@@ -17,28 +17,20 @@ LABEL_HELP = {
            "Masks and boxes are mapped back to the image's own pixels.",
     "steps": "Projection steps (Adam on W+ from w_avg, noise fixed).",
     "refine": "Move each mask to the photo's own edges, at its own size: GrabCut seeded from the mask (its core "
-              "object, outside its box background; a box GrabCut finds empty needs a sure detection), the photo's "
-              "colour clusters the mask mostly covers (vote), a guided filter with the photo as guide, or none; auto: "
+              "object, outside its box background; a box GrabCut finds empty needs a sure detection), or none; auto: "
               "grabcut for a photo at least twice the generator's size, else none.",
     "min_psnr": "Images reconstructed below this PSNR are marked low_fidelity in their record and in COCO.",
     "lr": "Projection learning rate.",
-    "loss": "Projection loss: pixel MSE; or that plus L1 at 1/2 and 1/4 scale (multiscale); or plus the distance of "
-            "a fixed random CNN's features (random-cnn, a perceptual loss with no download).",
-    "space": "Projection space: a w per layer (W+), one w shared by all layers (W), or a W pivot first, then "
-             "per-layer offsets from it under an L2 penalty.",
-    "prior": "Weight of a prior that keeps the projected codes near those the generator draws (P_N space, Zhu et "
-             "al. 2020); 0: none.",
-    "starts": "Projections per image, from w_avg and the truncation centres that fit it best; the best is kept.",
+    "loss": "Projection loss: pixel MSE, or that plus L1 at 1/2 and 1/4 scale (multiscale).",
+    "space": "Projection space: a w per layer (W+) or one w shared by all layers (W).",
     "batch": "Images projected together.",
     "cluster_at": "Cluster each box crop at the photo's own pixels (up to 4 times the generator's size and 1024 px), "
                   "or in the generator's frame (masks mapped up to the photo).",
     "error_scale": "Where the projection misses the photo, its variants count less: weight exp(-(e/E)^2) at a pixel "
                    "of reconstruction error e; 0: the same everywhere.",
-    "tune": "Pivotal tuning (PTI): tune a copy of the generator to each photo for STEPS steps and draw its variants "
-            "from that copy; 0: off.",
 }
 EVERYDAY = ("fit", "steps", "refine", "min_psnr")
-OLD_FLAGS = {"batch": "--project-batch", "tune": "--tune-generator"}  # flags whose name was not the field's
+OLD_FLAGS = {"batch": "--project-batch"}  # flags whose name was not the field's
 
 
 def _label_option(field: str) -> Callable:

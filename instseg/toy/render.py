@@ -10,7 +10,7 @@ shadow, so colour alone does not find the objects: toy-textured's).
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from functools import lru_cache
+from functools import cache
 from importlib import resources
 
 import numpy as np
@@ -80,7 +80,7 @@ def shape_mask(obj: ToyObject, size: int) -> np.ndarray:
     return inside
 
 
-def _rand_color(rng: np.random.Generator) -> tuple[float, float, float]:
+def rand_color(rng: np.random.Generator) -> tuple[float, float, float]:
     return tuple(float(v) for v in rng.uniform(0.05, 0.95, size=3))
 
 
@@ -144,7 +144,7 @@ def sample_scene(seed: int, size: int = 64, max_objects: int = 3, world: str = "
         return replace(scene, skins=_skins(np.random.default_rng([seed, 1]), len(scene.objects)))
     w = WORLD_SPECS[world]
     rng = np.random.default_rng(seed)
-    bg_a, bg_b = _rand_color(rng), _rand_color(rng)
+    bg_a, bg_b = rand_color(rng), rand_color(rng)
     tex = (float(rng.uniform(*w.tex_amp)), float(rng.uniform(*w.tex_freq)), float(rng.uniform(*w.tex_freq)),
            float(rng.uniform(0, 6.3)))
     bg_mean = (np.array(bg_a) + np.array(bg_b)) / 2
@@ -152,7 +152,7 @@ def sample_scene(seed: int, size: int = 64, max_objects: int = 3, world: str = "
     for _ in range(int(rng.integers(1, max_objects + 1))):
         for _try in range(w.tries):
             radius = float(rng.uniform(*w.radius) * size)
-            color = _rand_color(rng)
+            color = rand_color(rng)
             if np.abs(np.array(color) - bg_mean).sum() < w.min_contrast:
                 continue
             cls = int(rng.integers(len(CLASSES)))
@@ -173,7 +173,7 @@ def sample_scene(seed: int, size: int = 64, max_objects: int = 3, world: str = "
     return Scene(size, bg_a, bg_b, float(rng.uniform(0, 2 * np.pi)), tex, tuple(objects))
 
 
-def _palette(rng: np.random.Generator, c: Camo) -> tuple[np.ndarray, np.ndarray]:
+def draw_palette(rng: np.random.Generator, c: Camo) -> tuple[np.ndarray, np.ndarray]:
     for _ in range(100):
         lo, hi = rng.uniform(*c.palette, 3), rng.uniform(*c.palette, 3)
         if c.contrast[0] <= np.abs(hi - lo).mean() <= c.contrast[1]:
@@ -183,10 +183,10 @@ def _palette(rng: np.random.Generator, c: Camo) -> tuple[np.ndarray, np.ndarray]
 
 def _skins(rng: np.random.Generator, n_objects: int, c: Camo = CAMO) -> tuple[Skin, ...]:
     """The background's skin, then each object's: its own texture (not the background's), 2x finer or coarser."""
-    lo, hi = _palette(rng, c)
+    lo, hi = draw_palette(rng, c)
 
     def skin(tex: int, span: float, lo: np.ndarray, hi: np.ndarray) -> Skin:
-        jit = lambda v: tuple(float(x) for x in np.clip(v + rng.normal(0, c.jitter, 3), 0, 1))  # noqa: E731
+        jit = lambda v: tuple(float(x) for x in np.clip(v + rng.normal(0, c.jitter, 3), 0, 1))
         return Skin(tex, span * (c.brick_zoom if TEXTURES[tex] == "brick" else 1.0), float(rng.uniform(0, 2 * np.pi)),
                     (float(rng.uniform(128, 384)), float(rng.uniform(128, 384))), jit(lo), jit(hi))
 
@@ -202,7 +202,7 @@ def _skins(rng: np.random.Generator, n_objects: int, c: Camo = CAMO) -> tuple[Sk
     return tuple(out)
 
 
-@lru_cache(maxsize=None)
+@cache
 def texture_levels(index: int) -> tuple[np.ndarray, ...]:
     """One texture as float greys in [0, 1], pre-blurred by each of BLURS (a sampling step of d source pixels
     takes the level nearest d / 2)."""
