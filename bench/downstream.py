@@ -56,7 +56,7 @@ def train_recipe(data_yaml: Path, out: Path, epochs: int, imgsz: int, seed: int 
     model = YOLO(init or "yolov8n-seg.yaml")
     model.train(data=str(data_yaml), epochs=epochs, imgsz=imgsz, batch=32, seed=seed, deterministic=True,
                 pretrained=init is not None, device="cpu", workers=0, amp=False, plots=False, val=False,
-                project=str(out), name="train", exist_ok=True, verbose=False)
+                project=str(out.resolve()), name="train", exist_ok=True, verbose=False)  # relative: under runs/
     return out / "train" / "weights" / "last.pt", time.perf_counter() - t
 
 
