@@ -10,6 +10,8 @@ from typing import Any
 FREE_FIELDS = ("seeds", "device", "batch", "compile", "encoders")
 # Fields added after their default changed the output: what a run.json without them ran with.
 LEGACY = {"mask_score": "margin"}
+# `label` settings since removed, at the values that did nothing: a folder labelled with them resumes.
+REMOVED_LABEL = {"prior": 0.0, "starts": 1, "tune": 0}
 
 
 def identity(config: dict[str, Any]) -> dict[str, Any]:
@@ -18,6 +20,8 @@ def identity(config: dict[str, Any]) -> dict[str, Any]:
     from .config import RunConfig
 
     out = {k: v for k, v in config.items() if k not in FREE_FIELDS}
+    if isinstance(out.get("label"), dict):
+        out["label"] = {k: v for k, v in out["label"].items() if REMOVED_LABEL.get(k, object()) != v}
     for k, v in {**RunConfig().to_dict(), **LEGACY}.items():
         if k not in FREE_FIELDS:
             out.setdefault(k, v)

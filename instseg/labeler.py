@@ -108,6 +108,8 @@ def refine_objects(cfg: RunConfig, refine: str, rgb: np.ndarray, objects: list[I
                    tuning: RefineTuning = RefineTuning()) -> list[Instance]:
     """One image's objects with each mask moved to the image's own edges (`refine`: none | grabcut), then
     merged again (cut to their boxes, mask-NMS, disjoint). rgb [H, W, 3] uint8, masks at its size."""
+    if refine not in ("none", "grabcut"):
+        raise ValueError(f"refine must be none or grabcut here (auto is resolved by the caller), got {refine!r}")
     if refine == "none" or not objects:
         return objects
     # the photo's own verdict: where GrabCut from the box finds no object, only a sure detection stays

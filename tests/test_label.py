@@ -67,6 +67,23 @@ def test_removed_projection_and_refinement_options_are_refused_in_one_line(tmp_p
     assert not out.exists()
 
 
+def test_a_folder_labelled_before_the_options_went_resumes_unless_it_used_them(tmp_path):
+    """A run.json with the removed prior, starts and tune at their no-op values is the same run; one that used the
+    prior is another, refused in one line."""
+    _scenes(tmp_path / "imgs", seeds=[3_300_403])
+    out = tmp_path / "o"
+    assert _label([tmp_path / "imgs"], out).exit_code == 0
+    run_json = out / "run.json"
+    run = json.loads(run_json.read_text())
+    run["config"]["label"].update(prior=0.0, starts=1, tune=0)
+    run_json.write_text(json.dumps(run))
+    r = _label([tmp_path / "imgs"], out)
+    assert r.exit_code == 0, r.output
+    run["config"]["label"]["prior"] = 0.001
+    run_json.write_text(json.dumps(run))
+    one_line_error(_label([tmp_path / "imgs"], out), "different config (label)")
+
+
 def test_label_gets_the_generators_own_masks_back_and_eval_scores_it(tmp_path):
     """Samples of toy-flat as 'real' images: labelling them recovers the masks its label channels draw."""
     from instseg.checkpoints import load_generator
