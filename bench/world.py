@@ -47,19 +47,9 @@ def grown(box: tuple[int, int, int, int], margin: float, size: int) -> tuple[int
             min(size, int(np.ceil(y1 + dy))))
 
 
-def best_kmeans_cluster(img: np.ndarray, box: tuple[int, int, int, int], gt: np.ndarray, k: int = 3,
-                        margin: float = MARGIN) -> np.ndarray:
+def best_kmeans_cluster(img: np.ndarray, box: tuple[int, int, int, int], gt: np.ndarray, k: int = 3) -> np.ndarray:
     """The one k-means (RGB) cluster in the box's crop whose mask best matches gt: [H, W] bool."""
-    x0, y0, x1, y1 = grown(box, margin, img.shape[0])
-    crop = torch.from_numpy(img[y0:y1, x0:x1].reshape(-1, 3).astype(np.float32) / 255)
-    labels = kmeans(crop, min(k, len(crop)), seed=0)[0].reshape(y1 - y0, x1 - x0).numpy()
-    best, best_iou = np.zeros_like(gt), -1.0
-    for c in range(k):
-        m = np.zeros_like(gt)
-        m[y0:y1, x0:x1] = labels == c
-        if (i := _iou(m, gt)) > best_iou:
-            best, best_iou = m, i
-    return best
+    return best_stack_cluster(img[None].astype(np.float32) / 255, box, gt, k)
 
 
 def _relation(bg: Skin, obj: Skin) -> tuple[bool, float]:
@@ -94,8 +84,9 @@ def recoloured(seed: int, size: int, n: int, world: str, coupled: bool = True) -
 
 def best_stack_cluster(stack: np.ndarray, box: tuple[int, int, int, int], gt: np.ndarray, k: int = 3,
                        standardize: bool = False) -> np.ndarray:
-    """best_kmeans_cluster on a stack of renderings [n, H, W, 3]: each pixel's n x 3 values, optionally
-    standardised per pixel as `--normalize standardize` does."""
+    """The one k-means cluster of the box's crop (grown by MARGIN) whose mask best matches gt, on a stack of
+    renderings [n, H, W, 3] in [0, 1]: each pixel's n x 3 values, optionally standardised per pixel as
+    `--normalize standardize` does. [H, W] bool."""
     x0, y0, x1, y1 = grown(box, MARGIN, gt.shape[0])
     crop = torch.from_numpy(stack[:, y0:y1, x0:x1].transpose(1, 2, 0, 3).reshape((y1 - y0) * (x1 - x0), -1))
     if standardize:
