@@ -1,10 +1,11 @@
-"""Pick a toy-flat training checkpoint: the GAN-side figures of bench/toy.py for several generator files.
+"""Pick a toy training checkpoint: FD-YOLO, the detection share and the class gap (bench.toy's helpers) for
+several generator files.
 
     python -m bench.toy_checkpoints A.pt B.pt ... [--seeds 300000] [--samples 2000]
 
 FD-YOLO against renderer scenes, the share of samples with a detection at conf >= 0.5, and the
 largest class-share gap. The default seeds (300000+) are for choosing a checkpoint and are disjoint
-from the ones bench/toy.py reports (100000+, 200000+), so a choice made here is scored fairly there.
+from the ones bench.toy and bench.toy_target report (100000+, 800000+), so a choice made here is scored fairly there.
 """
 from __future__ import annotations
 
