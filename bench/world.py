@@ -20,6 +20,7 @@ import torch
 from bench.common import write_section
 from instseg.baselines import grabcut
 from instseg.cluster import kmeans
+from instseg.features import pixel_features
 from instseg.toy.render import (
     CAMO,
     Skin,
@@ -88,9 +89,8 @@ def best_stack_cluster(stack: np.ndarray, box: tuple[int, int, int, int], gt: np
     renderings [n, H, W, 3] in [0, 1]: each pixel's n x 3 values, optionally standardised per pixel as
     `--normalize standardize` does. [H, W] bool."""
     x0, y0, x1, y1 = grown(box, MARGIN, gt.shape[0])
-    crop = torch.from_numpy(stack[:, y0:y1, x0:x1].transpose(1, 2, 0, 3).reshape((y1 - y0) * (x1 - x0), -1))
-    if standardize:
-        crop = (crop - crop.mean(1, keepdim=True)) / (crop.std(1, keepdim=True) + 1e-6)
+    crop = pixel_features(torch.from_numpy(stack[:, y0:y1, x0:x1]).permute(0, 3, 1, 2),
+                          "standardize" if standardize else "raw")
     labels = kmeans(crop, min(k, len(crop)), seed=0)[0].reshape(y1 - y0, x1 - x0).numpy()
     best, best_iou = np.zeros_like(gt), -1.0
     for c in range(k):
